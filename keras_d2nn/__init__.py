@@ -1,0 +1,27 @@
+"""keras_d2nn: Dynamic Deep Neural Networks for Keras 3 with real skipping."""
+
+from keras_d2nn import architectures
+from keras_d2nn.cost import UncountableLayerError
+from keras_d2nn.cost import layer_flops
+from keras_d2nn.estimators import Reinforce
+from keras_d2nn.execution import ExecutionTrace
+from keras_d2nn.execution import execute
+from keras_d2nn.graph import Graph
+from keras_d2nn.graph import Plan
+from keras_d2nn.layers.controller import Controller
+from keras_d2nn.model import D2NNModel
+from keras_d2nn.version import __version__
+
+__all__ = [
+    "Controller",
+    "D2NNModel",
+    "ExecutionTrace",
+    "Graph",
+    "Plan",
+    "Reinforce",
+    "UncountableLayerError",
+    "__version__",
+    "architectures",
+    "execute",
+    "layer_flops",
+]

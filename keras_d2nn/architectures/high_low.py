@@ -1,0 +1,91 @@
+"""The paper's high-low capacity D2NN."""
+
+import keras
+
+from keras_d2nn.graph import Graph
+from keras_d2nn.layers.controller import Controller
+from keras_d2nn.model import D2NNModel
+
+
+def default_low_network(input_shape):
+    """A cheap feature extractor: one small strided convolution."""
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(32, activation="relu"),
+    ], name="low_network")
+
+
+def default_high_network(input_shape, num_classes):
+    """An expensive classifier: two full-resolution convolutions."""
+    return keras.Sequential([
+        keras.Input(input_shape),
+        keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(num_classes),
+    ], name="high_network")
+
+
+def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
+             high_network=None, controller=None, name="high_low"):
+    """Builds the high-low capacity D2NN: a cheap path, and an expensive one
+    that a controller runs only for the examples that need it.
+
+    ```
+    image --> low --> low_head --> [stop] ------------.
+     |          \\                     ^ gate=stop     |
+     |           '--> <gate> ---------+                +--> logits (merge)
+     |                                v gate=high      |
+     '----------------------------> high -------------'
+    ```
+
+    The low network maps the image to features; `low_head` (a Dense layer)
+    turns them into logits. The Q-node `gate` reads the low features and
+    either stops (the dummy `stop` passes the low logits on) or runs the
+    high network on the full image. The merge `logits` takes whichever ran.
+
+    Args:
+        input_shape: shape of one image.
+        num_classes: number of classes (logits are output).
+        low_network: a Keras model image -> feature vector (default: one
+            strided convolution and a Dense layer of 32).
+        high_network: a Keras model image -> `num_classes` logits
+            (default: two convolutions and a Dense layer of 128).
+        controller: a `keras_d2nn.Controller` with 2 actions.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras_d2nn.D2NNModel` whose controller is `gate`
+        with actions `("stop", "high")`.
+
+    Example:
+
+    ```python
+    model = keras_d2nn.architectures.high_low()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), metrics=["accuracy"], cost_weight=0.5)
+    ```
+    """
+    input_shape = tuple(input_shape)
+    graph = Graph()
+    graph.input("image", shape=input_shape)
+    graph.f_node("low", low_network or default_low_network(input_shape),
+                 inputs="image")
+    graph.f_node("low_head", keras.layers.Dense(num_classes, name="low_head"),
+                 inputs="low")
+    graph.q_node("gate", controller or Controller(2, hidden_units=(16,)),
+                 inputs="low", actions=("stop", "high"))
+    graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
+    graph.f_node("high",
+                 high_network or default_high_network(input_shape,
+                                                      num_classes),
+                 inputs="image", when=("gate", "high"))
+    graph.merge("logits", inputs=["stop", "high"])
+    graph.output("logits")
+    return D2NNModel(graph, name=name)

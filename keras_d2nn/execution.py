@@ -1,0 +1,228 @@
+"""Running a validated plan on a batch: which examples reach which node.
+
+Two modes produce the same values (tested):
+
+- `"routed"` (the default, used in training and serving): for each node,
+  the indices of the examples that reach it are gathered, the node runs on
+  that sub-batch only, and its output is scattered back into a full-batch
+  tensor. The call sits in a `tf.cond` on the sub-batch size, so a node that
+  no example reaches does not run at all (no kernels, no variable updates,
+  no batch-norm statistics from an empty batch).
+- `"masked"` (reference only): every node runs on the whole batch and the
+  examples that should not have reached it are overwritten. This is what
+  mask-based dynamic networks do; it saves nothing.
+
+Only ops that convert to LiteRT builtins are used on the inference path
+(`tf.where`, `tf.gather`, `tf.scatter_nd` with int32 indices, `tf.cond`).
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+MODES = ("routed", "masked")
+
+
+@dataclasses.dataclass
+class ExecutionTrace:
+    """What happened when a plan ran on a batch.
+
+    Attributes:
+        outputs: `{output name: tensor}`.
+        values: `{node name: full-batch tensor}`, zeros (or the edge default)
+            for examples the node did not run on.
+        executed: `{node name: bool tensor (batch,)}`.
+        decisions: `{controller: int32 (batch,)}`, -1 where it did not run.
+        log_probs: `{controller: float (batch,)}`, 0 where it did not run.
+        entropies: `{controller: float (batch,)}`, 0 where it did not run.
+        executed_flops: float32 `(batch,)`: FLOPs of the nodes that ran.
+    """
+
+    outputs: dict
+    values: dict
+    executed: dict
+    decisions: dict
+    log_probs: dict
+    entropies: dict
+    executed_flops: tf.Tensor
+
+
+def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
+    """Runs `fn` on the examples where `mask` holds; scatters the results.
+
+    `empty_outputs` gives, for the skipped case, zero-size tensors with the
+    same structure as `fn`'s outputs.
+    """
+    indices = tf.cast(tf.where(mask)[:, 0], tf.int32)
+    sub_args = [tf.gather(a, indices) for a in args]
+    outputs = tf.cond(
+        tf.size(indices) > 0,
+        lambda: fn(sub_args),
+        lambda: empty_outputs,
+    )
+    scatter_at = indices[:, None]
+
+    def scatter(sub):
+        shape = tf.concat([[batch_size], tf.shape(sub)[1:]], axis=0)
+        return tf.scatter_nd(scatter_at, sub, shape)
+
+    return tf.nest.map_structure(scatter, outputs)
+
+
+def _run_masked(fn, mask, args):
+    outputs = fn(args)
+
+    def overwrite(full):
+        keep = tf.reshape(mask, [-1] + [1] * (len(full.shape) - 1))
+        return tf.where(keep, full, tf.zeros_like(full))
+
+    return tf.nest.map_structure(overwrite, outputs)
+
+
+def _empty_like_spec(spec):
+    return tf.zeros([0] + list(spec.shape[1:]), dtype=spec.dtype)
+
+
+def _broadcast_mask(mask, value):
+    return tf.reshape(mask, [-1] + [1] * (len(value.shape) - 1))
+
+
+def _masked_value(value, mask, default=0.0):
+    """`value` where `mask` holds, `default` elsewhere."""
+    fill = tf.fill(tf.shape(value), tf.cast(default, value.dtype))
+    return tf.where(_broadcast_mask(mask, value), value, fill)
+
+
+def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
+    """Runs `plan` on a batch and returns an `ExecutionTrace`.
+
+    Args:
+        plan: a `graph.Plan`.
+        inputs: `{input node name: tensor}`, batch first.
+        training: passed to the layers; controllers sample when True.
+        mode: `"routed"` or `"masked"` (see the module docstring).
+        decisions: optional `{controller: int tensor (batch,)}` forcing the
+            decisions of those controllers (where they run).
+
+    Example:
+
+    ```python
+    trace = execute(model.plan, {"image": images}, mode="routed")
+    trace.decisions["gate"], trace.executed_flops
+    ```
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` should be one of {MODES}. Received: {mode!r}")
+    decisions = dict(decisions or {})
+    first = next(iter(inputs.values()))
+    batch_size = tf.shape(first)[0]
+    all_true = tf.ones([batch_size], dtype=tf.bool)
+
+    values, executed = {}, {}
+    chosen, log_probs, entropies = {}, {}, {}
+    flops = tf.zeros([batch_size], dtype=tf.float32)
+
+    for node in plan.order:
+        name = node.name
+        if node.kind == "input":
+            values[name], executed[name] = inputs[name], all_true
+            continue
+
+        mask = all_true
+        if node.inputs:
+            mask = tf.reduce_any(
+                tf.stack([executed[p] for p in node.inputs]), axis=0)
+        for controller, actions in node.control.items():
+            picked = tf.reduce_any(
+                tf.stack([tf.equal(chosen[controller], a) for a in actions]),
+                axis=0)
+            mask = tf.logical_and(mask, picked)
+        executed[name] = mask
+
+        args = [
+            _masked_value(values[p], executed[p], node.defaults[p])
+            if p in node.defaults else values[p]
+            for p in node.inputs
+        ]
+
+        if node.kind == "dummy":
+            if args:
+                values[name] = _masked_value(args[0], mask)
+            continue
+        if node.kind == "merge" and node.layer is None:
+            merged = tf.zeros_like(args[0])
+            for parent, value in zip(node.inputs, args):
+                merged = tf.where(_broadcast_mask(executed[parent], value),
+                                  value, merged)
+            values[name] = merged
+            continue
+
+        spec = plan.specs[name]
+        if node.kind == "q":
+            fn = _controller_fn(node, training, decisions.get(name))
+            empty = (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
+                     tf.zeros([0], tf.float32))
+            forced = decisions.get(name)
+            q_args = args + ([tf.cast(forced, tf.int32)]
+                             if forced is not None else [])
+        else:
+            fn = _layer_fn(node, training)
+            empty = _empty_like_spec(spec)
+            q_args = args
+
+        if mode == "routed":
+            out = _gather_run_scatter(fn, mask, q_args, batch_size, empty)
+        else:
+            out = _run_masked(fn, mask, q_args)
+
+        if node.kind == "q":
+            action, log_prob, entropy = out
+            # Scattering leaves 0 where the controller did not run; -1 makes
+            # "did not decide" distinct from action 0.
+            chosen[name] = tf.where(mask, action, -tf.ones_like(action))
+            log_probs[name] = tf.cast(log_prob, tf.float32)
+            entropies[name] = tf.cast(entropy, tf.float32)
+        values[name] = out if node.kind != "q" else None
+
+        if plan.flops[name]:
+            flops += plan.flops[name] * tf.cast(mask, tf.float32)
+
+    outputs = {out: values[node_name] for out, node_name in plan.outputs}
+    return ExecutionTrace(
+        outputs=outputs,
+        values={k: v for k, v in values.items() if v is not None},
+        executed=executed,
+        decisions=chosen,
+        log_probs=log_probs,
+        entropies=entropies,
+        executed_flops=flops,
+    )
+
+
+def _layer_fn(node, training):
+    layer = node.layer
+
+    def fn(args):
+        call_args = args[0] if len(args) == 1 else list(args)
+        return layer(call_args, training=training)
+
+    return fn
+
+
+def _controller_fn(node, training, forced):
+    """A function computing a controller's (action, log_prob, entropy).
+
+    When `forced` is given, it was appended to the arguments so that it is
+    gathered with them.
+    """
+    controller = node.layer
+
+    def fn(args):
+        action = None
+        if forced is not None:
+            args, action = args[:-1], args[-1]
+        call_args = args[0] if len(args) == 1 else list(args)
+        logits = controller(call_args, training=training)
+        return controller.decide(logits, training=training, action=action)
+
+    return fn

@@ -1,0 +1,638 @@
+"""Describe a D2NN as a DAG, validate it, and turn it into an execution plan.
+
+A `Graph` holds input nodes, F-nodes (any Keras layer or model), Q-nodes
+(controllers), dummy nodes, merge nodes and outputs. Nodes name their data
+parents in `inputs` and their controllers in `when`. `Graph.validate()`
+checks the whole description and returns a `Plan`: the nodes in topological
+order with resolved control edges, output shapes and FLOP costs.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_d2nn import cost
+from keras_d2nn import reachability
+
+NODE_KINDS = ("input", "f", "q", "dummy", "merge")
+
+
+@dataclasses.dataclass(frozen=True)
+class Node:
+    """One node of a D2NN graph; built by the `Graph` methods, not by hand.
+
+    `control` is filled by validation: `{controller name: (action index,)}`.
+    """
+
+    name: str
+    kind: str
+    inputs: tuple = ()
+    layer: object = None
+    when: tuple = ()
+    cost: object = None
+    defaults: dict = dataclasses.field(default_factory=dict)
+    shape: tuple = None
+    dtype: str = "float32"
+    actions: tuple = ()
+    control: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """A validated graph, ready to execute.
+
+    Attributes:
+        order: nodes in topological order (data and control edges).
+        outputs: `(output name, node name)` pairs.
+        specs: `{node name: keras.KerasTensor}` symbolic output of each node
+            (`None` for a dummy without inputs).
+        flops: `{node name: FLOPs per example}`.
+        controllers: names of the Q-nodes, in topological order.
+        conditions: `{node name: bool ndarray}` over the joint decisions.
+        space: the `reachability.DecisionSpace` of the joint decisions.
+    """
+
+    order: tuple
+    outputs: tuple
+    specs: dict
+    flops: dict
+    controllers: tuple
+    conditions: dict
+    space: object
+
+    @property
+    def nodes(self):
+        return {node.name: node for node in self.order}
+
+    @property
+    def full_flops(self):
+        """FLOPs per example when every node executes."""
+        return float(sum(self.flops.values()))
+
+
+def _as_names(value, what):
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{what} should name nodes with strings. Received: {value!r}"
+            )
+    return names
+
+
+def _as_when(value, node_name):
+    """Normalises `when` to a tuple of `(controller, action)` pairs."""
+    if value is None:
+        return ()
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], (int, str, np.integer))
+    ):
+        value = [value]
+    pairs = []
+    for item in value:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(
+                f"Node '{node_name}': `when` should be a (controller, action) "
+                f"pair or a list of them. Received: when={value!r}"
+            )
+        controller, action = item
+        if isinstance(action, np.integer):
+            action = int(action)
+        pairs.append((controller, action))
+    return tuple(pairs)
+
+
+class Graph:
+    """A D2NN described as a DAG of nodes with data and control edges.
+
+    Nodes are added by name; a node names its data parents in `inputs` and,
+    if it is conditional, the controller actions that select it in `when`.
+    Forward references are allowed: everything is checked by `validate()`
+    (called by `D2NNModel`), which raises a `ValueError` naming the culprit
+    for a cycle, a dangling name, a node that can never execute, an output
+    that some example would not reach, a merge whose inputs are not
+    alternatives, or layers whose shapes do not fit.
+
+    Execution semantics (DESIGN.md section 1): a node with control edges runs
+    for an example only if every controlling Q-node ran and chose one of the
+    actions that select it; any node runs only if at least one data parent
+    ran for that example (absent parents pass their default, zeros unless
+    given in `defaults`). Dummy nodes pass their input through at no cost.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_d2nn
+
+    graph = keras_d2nn.Graph()
+    graph.input("image", shape=(28, 28, 1))
+    graph.f_node("low", keras.Sequential([keras.layers.Flatten(),
+                                          keras.layers.Dense(16, "relu")]),
+                 inputs="image")
+    graph.f_node("low_head", keras.layers.Dense(10), inputs="low")
+    graph.q_node("gate", keras_d2nn.Controller(2), inputs="low",
+                 actions=("stop", "high"))
+    graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
+    graph.f_node("high", keras.Sequential([keras.layers.Flatten(),
+                                           keras.layers.Dense(10)]),
+                 inputs="image", when=("gate", "high"))
+    graph.merge("logits", inputs=["stop", "high"])
+    graph.output("logits")
+    plan = graph.validate()
+    ```
+    """
+
+    def __init__(self):
+        self._nodes = {}
+        self._outputs = []
+
+    # -- building -----------------------------------------------------------
+
+    def _add(self, node):
+        if not isinstance(node.name, str) or not node.name:
+            raise ValueError(
+                f"Node names should be non-empty strings. Received: {node.name!r}"
+            )
+        if node.name in self._nodes:
+            raise ValueError(
+                f"A node named '{node.name}' is already in the graph; node "
+                "names must be unique."
+            )
+        self._nodes[node.name] = node
+        return node.name
+
+    def input(self, name, shape, dtype="float32"):
+        """Adds an input node; `shape` excludes the batch dimension.
+
+        Example: `graph.input("image", shape=(28, 28, 1))`.
+        """
+        try:
+            shape = tuple(None if d is None else int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Input '{name}': `shape` should be a tuple of dimensions "
+                f"without the batch dimension. Received: shape={shape!r}"
+            ) from None
+        return self._add(Node(name=name, kind="input", shape=shape, dtype=dtype))
+
+    def f_node(self, name, layer, inputs, *, when=None, cost=None,
+               defaults=None):
+        """Adds an F-node: a Keras layer or model applied to `inputs`.
+
+        Args:
+            name: unique node name.
+            layer: any `keras.layers.Layer` (a model included) returning one
+                tensor. Several inputs are passed to it as a list.
+            inputs: name or list of names of the data parents.
+            when: `(controller, action)` or a list of them: the node runs
+                only when one of these actions is chosen.
+            cost: FLOPs per example to use instead of the counted ones.
+            defaults: `{parent name: value}` seen when that parent did not
+                execute for an example (default 0).
+
+        Example: `graph.f_node("high", big_net, "image", when=("gate", 1))`.
+        """
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                f"F-node '{name}' needs a keras.layers.Layer (a layer or a "
+                f"model). Received: {type(layer).__name__}"
+            )
+        return self._add(self._make(name, "f", layer, inputs, when, cost,
+                                    defaults))
+
+    def q_node(self, name, controller, inputs, *, actions=None, when=None,
+               cost=None, defaults=None):
+        """Adds a Q-node: a controller choosing one of its actions.
+
+        Args:
+            controller: a `keras_d2nn.Controller`.
+            actions: names of the actions (defaults to `"0"`, `"1"`, ...);
+                their number must equal `controller.num_actions`, and be >= 2.
+            other arguments: as for `f_node`.
+
+        Example:
+
+        ```python
+        graph.q_node("gate", keras_d2nn.Controller(2), inputs="low",
+                     actions=("stop", "high"))
+        ```
+        """
+        num_actions = getattr(controller, "num_actions", None)
+        if num_actions is None or not hasattr(controller, "decide"):
+            raise TypeError(
+                f"Q-node '{name}' needs a keras_d2nn.Controller. Received: "
+                f"{type(controller).__name__}"
+            )
+        if actions is None:
+            actions = tuple(str(i) for i in range(num_actions))
+        elif isinstance(actions, int):
+            actions = tuple(str(i) for i in range(actions))
+        else:
+            actions = tuple(str(a) for a in actions)
+        if len(actions) < 2:
+            raise ValueError(
+                f"Q-node '{name}' should have at least 2 actions. Received: "
+                f"{len(actions)} ({actions!r})"
+            )
+        if len(set(actions)) != len(actions):
+            raise ValueError(
+                f"Q-node '{name}' has duplicate action names: {actions!r}"
+            )
+        if len(actions) != num_actions:
+            raise ValueError(
+                f"Q-node '{name}' names {len(actions)} actions but its "
+                f"controller has num_actions={num_actions}."
+            )
+        node = self._make(name, "q", controller, inputs, when, cost, defaults)
+        return self._add(dataclasses.replace(node, actions=actions))
+
+    def dummy(self, name, inputs=None, *, when=None):
+        """Adds a dummy node: passes its single input on, costs nothing.
+
+        Without inputs it produces no value and only marks "do nothing".
+
+        Example: `graph.dummy("stop", inputs="low_head", when=("gate", 0))`.
+        """
+        return self._add(self._make(name, "dummy", None, inputs, when, 0.0,
+                                    None))
+
+    def merge(self, name, inputs, *, combine=None, when=None, defaults=None):
+        """Adds a merge node closing a conditional region.
+
+        Args:
+            inputs: names of the alternative branches.
+            combine: `None` (default) requires the inputs to be alternatives
+                (never two for one example) and passes on the one that ran.
+                Otherwise a Keras layer (e.g. `keras.layers.Add()`) applied to
+                the list of inputs, absent ones replaced by their defaults.
+
+        Example: `graph.merge("logits", inputs=["stop", "high"])`.
+        """
+        if combine is not None and not isinstance(combine, keras.layers.Layer):
+            raise TypeError(
+                f"Merge '{name}': `combine` should be None or a Keras layer. "
+                f"Received: {type(combine).__name__}"
+            )
+        return self._add(self._make(name, "merge", combine, inputs, when,
+                                    None, defaults))
+
+    def output(self, node, name=None):
+        """Marks `node`'s value as a model output (named `name` or `node`).
+
+        Example: `graph.output("logits")`.
+        """
+        name = node if name is None else name
+        if any(existing == name for existing, _ in self._outputs):
+            raise ValueError(f"An output named '{name}' already exists.")
+        self._outputs.append((name, node))
+        return name
+
+    def _make(self, name, kind, layer, inputs, when, cost_override, defaults):
+        if cost_override is not None:
+            cost_override = float(cost_override)
+            if not np.isfinite(cost_override) or cost_override < 0:
+                raise ValueError(
+                    f"Node '{name}': `cost` should be a finite number >= 0. "
+                    f"Received: cost={cost_override}"
+                )
+        return Node(
+            name=name,
+            kind=kind,
+            inputs=_as_names(inputs, f"Node '{name}' inputs"),
+            layer=layer,
+            when=_as_when(when, name),
+            cost=cost_override,
+            defaults={k: float(v) for k, v in (defaults or {}).items()},
+        )
+
+    @property
+    def nodes(self):
+        """The nodes in the order they were added."""
+        return tuple(self._nodes.values())
+
+    @property
+    def outputs(self):
+        return tuple(self._outputs)
+
+    # -- validation ---------------------------------------------------------
+
+    def validate(self):
+        """Checks the graph and returns its `Plan`.
+
+        Builds every layer on symbolic inputs (so shapes are checked and
+        weights created), counts FLOPs, and checks reachability exactly.
+
+        Example: `plan = graph.validate(); plan.full_flops`.
+        """
+        self._check_structure()
+        nodes = self._resolve_control()
+        order = self._topological_order(nodes)
+        controllers = {n.name: n.actions for n in order if n.kind == "q"}
+        space = reachability.DecisionSpace(controllers)
+        conditions = reachability.execution_conditions(order, space)
+        self._check_reachability(order, conditions, space)
+        specs, flops = self._infer_shapes_and_flops(order)
+        return Plan(
+            order=tuple(order),
+            outputs=tuple(self._outputs),
+            specs=specs,
+            flops=flops,
+            controllers=tuple(controllers),
+            conditions=conditions,
+            space=space,
+        )
+
+    def _check_structure(self):
+        if not any(n.kind == "input" for n in self._nodes.values()):
+            raise ValueError("The graph has no input node; add one with "
+                             "graph.input(name, shape).")
+        if not self._outputs:
+            raise ValueError("The graph has no output; mark one with "
+                             "graph.output(node_name).")
+        known = sorted(self._nodes)
+        for node in self._nodes.values():
+            for parent in node.inputs:
+                if parent not in self._nodes:
+                    raise ValueError(
+                        f"Node '{node.name}' takes input '{parent}', which is "
+                        f"not a node of the graph. Known nodes: {known}"
+                    )
+            if node.kind == "input" and node.when:
+                raise ValueError(f"Input node '{node.name}' cannot be "
+                                 "controlled (`when`).")
+            if node.kind in ("f", "q", "merge") and not node.inputs:
+                raise ValueError(
+                    f"Node '{node.name}' ({node.kind}-node) needs at least one "
+                    "data input."
+                )
+            if node.kind == "dummy" and len(node.inputs) > 1:
+                raise ValueError(
+                    f"Dummy node '{node.name}' passes on at most one input; "
+                    f"received {len(node.inputs)}: {list(node.inputs)}"
+                )
+            if node.kind == "merge" and len(node.inputs) < 2:
+                raise ValueError(
+                    f"Merge node '{node.name}' needs at least 2 inputs; "
+                    f"received {list(node.inputs)}"
+                )
+            for parent in node.inputs:
+                if self._nodes[parent].kind == "q":
+                    raise ValueError(
+                        f"Node '{node.name}' takes data from Q-node "
+                        f"'{parent}'; a Q-node's output is a decision, not "
+                        "data. Use `when=` for control, or read the "
+                        "Q-node's own inputs."
+                    )
+            for parent in node.defaults:
+                if parent not in node.inputs:
+                    raise ValueError(
+                        f"Node '{node.name}' gives a default for '{parent}', "
+                        f"which is not one of its inputs {list(node.inputs)}."
+                    )
+        for name, node_name in self._outputs:
+            if node_name not in self._nodes:
+                raise ValueError(
+                    f"Output '{name}' refers to '{node_name}', which is not a "
+                    f"node of the graph. Known nodes: {known}"
+                )
+
+    def _resolve_control(self):
+        resolved = {}
+        for node in self._nodes.values():
+            control = {}
+            for controller, action in node.when:
+                q = self._nodes.get(controller)
+                if q is None:
+                    raise ValueError(
+                        f"Node '{node.name}' has a control edge from "
+                        f"'{controller}', which is not a node of the graph."
+                    )
+                if q.kind != "q":
+                    raise ValueError(
+                        f"Node '{node.name}' has a control edge from "
+                        f"'{controller}', which is a {q.kind}-node, not a "
+                        "Q-node (controller)."
+                    )
+                if isinstance(action, str):
+                    if action not in q.actions:
+                        raise ValueError(
+                            f"Node '{node.name}': controller '{controller}' "
+                            f"has no action '{action}'. Its actions: "
+                            f"{list(q.actions)}"
+                        )
+                    action = q.actions.index(action)
+                elif not 0 <= action < len(q.actions):
+                    raise ValueError(
+                        f"Node '{node.name}': controller '{controller}' has "
+                        f"actions 0..{len(q.actions) - 1}; received action "
+                        f"{action}."
+                    )
+                control.setdefault(controller, set()).add(action)
+            resolved[node.name] = dataclasses.replace(
+                node,
+                control={c: tuple(sorted(a)) for c, a in control.items()},
+            )
+        return resolved
+
+    def _topological_order(self, nodes):
+        parents = {
+            name: list(node.inputs) + list(node.control)
+            for name, node in nodes.items()
+        }
+        order, state = [], {}
+
+        def visit(name, path):
+            if state.get(name) == "done":
+                return
+            if state.get(name) == "active":
+                cycle = path[path.index(name):] + [name]
+                raise ValueError(
+                    "The graph has a cycle: " + " -> ".join(cycle)
+                    + ". A D2NN must be a DAG (data and control edges)."
+                )
+            state[name] = "active"
+            for parent in parents[name]:
+                visit(parent, path + [name])
+            state[name] = "done"
+            order.append(nodes[name])
+
+        for name in nodes:
+            visit(name, [])
+        return order
+
+    def _check_reachability(self, order, conditions, space):
+        for node in order:
+            if conditions[node.name].any():
+                continue
+            if node.control:
+                raise ValueError(
+                    f"Node '{node.name}' can never execute: no decision of "
+                    f"its controllers {list(node.control)} selects it while "
+                    f"one of its data inputs {list(node.inputs)} executes. "
+                    "Its control edge points at an unreachable node."
+                )
+            raise ValueError(f"Node '{node.name}' can never execute: none of "
+                             f"its data inputs {list(node.inputs)} ever runs.")
+        for name, node_name in self._outputs:
+            missing = np.flatnonzero(~conditions[node_name])
+            if missing.size:
+                raise ValueError(
+                    f"Output '{name}' is not produced for every example: node "
+                    f"'{node_name}' does not execute when "
+                    f"{space.describe(missing[0], conditions)}. Close the "
+                    "conditional region with a merge of all its branches."
+                )
+        for node in order:
+            if node.kind != "merge" or node.layer is not None:
+                continue
+            for i, a in enumerate(node.inputs):
+                for b in node.inputs[i + 1:]:
+                    both = np.flatnonzero(conditions[a] & conditions[b])
+                    if both.size:
+                        raise ValueError(
+                            f"Merge '{node.name}' selects among alternative "
+                            f"inputs, but '{a}' and '{b}' are not "
+                            "alternatives: both execute when "
+                            f"{space.describe(both[0], conditions)}. Pass "
+                            "`combine=` (e.g. keras.layers.Add()) to combine "
+                            "inputs that can coexist."
+                        )
+
+    def _infer_shapes_and_flops(self, order):
+        specs, flops = {}, {}
+        for node in order:
+            if node.kind == "input":
+                spec = keras.KerasTensor((None,) + node.shape, dtype=node.dtype)
+                specs[node.name], flops[node.name] = spec, 0.0
+                continue
+            for parent in node.inputs:
+                if specs[parent] is None:
+                    raise ValueError(
+                        f"Node '{node.name}' takes input from dummy node "
+                        f"'{parent}', which has no input and so no value."
+                    )
+            args = [specs[p] for p in node.inputs]
+            if node.kind == "dummy":
+                specs[node.name] = args[0] if args else None
+                flops[node.name] = 0.0
+                continue
+            if node.kind == "merge" and node.layer is None:
+                self._check_same_shapes(node, args)
+                specs[node.name], flops[node.name] = args[0], 0.0
+                continue
+            call_args = args[0] if len(args) == 1 else args
+            try:
+                out = node.layer(call_args)
+            except Exception as error:  # re-raised with the node named
+                shapes = [tuple(a.shape) for a in args]
+                raise ValueError(
+                    f"Node '{node.name}' ({type(node.layer).__name__}) cannot "
+                    f"be applied to its inputs {list(node.inputs)} of shapes "
+                    f"{shapes}: {error}"
+                ) from error
+            if not isinstance(out, keras.KerasTensor):
+                raise ValueError(
+                    f"Node '{node.name}': its layer should return one tensor; "
+                    f"it returned {type(out).__name__}."
+                )
+            if node.kind == "q":
+                expected = (None, node.layer.num_logits)
+                if tuple(out.shape) != expected:
+                    raise ValueError(
+                        f"Q-node '{node.name}' produced logits of shape "
+                        f"{tuple(out.shape)}; expected {expected}."
+                    )
+            if any(d is None for d in out.shape[1:]):
+                raise ValueError(
+                    f"Node '{node.name}' produces shape {tuple(out.shape)}; "
+                    "routed execution needs every dimension but the batch "
+                    "to be known. Give the input node a full shape."
+                )
+            specs[node.name] = out
+            if node.cost is not None:
+                flops[node.name] = node.cost
+            else:
+                flops[node.name] = cost.layer_flops(node.layer, call_args,
+                                                    node_name=node.name)
+        return specs, flops
+
+    @staticmethod
+    def _check_same_shapes(node, args):
+        first = args[0]
+        for parent, spec in zip(node.inputs[1:], args[1:]):
+            if tuple(spec.shape[1:]) != tuple(first.shape[1:]) or (
+                spec.dtype != first.dtype
+            ):
+                raise ValueError(
+                    f"Merge '{node.name}' has inputs of mismatched shapes: "
+                    f"'{node.inputs[0]}' is {tuple(first.shape)} "
+                    f"{first.dtype}, '{parent}' is {tuple(spec.shape)} "
+                    f"{spec.dtype}. Alternatives must have the same shape."
+                )
+
+    # -- serialisation ------------------------------------------------------
+
+    def get_config(self):
+        """A JSON-able description; layers are serialised with Keras.
+
+        A layer object used by several nodes is stored once and referenced.
+        """
+        seen, nodes = {}, []
+        for node in self._nodes.values():
+            if node.layer is None:
+                layer = None
+            elif id(node.layer) in seen:
+                layer = {"shared_with": seen[id(node.layer)]}
+            else:
+                seen[id(node.layer)] = node.name
+                layer = keras.saving.serialize_keras_object(node.layer)
+            nodes.append({
+                "name": node.name,
+                "kind": node.kind,
+                "inputs": list(node.inputs),
+                "layer": layer,
+                "when": [list(pair) for pair in node.when],
+                "cost": node.cost,
+                "defaults": dict(node.defaults),
+                "shape": None if node.shape is None else list(node.shape),
+                "dtype": node.dtype,
+                "actions": list(node.actions),
+            })
+        return {"nodes": nodes,
+                "outputs": [list(pair) for pair in self._outputs]}
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuilds a graph written by `get_config`."""
+        graph, layers = cls(), {}
+        for item in config["nodes"]:
+            layer = item["layer"]
+            if isinstance(layer, dict) and "shared_with" in layer:
+                layer = layers[layer["shared_with"]]
+            elif layer is not None:
+                layer = keras.saving.deserialize_keras_object(layer)
+            layers[item["name"]] = layer
+            graph._add(Node(
+                name=item["name"],
+                kind=item["kind"],
+                inputs=tuple(item["inputs"]),
+                layer=layer,
+                when=tuple(tuple(pair) for pair in item["when"]),
+                cost=item["cost"],
+                defaults=dict(item["defaults"]),
+                shape=None if item["shape"] is None else tuple(item["shape"]),
+                dtype=item["dtype"],
+                actions=tuple(item["actions"]),
+            ))
+        for name, node_name in config["outputs"]:
+            graph.output(node_name, name)
+        return graph

@@ -1,0 +1,182 @@
+"""The Q-node layer: a small network emitting a distribution over actions."""
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from keras_d2nn import cost
+from keras_d2nn.api_export import keras_d2nn_export
+
+tfd = tfp.distributions
+
+DISTRIBUTIONS = ("categorical", "bernoulli")
+
+
+@keras_d2nn_export
+class Controller(keras.layers.Layer):
+    """A D2NN controller (Q-node): reads features, chooses one action.
+
+    `call` returns logits (tensors only pass between layers); `decide` turns
+    them into a `tfp.distributions` distribution and a decision: sampled in
+    training (exploration), the argmax at inference. Exploration mixes the
+    tempered policy with a uniform choice: the behaviour distribution is
+    `(1 - epsilon) * softmax(logits / temperature) + epsilon / num_actions`,
+    and log-probabilities and entropies are those of that distribution, so
+    policy-gradient estimates stay unbiased for what was actually sampled.
+    `epsilon` and `temperature` are non-trainable variables: schedules and
+    callbacks may assign them between steps, and checkpoints keep them.
+
+    Args:
+        num_actions: number of actions, >= 2.
+        hidden_units: sizes of the hidden Dense layers (ReLU) before the
+            logits. `()` gives a linear controller.
+        distribution: `"categorical"` (one logit per action) or
+            `"bernoulli"` (a two-way gate with one logit; action 1 = open).
+        epsilon: probability of a uniformly random action in training.
+        temperature: divides the logits when sampling in training.
+        seed: seed of the sampling stream.
+
+    Input shape: `(batch, ...)`, flattened. Output shape: `(batch,
+    num_logits)` with `num_logits` = `num_actions`, or 1 for Bernoulli.
+
+    Example:
+
+    ```python
+    controller = keras_d2nn.Controller(num_actions=3, hidden_units=(16,))
+    logits = controller(tf.random.normal([4, 32]))
+    action, log_prob, entropy = controller.decide(logits, training=True)
+    ```
+
+    References:
+        Liu & Deng, "Dynamic Deep Neural Networks: Optimizing Accuracy-
+        Efficiency Trade-offs by Selective Execution", AAAI 2018.
+    """
+
+    def __init__(self, num_actions, hidden_units=(32,),
+                 distribution="categorical", epsilon=0.0, temperature=1.0,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(num_actions, int) or num_actions < 2:
+            raise ValueError(
+                f"`num_actions` should be an int >= 2. Received: "
+                f"num_actions={num_actions!r}"
+            )
+        if distribution not in DISTRIBUTIONS:
+            raise ValueError(
+                f"`distribution` should be one of {DISTRIBUTIONS}. Received: "
+                f"distribution={distribution!r}"
+            )
+        if distribution == "bernoulli" and num_actions != 2:
+            raise ValueError(
+                "A 'bernoulli' controller is a two-way gate: `num_actions` "
+                f"should be 2. Received: num_actions={num_actions}"
+            )
+        if not 0.0 <= epsilon <= 1.0:
+            raise ValueError(
+                f"`epsilon` should be in [0, 1]. Received: epsilon={epsilon}"
+            )
+        if not temperature > 0:
+            raise ValueError(
+                f"`temperature` should be > 0. Received: "
+                f"temperature={temperature}"
+            )
+        self.num_actions = num_actions
+        self.hidden_units = tuple(int(u) for u in hidden_units)
+        self.distribution = distribution
+        self.initial_epsilon = float(epsilon)
+        self.initial_temperature = float(temperature)
+        self.seed = seed
+        self.num_logits = 1 if distribution == "bernoulli" else num_actions
+        self.network = keras.Sequential(
+            [keras.layers.Flatten()]
+            + [keras.layers.Dense(u, activation="relu")
+               for u in self.hidden_units]
+            + [keras.layers.Dense(self.num_logits)],
+            name="network",
+        )
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.epsilon = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(epsilon),
+            trainable=False, name="epsilon")
+        self.temperature = self.add_weight(
+            shape=(), initializer=keras.initializers.Constant(temperature),
+            trainable=False, name="temperature")
+
+    def build(self, input_shape):
+        self.network.build(input_shape)
+
+    def call(self, inputs):
+        return self.network(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_logits)
+
+    def compute_flops(self, inputs):
+        """FLOPs per example of the controller network (see `cost`)."""
+        return cost.layer_flops(self.network, inputs)
+
+    def action_probabilities(self, logits, training=False):
+        """Probabilities of each action, `(batch, num_actions)`.
+
+        In training they include temperature and epsilon exploration.
+        """
+        logits = tf.convert_to_tensor(logits)
+        if training:
+            logits = logits / tf.cast(self.temperature, logits.dtype)
+        if self.distribution == "bernoulli":
+            open_prob = tf.sigmoid(logits[:, 0])
+            probs = tf.stack([1.0 - open_prob, open_prob], axis=-1)
+        else:
+            probs = tf.nn.softmax(logits, axis=-1)
+        if training:
+            epsilon = tf.cast(self.epsilon, probs.dtype)
+            probs = (1.0 - epsilon) * probs + epsilon / self.num_actions
+        return probs
+
+    def distribution_for(self, logits, training=False):
+        """The `tfp.distributions` distribution over actions."""
+        probs = self.action_probabilities(logits, training)
+        if self.distribution == "bernoulli":
+            return tfd.Bernoulli(probs=probs[:, 1], dtype=tf.int32)
+        return tfd.Categorical(probs=probs, dtype=tf.int32)
+
+    def greedy_action(self, logits):
+        """The inference decision: the most likely action, `int32`."""
+        if self.distribution == "bernoulli":
+            return tf.cast(logits[:, 0] > 0, tf.int32)
+        return tf.argmax(logits, axis=-1, output_type=tf.int32)
+
+    def decide(self, logits, training=False, action=None):
+        """Chooses actions and reports their log-probability and entropy.
+
+        Args:
+            logits: output of `call`.
+            training: sample from the exploring distribution if True, take
+                the argmax otherwise.
+            action: optional `int32` actions to use instead (forced routing);
+                their log-probabilities are still reported.
+
+        Returns:
+            `(action, log_prob, entropy)`, each of shape `(batch,)`.
+        """
+        dist = self.distribution_for(logits, training)
+        if action is None:
+            if training:
+                seed = tf.cast(self.seed_generator.next(), tf.int32)
+                action = dist.sample(seed=seed)
+            else:
+                action = self.greedy_action(logits)
+        action = tf.cast(action, tf.int32)
+        return action, dist.log_prob(action), dist.entropy()
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "num_actions": self.num_actions,
+            "hidden_units": list(self.hidden_units),
+            "distribution": self.distribution,
+            "epsilon": self.initial_epsilon,
+            "temperature": self.initial_temperature,
+            "seed": self.seed,
+        })
+        return config

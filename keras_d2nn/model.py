@@ -1,0 +1,444 @@
+"""`D2NNModel`: a Keras model that executes a D2NN graph and trains it."""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_d2nn import execution as engine
+from keras_d2nn import rewards
+from keras_d2nn.api_export import keras_d2nn_export
+from keras_d2nn.estimators import Reinforce
+from keras_d2nn.graph import Graph
+
+# Compile arguments that Keras's own compile config does not know about.
+_D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
+                      "baseline_momentum")
+
+
+def _num_replicas():
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def _check_cost_weight(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`cost_weight` should be a number >= 0. Received: {value!r}"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"`cost_weight` should be a finite number >= 0. Received: {value}")
+    return value
+
+
+@keras_d2nn_export
+class D2NNModel(keras.Model):
+    """A Dynamic Deep Neural Network: runs, per example, part of a graph.
+
+    Executes a `keras_d2nn.Graph` with routed execution (each node runs on
+    the sub-batch of examples that reach it) and trains modules and
+    controllers jointly: the supervised loss of the produced outputs plus a
+    REINFORCE loss whose per-example reward is the task reward (1 for a
+    correct prediction by default) minus `cost_weight` times the executed
+    FLOPs as a fraction of running every node.
+
+    The `fit` progress bar shows `loss`, the compiled metrics, `cost` (mean
+    executed FLOPs / full FLOPs) and, for each controller and action,
+    `<controller>_<action>`: the share of examples that took that action.
+
+    Args:
+        graph: a `keras_d2nn.Graph` (validated here) or its config dict.
+        execution: `"routed"` (default) or `"masked"` (reference mode that
+            runs every node on every example).
+
+    Example:
+
+    ```python
+    model = keras_d2nn.architectures.high_low(input_shape=(28, 28, 1))
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(
+                      from_logits=True),
+                  metrics=["accuracy"], cost_weight=0.5)
+    model.fit(images, labels, epochs=1)
+    model.cost_report(images)
+    ```
+
+    References:
+        Liu & Deng, "Dynamic Deep Neural Networks: Optimizing Accuracy-
+        Efficiency Trade-offs by Selective Execution", AAAI 2018.
+    """
+
+    def __init__(self, graph, execution="routed", **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(graph, dict):
+            graph = Graph.from_config(graph)
+        if not isinstance(graph, Graph):
+            raise TypeError(
+                "D2NNModel needs a keras_d2nn.Graph. Received: "
+                f"{type(graph).__name__}")
+        if execution not in engine.MODES:
+            raise ValueError(
+                f"`execution` should be one of {engine.MODES}. "
+                f"Received: {execution!r}")
+        self.graph = graph
+        self.execution = execution
+        self.plan = graph.validate()
+        # Keras tracks these for weights, saving and `model.layers`.
+        unique = {}
+        for node in self.plan.order:
+            if node.layer is not None:
+                unique.setdefault(id(node.layer), node.layer)
+        self.node_layers = list(unique.values())
+        self.policy = Reinforce(name="policy")
+        self._cost_weight = self.add_weight(
+            shape=(), initializer="zeros", trainable=False,
+            name="cost_weight")
+        self.task_reward = "correct"
+        self.cost_tracker = keras.metrics.Mean(name="cost")
+        self.action_names = [
+            (q, action) for q in self.plan.controllers
+            for action in self.plan.nodes[q].actions
+        ]
+        self.rate_trackers = [
+            keras.metrics.Mean(name=f"{q}_{action}")
+            for q, action in self.action_names
+        ]
+        self._trace_function = None
+        self.built = True
+
+    # -- configuration ------------------------------------------------------
+
+    @property
+    def cost_weight(self):
+        """Weight of the normalised cost in the reward; assignable any time.
+
+        Example: `model.cost_weight = 0.3` (e.g. from a callback).
+        """
+        return float(self._cost_weight.numpy())
+
+    @cost_weight.setter
+    def cost_weight(self, value):
+        self._cost_weight.assign(_check_cost_weight(value))
+
+    @property
+    def full_flops(self):
+        """FLOPs per example when every node runs."""
+        return self.plan.full_flops
+
+    @property
+    def input_names(self):
+        return [n.name for n in self.plan.order if n.kind == "input"]
+
+    def compile(self, optimizer="adam", loss=None, metrics=None, *,
+                cost_weight=0.0, task_reward="correct", entropy_weight=0.01,
+                baseline_momentum=0.9, jit_compile=False, **kwargs):
+        """Configures training; see `keras.Model.compile` for the rest.
+
+        Args:
+            cost_weight: weight of the normalised cost in the controllers'
+                reward (>= 0). Change it later with `model.cost_weight = x`.
+            task_reward: `"correct"` (1 if top-1 is right), `"neg_loss"`
+                (minus the per-example loss) or a callable
+                `(y_true, y_pred) -> (batch,)`.
+            entropy_weight: entropy bonus of the controllers.
+            baseline_momentum: momentum of the moving-average baseline.
+            jit_compile: default False: routed execution has data-dependent
+                shapes, which XLA cannot compile.
+
+        Example:
+
+        ```python
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True), metrics=["accuracy"], cost_weight=0.5)
+        ```
+        """
+        if loss is None:
+            raise ValueError(
+                "D2NNModel.compile needs a `loss` for the supervised part, "
+                "e.g. keras.losses.SparseCategoricalCrossentropy("
+                "from_logits=True).")
+        cost_weight = _check_cost_weight(cost_weight)
+        rewards.check_task_reward(task_reward)
+        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
+                        jit_compile=jit_compile, **kwargs)
+        self.cost_weight = cost_weight
+        self.task_reward = task_reward
+        self.policy.entropy_weight = entropy_weight
+        self.policy.baseline_momentum = baseline_momentum
+        self._d2nn_compile_config = {
+            "cost_weight": cost_weight,
+            "task_reward": task_reward if isinstance(task_reward, str)
+            else "correct",
+            "entropy_weight": entropy_weight,
+            "baseline_momentum": baseline_momentum,
+        }
+
+    def get_compile_config(self):
+        config = super().get_compile_config()
+        if config:
+            config.update(self._d2nn_compile_config)
+            config["cost_weight"] = self.cost_weight
+        return config
+
+    def compile_from_config(self, config):
+        config = dict(config)
+        extras = {k: config.pop(k) for k in _D2NN_COMPILE_KEYS if k in config}
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config, **extras)
+        if self.optimizer is not None:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "graph": self.graph.get_config(),
+            "execution": self.execution,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    # -- execution ----------------------------------------------------------
+
+    def _input_dict(self, inputs):
+        """Maps `inputs` to input nodes, checking names, ranks and shapes."""
+        names = self.input_names
+        if isinstance(inputs, dict):
+            if set(inputs) != set(names):
+                raise ValueError(
+                    f"D2NNModel expects inputs named {names}; received a "
+                    f"dict with keys {sorted(inputs)}.")
+            items = [(n, inputs[n]) for n in names]
+        elif isinstance(inputs, (list, tuple)) and len(names) > 1:
+            if len(inputs) != len(names):
+                raise ValueError(
+                    f"D2NNModel expects {len(names)} inputs {names}; "
+                    f"received {len(inputs)}.")
+            items = list(zip(names, inputs))
+        else:
+            if len(names) != 1:
+                raise ValueError(
+                    f"D2NNModel expects {len(names)} inputs {names}; pass a "
+                    "dict or a list.")
+            items = [(names[0], inputs)]
+        nodes = self.plan.nodes
+        checked = {}
+        for name, value in items:
+            node = nodes[name]
+            value = tf.convert_to_tensor(value)
+            if not (value.dtype.is_floating or value.dtype.is_integer):
+                raise ValueError(
+                    f"Input '{name}' should hold numbers ({node.dtype}); "
+                    f"received dtype {value.dtype.name}.")
+            expected = (None,) + node.shape
+            actual = tuple(value.shape)
+            if len(actual) != len(expected) or any(
+                e is not None and a is not None and e != a
+                for e, a in zip(expected, actual)
+            ):
+                raise ValueError(
+                    f"Input '{name}' should have shape {expected} (batch "
+                    f"first); received shape {actual}.")
+            checked[name] = tf.cast(value, node.dtype)
+        return checked
+
+    def trace(self, inputs, training=False, decisions=None, mode=None):
+        """Runs the graph and returns the full `ExecutionTrace`.
+
+        Args:
+            inputs: a batch (tensor, list or dict by input name).
+            training: controllers sample when True, take the argmax else.
+            decisions: optional `{controller: actions (batch,)}` to force.
+            mode: `"routed"` or `"masked"`; defaults to `self.execution`.
+
+        Example:
+
+        ```python
+        trace = model.trace(images[:8])
+        trace.decisions["gate"], trace.executed_flops
+        ```
+        """
+        return engine.execute(
+            self.plan, self._input_dict(inputs), training=training,
+            mode=mode or self.execution, decisions=decisions)
+
+    def _pack(self, outputs):
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        return outputs
+
+    def call(self, inputs, training=None):
+        return self._pack(self.trace(inputs, training=bool(training)).outputs)
+
+    # -- training -----------------------------------------------------------
+
+    def _first_output(self, y_pred):
+        return y_pred if not isinstance(y_pred, dict) else next(
+            iter(y_pred.values()))
+
+    def _policy_loss(self, trace, y, y_pred):
+        if not self.plan.controllers:
+            return tf.constant(0.0)
+        cost_fraction = trace.executed_flops / self.full_flops
+        task = rewards.task_reward(
+            self.task_reward, self._first_output(y), self._first_output(y_pred),
+            loss=self.loss)
+        reward = rewards.reward(task, cost_fraction, self._cost_weight)
+        log_prob_sum = tf.add_n(list(trace.log_probs.values()))
+        entropy_sum = tf.add_n(list(trace.entropies.values()))
+        return self.policy.policy_loss(log_prob_sum, entropy_sum, reward)
+
+    def _update_routing_metrics(self, trace):
+        self.cost_tracker.update_state(
+            trace.executed_flops / self.full_flops)
+        for (q, action), tracker in zip(self.action_names, self.rate_trackers):
+            index = self.plan.nodes[q].actions.index(action)
+            tracker.update_state(
+                tf.cast(tf.equal(trace.decisions[q], index), tf.float32))
+
+    def _track_loss(self, loss, x):
+        # compute_loss divides by the replica count; the tracker wants the
+        # plain mean, as in Keras's own train_step.
+        batch = tf.shape(tf.nest.flatten(x)[0])[0]
+        self._loss_tracker.update_state(loss * _num_replicas(),
+                                        sample_weight=batch)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            trace = self.trace(x, training=True)
+            y_pred = self._pack(trace.outputs)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
+                                     sample_weight=sample_weight,
+                                     training=True)
+            self._track_loss(loss, x)
+            # Unlike compute_loss, the policy term is not yet divided by the
+            # replica count; gradients are summed across replicas.
+            total = loss + self._policy_loss(trace, y, y_pred) / _num_replicas()
+            total = self.optimizer.scale_loss(total)
+        weights = self.trainable_weights
+        gradients = tape.gradient(total, weights)
+        self.optimizer.apply_gradients(zip(gradients, weights))
+        self._update_routing_metrics(trace)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        trace = self.trace(x, training=False)
+        y_pred = self._pack(trace.outputs)
+        loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
+                                 sample_weight=sample_weight, training=False)
+        self._track_loss(loss, x)
+        self._update_routing_metrics(trace)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    # -- reports ------------------------------------------------------------
+
+    def _traced(self, x):
+        if self._trace_function is None:
+            def run(batch):
+                trace = self.trace(batch, training=False)
+                return trace.executed, trace.decisions, trace.executed_flops
+            self._trace_function = tf.function(run, reduce_retracing=True)
+        return self._trace_function(x)
+
+    def route(self, data, batch_size=256):
+        """Inference decisions over a dataset, as NumPy arrays.
+
+        Args:
+            data: an array/tensor of inputs (or dict/list for several
+                inputs), or a `tf.data.Dataset` of inputs or `(x, y)` pairs.
+
+        Returns:
+            `{"executed": {node: bool (n,)}, "decisions": {controller: int
+            (n,), -1 where it did not run}, "executed_flops": float (n,)}`.
+
+        Example: `model.route(test_images)["decisions"]["gate"].mean()`.
+        """
+        executed, decisions, flops = {}, {}, []
+        for x in _batches(data, batch_size):
+            ran, chosen, cost = self._traced(self._input_dict(x))
+            for k, v in ran.items():
+                executed.setdefault(k, []).append(v.numpy())
+            for k, v in chosen.items():
+                decisions.setdefault(k, []).append(v.numpy())
+            flops.append(cost.numpy())
+        if not flops:
+            raise ValueError("`data` is empty: no example to route.")
+        return {
+            "executed": {k: np.concatenate(v) for k, v in executed.items()},
+            "decisions": {k: np.concatenate(v) for k, v in decisions.items()},
+            "executed_flops": np.concatenate(flops),
+        }
+
+    def cost_report(self, data=None, batch_size=256, print_fn=print):
+        """Prints and returns, per node, its FLOPs and how often it ran.
+
+        Args:
+            data: optional inputs (as for `route`); without data only the
+                static FLOPs are reported.
+            print_fn: where the table goes (`None` for no printing).
+
+        Returns:
+            A list of `{"node", "kind", "flops", "run_rate",
+            "mean_flops"}` dicts, plus a final `"total"` row.
+
+        Example: `rows = model.cost_report(test_images)`.
+        """
+        routes = self.route(data, batch_size) if data is not None else None
+        rows = []
+        for node in self.plan.order:
+            flops = self.plan.flops[node.name]
+            rate = None
+            if routes is not None:
+                rate = float(routes["executed"][node.name].mean())
+            rows.append({
+                "node": node.name, "kind": node.kind, "flops": flops,
+                "run_rate": rate,
+                "mean_flops": None if rate is None else flops * rate,
+            })
+        mean_total = (None if routes is None
+                      else float(routes["executed_flops"].mean()))
+        rows.append({"node": "total", "kind": "", "flops": self.full_flops,
+                     "run_rate": None, "mean_flops": mean_total})
+        if print_fn is not None:
+            print_fn(_format_cost_table(rows, self.full_flops))
+        return rows
+
+
+def _batches(data, batch_size):
+    if isinstance(data, tf.data.Dataset):
+        for batch in data:
+            yield batch[0] if isinstance(batch, tuple) else batch
+        return
+    if isinstance(data, dict):
+        size = len(next(iter(data.values())))
+        for start in range(0, size, batch_size):
+            yield {k: v[start:start + batch_size] for k, v in data.items()}
+        return
+    if isinstance(data, (list, tuple)):
+        size = len(data[0])
+        for start in range(0, size, batch_size):
+            yield [v[start:start + batch_size] for v in data]
+        return
+    for start in range(0, len(data), batch_size):
+        yield data[start:start + batch_size]
+
+
+def _format_cost_table(rows, full_flops):
+    header = f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} " \
+             f"{'run rate':>9} {'mean FLOPs':>14}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        share = row["flops"] / full_flops if full_flops else 0.0
+        rate = "" if row["run_rate"] is None else f"{row['run_rate']:.3f}"
+        mean = "" if row["mean_flops"] is None else f"{row['mean_flops']:,.0f}"
+        lines.append(
+            f"{row['node']:<20} {row['kind']:<6} {row['flops']:>14,.0f} "
+            f"{share:>7.1%} {rate:>9} {mean:>14}")
+    return "\n".join(lines)

@@ -1,0 +1,43 @@
+"""Packaging for keras-d2nn. Versions are the ranges verified in DESIGN.md."""
+
+import pathlib
+
+from setuptools import find_packages
+from setuptools import setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = {}
+exec((HERE / "keras_d2nn" / "version.py").read_text(), VERSION)
+
+INSTALL_REQUIRES = [
+    "tensorflow==2.21.*",
+    "keras>=3.15",
+    # The [tf] extra brings tf-keras, without which TFP refuses to import.
+    "tensorflow-probability[tf]==0.25.*",
+    "tensorflow-datasets==4.9.*",
+    # TFDS 4.9 needs it at run time but does not declare it.
+    "importlib_resources",
+    "absl-py",
+    "numpy",
+    "matplotlib",
+]
+
+EXTRAS = {
+    "test": ["pytest>=8", "hypothesis>=6"],
+    "dev": ["pytest>=8", "hypothesis>=6", "ruff", "tox"],
+}
+
+setup(
+    name="keras-d2nn",
+    version=VERSION["__version__"],
+    description="Dynamic Deep Neural Networks (D2NN) for Keras 3, with real "
+                "selective execution.",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_d2nn", "keras_d2nn.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["keras-d2nn=keras_d2nn.cli:run"]},
+    license="Apache-2.0",
+)
