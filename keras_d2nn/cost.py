@@ -146,7 +146,12 @@ def layer_flops(layer, inputs, node_name=None):
     output = layer.compute_output_spec(inputs)
     if isinstance(layer, _MERGING):
         return (len(inputs) - 1) * _elements(output.shape)
-    flops = _table_flops(layer, tuple(inputs.shape), tuple(output.shape))
+    if isinstance(inputs, (list, tuple)):
+        # Multi-input layers outside the merging family: weightless ones
+        # (Concatenate, Dot-free reshuffles) move data only.
+        flops = None if layer.weights else 0
+    else:
+        flops = _table_flops(layer, tuple(inputs.shape), tuple(output.shape))
     if flops is None:
         where = f" in node '{node_name}'" if node_name else ""
         raise UncountableLayerError(

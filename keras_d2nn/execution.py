@@ -16,16 +16,17 @@ Only ops that convert to LiteRT builtins are used on the inference path
 (`tf.where`, `tf.gather`, `tf.scatter_nd` with int32 indices, `tf.cond`).
 """
 
-import dataclasses
+import typing
 
 import tensorflow as tf
 
 MODES = ("routed", "masked")
 
 
-@dataclasses.dataclass
-class ExecutionTrace:
+class ExecutionTrace(typing.NamedTuple):
     """What happened when a plan ran on a batch.
+
+    A named tuple, so that `tf.function`s can return it.
 
     Attributes:
         outputs: `{output name: tensor}`.

@@ -45,6 +45,7 @@ class Plan:
     Attributes:
         order: nodes in topological order (data and control edges).
         outputs: `(output name, node name)` pairs.
+        supervised: `(node name, weight)` pairs with deep supervision.
         specs: `{node name: keras.KerasTensor}` symbolic output of each node
             (`None` for a dummy without inputs).
         flops: `{node name: FLOPs per example}`.
@@ -55,6 +56,7 @@ class Plan:
 
     order: tuple
     outputs: tuple
+    supervised: tuple
     specs: dict
     flops: dict
     controllers: tuple
@@ -154,6 +156,7 @@ class Graph:
     def __init__(self):
         self._nodes = {}
         self._outputs = []
+        self._supervised = []
 
     # -- building -----------------------------------------------------------
 
@@ -296,6 +299,27 @@ class Graph:
         self._outputs.append((name, node))
         return name
 
+    def supervise(self, node, weight=1.0):
+        """Trains `node`'s value against the labels too (deep supervision).
+
+        The model's loss is applied to `node` on the examples it ran for,
+        weighted by `weight`. Use it for intermediate classifiers (the low
+        head of high-low, the early exits of a cascade): otherwise they learn
+        only from the examples whose prediction they produced, and a
+        controller that stops using them starves them.
+
+        Example: `graph.supervise("low_head", weight=1.0)`.
+        """
+        weight = float(weight)
+        if not (np.isfinite(weight) and weight > 0):
+            raise ValueError(
+                f"Supervised node '{node}': `weight` should be > 0. "
+                f"Received: weight={weight}")
+        if any(existing == node for existing, _ in self._supervised):
+            raise ValueError(f"Node '{node}' is already supervised.")
+        self._supervised.append((node, weight))
+        return node
+
     def _make(self, name, kind, layer, inputs, when, cost_override, defaults):
         if cost_override is not None:
             cost_override = float(cost_override)
@@ -323,6 +347,11 @@ class Graph:
     def outputs(self):
         return tuple(self._outputs)
 
+    @property
+    def supervised(self):
+        """`(node name, weight)` pairs trained against the labels."""
+        return tuple(self._supervised)
+
     # -- validation ---------------------------------------------------------
 
     def validate(self):
@@ -341,9 +370,18 @@ class Graph:
         conditions = reachability.execution_conditions(order, space)
         self._check_reachability(order, conditions, space)
         specs, flops = self._infer_shapes_and_flops(order)
+        first_output = specs[self._outputs[0][1]]
+        for node_name, _ in self._supervised:
+            if tuple(specs[node_name].shape) != tuple(first_output.shape):
+                raise ValueError(
+                    f"Supervised node '{node_name}' has shape "
+                    f"{tuple(specs[node_name].shape)}, but the loss compares "
+                    f"with labels for output '{self._outputs[0][0]}' of "
+                    f"shape {tuple(first_output.shape)}.")
         return Plan(
             order=tuple(order),
             outputs=tuple(self._outputs),
+            supervised=tuple(self._supervised),
             specs=specs,
             flops=flops,
             controllers=tuple(controllers),
@@ -398,6 +436,16 @@ class Graph:
                         f"Node '{node.name}' gives a default for '{parent}', "
                         f"which is not one of its inputs {list(node.inputs)}."
                     )
+        for node_name, _ in self._supervised:
+            node = self._nodes.get(node_name)
+            if node is None:
+                raise ValueError(
+                    f"Supervised node '{node_name}' is not a node of the "
+                    f"graph. Known nodes: {known}")
+            if node.kind == "q" or (node.kind == "dummy" and not node.inputs):
+                raise ValueError(
+                    f"Supervised node '{node_name}' is a {node.kind}-node "
+                    "without a value to compare with the labels.")
         for name, node_name in self._outputs:
             if node_name not in self._nodes:
                 raise ValueError(
@@ -454,7 +502,9 @@ class Graph:
             if state.get(name) == "done":
                 return
             if state.get(name) == "active":
-                cycle = path[path.index(name):] + [name]
+                # The walk follows edges backwards (to parents); report the
+                # cycle in the direction data and decisions flow.
+                cycle = (path[path.index(name):] + [name])[::-1]
                 raise ValueError(
                     "The graph has a cycle: " + " -> ".join(cycle)
                     + ". A D2NN must be a DAG (data and control edges)."
@@ -608,7 +658,8 @@ class Graph:
                 "actions": list(node.actions),
             })
         return {"nodes": nodes,
-                "outputs": [list(pair) for pair in self._outputs]}
+                "outputs": [list(pair) for pair in self._outputs],
+                "supervised": [list(pair) for pair in self._supervised]}
 
     @classmethod
     def from_config(cls, config):
@@ -635,4 +686,6 @@ class Graph:
             ))
         for name, node_name in config["outputs"]:
             graph.output(node_name, name)
+        for node_name, weight in config.get("supervised", []):
+            graph.supervise(node_name, weight)
         return graph

@@ -293,6 +293,24 @@ class D2NNModel(keras.Model):
         entropy_sum = tf.add_n(list(trace.entropies.values()))
         return self.policy.policy_loss(log_prob_sum, entropy_sum, reward)
 
+    def _supervision_loss(self, trace, y):
+        """Loss of the supervised intermediate nodes, on examples they ran.
+
+        Divided by the global batch size, as `compute_loss` is.
+        """
+        if not self.plan.supervised:
+            return tf.constant(0.0)
+        y = self._first_output(y)
+        total = 0.0
+        for node_name, weight in self.plan.supervised:
+            per_example = rewards.per_example_loss(
+                self._first_output(self.loss), y, trace.values[node_name])
+            ran = tf.cast(trace.executed[node_name], per_example.dtype)
+            total += weight * tf.reduce_sum(per_example * ran)
+        global_batch = tf.cast(tf.shape(trace.executed_flops)[0],
+                               tf.float32) * _num_replicas()
+        return total / global_batch
+
     def _update_routing_metrics(self, trace):
         self.cost_tracker.update_state(
             trace.executed_flops / self.full_flops)
@@ -319,7 +337,8 @@ class D2NNModel(keras.Model):
             self._track_loss(loss, x)
             # Unlike compute_loss, the policy term is not yet divided by the
             # replica count; gradients are summed across replicas.
-            total = loss + self._policy_loss(trace, y, y_pred) / _num_replicas()
+            total = (loss + self._supervision_loss(trace, y)
+                     + self._policy_loss(trace, y, y_pred) / _num_replicas())
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
         gradients = tape.gradient(total, weights)

@@ -35,10 +35,10 @@ def correct(y_true, y_pred):
     return tf.cast(tf.equal(predicted, labels), tf.float32)
 
 
-def negative_loss(loss, y_true, y_pred):
-    """Minus the per-example value of a Keras loss (name or object).
+def per_example_loss(loss, y_true, y_pred):
+    """The per-example value `(batch,)` of a Keras loss (name or object).
 
-    Example: `negative_loss("sparse_categorical_crossentropy", y, probs)`.
+    Example: `per_example_loss("sparse_categorical_crossentropy", y, probs)`.
     """
     loss_fn = keras.losses.get(loss)
     if isinstance(loss_fn, keras.losses.Loss):
@@ -49,7 +49,15 @@ def negative_loss(loss, y_true, y_pred):
     if per_example.shape.rank > 1:
         per_example = tf.reduce_mean(
             per_example, axis=list(range(1, per_example.shape.rank)))
-    return -tf.cast(per_example, tf.float32)
+    return tf.cast(per_example, tf.float32)
+
+
+def negative_loss(loss, y_true, y_pred):
+    """Minus `per_example_loss`: higher is better, as a reward should be.
+
+    Example: `negative_loss("sparse_categorical_crossentropy", y, probs)`.
+    """
+    return -per_example_loss(loss, y_true, y_pred)
 
 
 def task_reward(kind, y_true, y_pred, loss=None):

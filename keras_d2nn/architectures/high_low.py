@@ -49,6 +49,7 @@ def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
     turns them into logits. The Q-node `gate` reads the low features and
     either stops (the dummy `stop` passes the low logits on) or runs the
     high network on the full image. The merge `logits` takes whichever ran.
+    `low_head` is also trained on every example (`Graph.supervise`).
 
     Args:
         input_shape: shape of one image.
@@ -88,4 +89,7 @@ def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
                  inputs="image", when=("gate", "high"))
     graph.merge("logits", inputs=["stop", "high"])
     graph.output("logits")
+    # The low head's prediction is used only for the examples that stop;
+    # supervising it on all examples keeps it trained whatever the gate does.
+    graph.supervise("low_head")
     return D2NNModel(graph, name=name)

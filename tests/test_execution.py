@@ -1,0 +1,158 @@
+"""Routed execution against the masked reference; skipped nodes do not run."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_d2nn import Controller
+from keras_d2nn import D2NNModel
+from keras_d2nn import Graph
+from keras_d2nn import execute
+from keras_d2nn.testing import random_graph
+
+
+class CallCounter(keras.layers.Layer):
+    """Identity layer counting how many times its computation really ran."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = self.add_weight(shape=(), initializer="zeros",
+                                     trainable=False, name="calls",
+                                     dtype="int32")
+
+    def call(self, inputs):
+        self.calls.assign_add(1)
+        return inputs * 2.0
+
+
+def counted_graph():
+    graph = Graph()
+    graph.input("x", shape=(3,))
+    graph.q_node("q", Controller(2, hidden_units=()), inputs="x",
+                 actions=("cheap", "expensive"))
+    graph.dummy("cheap", inputs="x", when=("q", "cheap"))
+    graph.f_node("expensive", CallCounter(), inputs="x",
+                 when=("q", "expensive"), cost=100)
+    graph.merge("m", inputs=["cheap", "expensive"])
+    graph.output("m")
+    return D2NNModel(graph)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_graphs_routed_equals_masked(seed):
+    model = D2NNModel(random_graph(seed))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(33, 6)).astype("float32")
+    forced = {
+        q: tf.constant(rng.integers(0, len(model.plan.nodes[q].actions),
+                                    size=33), dtype=tf.int32)
+        for q in model.plan.controllers
+    }
+    routed = model.trace(x, decisions=forced, mode="routed")
+    masked = model.trace(x, decisions=forced, mode="masked")
+    np.testing.assert_allclose(routed.outputs["y"], masked.outputs["y"],
+                               atol=1e-5)
+    for name in routed.executed:
+        np.testing.assert_array_equal(routed.executed[name],
+                                      masked.executed[name], err_msg=name)
+    for q in model.plan.controllers:
+        np.testing.assert_array_equal(routed.decisions[q],
+                                      masked.decisions[q])
+        np.testing.assert_allclose(routed.log_probs[q], masked.log_probs[q],
+                                   atol=1e-5)
+    np.testing.assert_allclose(routed.executed_flops, masked.executed_flops)
+    # Greedy decisions (no forcing) agree too.
+    greedy_routed = model.trace(x, mode="routed")
+    greedy_masked = model.trace(x, mode="masked")
+    np.testing.assert_allclose(greedy_routed.outputs["y"],
+                               greedy_masked.outputs["y"], atol=1e-5)
+
+
+def test_executed_sets_follow_the_decisions():
+    model = D2NNModel(random_graph(5))
+    x = np.random.default_rng(1).normal(size=(64, 6)).astype("float32")
+    trace = model.trace(x)
+    space, conditions = model.plan.space, model.plan.conditions
+    # Each example's executed set must be one the static analysis allows.
+    allowed = {
+        tuple(conditions[n.name][i] for n in model.plan.order)
+        for i in range(space.size)
+    }
+    for i in range(64):
+        observed = tuple(bool(trace.executed[n.name][i])
+                         for n in model.plan.order)
+        assert observed in allowed
+
+
+def test_node_no_example_reaches_is_not_run_eager_and_graph():
+    model = counted_graph()
+    counter = model.plan.nodes["expensive"].layer
+    x = np.ones((8, 3), dtype="float32")
+    none = {"q": tf.zeros([8], tf.int32)}
+    half = {"q": tf.constant([0, 1] * 4)}
+
+    model.trace(x, decisions=none)
+    assert int(counter.calls.numpy()) == 0
+    graph_trace = tf.function(lambda x, d: model.trace(x, decisions=d))
+    graph_trace(x, none)
+    assert int(counter.calls.numpy()) == 0
+    trace = graph_trace(x, half)
+    assert int(counter.calls.numpy()) == 1
+    np.testing.assert_allclose(trace.outputs["m"][1::2], 2.0)
+    np.testing.assert_allclose(trace.outputs["m"][0::2], 1.0)
+    # The masked reference runs it whatever the decisions.
+    model.trace(x, decisions=none, mode="masked")
+    assert int(counter.calls.numpy()) == 2
+
+
+def test_empty_sub_batch_leaves_batch_norm_statistics_alone():
+    graph = Graph()
+    graph.input("x", shape=(4,))
+    graph.q_node("q", Controller(2, hidden_units=()), inputs="x")
+    graph.f_node("bn", keras.layers.BatchNormalization(), inputs="x",
+                 when=("q", 1))
+    graph.dummy("skip", inputs="x", when=("q", 0))
+    graph.merge("m", inputs=["skip", "bn"])
+    graph.output("m")
+    model = D2NNModel(graph)
+    bn = model.plan.nodes["bn"].layer
+    before = bn.moving_mean.numpy().copy()
+    x = np.random.rand(16, 4).astype("float32") + 3.0
+    trace = model.trace(x, training=True,
+                        decisions={"q": tf.zeros([16], tf.int32)})
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+    np.testing.assert_allclose(trace.outputs["m"], x)
+    model.trace(x, training=True, decisions={"q": tf.ones([16], tf.int32)})
+    assert np.all(np.isfinite(bn.moving_mean.numpy()))
+    assert not np.allclose(bn.moving_mean.numpy(), before)
+
+
+@pytest.mark.parametrize("batch", [0, 1, 2, 7])
+def test_any_batch_size(batch):
+    model = D2NNModel(random_graph(3))
+    x = np.random.rand(batch, 6).astype("float32")
+    trace = model.trace(x)
+    assert trace.outputs["y"].shape[0] == batch
+    assert trace.executed_flops.shape == (batch,)
+
+
+def test_edge_defaults_replace_absent_values():
+    graph = Graph()
+    graph.input("x", shape=(2,))
+    graph.q_node("q", Controller(2, hidden_units=()), inputs="x")
+    graph.f_node("b", CallCounter(), inputs="x", when=("q", 1), cost=1)
+    graph.merge("m", inputs=["x", "b"], combine=keras.layers.Add(),
+                defaults={"b": -5.0})
+    graph.output("m")
+    model = D2NNModel(graph)
+    x = np.array([[1.0, 2.0], [3.0, 4.0]], dtype="float32")
+    trace = model.trace(x, decisions={"q": tf.constant([0, 1])})
+    np.testing.assert_allclose(trace.outputs["m"], [[-4.0, -3.0],
+                                                    [9.0, 12.0]])
+
+
+def test_execute_rejects_unknown_mode():
+    model = counted_graph()
+    with pytest.raises(ValueError, match="`mode` should be one of"):
+        execute(model.plan, {"x": tf.ones([1, 3])}, mode="lazy")
