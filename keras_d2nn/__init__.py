@@ -1,5 +1,9 @@
 """keras_d2nn: Dynamic Deep Neural Networks for Keras 3 with real skipping."""
 
+# isort: off
+from keras_d2nn import tf_logging  # noqa: F401  (must precede TensorFlow)
+
+# isort: on
 from keras_d2nn import architectures
 from keras_d2nn.cost import UncountableLayerError
 from keras_d2nn.cost import layer_flops

@@ -163,7 +163,8 @@ class Graph:
     def _add(self, node):
         if not isinstance(node.name, str) or not node.name:
             raise ValueError(
-                f"Node names should be non-empty strings. Received: {node.name!r}"
+                "Node names should be non-empty strings. Received: "
+                f"{node.name!r}"
             )
         if node.name in self._nodes:
             raise ValueError(
@@ -185,7 +186,8 @@ class Graph:
                 f"Input '{name}': `shape` should be a tuple of dimensions "
                 f"without the batch dimension. Received: shape={shape!r}"
             ) from None
-        return self._add(Node(name=name, kind="input", shape=shape, dtype=dtype))
+        return self._add(
+            Node(name=name, kind="input", shape=shape, dtype=dtype))
 
     def f_node(self, name, layer, inputs, *, when=None, cost=None,
                defaults=None):

@@ -47,7 +47,7 @@ class DecisionSpace:
         }
 
     def chooses(self, controller, action):
-        """Boolean vector: joint decisions in which `controller` picks `action`."""
+        """Bool vector: joint decisions where `controller` picks `action`."""
         return self._decision[controller] == action
 
     def describe(self, index, executes):
