@@ -42,11 +42,15 @@ class Reinforce(keras.layers.Layer):
         super().__init__(**kwargs)
         self.entropy_weight = entropy_weight
         self.baseline_momentum = baseline_momentum
+        # Under tf.distribute each replica assigns these; replicas see the
+        # same schedule, and their rewards are averaged.
         self.reward_average = self.add_weight(
             shape=(), initializer="zeros", trainable=False,
-            name="reward_average")
+            name="reward_average", aggregation="mean")
         self.updates = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="updates")
+            shape=(), initializer="zeros", trainable=False, name="updates",
+            aggregation="only_first_replica")
+        self.built = True
 
     @property
     def entropy_weight(self):

@@ -8,6 +8,7 @@ order with resolved control edges, output shapes and FLOP costs.
 """
 
 import dataclasses
+import functools
 
 import keras
 import numpy as np
@@ -63,8 +64,9 @@ class Plan:
     conditions: dict
     space: object
 
-    @property
+    @functools.cached_property
     def nodes(self):
+        """`{name: node}`."""
         return {node.name: node for node in self.order}
 
     @property
