@@ -140,7 +140,7 @@ def train():
             for i, action in enumerate(model.plan.nodes[q].actions)}
         for q in model.plan.controllers
     }
-    mean_flops = float(routes["executed_flops"].mean())
+    mean_flops = float(routes["executed_flops"].astype(np.float64).mean())
     report = {
         "arch": FLAGS.arch,
         "dataset": FLAGS.dataset,

@@ -422,7 +422,7 @@ class D2NNModel(keras.Model):
                 "mean_flops": None if rate is None else flops * rate,
             })
         mean_total = (None if routes is None
-                      else float(routes["executed_flops"].mean()))
+                      else float(routes["executed_flops"].astype(np.float64).mean()))
         rows.append({"node": "total", "kind": "", "flops": self.full_flops,
                      "run_rate": None, "mean_flops": mean_total})
         if print_fn is not None:
