@@ -421,8 +421,10 @@ class D2NNModel(keras.Model):
                 "run_rate": rate,
                 "mean_flops": None if rate is None else flops * rate,
             })
-        mean_total = (None if routes is None
-                      else float(routes["executed_flops"].astype(np.float64).mean()))
+        mean_total = None
+        if routes is not None:
+            mean_total = float(
+                routes["executed_flops"].astype(np.float64).mean())
         rows.append({"node": "total", "kind": "", "flops": self.full_flops,
                      "run_rate": None, "mean_flops": mean_total})
         if print_fn is not None:
