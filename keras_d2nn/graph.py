@@ -40,13 +40,22 @@ class Node:
 
 
 @dataclasses.dataclass(frozen=True)
+class Supervision:
+    """A node trained against the labels (see `Graph.supervise`)."""
+
+    node: str
+    weight: float = 1.0
+    label_map: tuple = None
+
+
+@dataclasses.dataclass(frozen=True)
 class Plan:
     """A validated graph, ready to execute.
 
     Attributes:
         order: nodes in topological order (data and control edges).
         outputs: `(output name, node name)` pairs.
-        supervised: `(node name, weight)` pairs with deep supervision.
+        supervised: `Supervision`s: nodes with deep supervision.
         specs: `{node name: keras.KerasTensor}` symbolic output of each node
             (`None` for a dummy without inputs).
         flops: `{node name: FLOPs per example}`.
@@ -159,6 +168,9 @@ class Graph:
         self._nodes = {}
         self._outputs = []
         self._supervised = []
+        # Free-form, JSON-able facts about the graph that tools read, e.g.
+        # the early exits of a cascade for the threshold baseline.
+        self.metadata = {}
 
     # -- building -----------------------------------------------------------
 
@@ -303,7 +315,7 @@ class Graph:
         self._outputs.append((name, node))
         return name
 
-    def supervise(self, node, weight=1.0):
+    def supervise(self, node, weight=1.0, label_map=None):
         """Trains `node`'s value against the labels too (deep supervision).
 
         The model's loss is applied to `node` on the examples it ran for,
@@ -312,6 +324,13 @@ class Graph:
         only from the examples whose prediction they produced, and a
         controller that stops using them starves them.
 
+        Args:
+            node: the node's name.
+            weight: weight of this loss term (> 0).
+            label_map: optional list mapping each class index to a target
+                class of this node (e.g. fine classes to coarse groups);
+                needs sparse integer labels.
+
         Example: `graph.supervise("low_head", weight=1.0)`.
         """
         weight = float(weight)
@@ -319,9 +338,15 @@ class Graph:
             raise ValueError(
                 f"Supervised node '{node}': `weight` should be > 0. "
                 f"Received: weight={weight}")
-        if any(existing == node for existing, _ in self._supervised):
+        if any(existing.node == node for existing in self._supervised):
             raise ValueError(f"Node '{node}' is already supervised.")
-        self._supervised.append((node, weight))
+        if label_map is not None:
+            label_map = tuple(int(c) for c in label_map)
+            if not label_map or min(label_map) < 0:
+                raise ValueError(
+                    f"Supervised node '{node}': `label_map` should list a "
+                    f"target class >= 0 per label. Received: {label_map}")
+        self._supervised.append(Supervision(node, weight, label_map))
         return node
 
     def _make(self, name, kind, layer, inputs, when, cost_override, defaults):
@@ -353,7 +378,7 @@ class Graph:
 
     @property
     def supervised(self):
-        """`(node name, weight)` pairs trained against the labels."""
+        """The `Supervision`s: nodes trained against the labels."""
         return tuple(self._supervised)
 
     # -- validation ---------------------------------------------------------
@@ -374,14 +399,7 @@ class Graph:
         conditions = reachability.execution_conditions(order, space)
         self._check_reachability(order, conditions, space)
         specs, flops = self._infer_shapes_and_flops(order)
-        first_output = specs[self._outputs[0][1]]
-        for node_name, _ in self._supervised:
-            if tuple(specs[node_name].shape) != tuple(first_output.shape):
-                raise ValueError(
-                    f"Supervised node '{node_name}' has shape "
-                    f"{tuple(specs[node_name].shape)}, but the loss compares "
-                    f"with labels for output '{self._outputs[0][0]}' of "
-                    f"shape {tuple(first_output.shape)}.")
+        self._check_supervised_shapes(specs)
         return Plan(
             order=tuple(order),
             outputs=tuple(self._outputs),
@@ -392,6 +410,26 @@ class Graph:
             conditions=conditions,
             space=space,
         )
+
+    def _check_supervised_shapes(self, specs):
+        output_name, output_node = self._outputs[0]
+        expected = tuple(specs[output_node].shape)
+        for supervision in self._supervised:
+            shape = tuple(specs[supervision.node].shape)
+            if supervision.label_map is None and shape != expected:
+                raise ValueError(
+                    f"Supervised node '{supervision.node}' has shape {shape}, "
+                    f"but the loss compares with labels for output "
+                    f"'{output_name}' of shape {expected}.")
+            if supervision.label_map is not None:
+                label_map = supervision.label_map
+                if len(label_map) != expected[-1] or (
+                        max(label_map) >= shape[-1]):
+                    raise ValueError(
+                        f"Supervised node '{supervision.node}': `label_map` "
+                        f"should map each of the {expected[-1]} classes of "
+                        f"output '{output_name}' to one of the node's "
+                        f"{shape[-1]} classes. Received: {list(label_map)}")
 
     def _check_structure(self):
         if not any(n.kind == "input" for n in self._nodes.values()):
@@ -440,7 +478,8 @@ class Graph:
                         f"Node '{node.name}' gives a default for '{parent}', "
                         f"which is not one of its inputs {list(node.inputs)}."
                     )
-        for node_name, _ in self._supervised:
+        for supervision in self._supervised:
+            node_name = supervision.node
             node = self._nodes.get(node_name)
             if node is None:
                 raise ValueError(
@@ -663,7 +702,12 @@ class Graph:
             })
         return {"nodes": nodes,
                 "outputs": [list(pair) for pair in self._outputs],
-                "supervised": [list(pair) for pair in self._supervised]}
+                "supervised": [
+                    {"node": s.node, "weight": s.weight,
+                     "label_map": None if s.label_map is None
+                     else list(s.label_map)}
+                    for s in self._supervised],
+                "metadata": dict(self.metadata)}
 
     @classmethod
     def from_config(cls, config):
@@ -690,6 +734,7 @@ class Graph:
             ))
         for name, node_name in config["outputs"]:
             graph.output(node_name, name)
-        for node_name, weight in config.get("supervised", []):
-            graph.supervise(node_name, weight)
+        for supervision in config.get("supervised", []):
+            graph.supervise(**supervision)
+        graph.metadata.update(config.get("metadata", {}))
         return graph

@@ -107,6 +107,8 @@ class D2NNModel(keras.Model):
             for q, action in self.action_names
         ]
         self._trace_function = None
+        self._routing = {}
+        self.routing_seed = keras.random.SeedGenerator(0)
         self.built = True
 
     # -- configuration ------------------------------------------------------
@@ -203,6 +205,59 @@ class D2NNModel(keras.Model):
     def from_config(cls, config):
         return cls(**config)
 
+    @property
+    def routing(self):
+        """The forced routing set with `set_routing` (`{}`: all learned)."""
+        return dict(self._routing)
+
+    def set_routing(self, routing=None):
+        """Forces controllers' decisions instead of using what they learned.
+
+        Used for warm-up, for the static-network baselines (constant
+        routing) and for random routing at a matched cost. Applies to
+        `fit`, `evaluate`, `predict`, `trace` and `route`. Forced
+        controllers get no policy-gradient update; the others learn as usual.
+
+        Args:
+            routing: `None` or `{}` to go back to learned decisions, or
+                `{controller: action}` (index or name) for a constant
+                decision, or `{controller: [p_0, ..., p_k]}` to sample the
+                action with these probabilities for every example.
+
+        Example:
+
+        ```python
+        model.set_routing({"gate": "high"})      # the full static network
+        model.set_routing({"gate": [0.7, 0.3]})  # random, 30% expensive
+        model.set_routing(None)                  # learned again
+        ```
+        """
+        parsed = {}
+        for controller, spec in (routing or {}).items():
+            node = self.plan.nodes.get(controller)
+            if node is None or node.kind != "q":
+                raise ValueError(
+                    f"set_routing: '{controller}' is not a controller of this "
+                    f"model; controllers: {list(self.plan.controllers)}")
+            parsed[controller] = _parse_routing(controller, node.actions, spec)
+        self._routing = parsed
+        # Compiled train/test/predict functions captured the old routing.
+        self.train_function = self.test_function = None
+        self.predict_function = None
+        self._trace_function = None
+
+    def _forced_decisions(self, batch_size):
+        decisions = {}
+        for controller, (kind, value) in self._routing.items():
+            if kind == "constant":
+                decisions[controller] = tf.fill([batch_size], value)
+            else:
+                seed = tf.cast(self.routing_seed.next(), tf.int32)
+                sampled = tf.random.stateless_categorical(
+                    tf.math.log([value]), batch_size, seed)
+                decisions[controller] = tf.cast(sampled[0], tf.int32)
+        return decisions
+
     # -- execution ----------------------------------------------------------
 
     def _input_dict(self, inputs):
@@ -263,8 +318,12 @@ class D2NNModel(keras.Model):
         trace.decisions["gate"], trace.executed_flops
         ```
         """
+        inputs = self._input_dict(inputs)
+        if decisions is None and self._routing:
+            batch_size = tf.shape(next(iter(inputs.values())))[0]
+            decisions = self._forced_decisions(batch_size)
         return engine.execute(
-            self.plan, self._input_dict(inputs), training=training,
+            self.plan, inputs, training=training,
             mode=mode or self.execution, decisions=decisions)
 
     def _pack(self, outputs):
@@ -282,15 +341,16 @@ class D2NNModel(keras.Model):
             iter(y_pred.values()))
 
     def _policy_loss(self, trace, y, y_pred):
-        if not self.plan.controllers:
+        learned = [q for q in self.plan.controllers if q not in self._routing]
+        if not learned:
             return tf.constant(0.0)
         cost_fraction = trace.executed_flops / self.full_flops
         task = rewards.task_reward(
             self.task_reward, self._first_output(y), self._first_output(y_pred),
             loss=self.loss)
         reward = rewards.reward(task, cost_fraction, self._cost_weight)
-        log_prob_sum = tf.add_n(list(trace.log_probs.values()))
-        entropy_sum = tf.add_n(list(trace.entropies.values()))
+        log_prob_sum = tf.add_n([trace.log_probs[q] for q in learned])
+        entropy_sum = tf.add_n([trace.entropies[q] for q in learned])
         return self.policy.policy_loss(log_prob_sum, entropy_sum, reward)
 
     def _supervision_loss(self, trace, y):
@@ -302,11 +362,16 @@ class D2NNModel(keras.Model):
             return tf.constant(0.0)
         y = self._first_output(y)
         total = 0.0
-        for node_name, weight in self.plan.supervised:
+        for supervision in self.plan.supervised:
+            target = y
+            if supervision.label_map is not None:
+                target = tf.gather(supervision.label_map,
+                                   tf.cast(tf.reshape(y, [-1]), tf.int32))
             per_example = rewards.per_example_loss(
-                self._first_output(self.loss), y, trace.values[node_name])
-            ran = tf.cast(trace.executed[node_name], per_example.dtype)
-            total += weight * tf.reduce_sum(per_example * ran)
+                self._first_output(self.loss), target,
+                trace.values[supervision.node])
+            ran = tf.cast(trace.executed[supervision.node], per_example.dtype)
+            total += supervision.weight * tf.reduce_sum(per_example * ran)
         global_batch = tf.cast(tf.shape(trace.executed_flops)[0],
                                tf.float32) * _num_replicas()
         return total / global_batch
@@ -342,7 +407,9 @@ class D2NNModel(keras.Model):
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
         gradients = tape.gradient(total, weights)
-        self.optimizer.apply_gradients(zip(gradients, weights))
+        # Controllers under forced routing (set_routing) get no gradient.
+        self.optimizer.apply_gradients(
+            [(g, w) for g, w in zip(gradients, weights) if g is not None])
         self._update_routing_metrics(trace)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
@@ -430,6 +497,29 @@ class D2NNModel(keras.Model):
         if print_fn is not None:
             print_fn(_format_cost_table(rows, self.full_flops))
         return rows
+
+
+def _parse_routing(controller, actions, spec):
+    """`("constant", index)` or `("random", probabilities)` for one spec."""
+    if isinstance(spec, (str, int, np.integer)):
+        if isinstance(spec, str):
+            if spec not in actions:
+                raise ValueError(
+                    f"set_routing: controller '{controller}' has no action "
+                    f"'{spec}'; actions: {list(actions)}")
+            return "constant", actions.index(spec)
+        if not 0 <= int(spec) < len(actions):
+            raise ValueError(
+                f"set_routing: controller '{controller}' has actions "
+                f"0..{len(actions) - 1}; received {spec}.")
+        return "constant", int(spec)
+    probs = np.asarray(spec, dtype=np.float64)
+    if probs.shape != (len(actions),) or np.any(probs < 0) or not np.isclose(
+            probs.sum(), 1.0):
+        raise ValueError(
+            f"set_routing: controller '{controller}' needs one probability per "
+            f"action {list(actions)}, >= 0 and summing to 1. Received: {spec}")
+    return "random", [float(p) for p in probs]
 
 
 def _batches(data, batch_size):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_d2nn import data
+from keras_d2nn import idx
 
 
 def write_idx(path, array, compress=True):
@@ -21,8 +22,8 @@ def test_read_idx_round_trip(tmp_path):
     array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "a.gz", array)
     write_idx(tmp_path / "b", array, compress=False)
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "a.gz"), array)
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "b"), array)
+    np.testing.assert_array_equal(idx.read_idx(tmp_path / "a.gz"), array)
+    np.testing.assert_array_equal(idx.read_idx(tmp_path / "b"), array)
 
 
 def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
@@ -31,10 +32,10 @@ def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):
     content = (tmp_path / "t").read_bytes()
     (tmp_path / "t").write_bytes(content[:-3])
     with pytest.raises(ValueError, match="truncated or corrupt"):
-        data.read_idx(tmp_path / "t")
+        idx.read_idx(tmp_path / "t")
     (tmp_path / "png").write_bytes(b"\x89PNG\r\n\x1a\n")
     with pytest.raises(ValueError, match="not an IDX file"):
-        data.read_idx(tmp_path / "png")
+        idx.read_idx(tmp_path / "png")
 
 
 def test_loader_from_a_user_directory(tmp_path):

@@ -230,7 +230,7 @@ def test_graph_config_round_trip_keeps_shared_layers():
     assert rebuilt.get_config() == config
     nodes = {n.name: n for n in rebuilt.nodes}
     assert nodes["s1"].layer is nodes["s2"].layer
-    assert rebuilt.supervised == (("b", 1.0),)
+    assert [(s.node, s.weight) for s in rebuilt.supervised] == [("b", 1.0)]
 
 
 def test_public_api_exports():

@@ -186,3 +186,37 @@ def test_bad_inputs_get_specific_messages():
         D2NNModel(model.graph, execution="lazy")
     with pytest.raises(TypeError, match="needs a keras_d2nn.Graph"):
         D2NNModel("high_low")
+
+
+class RoutingTest(TestCase):
+    def test_constant_routing_trains_a_static_network(self):
+        model = small_high_low()
+        model.compile("adam", LOSS, cost_weight=0.5)
+        model.set_routing({"gate": "high"})
+        x, y = toy_data()
+        gate = model.plan.nodes["gate"].layer
+        before = [w.numpy().copy() for w in gate.trainable_weights]
+        history = model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+        self.assertEqual(history.history["gate_high"], [1.0])
+        self.assertAllClose(history.history["cost"], [1.0], atol=1e-6)
+        for b, w in zip(before, gate.trainable_weights):
+            self.assertAllClose(w, b)  # forced controllers do not learn
+        self.assertEqual(model.routing, {"gate": ("constant", 1)})
+        model.set_routing(None)
+        self.assertEqual(model.routing, {})
+
+    def test_random_routing_follows_the_probabilities(self):
+        model = small_high_low()
+        model.set_routing({"gate": [0.7, 0.3]})
+        x, _ = toy_data(n=4000)
+        decisions = model.route(x, batch_size=500)["decisions"]["gate"]
+        self.assertAllClose(np.mean(decisions == 1), 0.3, atol=0.03)
+
+    def test_bad_routing_specs(self):
+        model = small_high_low()
+        with self.assertRaisesRegex(ValueError, "'nope' is not a controller"):
+            model.set_routing({"nope": 0})
+        with self.assertRaisesRegex(ValueError, "has no action 'medium'"):
+            model.set_routing({"gate": "medium"})
+        with self.assertRaisesRegex(ValueError, "summing to 1"):
+            model.set_routing({"gate": [0.5, 0.6]})
