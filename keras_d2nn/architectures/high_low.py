@@ -76,6 +76,10 @@ def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
     input_shape = tuple(input_shape)
     graph = Graph()
     graph.input("image", shape=input_shape)
+    graph.metadata["architecture"] = "high_low"
+    # The early exit, read by the confidence-threshold baseline.
+    graph.metadata["exits"] = [{"controller": "gate", "stop": "stop",
+                                "continue": "high", "head": "low_head"}]
     graph.f_node("low", low_network or default_low_network(input_shape),
                  inputs="image")
     graph.f_node("low_head", keras.layers.Dense(num_classes, name="low_head"),

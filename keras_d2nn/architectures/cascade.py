@@ -1,0 +1,103 @@
+"""The paper's cascade D2NN: classifiers of increasing cost, early exits."""
+
+import keras
+
+from keras_d2nn.graph import Graph
+from keras_d2nn.layers.controller import Controller
+from keras_d2nn.model import D2NNModel
+
+
+def default_stages(input_shape):
+    """Three convolutional stages of growing cost (about 30 kFLOPs, 0.9
+    MFLOPs and 5.4 MFLOPs per 28x28 image)."""
+    return [
+        keras.Sequential([
+            keras.Input(input_shape),
+            keras.layers.Conv2D(8, 3, strides=2, padding="same",
+                                activation="relu"),
+        ], name="stage1_network"),
+        keras.Sequential([
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+        ], name="stage2_network"),
+        keras.Sequential([
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        ], name="stage3_network"),
+    ]
+
+
+def _head(num_classes, index):
+    return keras.Sequential([keras.layers.Flatten(),
+                             keras.layers.Dense(num_classes)],
+                            name=f"head{index}_network")
+
+
+def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
+            controller_hidden_units=(16,), name="cascade"):
+    """Builds a cascade D2NN: after each stage, stop or continue.
+
+    ```
+    image -> stage1 -> head1 -> <exit1> --stop--> [stop1] --------------.
+               |                  | continue                             |
+               '------------> stage2 -> head2 -> <exit2> --stop--> [stop2]+-> logits
+                                 |                  | continue           |  (merge)
+                                 '------------> stage3 -> head3 ---------'
+    ```
+
+    Stage `i + 1` reads stage `i`'s features and runs only for the examples
+    whose controller `exit<i>` chose "continue"; `head<i>` (Flatten + Dense)
+    classifies from stage `i`. The controllers read the head's logits, as a
+    confidence-threshold exit would, so learned and threshold exits are
+    compared on the same information. Every head but the last is also
+    trained on all examples that reach it (`Graph.supervise`).
+
+    Args:
+        input_shape: shape of one image.
+        num_classes: number of classes (logits are output).
+        stages: list of Keras models, stage `i + 1` taking stage `i`'s
+            output (default: three conv stages of growing cost).
+        controller_hidden_units: hidden layers of each exit controller.
+        name: model name.
+
+    Returns:
+        An uncompiled `D2NNModel` with controllers `exit1`, ...,
+        `exit<N-1>`, each with actions `("stop", "continue")`.
+
+    Example:
+
+    ```python
+    model = keras_d2nn.architectures.cascade()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), metrics=["accuracy"], cost_weight=0.2)
+    ```
+    """
+    stages = stages or default_stages(tuple(input_shape))
+    if len(stages) < 2:
+        raise ValueError(
+            f"A cascade needs at least 2 stages. Received: {len(stages)}")
+    graph = Graph()
+    graph.input("image", shape=tuple(input_shape))
+    graph.metadata["architecture"] = "cascade"
+    exits, finals = [], []
+    previous, when = "image", None
+    for i, stage in enumerate(stages, start=1):
+        graph.f_node(f"stage{i}", stage, inputs=previous, when=when)
+        graph.f_node(f"head{i}", _head(num_classes, i), inputs=f"stage{i}")
+        if i == len(stages):
+            finals.append(f"head{i}")
+            break
+        controller = f"exit{i}"
+        graph.q_node(controller,
+                     Controller(2, hidden_units=controller_hidden_units),
+                     inputs=f"head{i}", actions=("stop", "continue"))
+        graph.dummy(f"stop{i}", inputs=f"head{i}", when=(controller, "stop"))
+        graph.supervise(f"head{i}")
+        finals.append(f"stop{i}")
+        exits.append({"controller": controller, "stop": "stop",
+                      "continue": "continue", "head": f"head{i}"})
+        previous, when = f"stage{i}", (controller, "continue")
+    graph.merge("logits", inputs=finals)
+    graph.output("logits")
+    graph.metadata["exits"] = exits
+    return D2NNModel(graph, name=name)
