@@ -21,7 +21,8 @@ def _num_replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def _check_cost_weight(value):
+def check_cost_weight(value):
+    """Returns `value` as a float, or raises naming what is expected."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -123,7 +124,7 @@ class D2NNModel(keras.Model):
 
     @cost_weight.setter
     def cost_weight(self, value):
-        self._cost_weight.assign(_check_cost_weight(value))
+        self._cost_weight.assign(check_cost_weight(value))
 
     @property
     def full_flops(self):
@@ -162,7 +163,7 @@ class D2NNModel(keras.Model):
                 "D2NNModel.compile needs a `loss` for the supervised part, "
                 "e.g. keras.losses.SparseCategoricalCrossentropy("
                 "from_logits=True).")
-        cost_weight = _check_cost_weight(cost_weight)
+        cost_weight = check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)

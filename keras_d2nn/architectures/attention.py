@@ -41,10 +41,14 @@ def attention(input_shape=(28, 28, 1), num_classes=10, regions=None,
     controller picks one region to process at full resolution.
 
     ```
-    image -> lowres (average pool) -> context -> <look> --top_left--> crop_top_left -> glimpse_top_left --.
-      |                                  |          ...                                                   +-> glimpse (merge)
-      '--------------(full resolution)---+-----> crop_centre -> glimpse_centre ---------------------------'
-                                         '---------------------------------------> head([glimpse, context]) -> logits
+    image -> lowres -> context -> <look>
+      |                  |          | one region per example
+      |                  |          v
+      +--> crop_top_left -----> glimpse_top_left ---.
+      +--> ...                  ...                 +-> glimpse (merge)
+      '--> crop_centre -------> glimpse_centre -----'       |
+                         |                                  v
+                         '-------------------------> head([glimpse, context])
     ```
 
     `lowres` averages `downsample`x`downsample` blocks (28x28 -> 7x7);

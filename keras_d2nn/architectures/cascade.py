@@ -38,11 +38,12 @@ def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
     """Builds a cascade D2NN: after each stage, stop or continue.
 
     ```
-    image -> stage1 -> head1 -> <exit1> --stop--> [stop1] --------------.
-               |                  | continue                             |
-               '------------> stage2 -> head2 -> <exit2> --stop--> [stop2]+-> logits
-                                 |                  | continue           |  (merge)
-                                 '------------> stage3 -> head3 ---------'
+    image -> stage1 -> head1 -> <exit1> -stop-> [stop1] -----.
+               |                  : continue                  |
+               '--------------> stage2 -> head2 -> <exit2>    |
+                                  |        stop: [stop2] -----+-> logits
+                                  |                 : cont.   |  (merge)
+                                  '--------------> stage3 -> head3
     ```
 
     Stage `i + 1` reads stage `i`'s features and runs only for the examples

@@ -25,12 +25,12 @@ def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
     several versions of the stage (widths) or skips it.
 
     ```
-    image -> stem -> summary1 -> <choose1> ----------------.
-              |                 full | half | quarter | skip
-              +--> block1_full  --.                         |
-              +--> block1_half  --+--> stage1 (merge) -> ... -> stageN -> head -> logits
-              +--> block1_quarter-+
-              '--> [skip1] -------'
+    image -> stem -> summary1 -> <choose1>: full | half | quarter | skip
+              |
+              +--> block1_full ----.
+              +--> block1_half ----+--> stage1 (merge) -> ... -> stageN
+              +--> block1_quarter -+                              |
+              '--> [skip1] --------'                     head -> logits
     ```
 
     The stem is a strided convolution (28x28 -> 14x14, `channels` maps).

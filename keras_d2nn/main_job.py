@@ -1,0 +1,192 @@
+"""The main job: train a D2NN on real data, measure it and its baselines.
+
+`run(TrainConfig(...))` trains the chosen architecture, evaluates it on the
+test split, trains and measures the baselines (`keras_d2nn.baselines`), and
+writes `report.json`, `tradeoff.png` and `model.keras` to the output
+directory. `python -m keras_d2nn train` is a thin command line over it.
+"""
+
+import dataclasses
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+
+from keras_d2nn import architectures
+from keras_d2nn import baselines
+from keras_d2nn import data
+from keras_d2nn import plots
+from keras_d2nn.model import check_cost_weight
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of the main job; the CLI flags map one to one.
+
+    Example: `run(TrainConfig(arch="cascade", epochs=1))`.
+    """
+
+    arch: str = "high_low"
+    dataset: str = "fashion_mnist"
+    epochs: int = 3
+    cost_weight: float = 0.1
+    entropy_weight: float = 0.01
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    train_examples: int = 0
+    baselines: bool = True
+    baseline_epochs: int = 0
+    output_dir: str = "runs/default"
+    seed: int = 0
+    data_dir: str = None
+    tfds_dir: str = None
+    verbose: int = 1
+
+    def check(self):
+        """Raises `ValueError` naming the first bad setting."""
+        if self.arch not in architectures.ARCHITECTURES:
+            raise ValueError(
+                f"unknown --arch {self.arch!r}; expected one of "
+                f"{list(architectures.ARCHITECTURES)}.")
+        if self.dataset not in data.DATASETS:
+            raise ValueError(
+                f"unknown --dataset {self.dataset!r}; expected one of "
+                f"{list(data.DATASETS)}.")
+        check_cost_weight(self.cost_weight)
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} should be >= 1; received "
+                                 f"{getattr(self, name)}.")
+        for name in ("train_examples", "baseline_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} should be >= 0; received "
+                                 f"{getattr(self, name)}.")
+        return self
+
+
+def _builder(config):
+    info = data.DATASETS[config.dataset]
+    factory = architectures.ARCHITECTURES[config.arch]
+
+    def build():
+        return factory(input_shape=info["shape"],
+                       num_classes=len(info["class_names"]))
+
+    return build
+
+
+def _compiler(config):
+    """A function compiling a model as configured, each with its own Adam."""
+
+    def compile_model(model):
+        model.compile(**_compile_kwargs(config))
+
+    return compile_model
+
+
+def _compile_kwargs(config):
+    return dict(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        cost_weight=config.cost_weight,
+        entropy_weight=config.entropy_weight,
+    )
+
+
+def run(config, log=print):
+    """Runs the main job; returns the report dict (also written to disk).
+
+    Example:
+
+    ```python
+    report = run(TrainConfig(arch="high_low", epochs=1, baselines=False))
+    report["test_accuracy"], report["mean_cost_fraction"]
+    ```
+    """
+    config.check()
+    keras.utils.set_random_seed(config.seed)
+    build = _builder(config)
+    model = build()
+    _compiler(config)(model)
+    take = config.train_examples or None
+    train = data.load(config.dataset, "train", config.batch_size,
+                      data_dir=config.tfds_dir, manual_dir=config.data_dir,
+                      take=take, seed=config.seed)
+    x_test, y_test = data.load_arrays(config.dataset, "test",
+                                      data_dir=config.tfds_dir,
+                                      manual_dir=config.data_dir)
+
+    log(f"Training {config.arch} on {config.dataset} for {config.epochs} "
+        f"epochs, cost_weight={config.cost_weight}.")
+    start = time.time()
+    model.fit(train, epochs=config.epochs, verbose=config.verbose)
+    train_seconds = time.time() - start
+
+    accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)
+    d2nn = baselines.Point("D2NN", "d2nn", accuracy, mean_flops,
+                           {"cost_weight": config.cost_weight})
+    rows = model.cost_report(x_test, print_fn=log)
+    plan = model.plan
+    action_rates = {
+        q: {action: float(np.mean(decisions[q] == i))
+            for i, action in enumerate(plan.nodes[q].actions)}
+        for q in plan.controllers
+    }
+
+    points = []
+    if config.baselines:
+        epochs = config.baseline_epochs or config.epochs
+        points += baselines.static_baselines(
+            build, train, x_test, y_test, epochs, _compiler(config), log=log)
+        log("baseline: random routing at the D2NN's action rates")
+        points.append(baselines.random_routing_baseline(
+            build, baselines.action_rates(model, decisions), train, x_test,
+            y_test, epochs, _compiler(config)))
+        points += baselines.threshold_exit_curve(model, x_test, y_test)
+
+    report = {
+        "arch": config.arch,
+        "dataset": config.dataset,
+        "test_accuracy": accuracy,
+        "mean_cost_fraction": mean_flops / model.full_flops,
+        "mean_flops": mean_flops,
+        "full_flops": model.full_flops,
+        "action_rates": action_rates,
+        "baselines": [
+            {"name": p.name, "kind": p.kind, "test_accuracy": p.test_accuracy,
+             "mean_flops": p.mean_flops, **p.details}
+            for p in points
+        ],
+        "config": dataclasses.asdict(config),
+        "train_seconds": train_seconds,
+        "nodes": rows,
+    }
+    output_dir = pathlib.Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    plots.tradeoff_plot([d2nn] + points, output_dir / "tradeoff.png",
+                        model.full_flops,
+                        title=f"{config.arch} on {config.dataset}")
+    model.save(output_dir / "model.keras")
+    _log_summary(report, log, output_dir)
+    return report
+
+
+def _log_summary(report, log, output_dir):
+    log(f"\ntest accuracy:      {report['test_accuracy']:.4f}")
+    log(f"mean cost:          {report['mean_cost_fraction']:.4f} of the full "
+        f"network ({report['mean_flops']:,.0f} of "
+        f"{report['full_flops']:,.0f} FLOPs per example)")
+    for q, rates in report["action_rates"].items():
+        shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
+        log(f"controller {q}: {shares}")
+    if report["baselines"]:
+        log(f"\n{'baseline':<44} {'accuracy':>9} {'mean FLOPs':>14}")
+        for b in report["baselines"]:
+            log(f"{b['name']:<44} {b['test_accuracy']:>9.4f} "
+                f"{b['mean_flops']:>14,.0f}")
+    log(f"\nwrote {output_dir / 'report.json'}, "
+        f"{output_dir / 'tradeoff.png'} and {output_dir / 'model.keras'}")

@@ -1,0 +1,63 @@
+"""Accuracy-versus-cost plots."""
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+
+_STYLE = {
+    "d2nn": dict(marker="*", s=220, color="tab:red", zorder=5),
+    "static": dict(marker="s", s=60, color="tab:blue", zorder=4),
+    "random": dict(marker="^", s=70, color="tab:gray", zorder=4),
+}
+
+
+def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost"):
+    """Writes a PNG of test accuracy against mean FLOPs per example.
+
+    D2NN points are stars, static networks squares, random routing
+    triangles, and the threshold-exit sweep a line.
+
+    Args:
+        points: `baselines.Point`s (or dicts with the same keys).
+        path: where the PNG goes.
+        full_flops: FLOPs of running every node (top axis in fractions).
+
+    Example: `tradeoff_plot(points, "tradeoff.png", model.full_flops)`.
+    """
+    points = [p if isinstance(p, dict) else p.as_dict() for p in points]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    threshold = sorted((p for p in points if p["kind"] == "threshold"),
+                       key=lambda p: p["mean_flops"])
+    if threshold:
+        ax.plot([p["mean_flops"] for p in threshold],
+                [p["test_accuracy"] for p in threshold], "-o",
+                color="tab:green", label="confidence-threshold exit",
+                markersize=4)
+    for kind, style in _STYLE.items():
+        chosen = [p for p in points if p["kind"] == kind]
+        if not chosen:
+            continue
+        label = {"d2nn": "D2NN", "static": "static networks",
+                 "random": "random routing"}[kind]
+        ax.scatter([p["mean_flops"] for p in chosen],
+                   [p["test_accuracy"] for p in chosen], label=label, **style)
+        for p in chosen:
+            ax.annotate(p["name"].replace("static ", ""),
+                        (p["mean_flops"], p["test_accuracy"]),
+                        textcoords="offset points", xytext=(5, -10),
+                        fontsize=7)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean FLOPs per example (log scale)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title)
+    secondary = ax.secondary_xaxis(
+        "top", functions=(lambda f: f / full_flops, lambda r: r * full_flops))
+    secondary.set_xlabel("fraction of the full network's FLOPs")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
