@@ -219,7 +219,7 @@ def train_with_routing(build, routing, train, epochs, compile_model,
     model = build()
     compile_model(model)
     model.set_routing(routing)
-    model.fit(train, epochs=epochs, verbose=verbose)
+    model.fit(train, epochs=epochs, verbose=verbose, shuffle=False)
     return model
 
 

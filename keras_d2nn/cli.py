@@ -17,6 +17,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 
 from keras_d2nn import data
 from keras_d2nn import main_job
@@ -120,6 +121,8 @@ def main(argv):
     if len(argv) > 2:
         _fail(f"unexpected arguments {argv[2:]}; flags look like "
               "--epochs=3.")
+    # absl would print every INFO line of TFDS; keep the output for people.
+    logging.set_verbosity(logging.WARNING)
     {"get_data": get_data, "train": train}[argv[1]]()
 
 

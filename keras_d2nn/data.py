@@ -2,8 +2,8 @@
 
 `load("fashion_mnist", split)` picks, in this order:
 1. TFDS's own `fashion_mnist`, if it is already prepared in `data_dir`;
-2. the offline builder `FashionMnistIdx`, preparing the same splits and
-   features from local IDX files (the Debian package
+2. the offline builder `FashionMnistIdx`, already prepared in `data_dir`
+   or preparing the same splits and features from local IDX files (the Debian package
    `dataset-fashion-mnist`, or any directory given as `manual_dir` or in
    `$KERAS_D2NN_FASHION_MNIST_DIR`);
 3. TFDS's own `fashion_mnist`, downloaded, when its server is reachable.
@@ -71,6 +71,15 @@ def _server_reachable(builder_cls, timeout=3.0):
         return False
 
 
+def _is_prepared(builder_cls, data_dir):
+    # Looking before instantiating: a builder object creates its folder,
+    # and TFDS then warns about a variant folder without dataset info.
+    path = os.path.join(data_dir or tfds.core.constants.DATA_DIR,
+                        builder_cls.name, str(builder_cls.VERSION),
+                        "dataset_info.json")
+    return os.path.exists(path)
+
+
 def check_dataset(name):
     """Raises a clear error for an unknown dataset name."""
     if name not in DATASETS:
@@ -86,14 +95,10 @@ def prepared_builder(name="fashion_mnist", data_dir=None, manual_dir=None):
     """
     check_dataset(name)
     standard_cls = tfds.builder_cls(name)
-    # Looking before instantiating: a builder object creates its folder,
-    # and TFDS then warns about a variant folder without dataset info.
-    prepared = os.path.join(data_dir or tfds.core.constants.DATA_DIR, name,
-                            str(standard_cls.VERSION), "dataset_info.json")
-    if os.path.exists(prepared):
+    if _is_prepared(standard_cls, data_dir):
         return tfds.builder(name, data_dir=data_dir)
     directory = fashion_mnist_dir(manual_dir)
-    if _has_idx_files(directory):
+    if _is_prepared(FashionMnistIdx, data_dir) or _has_idx_files(directory):
         local = FashionMnistIdx(data_dir=data_dir)
         local.download_and_prepare(
             download_config=tfds.download.DownloadConfig(

@@ -122,7 +122,9 @@ def run(config, log=print):
     log(f"Training {config.arch} on {config.dataset} for {config.epochs} "
         f"epochs, cost_weight={config.cost_weight}.")
     start = time.time()
-    model.fit(train, epochs=config.epochs, verbose=config.verbose)
+    # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
+    model.fit(train, epochs=config.epochs, verbose=config.verbose,
+              shuffle=False)
     train_seconds = time.time() - start
 
     accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)

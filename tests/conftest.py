@@ -28,3 +28,11 @@ def fashion_mnist():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory, fashion_mnist):
+    """A TFDS data directory with Fashion-MNIST prepared from the IDX files."""
+    directory = str(tmp_path_factory.mktemp("tfds"))
+    data.prepared_builder("fashion_mnist", data_dir=directory)
+    return directory

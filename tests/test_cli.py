@@ -13,34 +13,70 @@ def run_cli(*args):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_train_writes_report_and_model(fashion_mnist, tmp_path):
+def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     result = run_cli("train", "--epochs=1", "--train_examples=512",
+                     "--baseline_epochs=1", f"--tfds_dir={tfds_dir}",
                      f"--output_dir={tmp_path}", "--verbose=0")
     assert result.returncode == 0, result.stderr
     assert "test accuracy:" in result.stdout
     assert "controller gate: stop" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
     for key in ("arch", "test_accuracy", "mean_cost_fraction", "mean_flops",
-                "full_flops", "action_rates"):
+                "full_flops", "action_rates", "baselines"):
         assert key in report
     assert 0.0 < report["mean_cost_fraction"] <= 1.0
     rates = report["action_rates"]["gate"]
     assert rates["stop"] + rates["high"] == pytest.approx(1.0)
+    kinds = {b["kind"] for b in report["baselines"]}
+    assert kinds == {"static", "random", "threshold"}
+    for baseline in report["baselines"]:
+        assert 0.0 <= baseline["test_accuracy"] <= 1.0
+        assert 0.0 < baseline["mean_flops"] <= report["full_flops"]
+    png = (tmp_path / "tradeoff.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
     model = keras.models.load_model(tmp_path / "model.keras")
     assert model.full_flops == report["full_flops"]
 
 
+def test_a_typo_gets_one_line_not_a_traceback():
+    result = run_cli("trian")
+    assert result.returncode == 2
+    assert "received trian" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def cli_main():
+    """Runs `cli.main` in this process with the given argv."""
+    from absl import flags
+
+    from keras_d2nn import cli
+
+    def run(*args):
+        argv = flags.FLAGS(["keras_d2nn", *args])
+        try:
+            cli.main(argv)
+        finally:
+            flags.FLAGS.unparse_flags()
+
+    return run
+
+
 @pytest.mark.parametrize("args, message", [
     ((), "expected a command, one of"),
-    (("trian",), "received trian"),
+    (("train", "extra"), "unexpected arguments ['extra']"),
     (("train", "--arch=resnet"), "unknown --arch 'resnet'"),
     (("train", "--dataset=cifar"), "unknown --dataset 'cifar'"),
-    (("train", "--cost_weight=-1", "--train_examples=8"),
+    (("train", "--cost_weight=-1"),
      "`cost_weight` should be a finite number >= 0"),
-    (("train", "--data_dir=/nonexistent"), "IDX files not found"),
+    (("train", "--epochs=0"), "--epochs should be >= 1"),
+    (("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
+     "IDX files not found in /nonexistent"),
+    (("get_data", "--data_dir=/nonexistent"),
+     "Fashion-MNIST is not in /nonexistent"),
 ])
-def test_bad_invocations_get_one_clear_line(args, message):
-    result = run_cli(*args)
-    assert result.returncode != 0
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(*args)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err

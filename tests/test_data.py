@@ -63,3 +63,59 @@ def test_real_fashion_mnist(fashion_mnist):
     assert x_test.shape == (10000, 28, 28, 1)
     assert np.bincount(y_test).tolist() == [1000] * 10
     assert 0.0 <= x_train.min() and x_train.max() <= 1.0
+
+
+def test_tfds_builder_matches_tfds_fashion_mnist(tfds_dir):
+    import tensorflow_datasets as tfds
+
+    builder = data.prepared_builder("fashion_mnist", data_dir=tfds_dir)
+    assert builder.name == "fashion_mnist_idx"
+    assert builder.info.splits["train"].num_examples == 60000
+    assert builder.info.splits["test"].num_examples == 10000
+    reference = tfds.builder("fashion_mnist", data_dir=tfds_dir).info
+    ours = builder.info.features
+    assert ours["image"].shape == reference.features["image"].shape
+    assert ours["image"].dtype == reference.features["image"].dtype
+    assert ours["label"].names == reference.features["label"].names
+    assert builder.info.supervised_keys == reference.supervised_keys
+
+
+def test_load_gives_batched_normalised_real_images(tfds_dir, fashion_mnist):
+    ds = data.load("fashion_mnist", "test", batch_size=256,
+                   data_dir=tfds_dir)
+    images, labels = next(iter(ds))
+    assert images.shape == (256, 28, 28, 1) and images.dtype == "float32"
+    assert labels.dtype == "int32"
+    x, y = data.load_arrays("fashion_mnist", "test", data_dir=tfds_dir)
+    _, _, x_idx, y_idx = fashion_mnist
+    # Same examples as the IDX files (TFDS orders them its own way).
+    np.testing.assert_array_equal(np.bincount(y), np.bincount(y_idx))
+    for label in range(10):
+        np.testing.assert_allclose(x[y == label].sum(),
+                                   x_idx[y_idx == label].sum(), rtol=1e-5)
+    sliced = data.load("fashion_mnist", "test[:100]", batch_size=64,
+                       data_dir=tfds_dir)
+    assert sum(int(b[0].shape[0]) for b in sliced) == 100
+
+
+def test_load_rejects_bad_names(tfds_dir):
+    with pytest.raises(ValueError, match="Unknown dataset 'cifar'"):
+        data.load("cifar", "train")
+    with pytest.raises(ValueError, match="Unknown split 'validation'"):
+        data.load("fashion_mnist", "validation", data_dir=tfds_dir)
+    with pytest.raises(ValueError, match="`batch_size` should be an int"):
+        data.load("fashion_mnist", "test", batch_size=0, data_dir=tfds_dir)
+
+
+def test_missing_dataset_names_both_ways(tmp_path):
+    import tensorflow_datasets as tfds
+
+    if data._server_reachable(tfds.builder_cls("fashion_mnist")):
+        pytest.skip("TFDS's server is reachable: it would download.")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError,
+                       match="apt-get install -y dataset-fashion-mnist.*"
+                             "with network access TFDS downloads"):
+        data.load("fashion_mnist", "train", data_dir=str(tmp_path / "tfds"),
+                  manual_dir=str(empty))

@@ -1,0 +1,128 @@
+"""The five paper architectures: structure, brief real training, reach."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_d2nn import architectures
+from keras_d2nn.testing import TestCase
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+NAMES = sorted(architectures.ARCHITECTURES)
+
+
+def controlled_nodes(plan, controller, action):
+    return [n.name for n in plan.order
+            if action in n.control.get(controller, ())]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_trains_briefly_and_every_branch_is_reachable(name, fashion_mnist):
+    x_train, y_train, x_test, y_test = fashion_mnist
+    keras.utils.set_random_seed(0)
+    model = architectures.ARCHITECTURES[name]()
+    model.compile("adam", LOSS, metrics=["accuracy"], cost_weight=0.05)
+    history = model.fit(x_train[:2048], y_train[:2048], epochs=1,
+                        batch_size=64, verbose=0)
+    assert np.isfinite(history.history["loss"][-1])
+    results = model.evaluate(x_test[:1000], y_test[:1000], verbose=0,
+                             return_dict=True)
+    assert results["accuracy"] > 0.3, results  # chance is 0.1
+    plan = model.plan
+    images = x_test[:64]
+    for controller in plan.controllers:
+        for index, action in enumerate(plan.nodes[controller].actions):
+            # Route every example that reaches the controller to `action`
+            # (the other controllers to their first action).
+            routing = {q: 0 for q in plan.controllers}
+            routing[controller] = index
+            # Nested controllers run only if their parents chose to go on.
+            for q in plan.controllers[:plan.controllers.index(controller)]:
+                routing[q] = _action_reaching(plan, q, controller)
+            model.set_routing(routing)
+            routes = model.route(images)
+            assert np.all(routes["decisions"][controller] == index)
+            for node in controlled_nodes(plan, controller, index):
+                assert routes["executed"][node].all(), (controller, action,
+                                                        node)
+    model.set_routing(None)
+
+
+def _action_reaching(plan, parent, controller):
+    """The action of `parent` under which `controller` can run."""
+    space, conditions = plan.space, plan.conditions
+    for index in range(len(plan.nodes[parent].actions)):
+        if (conditions[controller] & space.chooses(parent, index)).any():
+            return index
+    raise AssertionError(f"{controller} unreachable from {parent}")
+
+
+class ArchitectureTest(TestCase):
+    def test_each_round_trips_through_keras_files(self):
+        images = np.random.default_rng(0).random((8, 28, 28, 1), "float32")
+        for name in NAMES:
+            model = architectures.ARCHITECTURES[name]()
+            self.run_model_saving_test(model, images)
+
+    def test_cascade_stages_grow_in_cost_and_declare_exits(self):
+        model = architectures.cascade()
+        flops = model.plan.flops
+        assert flops["stage1"] < flops["stage2"] < flops["stage3"]
+        assert model.plan.controllers == ("exit1", "exit2")
+        assert [e["head"] for e in model.graph.metadata["exits"]] == [
+            "head1", "head2"]
+        # exit2 runs only where exit1 chose to continue.
+        assert model.plan.nodes["stage2"].control == {"exit1": (1,)}
+
+    def test_chain_versions_and_skip(self):
+        model = architectures.chain(num_stages=2)
+        plan = model.plan
+        assert plan.nodes["choose1"].actions == ("full", "half", "quarter",
+                                                 "skip")
+        assert (plan.flops["block1_full"] > plan.flops["block1_half"]
+                > plan.flops["block1_quarter"] > 0)
+        images = np.random.default_rng(0).random((4, 28, 28, 1), "float32")
+        model.set_routing({"choose1": "skip", "choose2": "skip"})
+        trace = model.trace(images)
+        # Skipping every stage leaves the stem's features unchanged.
+        self.assertAllClose(trace.values["stage2"], trace.values["stem"])
+
+    def test_hierarchical_routes_by_coarse_group_from_the_start(self):
+        model = architectures.hierarchical()
+        groups = model.graph.metadata["groups"]
+        assert sorted(sum(groups.values(), [])) == list(range(10))
+        images = np.random.default_rng(1).random((32, 28, 28, 1), "float32")
+        trace = model.trace(images)
+        coarse = trace.values["coarse"].numpy()
+        np.testing.assert_array_equal(trace.decisions["route"],
+                                      coarse.argmax(axis=-1))
+        supervision = model.plan.supervised[0]
+        assert supervision.node == "coarse"
+        assert supervision.label_map == (0, 2, 0, 2, 0, 1, 0, 1, 2, 1)
+
+    def test_attention_shares_one_glimpse_network(self):
+        model = architectures.attention()
+        layers = {model.plan.nodes[f"glimpse_{r}"].layer
+                  for r in model.plan.nodes["look"].actions}
+        assert len(layers) == 1
+        spec = model.plan.specs["crop_centre"]
+        assert tuple(spec.shape) == (None, 20, 20, 1)
+        # One glimpse per example: about a fifth of running all five.
+        images = np.random.default_rng(2).random((16, 28, 28, 1), "float32")
+        fraction = model.trace(images).executed_flops / model.full_flops
+        assert np.all(fraction < 0.25)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: architectures.cascade(stages=[keras.layers.Identity()]),
+     "at least 2 stages"),
+    (lambda: architectures.chain(widths=(8,)), "same length"),
+    (lambda: architectures.chain(num_stages=0), "`num_stages` should be >= 1"),
+    (lambda: architectures.attention(regions=[(0, 0), (10, 10)]),
+     r"Region \(10, 10\) of size 20 does not fit"),
+    (lambda: architectures.hierarchical(groups={"a": (0, 1), "b": (2,)}),
+     "leave classes"),
+])
+def test_builder_arguments_are_checked(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
