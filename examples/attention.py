@@ -1,4 +1,5 @@
-"""Attention (glimpse): from a 7x7 view a controller picks one 20x20 region to look at in full resolution.
+"""Attention (glimpse): from a 7x7 view a controller picks one 20x20 region to
+look at in full resolution.
 
 Trains on 20,000 Fashion-MNIST images for 2 epochs (a minute or two on a
 laptop CPU), then prints the test accuracy, the mean cost and, per node,

@@ -1,4 +1,5 @@
-"""Cascade: three classifiers of growing cost; after each, a controller stops or continues.
+"""Cascade: three classifiers of growing cost; after each, a controller stops
+or continues.
 
 Trains on 20,000 Fashion-MNIST images for 2 epochs (a minute or two on a
 laptop CPU), then prints the test accuracy, the mean cost and, per node,

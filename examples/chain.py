@@ -1,4 +1,5 @@
-"""Chain: before each of three stages a controller picks the full, half or quarter width version, or skips the stage.
+"""Chain: before each of three stages a controller picks the full, half or
+quarter width version, or skips the stage.
 
 Trains on 20,000 Fashion-MNIST images for 2 epochs (a minute or two on a
 laptop CPU), then prints the test accuracy, the mean cost and, per node,

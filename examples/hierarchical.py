@@ -1,4 +1,5 @@
-"""Hierarchical: a coarse classifier (tops, shoes, others) routes each image to one fine-grained expert.
+"""Hierarchical: a coarse classifier (tops, shoes, others) routes each image to
+one fine-grained expert.
 
 Trains on 20,000 Fashion-MNIST images for 2 epochs (a minute or two on a
 laptop CPU), then prints the test accuracy, the mean cost and, per node,

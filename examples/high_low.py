@@ -1,4 +1,5 @@
-"""High-low: a cheap network for every image; a controller runs the expensive one only where it is needed.
+"""High-low: a cheap network for every image; a controller runs the expensive
+one only where it is needed.
 
 Trains on 20,000 Fashion-MNIST images for 2 epochs (a minute or two on a
 laptop CPU), then prints the test accuracy, the mean cost and, per node,

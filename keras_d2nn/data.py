@@ -2,8 +2,9 @@
 
 `load("fashion_mnist", split)` picks, in this order:
 1. TFDS's own `fashion_mnist`, if it is already prepared in `data_dir`;
-2. the offline builder `FashionMnistIdx`, already prepared in `data_dir`
-   or preparing the same splits and features from local IDX files (the Debian package
+2. the offline builder `FashionMnistIdx`, already prepared in
+   `data_dir` or preparing the same splits and features from local IDX
+   files (the Debian package
    `dataset-fashion-mnist`, or any directory given as `manual_dir` or in
    `$KERAS_D2NN_FASHION_MNIST_DIR`);
 3. TFDS's own `fashion_mnist`, downloaded, when its server is reachable.
