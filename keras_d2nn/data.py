@@ -1,13 +1,13 @@
 """Datasets as `tf.data` pipelines built with tensorflow-datasets (TFDS).
 
 `load("fashion_mnist", split)` picks, in this order:
-1. TFDS's own `fashion_mnist`, if it is already prepared in `data_dir`;
-2. the offline builder `FashionMnistIdx`, already prepared in
-   `data_dir` or preparing the same splits and features from local IDX
-   files (the Debian package
+1. whichever builder is already prepared in `data_dir`: TFDS's own
+   `fashion_mnist`, else the offline `FashionMnistIdx`;
+2. TFDS's own `fashion_mnist`, downloaded, when its server is reachable;
+3. the offline builder `FashionMnistIdx`, preparing the same splits and
+   features from local IDX files (the Debian package
    `dataset-fashion-mnist`, or any directory given as `manual_dir` or in
-   `$KERAS_D2NN_FASHION_MNIST_DIR`);
-3. TFDS's own `fashion_mnist`, downloaded, when its server is reachable.
+   `$KERAS_D2NN_FASHION_MNIST_DIR`).
 Otherwise one `FileNotFoundError` names both ways to get the data.
 """
 
@@ -99,16 +99,17 @@ def prepared_builder(name="fashion_mnist", data_dir=None, manual_dir=None):
     if _is_prepared(standard_cls, data_dir):
         return tfds.builder(name, data_dir=data_dir)
     directory = fashion_mnist_dir(manual_dir)
-    if _is_prepared(FashionMnistIdx, data_dir) or _has_idx_files(directory):
+    local_prepared = _is_prepared(FashionMnistIdx, data_dir)
+    if not local_prepared and _server_reachable(standard_cls):
+        standard = tfds.builder(name, data_dir=data_dir)
+        standard.download_and_prepare()
+        return standard
+    if local_prepared or _has_idx_files(directory):
         local = FashionMnistIdx(data_dir=data_dir)
         local.download_and_prepare(
             download_config=tfds.download.DownloadConfig(
                 manual_dir=directory))
         return local
-    if _server_reachable(standard_cls):
-        standard = tfds.builder(name, data_dir=data_dir)
-        standard.download_and_prepare()
-        return standard
     raise FileNotFoundError(missing_data_message(directory))
 
 

@@ -32,7 +32,14 @@ def rng():
 
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory, fashion_mnist):
-    """A TFDS data directory with Fashion-MNIST prepared from the IDX files."""
+    """A TFDS data directory with Fashion-MNIST prepared from the IDX files
+    (the offline builder, even where TFDS could download)."""
+    import tensorflow_datasets as tfds
+
+    from keras_d2nn.tfds_fashion_mnist import FashionMnistIdx
+
     directory = str(tmp_path_factory.mktemp("tfds"))
-    data.prepared_builder("fashion_mnist", data_dir=directory)
+    FashionMnistIdx(data_dir=directory).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(
+            manual_dir=data.fashion_mnist_dir()))
     return directory
