@@ -109,7 +109,7 @@ class D2NNModel(keras.Model):
         ]
         self._trace_function = None
         self._routing = {}
-        self.routing_seed = keras.random.SeedGenerator(0)
+        self.routing_seed = keras.random.SeedGenerator()
         self.built = True
 
     # -- configuration ------------------------------------------------------
