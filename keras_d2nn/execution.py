@@ -36,6 +36,8 @@ class ExecutionTrace(typing.NamedTuple):
         decisions: `{controller: int32 (batch,)}`, -1 where it did not run.
         log_probs: `{controller: float (batch,)}`, 0 where it did not run.
         entropies: `{controller: float (batch,)}`, 0 where it did not run.
+        logits: `{controller: float (batch, num_logits)}`, the controller's
+            raw outputs (Q-values for Q-learning), 0 where it did not run.
         executed_flops: float32 `(batch,)`: FLOPs of the nodes that ran.
     """
 
@@ -45,6 +47,7 @@ class ExecutionTrace(typing.NamedTuple):
     decisions: dict
     log_probs: dict
     entropies: dict
+    logits: dict
     executed_flops: tf.Tensor
 
 
@@ -120,7 +123,7 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
     all_true = tf.ones([batch_size], dtype=tf.bool)
 
     values, executed = {}, {}
-    chosen, log_probs, entropies = {}, {}, {}
+    chosen, log_probs, entropies, logits = {}, {}, {}, {}
     flops = tf.zeros([batch_size], dtype=tf.float32)
 
     for node in plan.order:
@@ -162,7 +165,8 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
         if node.kind == "q":
             fn = _controller_fn(node, training, decisions.get(name))
             empty = (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
-                     tf.zeros([0], tf.float32))
+                     tf.zeros([0], tf.float32),
+                     tf.zeros([0, node.layer.num_logits], tf.float32))
             forced = decisions.get(name)
             q_args = args + ([tf.cast(forced, tf.int32)]
                              if forced is not None else [])
@@ -177,12 +181,13 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
             out = _run_masked(fn, mask, q_args)
 
         if node.kind == "q":
-            action, log_prob, entropy = out
+            action, log_prob, entropy, raw = out
             # Scattering leaves 0 where the controller did not run; -1 makes
             # "did not decide" distinct from action 0.
             chosen[name] = tf.where(mask, action, -tf.ones_like(action))
             log_probs[name] = tf.cast(log_prob, tf.float32)
             entropies[name] = tf.cast(entropy, tf.float32)
+            logits[name] = tf.cast(raw, tf.float32)
         values[name] = out if node.kind != "q" else None
 
         if plan.flops[name]:
@@ -196,6 +201,7 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
         decisions=chosen,
         log_probs=log_probs,
         entropies=entropies,
+        logits=logits,
         executed_flops=flops,
     )
 
@@ -211,7 +217,8 @@ def _layer_fn(node, training):
 
 
 def _controller_fn(node, training, forced):
-    """A function computing a controller's (action, log_prob, entropy).
+    """A function computing a controller's (action, log_prob, entropy,
+    logits).
 
     When `forced` is given, it was appended to the arguments so that it is
     gathered with them.
@@ -224,6 +231,7 @@ def _controller_fn(node, training, forced):
             args, action = args[:-1], args[-1]
         call_args = args[0] if len(args) == 1 else list(args)
         logits = controller(call_args, training=training)
-        return controller.decide(logits, training=training, action=action)
+        decision = controller.decide(logits, training=training, action=action)
+        return decision + (tf.cast(logits, tf.float32),)
 
     return fn

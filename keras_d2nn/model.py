@@ -9,12 +9,14 @@ import tensorflow as tf
 from keras_d2nn import execution as engine
 from keras_d2nn import rewards
 from keras_d2nn.api_export import keras_d2nn_export
+from keras_d2nn.estimators import Estimator
+from keras_d2nn.estimators import PolicyBatch
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.graph import Graph
 
 # Compile arguments that Keras's own compile config does not know about.
 _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
-                      "baseline_momentum")
+                      "baseline_momentum", "estimator", "reward_bag_size")
 
 
 def _num_replicas():
@@ -93,7 +95,11 @@ class D2NNModel(keras.Model):
             if node.layer is not None:
                 unique.setdefault(id(node.layer), node.layer)
         self.node_layers = list(unique.values())
-        self.policy = Reinforce(name="policy")
+        self.estimators = []
+        self._estimator_groups = []
+        self._training_mode = execution
+        self.reward_bag_size = None
+        self.bag_metric = None
         self._cost_weight = self.add_weight(
             shape=(), initializer="zeros", trainable=False,
             name="cost_weight")
@@ -136,8 +142,10 @@ class D2NNModel(keras.Model):
         return [n.name for n in self.plan.order if n.kind == "input"]
 
     def compile(self, optimizer="adam", loss=None, metrics=None, *,
-                cost_weight=0.0, task_reward="correct", entropy_weight=0.01,
-                baseline_momentum=0.9, jit_compile=False, **kwargs):
+                cost_weight=0.0, task_reward="correct", estimator=None,
+                entropy_weight=0.01, baseline_momentum=0.9,
+                reward_bag_size=None, bag_metric="f1", jit_compile=False,
+                **kwargs):
         """Configures training; see `keras.Model.compile` for the rest.
 
         Args:
@@ -146,8 +154,17 @@ class D2NNModel(keras.Model):
             task_reward: `"correct"` (1 if top-1 is right), `"neg_loss"`
                 (minus the per-example loss) or a callable
                 `(y_true, y_pred) -> (batch,)`.
-            entropy_weight: entropy bonus of the controllers.
-            baseline_momentum: momentum of the moving-average baseline.
+            estimator: how controllers learn: a `keras_d2nn.estimators`
+                object for all of them, or `{controller: estimator}` (the
+                others get the default). Default: `Reinforce` with a
+                moving-average baseline and the two settings below.
+            entropy_weight: entropy bonus of the default estimator.
+            baseline_momentum: moving-average momentum of the default.
+            reward_bag_size: if set, the paper's mini-bag reward: examples
+                are grouped in bags of this size and every decision in a
+                bag shares the bag's `bag_metric` (minus its own cost).
+            bag_metric: `"f1"` (macro F1) or a callable
+                `(y_true, y_pred) -> scalar` for one bag.
             jit_compile: default False: routed execution has data-dependent
                 shapes, which XLA cannot compile.
 
@@ -165,19 +182,68 @@ class D2NNModel(keras.Model):
                 "from_logits=True).")
         cost_weight = check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
+        bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
+        default = Reinforce(entropy_weight=entropy_weight,
+                            baseline_momentum=baseline_momentum)
+        groups = self._group_estimators(estimator, default)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
         self.cost_weight = cost_weight
         self.task_reward = task_reward
-        self.policy.entropy_weight = entropy_weight
-        self.policy.baseline_momentum = baseline_momentum
+        self.reward_bag_size = reward_bag_size
+        self.bag_metric = bag_metric
+        self._estimator_groups = groups
+        self.estimators = [est for est, _ in groups]
+        for est, controllers in groups:
+            est.configure(self, controllers)
+        # Estimators that differentiate through decisions need every branch.
+        self._training_mode = ("masked" if any(
+            est.needs_all_branches for est in self.estimators)
+            else self.execution)
+        self.train_function = None
         self._d2nn_compile_config = {
             "cost_weight": cost_weight,
             "task_reward": task_reward if isinstance(task_reward, str)
             else "correct",
             "entropy_weight": entropy_weight,
             "baseline_momentum": baseline_momentum,
+            "estimator": _serialize_estimator(estimator),
+            "reward_bag_size": reward_bag_size,
         }
+
+    def _group_estimators(self, estimator, default):
+        """`[(estimator, controllers)]`, one entry per distinct estimator."""
+        if estimator is None:
+            estimator = default
+        if isinstance(estimator, Estimator):
+            mapping = {q: estimator for q in self.plan.controllers}
+        elif isinstance(estimator, dict):
+            unknown = set(estimator) - set(self.plan.controllers)
+            if unknown:
+                raise ValueError(
+                    f"`estimator` names {sorted(unknown)}, which are not "
+                    f"controllers; controllers: {list(self.plan.controllers)}")
+            mapping = {q: estimator.get(q, default)
+                       for q in self.plan.controllers}
+        else:
+            raise TypeError(
+                "`estimator` should be a keras_d2nn estimator (Reinforce, "
+                "QLearning, GumbelSoftmax) or a dict of them by controller. "
+                f"Received: {type(estimator).__name__}")
+        for q, est in mapping.items():
+            if not isinstance(est, Estimator):
+                raise TypeError(
+                    f"`estimator` for '{q}' should be a keras_d2nn estimator. "
+                    f"Received: {type(est).__name__}")
+        groups = {}
+        for q, est in mapping.items():
+            groups.setdefault(id(est), (est, []))[1].append(q)
+        return [(est, tuple(qs)) for est, qs in groups.values()]
+
+    @property
+    def policy(self):
+        """The estimator of the first controller (the only one, usually)."""
+        return self._estimator_groups[0][0] if self._estimator_groups else None
 
     def get_compile_config(self):
         config = super().get_compile_config()
@@ -189,6 +255,7 @@ class D2NNModel(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         extras = {k: config.pop(k) for k in _D2NN_COMPILE_KEYS if k in config}
+        extras["estimator"] = _deserialize_estimator(extras.get("estimator"))
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config, **extras)
         if self.optimizer is not None:
@@ -341,18 +408,37 @@ class D2NNModel(keras.Model):
         return y_pred if not isinstance(y_pred, dict) else next(
             iter(y_pred.values()))
 
-    def _policy_loss(self, trace, y, y_pred):
-        learned = [q for q in self.plan.controllers if q not in self._routing]
-        if not learned:
-            return tf.constant(0.0)
+    def _reward(self, trace, y):
+        """Per-example reward of the decisions in `trace` (no gradient)."""
+        y = self._first_output(y)
+        y_pred = self._first_output(self._pack(trace.outputs))
         cost_fraction = trace.executed_flops / self.full_flops
-        task = rewards.task_reward(
-            self.task_reward, self._first_output(y), self._first_output(y_pred),
-            loss=self.loss)
-        reward = rewards.reward(task, cost_fraction, self._cost_weight)
-        log_prob_sum = tf.add_n([trace.log_probs[q] for q in learned])
-        entropy_sum = tf.add_n([trace.entropies[q] for q in learned])
-        return self.policy.policy_loss(log_prob_sum, entropy_sum, reward)
+        if self.reward_bag_size:
+            task = rewards.minibag(self.bag_metric, self.reward_bag_size, y,
+                                   y_pred)
+        else:
+            task = rewards.task_reward(self.task_reward, y, y_pred,
+                                       loss=self.loss)
+        return tf.stop_gradient(
+            rewards.reward(task, cost_fraction, self._cost_weight))
+
+    def _controller_loss(self, x, trace, y):
+        learned = set(self.plan.controllers) - set(self._routing)
+        total = tf.constant(0.0)
+        if not learned:
+            return total
+        reward = self._reward(trace, y)
+
+        def greedy_reward():
+            return self._reward(self.trace(x, training=False), y)
+
+        for estimator, controllers in self._estimator_groups:
+            mine = tuple(q for q in controllers if q in learned)
+            if mine:
+                total += estimator.controller_loss(PolicyBatch(
+                    trace=trace, controllers=mine, reward=reward,
+                    greedy_reward=greedy_reward, plan=self.plan))
+        return total
 
     def _supervision_loss(self, trace, y):
         """Loss of the supervised intermediate nodes, on examples they ran.
@@ -395,7 +481,7 @@ class D2NNModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            trace = self.trace(x, training=True)
+            trace = self.trace(x, training=True, mode=self._training_mode)
             y_pred = self._pack(trace.outputs)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
                                      sample_weight=sample_weight,
@@ -404,7 +490,7 @@ class D2NNModel(keras.Model):
             # Unlike compute_loss, the policy term is not yet divided by the
             # replica count; gradients are summed across replicas.
             total = (loss + self._supervision_loss(trace, y)
-                     + self._policy_loss(trace, y, y_pred) / _num_replicas())
+                     + self._controller_loss(x, trace, y) / _num_replicas())
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
         gradients = tape.gradient(total, weights)
@@ -498,6 +584,24 @@ class D2NNModel(keras.Model):
         if print_fn is not None:
             print_fn(_format_cost_table(rows, self.full_flops))
         return rows
+
+
+def _serialize_estimator(estimator):
+    if isinstance(estimator, dict):
+        return {q: keras.saving.serialize_keras_object(e)
+                for q, e in estimator.items()}
+    if estimator is None:
+        return None
+    return keras.saving.serialize_keras_object(estimator)
+
+
+def _deserialize_estimator(config):
+    if config is None:
+        return None
+    if "class_name" in config:
+        return keras.saving.deserialize_keras_object(config)
+    return {q: keras.saving.deserialize_keras_object(c)
+            for q, c in config.items()}
 
 
 def _parse_routing(controller, actions, spec):

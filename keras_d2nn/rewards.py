@@ -78,3 +78,80 @@ def reward(task, cost_fraction, cost_weight):
     Example: `reward(correct(y, logits), flops / full_flops, 0.5)`.
     """
     return task - tf.cast(cost_weight, tf.float32) * cost_fraction
+
+
+def f1_score(y_true, y_pred, positive_class=None):
+    """F1 of a set of predictions: macro over classes, or of one class.
+
+    Args:
+        y_true: sparse integer labels `(n,)`.
+        y_pred: logits or probabilities `(n, classes)`.
+        positive_class: if given, the binary F1 of that class; otherwise
+            the mean F1 over the classes that occur in labels or predictions.
+
+    Returns:
+        A float32 scalar in [0, 1] (1 for an empty set).
+
+    Example: `f1_score([1, 0, 1], [[0., 1.], [1., 0.], [1., 0.]], 1)  # 2/3`.
+    """
+    y_pred = tf.convert_to_tensor(y_pred)
+    labels = tf.cast(tf.reshape(y_true, [-1]), tf.int32)
+    predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
+    classes = y_pred.shape[-1]
+    truth = tf.one_hot(labels, classes)
+    guess = tf.one_hot(predicted, classes)
+    true_positive = tf.reduce_sum(truth * guess, axis=0)
+    false_positive = tf.reduce_sum((1 - truth) * guess, axis=0)
+    false_negative = tf.reduce_sum(truth * (1 - guess), axis=0)
+    denominator = 2 * true_positive + false_positive + false_negative
+    per_class = tf.math.divide_no_nan(2 * true_positive, denominator)
+    if positive_class is not None:
+        return tf.where(denominator[positive_class] > 0,
+                        per_class[positive_class], 1.0)
+    present = tf.cast(denominator > 0, tf.float32)
+    count = tf.reduce_sum(present)
+    return tf.where(count > 0,
+                    tf.reduce_sum(per_class * present) / tf.maximum(count, 1),
+                    1.0)
+
+
+BAG_METRICS = {"f1": f1_score}
+
+
+def check_bag(bag_size, metric):
+    """Checks mini-bag settings; returns the metric as a callable."""
+    if bag_size is None:
+        return None
+    if not isinstance(bag_size, int) or bag_size < 1:
+        raise ValueError(
+            f"`reward_bag_size` should be an int >= 1. Received: {bag_size!r}")
+    if callable(metric):
+        return metric
+    if metric in BAG_METRICS:
+        return BAG_METRICS[metric]
+    raise ValueError(
+        f"`bag_metric` should be one of {sorted(BAG_METRICS)} or a callable "
+        f"(y_true, y_pred) -> scalar. Received: {metric!r}")
+
+
+def minibag(metric, bag_size, y_true, y_pred):
+    """The paper's mini-bag task reward, `(batch,)`.
+
+    Consecutive examples form bags of `bag_size` (the last one may be
+    smaller); each example gets the `metric` of its bag, so decisions can
+    be trained for set-level metrics such as F1 that do not decompose over
+    examples.
+
+    Example: `minibag(f1_score, 8, labels, logits)`.
+    """
+    labels = tf.reshape(y_true, [-1])
+    size = tf.shape(labels)[0]
+    starts = tf.range(0, size, bag_size)
+
+    def score(start):
+        stop = tf.minimum(start + bag_size, size)
+        return tf.cast(metric(labels[start:stop], y_pred[start:stop]),
+                       tf.float32)
+
+    scores = tf.map_fn(score, starts, fn_output_signature=tf.float32)
+    return tf.gather(scores, tf.range(size) // bag_size)

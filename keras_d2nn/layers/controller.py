@@ -10,6 +10,7 @@ from keras_d2nn.api_export import keras_d2nn_export
 tfd = tfp.distributions
 
 DISTRIBUTIONS = ("categorical", "bernoulli")
+EXPLORATIONS = ("softmax", "epsilon_greedy")
 
 
 @keras_d2nn_export
@@ -34,6 +35,9 @@ class Controller(keras.layers.Layer):
             `"bernoulli"` (a two-way gate with one logit; action 1 = open).
         epsilon: probability of a uniformly random action in training.
         temperature: divides the logits when sampling in training.
+        exploration: `"softmax"` samples the tempered policy (policy
+            gradient); `"epsilon_greedy"` takes the argmax except for the
+            epsilon share (Q-learning, whose logits are Q-values).
         seed: seed of the sampling stream.
 
     Input shape: `(batch, ...)`, flattened. Output shape: `(batch,
@@ -54,7 +58,7 @@ class Controller(keras.layers.Layer):
 
     def __init__(self, num_actions, hidden_units=(32,),
                  distribution="categorical", epsilon=0.0, temperature=1.0,
-                 seed=None, **kwargs):
+                 exploration="softmax", seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(num_actions, int) or num_actions < 2:
             raise ValueError(
@@ -71,6 +75,10 @@ class Controller(keras.layers.Layer):
                 "A 'bernoulli' controller is a two-way gate: `num_actions` "
                 f"should be 2. Received: num_actions={num_actions}"
             )
+        if exploration not in EXPLORATIONS:
+            raise ValueError(
+                f"`exploration` should be one of {EXPLORATIONS}. Received: "
+                f"exploration={exploration!r}")
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(
                 f"`epsilon` should be in [0, 1]. Received: epsilon={epsilon}"
@@ -83,6 +91,7 @@ class Controller(keras.layers.Layer):
         self.num_actions = num_actions
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.distribution = distribution
+        self.exploration = exploration
         self.initial_epsilon = float(epsilon)
         self.initial_temperature = float(temperature)
         self.seed = seed
@@ -123,7 +132,10 @@ class Controller(keras.layers.Layer):
         logits = tf.convert_to_tensor(logits)
         if training:
             logits = logits / tf.cast(self.temperature, logits.dtype)
-        if self.distribution == "bernoulli":
+        if training and self.exploration == "epsilon_greedy":
+            probs = tf.one_hot(self.greedy_action(logits), self.num_actions,
+                               dtype=logits.dtype)
+        elif self.distribution == "bernoulli":
             open_prob = tf.sigmoid(logits[:, 0])
             probs = tf.stack([1.0 - open_prob, open_prob], axis=-1)
         else:
@@ -177,6 +189,7 @@ class Controller(keras.layers.Layer):
             "distribution": self.distribution,
             "epsilon": self.initial_epsilon,
             "temperature": self.initial_temperature,
+            "exploration": self.exploration,
             "seed": self.seed,
         })
         return config

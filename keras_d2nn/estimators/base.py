@@ -1,0 +1,58 @@
+"""What every controller-training estimator receives and returns."""
+
+import dataclasses
+
+import keras
+import tensorflow as tf
+
+
+@dataclasses.dataclass
+class PolicyBatch:
+    """One training batch as an estimator sees it.
+
+    Attributes:
+        trace: the `ExecutionTrace` of the batch (training mode).
+        controllers: names of the controllers this estimator trains here
+            (those with forced routing are left out).
+        reward: per-example reward `(batch,)` of the decisions taken.
+        greedy_reward: callable returning the per-example reward the greedy
+            (inference) decisions would have got; runs one more forward pass.
+        plan: the model's `Plan`.
+    """
+
+    trace: object
+    controllers: tuple
+    reward: tf.Tensor
+    greedy_reward: object
+    plan: object
+
+
+class Estimator(keras.layers.Layer):
+    """Base class: turns a `PolicyBatch` into the controllers' loss.
+
+    Subclasses set `needs_all_branches` (True when training must compute
+    every branch, i.e. masked execution) and implement `controller_loss`.
+    `configure(model, controllers)` is called once at `compile`: it may
+    check the controllers, adjust their exploration and create weights.
+
+    Example:
+
+    ```python
+    class NoLearning(Estimator):
+        def controller_loss(self, batch):
+            return tf.constant(0.0)
+    ```
+    """
+
+    needs_all_branches = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.built = True
+
+    def configure(self, model, controllers):
+        """Prepares for `controllers` of `model` (a `D2NNModel`)."""
+
+    def controller_loss(self, batch):
+        """A scalar loss whose gradient trains the controllers."""
+        raise NotImplementedError
