@@ -7,6 +7,9 @@ from keras_d2nn import tf_logging  # noqa: F401  (must precede TensorFlow)
 from keras_d2nn import architectures
 from keras_d2nn.cost import UncountableLayerError
 from keras_d2nn.cost import layer_flops
+from keras_d2nn.estimators import Estimator
+from keras_d2nn.estimators import GumbelSoftmax
+from keras_d2nn.estimators import QLearning
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.execution import ExecutionTrace
 from keras_d2nn.execution import execute
@@ -19,9 +22,12 @@ from keras_d2nn.version import __version__
 __all__ = [
     "Controller",
     "D2NNModel",
+    "Estimator",
+    "GumbelSoftmax",
     "ExecutionTrace",
     "Graph",
     "Plan",
+    "QLearning",
     "Reinforce",
     "UncountableLayerError",
     "__version__",

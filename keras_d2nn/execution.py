@@ -39,6 +39,9 @@ class ExecutionTrace(typing.NamedTuple):
         logits: `{controller: float (batch, num_logits)}`, the controller's
             raw outputs (Q-values for Q-learning), 0 where it did not run.
         executed_flops: float32 `(batch,)`: FLOPs of the nodes that ran.
+        soft_executed_flops: with straight-through controllers, the same
+            FLOPs as a differentiable function of their relaxed decisions
+            (equal in value); `None` otherwise.
     """
 
     outputs: dict
@@ -49,6 +52,7 @@ class ExecutionTrace(typing.NamedTuple):
     entropies: dict
     logits: dict
     executed_flops: tf.Tensor
+    soft_executed_flops: object = None
 
 
 def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
@@ -97,7 +101,8 @@ def _masked_value(value, mask, default=0.0):
     return tf.where(_broadcast_mask(mask, value), value, fill)
 
 
-def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
+def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
+            straight_through=None):
     """Runs `plan` on a batch and returns an `ExecutionTrace`.
 
     Args:
@@ -107,6 +112,11 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
         mode: `"routed"` or `"masked"` (see the module docstring).
         decisions: optional `{controller: int tensor (batch,)}` forcing the
             decisions of those controllers (where they run).
+        straight_through: optional `{controller: temperature}`: these
+            controllers decide by straight-through Gumbel-softmax, and each
+            node's output is multiplied by its relaxed execution indicator
+            (1 or 0 in value, differentiable in the decisions). Masked mode
+            only: the gradient needs every branch's output.
 
     Example:
 
@@ -118,6 +128,11 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
     if mode not in MODES:
         raise ValueError(f"`mode` should be one of {MODES}. Received: {mode!r}")
     decisions = dict(decisions or {})
+    straight_through = dict(straight_through or {})
+    if straight_through and mode != "masked":
+        raise ValueError(
+            "Straight-through decisions need every branch computed: use "
+            f"mode='masked'. Received: mode={mode!r}")
     first = next(iter(inputs.values()))
     batch_size = tf.shape(first)[0]
     all_true = tf.ones([batch_size], dtype=tf.bool)
@@ -125,11 +140,15 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
     values, executed = {}, {}
     chosen, log_probs, entropies, logits = {}, {}, {}, {}
     flops = tf.zeros([batch_size], dtype=tf.float32)
+    # Relaxed execution indicators, kept only with straight-through.
+    soft, gates = {}, {}
+    ones = tf.ones([batch_size], dtype=tf.float32)
 
     for node in plan.order:
         name = node.name
         if node.kind == "input":
             values[name], executed[name] = inputs[name], all_true
+            soft[name] = ones
             continue
 
         mask = all_true
@@ -142,6 +161,8 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
                 axis=0)
             mask = tf.logical_and(mask, picked)
         executed[name] = mask
+        if straight_through:
+            soft[name] = _soft_indicator(node, soft, gates, chosen)
 
         args = [
             _masked_value(values[p], executed[p], node.defaults[p])
@@ -163,7 +184,8 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
 
         spec = plan.specs[name]
         if node.kind == "q":
-            fn = _controller_fn(node, training, decisions.get(name))
+            fn = _controller_fn(node, training, decisions.get(name),
+                                straight_through.get(name))
             empty = (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
                      tf.zeros([0], tf.float32),
                      tf.zeros([0, node.layer.num_logits], tf.float32))
@@ -180,6 +202,11 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
         else:
             out = _run_masked(fn, mask, q_args)
 
+        if node.kind == "q" and name in straight_through:
+            out, gates[name] = out[:4], out[4]
+        elif straight_through and node.kind != "q":
+            out = out * tf.reshape(soft[name], [-1] + [1] * (
+                len(out.shape) - 1))
         if node.kind == "q":
             action, log_prob, entropy, raw = out
             # Scattering leaves 0 where the controller did not run; -1 makes
@@ -193,6 +220,11 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
         if plan.flops[name]:
             flops += plan.flops[name] * tf.cast(mask, tf.float32)
 
+    soft_flops = None
+    if straight_through:
+        soft_flops = tf.add_n([ones * 0.0] + [
+            plan.flops[n.name] * soft[n.name]
+            for n in plan.order if plan.flops[n.name]])
     outputs = {out: values[node_name] for out, node_name in plan.outputs}
     return ExecutionTrace(
         outputs=outputs,
@@ -203,7 +235,25 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None):
         entropies=entropies,
         logits=logits,
         executed_flops=flops,
+        soft_executed_flops=soft_flops,
     )
+
+
+def _soft_indicator(node, soft, gates, chosen):
+    """Float (batch,) equal to the node's execution mask, differentiable in
+    the straight-through gates: data part = max over data parents,
+    control part = the selecting actions' gates of each controller."""
+    value = (tf.reduce_max(tf.stack([soft[p] for p in node.inputs]), axis=0)
+             if node.inputs else tf.ones_like(next(iter(soft.values()))))
+    for controller, actions in node.control.items():
+        if controller in gates:
+            picked = tf.add_n([gates[controller][:, a] for a in actions])
+        else:
+            picked = tf.add_n([
+                tf.cast(tf.equal(chosen[controller], a), tf.float32)
+                for a in actions]) * soft[controller]
+        value = value * picked
+    return value
 
 
 def _layer_fn(node, training):
@@ -216,7 +266,7 @@ def _layer_fn(node, training):
     return fn
 
 
-def _controller_fn(node, training, forced):
+def _controller_fn(node, training, forced, temperature=None):
     """A function computing a controller's (action, log_prob, entropy,
     logits).
 
@@ -231,6 +281,11 @@ def _controller_fn(node, training, forced):
             args, action = args[:-1], args[-1]
         call_args = args[0] if len(args) == 1 else list(args)
         logits = controller(call_args, training=training)
+        if temperature is not None:
+            action, log_prob, entropy, gate = controller.gumbel_decide(
+                logits, temperature, action=action)
+            return (action, log_prob, entropy, tf.cast(logits, tf.float32),
+                    gate)
         decision = controller.decide(logits, training=training, action=action)
         return decision + (tf.cast(logits, tf.float32),)
 

@@ -370,7 +370,15 @@ class D2NNModel(keras.Model):
             checked[name] = tf.cast(value, node.dtype)
         return checked
 
-    def trace(self, inputs, training=False, decisions=None, mode=None):
+    def _straight_through(self):
+        """`{controller: temperature}` of learned straight-through ones."""
+        return {q: est.temperature
+                for est, controllers in self._estimator_groups
+                if est.straight_through
+                for q in controllers if q not in self._routing}
+
+    def trace(self, inputs, training=False, decisions=None, mode=None,
+              straight_through=None):
         """Runs the graph and returns the full `ExecutionTrace`.
 
         Args:
@@ -378,6 +386,8 @@ class D2NNModel(keras.Model):
             training: controllers sample when True, take the argmax else.
             decisions: optional `{controller: actions (batch,)}` to force.
             mode: `"routed"` or `"masked"`; defaults to `self.execution`.
+            straight_through: `{controller: temperature}` for
+                straight-through Gumbel decisions (masked mode only).
 
         Example:
 
@@ -392,7 +402,8 @@ class D2NNModel(keras.Model):
             decisions = self._forced_decisions(batch_size)
         return engine.execute(
             self.plan, inputs, training=training,
-            mode=mode or self.execution, decisions=decisions)
+            mode=mode or self.execution, decisions=decisions,
+            straight_through=straight_through)
 
     def _pack(self, outputs):
         if len(outputs) == 1:
@@ -437,7 +448,9 @@ class D2NNModel(keras.Model):
             if mine:
                 total += estimator.controller_loss(PolicyBatch(
                     trace=trace, controllers=mine, reward=reward,
-                    greedy_reward=greedy_reward, plan=self.plan))
+                    greedy_reward=greedy_reward, plan=self.plan,
+                    cost_weight=self._cost_weight,
+                    full_flops=self.full_flops))
         return total
 
     def _supervision_loss(self, trace, y):
@@ -481,7 +494,8 @@ class D2NNModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            trace = self.trace(x, training=True, mode=self._training_mode)
+            trace = self.trace(x, training=True, mode=self._training_mode,
+                               straight_through=self._straight_through())
             y_pred = self._pack(trace.outputs)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
                                      sample_weight=sample_weight,

@@ -18,6 +18,8 @@ class PolicyBatch:
         greedy_reward: callable returning the per-example reward the greedy
             (inference) decisions would have got; runs one more forward pass.
         plan: the model's `Plan`.
+        cost_weight: the model's cost weight (a scalar tensor).
+        full_flops: FLOPs per example of running every node.
     """
 
     trace: object
@@ -25,6 +27,8 @@ class PolicyBatch:
     reward: tf.Tensor
     greedy_reward: object
     plan: object
+    cost_weight: object = 0.0
+    full_flops: float = 1.0
 
 
 class Estimator(keras.layers.Layer):
@@ -45,6 +49,7 @@ class Estimator(keras.layers.Layer):
     """
 
     needs_all_branches = False
+    straight_through = False
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -181,6 +181,36 @@ class Controller(keras.layers.Layer):
         action = tf.cast(action, tf.int32)
         return action, dist.log_prob(action), dist.entropy()
 
+    def gumbel_decide(self, logits, temperature, action=None):
+        """Straight-through Gumbel-softmax decision.
+
+        Samples `action` by the Gumbel-max trick (a sample of the policy)
+        and returns a gate `(batch, num_actions)` that equals
+        `one_hot(action)` in value but has the gradient of the relaxed
+        sample `softmax((logits + gumbel) / temperature)`.
+
+        Returns:
+            `(action, log_prob, entropy, gate)`.
+
+        Example: `action, _, _, gate = controller.gumbel_decide(logits, 1.)`.
+        """
+        logits = tf.convert_to_tensor(logits)
+        if self.distribution == "bernoulli":
+            logits = tf.concat([tf.zeros_like(logits), logits], axis=-1)
+        seed = tf.cast(self.seed_generator.next(), tf.int32)
+        uniform = tf.random.stateless_uniform(
+            tf.shape(logits), seed, minval=1e-9, maxval=1.0)
+        gumbel = -tf.math.log(-tf.math.log(uniform))
+        relaxed = tf.nn.softmax((logits + gumbel) / temperature, axis=-1)
+        if action is None:
+            action = tf.argmax(relaxed, axis=-1, output_type=tf.int32)
+        hard = tf.one_hot(action, self.num_actions, dtype=relaxed.dtype)
+        gate = hard + relaxed - tf.stop_gradient(relaxed)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        log_prob = tf.gather(log_probs, action, batch_dims=1)
+        entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
+        return action, log_prob, entropy, gate
+
     def get_config(self):
         config = super().get_config()
         config.update({
