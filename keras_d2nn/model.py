@@ -196,6 +196,11 @@ class D2NNModel(keras.Model):
         self.estimators = [est for est, _ in groups]
         for est, controllers in groups:
             est.configure(self, controllers)
+        # Built now with every variable: steps under forced routing give the
+        # forced controllers no gradient, and a lazily built optimizer would
+        # then never know them.
+        if self.optimizer is not None:
+            self.optimizer.build(self.trainable_variables)
         # Estimators that differentiate through decisions need every branch.
         self._training_mode = ("masked" if any(
             est.needs_all_branches for est in self.estimators)
@@ -309,8 +314,13 @@ class D2NNModel(keras.Model):
                     f"model; controllers: {list(self.plan.controllers)}")
             parsed[controller] = _parse_routing(controller, node.actions, spec)
         self._routing = parsed
-        # Compiled train/test/predict functions captured the old routing.
-        self.train_function = self.test_function = None
+        # Compiled functions captured the old routing. Rebuild those that
+        # exist rather than dropping them: `fit` keeps calling the train
+        # function it made, so callbacks may switch routing mid-training.
+        if self.train_function is not None:
+            self.make_train_function(force=True)
+        if self.test_function is not None:
+            self.make_test_function(force=True)
         self.predict_function = None
         self._trace_function = None
 
