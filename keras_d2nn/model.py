@@ -7,11 +7,13 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import execution as engine
+from keras_d2nn import reports
 from keras_d2nn import rewards
+from keras_d2nn import routing as routing_lib
 from keras_d2nn.api_export import keras_d2nn_export
-from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import PolicyBatch
 from keras_d2nn.estimators import Reinforce
+from keras_d2nn.estimators import assignment
 from keras_d2nn.graph import Graph
 
 # Compile arguments that Keras's own compile config does not know about.
@@ -185,7 +187,7 @@ class D2NNModel(keras.Model):
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
         default = Reinforce(entropy_weight=entropy_weight,
                             baseline_momentum=baseline_momentum)
-        groups = self._group_estimators(estimator, default)
+        groups = assignment.assign(self.plan.controllers, estimator, default)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
                         jit_compile=jit_compile, **kwargs)
         self.cost_weight = cost_weight
@@ -212,38 +214,9 @@ class D2NNModel(keras.Model):
             else "correct",
             "entropy_weight": entropy_weight,
             "baseline_momentum": baseline_momentum,
-            "estimator": _serialize_estimator(estimator),
+            "estimator": assignment.serialize(estimator),
             "reward_bag_size": reward_bag_size,
         }
-
-    def _group_estimators(self, estimator, default):
-        """`[(estimator, controllers)]`, one entry per distinct estimator."""
-        if estimator is None:
-            estimator = default
-        if isinstance(estimator, Estimator):
-            mapping = {q: estimator for q in self.plan.controllers}
-        elif isinstance(estimator, dict):
-            unknown = set(estimator) - set(self.plan.controllers)
-            if unknown:
-                raise ValueError(
-                    f"`estimator` names {sorted(unknown)}, which are not "
-                    f"controllers; controllers: {list(self.plan.controllers)}")
-            mapping = {q: estimator.get(q, default)
-                       for q in self.plan.controllers}
-        else:
-            raise TypeError(
-                "`estimator` should be a keras_d2nn estimator (Reinforce, "
-                "QLearning, GumbelSoftmax) or a dict of them by controller. "
-                f"Received: {type(estimator).__name__}")
-        for q, est in mapping.items():
-            if not isinstance(est, Estimator):
-                raise TypeError(
-                    f"`estimator` for '{q}' should be a keras_d2nn estimator. "
-                    f"Received: {type(est).__name__}")
-        groups = {}
-        for q, est in mapping.items():
-            groups.setdefault(id(est), (est, []))[1].append(q)
-        return [(est, tuple(qs)) for est, qs in groups.values()]
 
     @property
     def policy(self):
@@ -260,7 +233,7 @@ class D2NNModel(keras.Model):
     def compile_from_config(self, config):
         config = dict(config)
         extras = {k: config.pop(k) for k in _D2NN_COMPILE_KEYS if k in config}
-        extras["estimator"] = _deserialize_estimator(extras.get("estimator"))
+        extras["estimator"] = assignment.deserialize(extras.get("estimator"))
         config = keras.saving.deserialize_keras_object(config)
         self.compile(**config, **extras)
         if self.optimizer is not None:
@@ -312,7 +285,8 @@ class D2NNModel(keras.Model):
                 raise ValueError(
                     f"set_routing: '{controller}' is not a controller of this "
                     f"model; controllers: {list(self.plan.controllers)}")
-            parsed[controller] = _parse_routing(controller, node.actions, spec)
+            parsed[controller] = routing_lib.parse(controller, node.actions,
+                                                   spec)
         self._routing = parsed
         # Compiled functions captured the old routing. Rebuild those that
         # exist rather than dropping them: `fit` keeps calling the train
@@ -323,18 +297,6 @@ class D2NNModel(keras.Model):
             self.make_test_function(force=True)
         self.predict_function = None
         self._trace_function = None
-
-    def _forced_decisions(self, batch_size):
-        decisions = {}
-        for controller, (kind, value) in self._routing.items():
-            if kind == "constant":
-                decisions[controller] = tf.fill([batch_size], value)
-            else:
-                seed = tf.cast(self.routing_seed.next(), tf.int32)
-                sampled = tf.random.stateless_categorical(
-                    tf.math.log([value]), batch_size, seed)
-                decisions[controller] = tf.cast(sampled[0], tf.int32)
-        return decisions
 
     # -- execution ----------------------------------------------------------
 
@@ -409,7 +371,8 @@ class D2NNModel(keras.Model):
         inputs = self._input_dict(inputs)
         if decisions is None and self._routing:
             batch_size = tf.shape(next(iter(inputs.values())))[0]
-            decisions = self._forced_decisions(batch_size)
+            decisions = routing_lib.forced_decisions(
+                self._routing, batch_size, self.routing_seed)
         return engine.execute(
             self.plan, inputs, training=training,
             mode=mode or self.execution, decisions=decisions,
@@ -558,7 +521,7 @@ class D2NNModel(keras.Model):
         Example: `model.route(test_images)["decisions"]["gate"].mean()`.
         """
         executed, decisions, flops = {}, {}, []
-        for x in _batches(data, batch_size):
+        for x in reports.batches(data, batch_size):
             ran, chosen, cost = self._traced(self._input_dict(x))
             for k, v in ran.items():
                 executed.setdefault(k, []).append(v.numpy())
@@ -606,79 +569,5 @@ class D2NNModel(keras.Model):
         rows.append({"node": "total", "kind": "", "flops": self.full_flops,
                      "run_rate": None, "mean_flops": mean_total})
         if print_fn is not None:
-            print_fn(_format_cost_table(rows, self.full_flops))
+            print_fn(reports.format_cost_table(rows, self.full_flops))
         return rows
-
-
-def _serialize_estimator(estimator):
-    if isinstance(estimator, dict):
-        return {q: keras.saving.serialize_keras_object(e)
-                for q, e in estimator.items()}
-    if estimator is None:
-        return None
-    return keras.saving.serialize_keras_object(estimator)
-
-
-def _deserialize_estimator(config):
-    if config is None:
-        return None
-    if "class_name" in config:
-        return keras.saving.deserialize_keras_object(config)
-    return {q: keras.saving.deserialize_keras_object(c)
-            for q, c in config.items()}
-
-
-def _parse_routing(controller, actions, spec):
-    """`("constant", index)` or `("random", probabilities)` for one spec."""
-    if isinstance(spec, (str, int, np.integer)):
-        if isinstance(spec, str):
-            if spec not in actions:
-                raise ValueError(
-                    f"set_routing: controller '{controller}' has no action "
-                    f"'{spec}'; actions: {list(actions)}")
-            return "constant", actions.index(spec)
-        if not 0 <= int(spec) < len(actions):
-            raise ValueError(
-                f"set_routing: controller '{controller}' has actions "
-                f"0..{len(actions) - 1}; received {spec}.")
-        return "constant", int(spec)
-    probs = np.asarray(spec, dtype=np.float64)
-    if probs.shape != (len(actions),) or np.any(probs < 0) or not np.isclose(
-            probs.sum(), 1.0):
-        raise ValueError(
-            f"set_routing: controller '{controller}' needs one probability per "
-            f"action {list(actions)}, >= 0 and summing to 1. Received: {spec}")
-    return "random", [float(p) for p in probs]
-
-
-def _batches(data, batch_size):
-    if isinstance(data, tf.data.Dataset):
-        for batch in data:
-            yield batch[0] if isinstance(batch, tuple) else batch
-        return
-    if isinstance(data, dict):
-        size = len(next(iter(data.values())))
-        for start in range(0, size, batch_size):
-            yield {k: v[start:start + batch_size] for k, v in data.items()}
-        return
-    if isinstance(data, (list, tuple)):
-        size = len(data[0])
-        for start in range(0, size, batch_size):
-            yield [v[start:start + batch_size] for v in data]
-        return
-    for start in range(0, len(data), batch_size):
-        yield data[start:start + batch_size]
-
-
-def _format_cost_table(rows, full_flops):
-    header = f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} " \
-             f"{'run rate':>9} {'mean FLOPs':>14}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        share = row["flops"] / full_flops if full_flops else 0.0
-        rate = "" if row["run_rate"] is None else f"{row['run_rate']:.3f}"
-        mean = "" if row["mean_flops"] is None else f"{row['mean_flops']:,.0f}"
-        lines.append(
-            f"{row['node']:<20} {row['kind']:<6} {row['flops']:>14,.0f} "
-            f"{share:>7.1%} {rate:>9} {mean:>14}")
-    return "\n".join(lines)

@@ -1,0 +1,45 @@
+"""Helpers of the model's reports: batching data, formatting tables."""
+
+import tensorflow as tf
+
+
+def batches(data, batch_size):
+    """Yields input batches of arrays, dicts, lists or a `tf.data` dataset
+    (of inputs or `(x, y)` pairs).
+
+    Example: `for x in batches(images, 256): ...`.
+    """
+    if isinstance(data, tf.data.Dataset):
+        for batch in data:
+            yield batch[0] if isinstance(batch, tuple) else batch
+        return
+    if isinstance(data, dict):
+        size = len(next(iter(data.values())))
+        for start in range(0, size, batch_size):
+            yield {k: v[start:start + batch_size] for k, v in data.items()}
+        return
+    if isinstance(data, (list, tuple)):
+        size = len(data[0])
+        for start in range(0, size, batch_size):
+            yield [v[start:start + batch_size] for v in data]
+        return
+    for start in range(0, len(data), batch_size):
+        yield data[start:start + batch_size]
+
+
+def format_cost_table(rows, full_flops):
+    """The `cost_report` rows as a fixed-width table.
+
+    Example: `print(format_cost_table(rows, model.full_flops))`.
+    """
+    header = f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} " \
+             f"{'run rate':>9} {'mean FLOPs':>14}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        share = row["flops"] / full_flops if full_flops else 0.0
+        rate = "" if row["run_rate"] is None else f"{row['run_rate']:.3f}"
+        mean = "" if row["mean_flops"] is None else f"{row['mean_flops']:,.0f}"
+        lines.append(
+            f"{row['node']:<20} {row['kind']:<6} {row['flops']:>14,.0f} "
+            f"{share:>7.1%} {rate:>9} {mean:>14}")
+    return "\n".join(lines)
