@@ -18,7 +18,8 @@ from keras_d2nn.graph import Graph
 
 # Compile arguments that Keras's own compile config does not know about.
 _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
-                      "baseline_momentum", "estimator", "reward_bag_size")
+                      "baseline_momentum", "estimator", "reward_bag_size",
+                      "bag_metric")
 
 
 def _num_replicas():
@@ -184,6 +185,7 @@ class D2NNModel(keras.Model):
                 "from_logits=True).")
         cost_weight = check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
+        bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
         default = Reinforce(entropy_weight=entropy_weight,
                             baseline_momentum=baseline_momentum)
@@ -216,6 +218,9 @@ class D2NNModel(keras.Model):
             "baseline_momentum": baseline_momentum,
             "estimator": assignment.serialize(estimator),
             "reward_bag_size": reward_bag_size,
+            # Callables (custom rewards and bag metrics) are not saved: pass
+            # them to compile() again after loading.
+            "bag_metric": bag_metric_name,
         }
 
     @property
