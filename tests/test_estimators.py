@@ -224,3 +224,24 @@ def test_training_moves_routing_the_way_the_reward_favours(name):
             model.route(x)["decisions"]["gate"] == 1)
     assert shares[0.0] > 0.7, shares
     assert shares[2.0] < 0.3, shares
+
+
+def test_estimators_per_controller_survive_saving(tmp_path):
+    model = two_decision_chain()
+    model.compile("adam", LOSS, cost_weight=0.1, reward_bag_size=4,
+                  estimator={"q1": QLearning(epsilon=0.2),
+                             "q2": Reinforce(baseline="value")})
+    x = np.random.default_rng(0).normal(size=(32, 2)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 2, 32)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    kinds = {qs: type(est).__name__ for est, qs in loaded._estimator_groups}
+    assert kinds == {("q1",): "QLearning", ("q2",): "Reinforce"}
+    assert loaded.reward_bag_size == 4
+    critic = model._estimator_groups[1][0].critic
+    loaded_critic = loaded._estimator_groups[1][0].critic
+    for a, b in zip(critic.weights, loaded_critic.weights):
+        np.testing.assert_allclose(a, b)
+    with pytest.raises(ValueError, match="not controllers"):
+        model.compile("adam", LOSS, estimator={"nope": QLearning()})
