@@ -6,10 +6,11 @@
   a static network would not run.
 - **Random routing at matched cost**: the same graph trained and evaluated
   with decisions drawn at random with the trained D2NN's action rates.
-- **Confidence-threshold early exit**: on the trained D2NN, run the cheap
-  classifier and continue only when its max softmax is below a threshold;
-  swept over thresholds. Needs the graph's `metadata["exits"]` (high-low
-  and cascade builders set it).
+- **Confidence-threshold early exit**: on the full static network (every
+  stage and head trained on every example), run the cheap classifier and
+  continue only when its max softmax is below a threshold; swept over
+  thresholds. Needs the graph's `metadata["exits"]` (high-low and cascade
+  builders set it).
 
 Every point is a `Point(name, kind, test_accuracy, mean_flops)`.
 """
@@ -136,7 +137,11 @@ def action_rates(model, decisions):
 
 
 def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
-    """The confidence-threshold early-exit baseline on a trained D2NN.
+    """The confidence-threshold early-exit baseline on a trained model.
+
+    Give it a model whose heads were all trained on every example (the full
+    static network of `static_baselines`): the D2NN's own later stages saw
+    only the examples its controllers sent them.
 
     For each threshold `t`, an example stops at the first exit whose head
     has max softmax >= t and otherwise continues; the decisions are then
@@ -228,12 +233,15 @@ def static_baselines(build, train, x_test, y_test, epochs, compile_model,
     """Trains and measures each static network of the architecture.
 
     Returns:
-        A list of `Point`s of kind `"static"`.
+        `(points, full_network)`: a list of `Point`s of kind `"static"`,
+        cheapest first, and the trained model of the most expensive route
+        (every exit head trained on every example: what the threshold exit
+        runs on).
 
     Example: `static_baselines(architectures.cascade, train, x, y, 3, kw)`.
     """
     plan = build().plan
-    points = []
+    points, model = [], None
     for name, route in static_routes(plan, max_routes):
         if log:
             log(f"baseline: static network {name}")
@@ -243,7 +251,7 @@ def static_baselines(build, train, x_test, y_test, epochs, compile_model,
                                      count_controllers=False)
         points.append(Point(f"static {name}", "static", accuracy, flops,
                             {"route": {q: int(a) for q, a in route.items()}}))
-    return points
+    return points, model
 
 
 def random_routing_baseline(build, rates, train, x_test, y_test, epochs,

@@ -141,13 +141,17 @@ def run(config, log=print):
     points = []
     if config.baselines:
         epochs = config.baseline_epochs or config.epochs
-        points += baselines.static_baselines(
+        statics, full_network = baselines.static_baselines(
             build, train, x_test, y_test, epochs, _compiler(config), log=log)
+        points += statics
         log("baseline: random routing at the D2NN's action rates")
         points.append(baselines.random_routing_baseline(
             build, baselines.action_rates(model, decisions), train, x_test,
             y_test, epochs, _compiler(config)))
-        points += baselines.threshold_exit_curve(model, x_test, y_test)
+        # Exits sweep on the full static network: the D2NN's own later
+        # stages were trained only on the examples routed to them.
+        full_network.set_routing(None)
+        points += baselines.threshold_exit_curve(full_network, x_test, y_test)
 
     report = {
         "arch": config.arch,

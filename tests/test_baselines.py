@@ -90,8 +90,9 @@ def test_static_and_random_baselines_train_and_measure(fashion_mnist):
     train = tf.data.Dataset.from_tensor_slices(
         (x_train[:512], y_train[:512])).batch(128)
     x, y = x_test[:500], y_test[:500]
-    statics = baselines.static_baselines(
+    statics, full = baselines.static_baselines(
         architectures.high_low, train, x, y, 1, compile_model, log=None)
+    assert full.routing == {"gate": ("constant", 1)}
     assert [p.name for p in statics] == ["static gate=stop",
                                          "static gate=high"]
     assert statics[0].mean_flops < statics[1].mean_flops
