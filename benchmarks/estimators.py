@@ -24,22 +24,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_d2nn import GumbelSoftmax
-from keras_d2nn import QLearning
-from keras_d2nn import Reinforce
 from keras_d2nn import architectures
 from keras_d2nn import baselines
 from keras_d2nn import data
+from keras_d2nn import estimators
 from keras_d2nn import rewards
 from keras_d2nn import schedules
 
-ESTIMATORS = {
-    "reinforce": lambda: Reinforce(),
-    "reinforce_value": lambda: Reinforce(baseline="value"),
-    "reinforce_self_critical": lambda: Reinforce(baseline="self_critical"),
-    "q_learning": lambda: QLearning(epsilon=0.1),
-    "gumbel": lambda: GumbelSoftmax(temperature=1.0),
-}
+ESTIMATORS = estimators.NAMED
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 BAG_CLASS = 8  # "Bag": 10% of Fashion-MNIST
 

@@ -46,6 +46,16 @@ flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
 flags.DEFINE_integer("train_examples", _DEFAULTS.train_examples,
                      "Use only the first N training images (0: all).")
+flags.DEFINE_string("estimator", _DEFAULTS.estimator,
+                    "How controllers learn: one of "
+                    "reinforce, reinforce_value, reinforce_self_critical, "
+                    "q_learning, gumbel.")
+flags.DEFINE_integer("warmup_epochs", _DEFAULTS.warmup_epochs,
+                     "Epochs of random routing before controllers learn.")
+flags.DEFINE_integer("cost_weight_ramp_epochs",
+                     _DEFAULTS.cost_weight_ramp_epochs,
+                     "Ramp cost_weight from 0 over this many epochs after "
+                     "the warm-up (0: constant).")
 flags.DEFINE_bool("baselines", _DEFAULTS.baselines,
                   "Also train and measure the baselines (static networks, "
                   "random routing, threshold exit).")

@@ -17,7 +17,9 @@ import numpy as np
 from keras_d2nn import architectures
 from keras_d2nn import baselines
 from keras_d2nn import data
+from keras_d2nn import estimators
 from keras_d2nn import plots
+from keras_d2nn import schedules
 from keras_d2nn.model import check_cost_weight
 
 
@@ -36,6 +38,9 @@ class TrainConfig:
     learning_rate: float = 1e-3
     batch_size: int = 128
     train_examples: int = 0
+    estimator: str = "reinforce"
+    warmup_epochs: int = 0
+    cost_weight_ramp_epochs: int = 0
     baselines: bool = True
     baseline_epochs: int = 0
     output_dir: str = "runs/default"
@@ -55,11 +60,16 @@ class TrainConfig:
                 f"unknown --dataset {self.dataset!r}; expected one of "
                 f"{list(data.DATASETS)}.")
         check_cost_weight(self.cost_weight)
+        if self.estimator not in estimators.NAMED:
+            raise ValueError(
+                f"unknown --estimator {self.estimator!r}; expected one of "
+                f"{list(estimators.NAMED)}.")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} should be >= 1; received "
                                  f"{getattr(self, name)}.")
-        for name in ("train_examples", "baseline_epochs"):
+        for name in ("train_examples", "baseline_epochs", "warmup_epochs",
+                     "cost_weight_ramp_epochs"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} should be >= 0; received "
                                  f"{getattr(self, name)}.")
@@ -75,6 +85,18 @@ def _builder(config):
                        num_classes=len(info["class_names"]))
 
     return build
+
+
+def _d2nn_callbacks(config):
+    """Warm-up routing and the cost-weight ramp, as configured."""
+    callbacks = []
+    if config.warmup_epochs:
+        callbacks.append(schedules.WarmUp(config.warmup_epochs))
+    if config.cost_weight_ramp_epochs:
+        callbacks.append(schedules.CostWeightSchedule(schedules.linear_ramp(
+            0.0, config.cost_weight, config.cost_weight_ramp_epochs,
+            delay=config.warmup_epochs)))
+    return callbacks
 
 
 def _compiler(config):
@@ -110,7 +132,10 @@ def run(config, log=print):
     keras.utils.set_random_seed(config.seed)
     build = _builder(config)
     model = build()
-    _compiler(config)(model)
+    estimator = estimators.by_name(config.estimator)
+    if isinstance(estimator, estimators.Reinforce):
+        estimator.entropy_weight = config.entropy_weight
+    model.compile(**_compile_kwargs(config), estimator=estimator)
     take = config.train_examples or None
     train = data.load(config.dataset, "train", config.batch_size,
                       data_dir=config.tfds_dir, manual_dir=config.data_dir,
@@ -124,7 +149,7 @@ def run(config, log=print):
     start = time.time()
     # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, verbose=config.verbose,
-              shuffle=False)
+              shuffle=False, callbacks=_d2nn_callbacks(config))
     train_seconds = time.time() - start
 
     accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)

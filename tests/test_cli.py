@@ -70,6 +70,8 @@ def cli_main():
     (("train", "--cost_weight=-1"),
      "`cost_weight` should be a finite number >= 0"),
     (("train", "--epochs=0"), "--epochs should be >= 1"),
+    (("train", "--estimator=ppo"), "unknown --estimator 'ppo'"),
+    (("train", "--warmup_epochs=-1"), "--warmup_epochs should be >= 0"),
     (("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
      "IDX files not found in /nonexistent"),
     (("get_data", "--data_dir=/nonexistent"),

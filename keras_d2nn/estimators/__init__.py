@@ -14,5 +14,26 @@ from keras_d2nn.estimators.gumbel import GumbelSoftmax
 from keras_d2nn.estimators.q_learning import QLearning
 from keras_d2nn.estimators.reinforce import Reinforce
 
-__all__ = ["Estimator", "GumbelSoftmax", "PolicyBatch", "QLearning",
-           "Reinforce"]
+# Estimators by name, for command lines and benchmarks.
+NAMED = {
+    "reinforce": lambda: Reinforce(),
+    "reinforce_value": lambda: Reinforce(baseline="value"),
+    "reinforce_self_critical": lambda: Reinforce(baseline="self_critical"),
+    "q_learning": lambda: QLearning(epsilon=0.1),
+    "gumbel": lambda: GumbelSoftmax(temperature=1.0),
+}
+
+
+def by_name(name):
+    """A new estimator from its name in `NAMED`.
+
+    Example: `model.compile(..., estimator=by_name("reinforce_value"))`.
+    """
+    if name not in NAMED:
+        raise ValueError(
+            f"unknown estimator {name!r}; expected one of {list(NAMED)}.")
+    return NAMED[name]()
+
+
+__all__ = ["NAMED", "Estimator", "GumbelSoftmax", "PolicyBatch",
+           "QLearning", "Reinforce", "by_name"]
