@@ -20,6 +20,7 @@ from absl import flags
 from absl import logging
 
 from keras_d2nn import data
+from keras_d2nn import estimators
 from keras_d2nn import main_job
 from keras_d2nn.architectures import ARCHITECTURES
 
@@ -47,9 +48,7 @@ flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
 flags.DEFINE_integer("train_examples", _DEFAULTS.train_examples,
                      "Use only the first N training images (0: all).")
 flags.DEFINE_string("estimator", _DEFAULTS.estimator,
-                    "How controllers learn: one of "
-                    "reinforce, reinforce_value, reinforce_self_critical, "
-                    "q_learning, gumbel.")
+                    f"How controllers learn: one of {list(estimators.NAMED)}.")
 flags.DEFINE_integer("warmup_epochs", _DEFAULTS.warmup_epochs,
                      "Epochs of random routing before controllers learn.")
 flags.DEFINE_integer("cost_weight_ramp_epochs",
