@@ -102,7 +102,7 @@ def _masked_value(value, mask, default=0.0):
 
 
 def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
-            straight_through=None):
+            straight_through=None, statistics=True):
     """Runs `plan` on a batch and returns an `ExecutionTrace`.
 
     Args:
@@ -117,6 +117,10 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
             node's output is multiplied by its relaxed execution indicator
             (1 or 0 in value, differentiable in the decisions). Masked mode
             only: the gradient needs every branch's output.
+        statistics: if False, controllers only take their argmax (or
+            forced) decisions and report zero log-probabilities and
+            entropies: the inference path of `call` and of exported models,
+            free of TFP ops (which would need LiteRT's Flex delegate).
 
     Example:
 
@@ -127,6 +131,10 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
     """
     if mode not in MODES:
         raise ValueError(f"`mode` should be one of {MODES}. Received: {mode!r}")
+    if training and not statistics:
+        raise ValueError(
+            "Training needs the controllers' log-probabilities: "
+            "statistics=False is for inference only.")
     decisions = dict(decisions or {})
     straight_through = dict(straight_through or {})
     if straight_through and mode != "masked":
@@ -138,6 +146,9 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
     all_true = tf.ones([batch_size], dtype=tf.bool)
 
     values, executed = {}, {}
+    # Nodes every example reaches whatever the controllers decide: run on
+    # the whole batch directly, without gather/scatter.
+    always = {}
     chosen, log_probs, entropies, logits = {}, {}, {}, {}
     flops = tf.zeros([batch_size], dtype=tf.float32)
     # Relaxed execution indicators, kept only with straight-through.
@@ -148,6 +159,7 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         name = node.name
         if node.kind == "input":
             values[name], executed[name] = inputs[name], all_true
+            always[name] = True
             soft[name] = ones
             continue
 
@@ -160,6 +172,10 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
                 tf.stack([tf.equal(chosen[controller], a) for a in actions]),
                 axis=0)
             mask = tf.logical_and(mask, picked)
+        always[name] = not node.control and (
+            not node.inputs or any(always[p] for p in node.inputs))
+        if always[name]:
+            mask = all_true
         executed[name] = mask
         if straight_through:
             soft[name] = _soft_indicator(node, soft, gates, chosen)
@@ -185,7 +201,7 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         spec = plan.specs[name]
         if node.kind == "q":
             fn = _controller_fn(node, training, decisions.get(name),
-                                straight_through.get(name))
+                                straight_through.get(name), statistics)
             empty = (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
                      tf.zeros([0], tf.float32),
                      tf.zeros([0, node.layer.num_logits], tf.float32))
@@ -197,7 +213,9 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
             empty = _empty_like_spec(spec)
             q_args = args
 
-        if mode == "routed":
+        if mode == "routed" and always[name]:
+            out = fn(q_args)
+        elif mode == "routed":
             out = _gather_run_scatter(fn, mask, q_args, batch_size, empty)
         else:
             out = _run_masked(fn, mask, q_args)
@@ -266,7 +284,8 @@ def _layer_fn(node, training):
     return fn
 
 
-def _controller_fn(node, training, forced, temperature=None):
+def _controller_fn(node, training, forced, temperature=None,
+                   statistics=True):
     """A function computing a controller's (action, log_prob, entropy,
     logits).
 
@@ -286,6 +305,12 @@ def _controller_fn(node, training, forced, temperature=None):
                 logits, temperature, action=action)
             return (action, log_prob, entropy, tf.cast(logits, tf.float32),
                     gate)
+        if not statistics and temperature is None:
+            if action is None:
+                action = controller.greedy_action(logits)
+            zeros = tf.zeros(tf.shape(logits)[:1], tf.float32)
+            return (tf.cast(action, tf.int32), zeros, zeros,
+                    tf.cast(logits, tf.float32))
         decision = controller.decide(logits, training=training, action=action)
         return decision + (tf.cast(logits, tf.float32),)
 

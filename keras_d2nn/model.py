@@ -355,7 +355,7 @@ class D2NNModel(keras.Model):
                 for q in controllers if q not in self._routing}
 
     def trace(self, inputs, training=False, decisions=None, mode=None,
-              straight_through=None):
+              straight_through=None, statistics=True):
         """Runs the graph and returns the full `ExecutionTrace`.
 
         Args:
@@ -365,6 +365,8 @@ class D2NNModel(keras.Model):
             mode: `"routed"` or `"masked"`; defaults to `self.execution`.
             straight_through: `{controller: temperature}` for
                 straight-through Gumbel decisions (masked mode only).
+            statistics: False to skip the controllers' log-probabilities
+                and entropies (inference only; see `execution.execute`).
 
         Example:
 
@@ -381,7 +383,7 @@ class D2NNModel(keras.Model):
         return engine.execute(
             self.plan, inputs, training=training,
             mode=mode or self.execution, decisions=decisions,
-            straight_through=straight_through)
+            straight_through=straight_through, statistics=statistics)
 
     def _pack(self, outputs):
         if len(outputs) == 1:
@@ -389,7 +391,10 @@ class D2NNModel(keras.Model):
         return outputs
 
     def call(self, inputs, training=None):
-        return self._pack(self.trace(inputs, training=bool(training)).outputs)
+        training = bool(training)
+        # Inference needs only the decisions: no TFP ops in serving graphs.
+        return self._pack(self.trace(inputs, training=training,
+                                     statistics=training).outputs)
 
     # -- training -----------------------------------------------------------
 
@@ -507,7 +512,7 @@ class D2NNModel(keras.Model):
     def _traced(self, x):
         if self._trace_function is None:
             def run(batch):
-                trace = self.trace(batch, training=False)
+                trace = self.trace(batch, training=False, statistics=False)
                 return trace.executed, trace.decisions, trace.executed_flops
             self._trace_function = tf.function(run, reduce_retracing=True)
         return self._trace_function(x)
