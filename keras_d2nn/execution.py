@@ -77,6 +77,18 @@ def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
     return tf.nest.map_structure(scatter, outputs)
 
 
+def _run_single(fn, mask, args, empty_outputs):
+    """Batch of one (static shape): `tf.cond` on the example's mask, no
+    gather/scatter, so shapes stay static (LiteRT's XNNPACK delegate
+    refuses the dynamic sub-batch shapes inside a conditional)."""
+    def skipped():
+        return tf.nest.map_structure(
+            lambda e: tf.zeros([1] + list(e.shape[1:]), e.dtype),
+            empty_outputs)
+
+    return tf.cond(mask[0], lambda: fn(args), skipped)
+
+
 def _run_masked(fn, mask, args):
     outputs = fn(args)
 
@@ -215,6 +227,8 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
 
         if mode == "routed" and always[name]:
             out = fn(q_args)
+        elif mode == "routed" and first.shape[0] == 1:
+            out = _run_single(fn, mask, q_args, empty)
         elif mode == "routed":
             out = _gather_run_scatter(fn, mask, q_args, batch_size, empty)
         else:

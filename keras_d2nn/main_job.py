@@ -38,7 +38,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     batch_size: int = 128
     train_examples: int = 0
-    estimator: str = "reinforce"
+    estimator: str = "reinforce_value"
     warmup_epochs: int = 0
     cost_weight_ramp_epochs: int = 0
     baselines: bool = True

@@ -160,9 +160,10 @@ class D2NNModel(keras.Model):
             estimator: how controllers learn: a `keras_d2nn.estimators`
                 object for all of them, or `{controller: estimator}` (the
                 others get the default). Default: `Reinforce` with a
-                moving-average baseline and the two settings below.
+                learned value baseline (critic) and the entropy bonus below.
             entropy_weight: entropy bonus of the default estimator.
-            baseline_momentum: moving-average momentum of the default.
+            baseline_momentum: passed to the default estimator (it matters
+                only with a moving-average baseline).
             reward_bag_size: if set, the paper's mini-bag reward: examples
                 are grouped in bags of this size and every decision in a
                 bag shares the bag's `bag_metric` (minus its own cost).
@@ -187,7 +188,10 @@ class D2NNModel(keras.Model):
         rewards.check_task_reward(task_reward)
         bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
-        default = Reinforce(entropy_weight=entropy_weight,
+        # The value baseline: in benchmarks/estimators.py the moving
+        # average let the gate collapse to the cheap path where the learned
+        # critic kept a mixed policy (README, "Which estimator?").
+        default = Reinforce(baseline="value", entropy_weight=entropy_weight,
                             baseline_momentum=baseline_momentum)
         groups = assignment.assign(self.plan.controllers, estimator, default)
         super().compile(optimizer=optimizer, loss=loss, metrics=metrics,

@@ -156,3 +156,57 @@ def test_execute_rejects_unknown_mode():
     model = counted_graph()
     with pytest.raises(ValueError, match="`mode` should be one of"):
         execute(model.plan, {"x": tf.ones([1, 3])}, mode="lazy")
+
+
+def test_batch_of_one_uses_cond_without_gather_and_still_skips():
+    model = counted_graph()
+    counter = model.plan.nodes["expensive"].layer
+    single = tf.function(lambda x, d: model.trace(x, decisions={"q": d}))
+    x = np.ones((1, 3), dtype="float32")
+    spec = (tf.TensorSpec([1, 3]), tf.TensorSpec([1], tf.int32))
+    graph = single.get_concrete_function(*spec).graph
+    ops = {op.type for op in graph.get_operations()}
+    assert "ScatterNd" not in ops and "GatherV2" not in ops
+    cheap = single(x, tf.constant([0]))
+    assert int(counter.calls.numpy()) == 0
+    np.testing.assert_allclose(cheap.outputs["m"], x)
+    expensive = single(x, tf.constant([1]))
+    assert int(counter.calls.numpy()) == 1
+    np.testing.assert_allclose(expensive.outputs["m"], 2 * x)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_batch_of_one_equals_masked_on_random_graphs(seed):
+    model = D2NNModel(random_graph(seed))
+    rng = np.random.default_rng(seed)
+    run = tf.function(lambda x, d, mode: model.trace(x, decisions=d,
+                                                     mode=mode))
+    for _ in range(4):
+        x = rng.normal(size=(1, 6)).astype("float32")
+        forced = {q: tf.constant(rng.integers(
+            0, len(model.plan.nodes[q].actions), size=1), tf.int32)
+            for q in model.plan.controllers}
+        routed = run(x, forced, "routed")
+        masked = run(x, forced, "masked")
+        np.testing.assert_allclose(routed.outputs["y"], masked.outputs["y"],
+                                   atol=1e-5)
+        np.testing.assert_allclose(routed.executed_flops,
+                                   masked.executed_flops)
+
+
+def test_inference_without_statistics_takes_the_same_decisions():
+    model = D2NNModel(random_graph(2))
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
+    full = model.trace(x)
+    lean = model.trace(x, statistics=False)
+    for q in model.plan.controllers:
+        np.testing.assert_array_equal(full.decisions[q], lean.decisions[q])
+        np.testing.assert_array_equal(lean.log_probs[q], 0.0)
+    np.testing.assert_allclose(full.outputs["y"], lean.outputs["y"])
+    # The serving graph has no TFP ops (they would need LiteRT's Flex).
+    graph = tf.function(lambda x: model(x)).get_concrete_function(
+        tf.TensorSpec([None, 6])).graph
+    assert not any("Categorical" in op.name or "Bernoulli" in op.name
+                   for op in graph.get_operations())
+    with pytest.raises(ValueError, match="inference only"):
+        model.trace(x, training=True, statistics=False)

@@ -1,0 +1,235 @@
+"""Serving speed: do the FLOPs a D2NN skips turn into time saved?
+
+Builds high-low and cascade D2NNs whose cheap and expensive paths differ in
+cost by more than 10x, and times, side by side in one run:
+
+- `static`: the full static network (`keras_d2nn.static_network`: every
+  node of the most expensive route on the whole batch, no controllers);
+- `routed`: the D2NN with routed execution (gather, run, scatter; a
+  `tf.cond` per conditional node at batch 1);
+- `masked`: the D2NN computing every branch and masking, as the peers do.
+
+Routing is forced so that a fraction (0, 0.1, 0.3, 0.5, 1.0) of the
+examples takes the expensive path (the rest the cheapest one), and also
+left to a policy trained briefly on real Fashion-MNIST (`trained` rows).
+Runtimes: TF graph (`tf.function`, CPU) at batch 1, 32 and 256, and the
+LiteRT interpreter (one thread) at batch 1 (XNNPACK on) and batched
+(builtin kernels: XNNPACK cannot prepare the empty sub-batches).
+
+FLOP speedup = full network FLOPs / mean executed FLOPs of the D2NN
+(controllers included); time speedup = time of `static` / time of the
+mode; efficiency = time speedup / FLOP speedup. Writes `--output` (JSON
+list of rows) and prints a table. Example (README figures):
+
+    python benchmarks/speed.py --output=benchmarks/results/speed.json
+"""
+
+import argparse
+import json
+import pathlib
+import platform
+import time
+
+import bench_networks
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_d2nn import data
+from keras_d2nn import litert
+from keras_d2nn import static_network as static_lib
+
+FRACTIONS = (0.0, 0.1, 0.3, 0.5, 1.0)
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", default="high_low,cascade")
+    parser.add_argument("--runtimes", default="tf,litert")
+    parser.add_argument("--tf_batches", default="1,32,256")
+    parser.add_argument("--litert_batches", default="1,32")
+    parser.add_argument("--examples", type=int, default=512,
+                        help="examples timed per configuration and repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train_examples", type=int, default=20000,
+                        help="images to train the policy of `trained` rows")
+    parser.add_argument("--cost_weight", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="benchmarks/results/speed.json")
+    return parser.parse_args()
+
+
+# -- runners: f(images, decisions (batch, controllers) int32) -> outputs ------
+
+def mode_functions(model, static):
+    """Python functions of `(images, decisions)` for each mode; column `i`
+    of `decisions` forces controller `i` (ignored by `static` and
+    `trained_routed`, which follows the trained policy)."""
+    controllers = list(model.plan.controllers)
+
+    def d2nn(mode):
+        def run(images, decisions):
+            forced = {q: decisions[:, i] for i, q in enumerate(controllers)}
+            return model.trace(images, decisions=forced, mode=mode,
+                               statistics=False).outputs
+        return run
+
+    return {
+        "static": lambda images, decisions: static(images, training=False),
+        "routed": d2nn("routed"),
+        "masked": d2nn("masked"),
+        "trained_routed": lambda images, decisions: model.trace(
+            images, statistics=False).outputs,
+    }
+
+
+def signature(model, batch):
+    return [tf.TensorSpec([batch, 28, 28, 1], tf.float32, name="images"),
+            tf.TensorSpec([batch, len(model.plan.controllers)], tf.int32,
+                          name="decisions")]
+
+
+def tf_runners(model, static, batch):
+    """Concrete TF functions for each mode at a fixed batch size."""
+    return {mode: tf.function(fn).get_concrete_function(
+        *signature(model, batch))
+        for mode, fn in mode_functions(model, static).items()}
+
+
+def litert_runners(model, static, batch):
+    """LiteRT interpreters (one thread) for each mode. XNNPACK at batch 1
+    only: it cannot prepare the empty sub-batches of the batched model."""
+    runners = {}
+    for mode, fn in mode_functions(model, static).items():
+        content = litert.convert([model], fn, signature(model, batch))
+        runner = litert.interpreter(content, xnnpack=batch == 1) \
+            .get_signature_runner()
+        names = set(runner.get_input_details())
+
+        def call(images, decisions, runner=runner, names=names):
+            feed = {"images": images, "decisions": decisions}
+            return runner(**{k: v for k, v in feed.items() if k in names})
+        runners[mode] = call
+    return runners
+
+
+# -- timing ------------------------------------------------------------------
+
+def batches_of(x, decisions, batch):
+    """`(images, decisions (batch, controllers))` pairs covering `x`."""
+    matrix = np.stack(list(decisions.values()), axis=1).astype(np.int32)
+    n = len(x) - len(x) % batch
+    return [(x[i:i + batch], matrix[i:i + batch])
+            for i in range(0, n, batch)]
+
+
+def time_modes(runners, work, repeats):
+    """Median ms per example of each runner over `work`, modes interleaved
+    in every repeat so that machine noise hits them alike."""
+    examples = sum(len(x) for x, _ in work)
+    for run in runners.values():  # warm up
+        run(*work[0])
+    times = {mode: [] for mode in runners}
+    for _ in range(repeats):
+        for mode, run in runners.items():
+            start = time.perf_counter()
+            for x, d in work:
+                run(x, d)
+            times[mode].append((time.perf_counter() - start) * 1e3 / examples)
+    return {mode: float(np.median(t)) for mode, t in times.items()}
+
+
+def mean_flops(model, x, decisions):
+    trace = model.trace(x, decisions=decisions or None, statistics=False)
+    return float(np.mean(trace.executed_flops))
+
+
+def train_policy(model, args):
+    x, y = data.load_fashion_mnist("train")
+    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"],
+                  cost_weight=args.cost_weight)
+    model.fit(x[:args.train_examples], y[:args.train_examples], epochs=1,
+              batch_size=128, verbose=0)
+
+
+def bench_arch(arch, args, x_test, log=print):
+    keras.utils.set_random_seed(args.seed)
+    model = bench_networks.BUILDERS[arch]()
+    train_policy(model, args)
+    static = static_lib.static_network(model)
+    full = static_lib.static_flops(model)
+    rng = np.random.default_rng(args.seed)
+    x = x_test[:args.examples]
+    trained = {q: np.asarray(d) for q, d in
+               model.route(x)["decisions"].items()}
+    rows = []
+    plans = [("tf", int(b)) for b in args.tf_batches.split(",")
+             if "tf" in args.runtimes] + [
+        ("litert", int(b)) for b in args.litert_batches.split(",")
+        if "litert" in args.runtimes]
+    for runtime, batch in plans:
+        log(f"{arch}: {runtime} batch {batch}")
+        maker = tf_runners if runtime == "tf" else litert_runners
+        runners = maker(model, static, batch)
+        cases = [(f, bench_networks.forced_decisions(model.plan, f, len(x),
+                                                     rng))
+                 for f in FRACTIONS] + [("trained", trained)]
+        for fraction, decisions in cases:
+            modes = (["static", "trained_routed"] if fraction == "trained"
+                     else ["static", "routed", "masked"])
+            chosen = {m: runners[m] for m in modes}
+            times = time_modes(chosen, batches_of(x, decisions, batch),
+                               args.repeats)
+            flops = mean_flops(model, x, decisions)
+            expensive = _expensive_fraction(model.plan, decisions)
+            for mode, ms in times.items():
+                flop_speedup = 1.0 if mode == "static" else full / flops
+                time_speedup = times["static"] / ms
+                rows.append({
+                    "arch": arch, "runtime": runtime, "batch": batch,
+                    "routed_fraction": expensive,
+                    "policy": "trained" if fraction == "trained"
+                    else "forced",
+                    "mode": mode.replace("trained_", ""),
+                    "ms_per_example": ms,
+                    "flop_speedup": flop_speedup,
+                    "time_speedup": time_speedup,
+                    "efficiency": time_speedup / flop_speedup,
+                })
+                log(format_row(rows[-1]))
+    return rows
+
+
+def _expensive_fraction(plan, decisions):
+    _, expensive = bench_networks.cheap_and_expensive_routes(plan)
+    first = plan.controllers[0]
+    return float(np.mean(decisions[first] == expensive[first]))
+
+
+def format_row(row):
+    return (f"{row['arch']:9s} {row['runtime']:6s} b={row['batch']:<4d} "
+            f"{row['policy']:7s} f={row['routed_fraction']:.2f} "
+            f"{row['mode']:7s} {row['ms_per_example']:8.4f} ms/ex  "
+            f"FLOPx{row['flop_speedup']:6.2f}  timex{row['time_speedup']:6.2f}"
+            f"  eff {row['efficiency']:.2f}")
+
+
+def main():
+    args = parse_args()
+    x_test, _ = data.load_fashion_mnist("test")
+    rows = []
+    for arch in args.archs.split(","):
+        rows += bench_arch(arch, args, x_test)
+    output = pathlib.Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({
+        "machine": {"processor": platform.processor() or platform.machine(),
+                    "cpus": __import__("os").cpu_count(),
+                    "tensorflow": tf.__version__},
+        "args": vars(args), "rows": rows}, indent=1))
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

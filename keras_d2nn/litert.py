@@ -1,0 +1,97 @@
+"""Converting traced functions of Keras models to LiteRT, builtin ops only.
+
+The verified route (DESIGN.md section 3): write a SavedModel with
+`keras.export.ExportArchive` (which tracks the models' variables), then
+convert it with `tf.lite.TFLiteConverter` restricted to TFLite builtins, so
+that a model which would need the Flex delegate fails at conversion rather
+than on the phone.
+"""
+
+import pathlib
+import tempfile
+
+import keras
+import tensorflow as tf
+
+ENDPOINT = "serve"
+
+
+def write_saved_model(models, fn, input_signature, path):
+    """Writes `fn` as the `serve` endpoint of a SavedModel at `path`.
+
+    Args:
+        models: the Keras models (or layers) whose variables `fn` uses.
+        fn: a Python function of tensors.
+        input_signature: a list of `tf.TensorSpec`, one per argument of `fn`.
+        path: output directory.
+
+    Example:
+
+    ```python
+    write_saved_model([model], lambda x: model(x),
+                      [tf.TensorSpec([None, 28, 28, 1])], "/tmp/sm")
+    ```
+    """
+    archive = keras.export.ExportArchive()
+    for model in models:
+        archive.track(model)
+    archive.add_endpoint(ENDPOINT, fn, input_signature=input_signature)
+    archive.write_out(str(path), verbose=False)
+    return str(path)
+
+
+def convert(models, fn, input_signature, optimizations=None,
+            representative_dataset=None, supported_types=None):
+    """The LiteRT flatbuffer (bytes) of `fn`, with builtin ops only.
+
+    Args:
+        models, fn, input_signature: as for `write_saved_model`.
+        optimizations: `tf.lite.Optimize` list (for quantisation).
+        representative_dataset: calibration generator for int8.
+        supported_types: e.g. `[tf.float16]`.
+
+    Raises:
+        ValueError: when the function needs ops outside the builtins,
+            with the converter's message (which names the ops).
+
+    Example: `data = convert([m], lambda x: m(x), [tf.TensorSpec([1, 8])])`.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = write_saved_model(models, fn, input_signature,
+                                  pathlib.Path(tmp) / "saved_model")
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.TFLITE_BUILTINS]
+        if optimizations:
+            converter.optimizations = list(optimizations)
+        if representative_dataset is not None:
+            converter.representative_dataset = representative_dataset
+        if supported_types:
+            converter.target_spec.supported_types = list(supported_types)
+        try:
+            return converter.convert()
+        except Exception as error:  # the converter raises several types
+            raise ValueError(
+                "LiteRT conversion with builtin ops only failed (an op "
+                "would need the Flex delegate, or a layer is not "
+                f"convertible): {error}") from error
+
+
+def interpreter(model_content, num_threads=1, xnnpack=True):
+    """A LiteRT interpreter for `model_content`, tensors allocated.
+
+    `xnnpack=False` runs the builtin kernels without the default XNNPACK
+    delegate: XNNPACK cannot prepare zero-size tensors, which the batched
+    (gather/scatter) model produces when no example takes a branch.
+
+    Example: `runner = interpreter(data).get_signature_runner()`.
+    """
+    from ai_edge_litert import interpreter as litert
+
+    resolver = (litert.OpResolverType.AUTO if xnnpack else
+                litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    result = litert.Interpreter(
+        model_content=model_content, num_threads=num_threads,
+        experimental_op_resolver_type=resolver)
+    result.allocate_tensors()
+    return result
