@@ -37,7 +37,7 @@ import tensorflow as tf
 
 from keras_d2nn import data
 from keras_d2nn import litert
-from keras_d2nn import static_network as static_lib
+from keras_d2nn import static as static_lib
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.5, 1.0)
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import data
-from keras_d2nn import static_network as static_lib
+from keras_d2nn import static as static_lib
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

@@ -17,7 +17,7 @@ from keras_d2nn.graph import Graph
 from keras_d2nn.graph import Plan
 from keras_d2nn.layers.controller import Controller
 from keras_d2nn.model import D2NNModel
-from keras_d2nn.static_network import static_network
+from keras_d2nn.static import static_network
 from keras_d2nn.version import __version__
 
 __all__ = [

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 import keras_d2nn
 from keras_d2nn import architectures
-from keras_d2nn import static_network as static_lib
+from keras_d2nn import static as static_lib
 from keras_d2nn.testing import TestCase
 
 
