@@ -37,6 +37,7 @@ import tensorflow as tf
 
 from keras_d2nn import data
 from keras_d2nn import litert
+from keras_d2nn import schedules
 from keras_d2nn import static as static_lib
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.5, 1.0)
@@ -49,12 +50,13 @@ def parse_args():
     parser.add_argument("--runtimes", default="tf,litert")
     parser.add_argument("--tf_batches", default="1,32,256")
     parser.add_argument("--litert_batches", default="1,32")
-    parser.add_argument("--examples", type=int, default=512,
-                        help="examples timed per configuration and repeat")
+    parser.add_argument("--examples", type=int, default=2048,
+                        help="most examples timed per configuration and "
+                        "repeat (8 batches, at least 256, below that)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--train_examples", type=int, default=20000,
                         help="images to train the policy of `trained` rows")
-    parser.add_argument("--cost_weight", type=float, default=0.1)
+    parser.add_argument("--cost_weight", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="benchmarks/results/speed.json")
     return parser.parse_args()
@@ -64,9 +66,21 @@ def parse_args():
 
 def mode_functions(model, static):
     """Python functions of `(images, decisions)` for each mode; column `i`
-    of `decisions` forces controller `i` (ignored by `static` and
-    `trained_routed`, which follows the trained policy)."""
+    of `decisions` forces controller `i` (ignored by the static networks
+    and by `trained_routed`, which follows the trained policy).
+
+    `static_cheap` and `static_equivalent` are the unpruned static networks
+    of the cheapest and the most expensive route: every layer the D2NN runs
+    on that route (controllers included), without any routing. Their
+    times, mixed in the routed fraction, are what routing would cost with
+    zero overhead.
+    """
     controllers = list(model.plan.controllers)
+    cheap, expensive = bench_networks.cheap_and_expensive_routes(model.plan)
+    unpruned = {
+        name: static_lib.static_network(model, route, prune=False)
+        for name, route in (("static_cheap", cheap),
+                            ("static_equivalent", expensive))}
 
     def d2nn(mode):
         def run(images, decisions):
@@ -75,8 +89,13 @@ def mode_functions(model, static):
                                statistics=False).outputs
         return run
 
+    def plain(network):
+        return lambda images, decisions: network(images, training=False)
+
     return {
-        "static": lambda images, decisions: static(images, training=False),
+        "static": plain(static),
+        "static_cheap": plain(unpruned["static_cheap"]),
+        "static_equivalent": plain(unpruned["static_equivalent"]),
         "routed": d2nn("routed"),
         "masked": d2nn("masked"),
         "trained_routed": lambda images, decisions: model.trace(
@@ -146,11 +165,12 @@ def mean_flops(model, x, decisions):
 
 
 def train_policy(model, args):
+    """One warm-up epoch of random routing, then one of learning."""
     x, y = data.load_fashion_mnist("train")
     model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"],
                   cost_weight=args.cost_weight)
-    model.fit(x[:args.train_examples], y[:args.train_examples], epochs=1,
-              batch_size=128, verbose=0)
+    model.fit(x[:args.train_examples], y[:args.train_examples], epochs=2,
+              batch_size=128, verbose=0, callbacks=[schedules.WarmUp(1)])
 
 
 def bench_arch(arch, args, x_test, log=print):
@@ -159,10 +179,9 @@ def bench_arch(arch, args, x_test, log=print):
     train_policy(model, args)
     static = static_lib.static_network(model)
     full = static_lib.static_flops(model)
+    route_flops = [_route_flops(model, route) for route in
+                   bench_networks.cheap_and_expensive_routes(model.plan)]
     rng = np.random.default_rng(args.seed)
-    x = x_test[:args.examples]
-    trained = {q: np.asarray(d) for q, d in
-               model.route(x)["decisions"].items()}
     rows = []
     plans = [("tf", int(b)) for b in args.tf_batches.split(",")
              if "tf" in args.runtimes] + [
@@ -172,20 +191,36 @@ def bench_arch(arch, args, x_test, log=print):
         log(f"{arch}: {runtime} batch {batch}")
         maker = tf_runners if runtime == "tf" else litert_runners
         runners = maker(model, static, batch)
-        cases = [(f, bench_networks.forced_decisions(model.plan, f, len(x),
-                                                     rng))
-                 for f in FRACTIONS] + [("trained", trained)]
+        n = max(256, min(args.examples, 8 * batch))
+        x = x_test[:n]
+        cases = [(f, bench_networks.forced_decisions(model.plan, f, n, rng))
+                 for f in FRACTIONS] + [
+            ("trained", {q: np.asarray(d) for q, d in
+                         model.route(x)["decisions"].items()})]
         for fraction, decisions in cases:
             modes = (["static", "trained_routed"] if fraction == "trained"
-                     else ["static", "routed", "masked"])
+                     else ["static", "static_cheap", "static_equivalent",
+                           "routed", "masked"])
             chosen = {m: runners[m] for m in modes}
             times = time_modes(chosen, batches_of(x, decisions, batch),
                                args.repeats)
             flops = mean_flops(model, x, decisions)
             expensive = _expensive_fraction(model.plan, decisions)
             for mode, ms in times.items():
-                flop_speedup = 1.0 if mode == "static" else full / flops
+                mode_flops = {"static": full,
+                              "static_cheap": route_flops[0],
+                              "static_equivalent": route_flops[1]}.get(
+                                  mode, flops)
+                flop_speedup = full / mode_flops
                 time_speedup = times["static"] / ms
+                extra = {}
+                if mode == "routed":
+                    # What routing would cost with zero overhead: each
+                    # example through its own route's static network.
+                    mix = ((1 - expensive) * times["static_cheap"]
+                           + expensive * times["static_equivalent"])
+                    extra = {"route_mix_ms": mix,
+                             "routing_overhead": ms / mix}
                 rows.append({
                     "arch": arch, "runtime": runtime, "batch": batch,
                     "routed_fraction": expensive,
@@ -196,9 +231,16 @@ def bench_arch(arch, args, x_test, log=print):
                     "flop_speedup": flop_speedup,
                     "time_speedup": time_speedup,
                     "efficiency": time_speedup / flop_speedup,
+                    **extra,
                 })
                 log(format_row(rows[-1]))
     return rows
+
+
+def _route_flops(model, route):
+    """FLOPs of everything the D2NN runs on `route` (controllers too)."""
+    return float(sum(model.plan.flops[n] for n in static_lib.route_nodes(
+        model.plan, route)))
 
 
 def _expensive_fraction(plan, decisions):
@@ -210,9 +252,11 @@ def _expensive_fraction(plan, decisions):
 def format_row(row):
     return (f"{row['arch']:9s} {row['runtime']:6s} b={row['batch']:<4d} "
             f"{row['policy']:7s} f={row['routed_fraction']:.2f} "
-            f"{row['mode']:7s} {row['ms_per_example']:8.4f} ms/ex  "
+            f"{row['mode']:17s} {row['ms_per_example']:8.4f} ms/ex  "
             f"FLOPx{row['flop_speedup']:6.2f}  timex{row['time_speedup']:6.2f}"
-            f"  eff {row['efficiency']:.2f}")
+            f"  eff {row['efficiency']:.2f}" + (
+                f"  overhead x{row['routing_overhead']:.2f}"
+                if "routing_overhead" in row else ""))
 
 
 def main():

@@ -80,7 +80,7 @@ def most_expensive_route(plan):
     return dict(routes[-1][1]) if routes else {}
 
 
-def static_network(model, route=None, name=None):
+def static_network(model, route=None, name=None, prune=True):
     """The plain Keras model of one constant route of `model`.
 
     Args:
@@ -89,6 +89,12 @@ def static_network(model, route=None, name=None):
             route (every branch that can run together, i.e. the full
             network).
         name: model name (default: `<model name>_static`).
+        prune: True (default): only the nodes the outputs depend on.
+            False: every node on the route, controllers' networks
+            included, each result nothing else reads becoming an extra
+            output (a dict keyed by node name): the "equivalent static
+            network" that does all the D2NN's work on that route without
+            any routing, for measuring the routing's overhead.
 
     Returns:
         A functional `keras.Model` with the D2NN's inputs and outputs,
@@ -109,7 +115,7 @@ def static_network(model, route=None, name=None):
     on_route = route_nodes(plan, route)
     inputs, values = {}, {}
     for node in plan.order:
-        if node.name not in on_route or node.kind == "q":
+        if node.name not in on_route or (node.kind == "q" and prune):
             continue
         if node.kind == "input":
             inputs[node.name] = keras.Input(
@@ -132,12 +138,19 @@ def static_network(model, route=None, name=None):
         else:
             values[node.name] = node.layer(args[0] if len(args) == 1
                                            else args)
-    outputs = [values[node] for _, node in plan.outputs]
+    outputs = {out: values[node] for out, node in plan.outputs}
+    if not prune:
+        produced = {node for _, node in plan.outputs}
+        read = {p for n in plan.order if n.name in values
+                for p in n.inputs}
+        outputs.update({n: v for n, v in values.items()
+                        if n not in read and n not in inputs
+                        and v is not None and n not in produced})
     model_inputs = [inputs[n.name] for n in plan.order if n.name in inputs]
     return keras.Model(
         inputs=model_inputs[0] if len(model_inputs) == 1 else model_inputs,
-        outputs=outputs[0] if len(outputs) == 1 else {
-            out: values[node] for out, node in plan.outputs},
+        outputs=(next(iter(outputs.values())) if len(outputs) == 1
+                 else outputs),
         name=name or f"{model.name}_static")
 
 

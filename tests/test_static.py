@@ -50,6 +50,21 @@ def test_default_route_is_the_full_network_and_shares_weights():
         "image", "low_network", "low_head"}
 
 
+def test_unpruned_network_does_all_the_route_work():
+    model = architectures.high_low()
+    equivalent = static_lib.static_network(model, prune=False)
+    names = {layer.name for layer in equivalent.layers}
+    assert {"low_network", "low_head", "gate", "high_network"} <= names
+    x = inputs_of(model, 4)["image"]
+    out = equivalent(x)
+    assert set(out) == {"logits", "low_head", "gate"}
+    forced = model.trace(x, decisions={"gate": tf.ones([4], tf.int32)})
+    np.testing.assert_allclose(out["logits"], forced.outputs["logits"],
+                               atol=1e-5)
+    np.testing.assert_allclose(out["gate"], forced.logits["gate"],
+                               atol=1e-5)
+
+
 def test_unrouted_parent_reads_its_edge_default():
     graph = keras_d2nn.Graph()
     graph.input("x", shape=(3,))
