@@ -190,7 +190,13 @@ def bench_arch(arch, args, x_test, log=print):
     for runtime, batch in plans:
         log(f"{arch}: {runtime} batch {batch}")
         maker = tf_runners if runtime == "tf" else litert_runners
-        runners = maker(model, static, batch)
+        try:
+            runners = maker(model, static, batch)
+        except ValueError as error:  # a conversion failure: say, go on
+            log(f"{arch}: {runtime} batch {batch} skipped: {error}")
+            rows.append({"arch": arch, "runtime": runtime, "batch": batch,
+                         "error": str(error)[:500]})
+            continue
         n = max(256, min(args.examples, 8 * batch))
         x = x_test[:n]
         cases = [(f, bench_networks.forced_decisions(model.plan, f, n, rng))

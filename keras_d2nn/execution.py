@@ -58,21 +58,30 @@ class ExecutionTrace(typing.NamedTuple):
 def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
     """Runs `fn` on the examples where `mask` holds; scatters the results.
 
-    `empty_outputs` gives, for the skipped case, zero-size tensors with the
-    same structure as `fn`'s outputs.
+    `empty_outputs()` makes, for the skipped case, zero-size tensors with
+    the same structure as `fn`'s outputs. It is called inside the branch:
+    a zero-size constant captured from outside becomes a branch input, and
+    the LiteRT converter then fails to legalise convolutions in the other
+    branch.
     """
     indices = tf.cast(tf.where(mask)[:, 0], tf.int32)
     sub_args = [tf.gather(a, indices) for a in args]
     outputs = tf.cond(
         tf.size(indices) > 0,
         lambda: fn(sub_args),
-        lambda: empty_outputs,
+        empty_outputs,
     )
     scatter_at = indices[:, None]
 
     def scatter(sub):
         shape = tf.concat([[batch_size], tf.shape(sub)[1:]], axis=0)
-        return tf.scatter_nd(scatter_at, sub, shape)
+        full = tf.scatter_nd(scatter_at, sub, shape)
+        # Restate the static feature shape with an op (set_shape is lost
+        # on conversion, EnsureShape is not a LiteRT builtin): LiteRT
+        # cannot legalise a convolution whose input has unknown rank.
+        if sub.shape[1:].is_fully_defined():
+            full = tf.reshape(full, [-1] + list(sub.shape[1:]))
+        return full
 
     return tf.nest.map_structure(scatter, outputs)
 
@@ -84,7 +93,7 @@ def _run_single(fn, mask, args, empty_outputs):
     def skipped():
         return tf.nest.map_structure(
             lambda e: tf.zeros([1] + list(e.shape[1:]), e.dtype),
-            empty_outputs)
+            empty_outputs())
 
     return tf.cond(mask[0], lambda: fn(args), skipped)
 
@@ -214,15 +223,19 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         if node.kind == "q":
             fn = _controller_fn(node, training, decisions.get(name),
                                 straight_through.get(name), statistics)
-            empty = (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
-                     tf.zeros([0], tf.float32),
-                     tf.zeros([0, node.layer.num_logits], tf.float32))
+            num_logits = node.layer.num_logits
+
+            def empty(num_logits=num_logits):
+                return (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
+                        tf.zeros([0], tf.float32),
+                        tf.zeros([0, num_logits], tf.float32))
             forced = decisions.get(name)
             q_args = args + ([tf.cast(forced, tf.int32)]
                              if forced is not None else [])
         else:
             fn = _layer_fn(node, training)
-            empty = _empty_like_spec(spec)
+            def empty(spec=spec):
+                return _empty_like_spec(spec)
             q_args = args
 
         if mode == "routed" and always[name]:
