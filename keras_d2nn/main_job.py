@@ -39,8 +39,8 @@ class TrainConfig:
     batch_size: int = 128
     train_examples: int = 0
     estimator: str = "reinforce_value"
-    warmup_epochs: int = 0
-    cost_weight_ramp_epochs: int = 0
+    warmup_epochs: int = 1
+    cost_weight_ramp_epochs: int = 2
     baselines: bool = True
     baseline_epochs: int = 0
     output_dir: str = "runs/default"
@@ -73,6 +73,11 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} should be >= 0; received "
                                  f"{getattr(self, name)}.")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(
+                f"--warmup_epochs={self.warmup_epochs} leaves none of the "
+                f"--epochs={self.epochs} for the controllers to learn in; "
+                "use fewer warm-up epochs (0 for none) or more epochs.")
         return self
 
 

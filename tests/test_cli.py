@@ -14,7 +14,8 @@ def run_cli(*args):
 
 
 def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
-    result = run_cli("train", "--epochs=1", "--train_examples=512",
+    result = run_cli("train", "--epochs=1", "--warmup_epochs=0",
+                     "--cost_weight_ramp_epochs=0", "--train_examples=512",
                      "--baseline_epochs=1", f"--tfds_dir={tfds_dir}",
                      f"--output_dir={tmp_path}", "--verbose=0")
     assert result.returncode == 0, result.stderr
@@ -72,6 +73,8 @@ def cli_main():
     (("train", "--epochs=0"), "--epochs should be >= 1"),
     (("train", "--estimator=ppo"), "unknown --estimator 'ppo'"),
     (("train", "--warmup_epochs=-1"), "--warmup_epochs should be >= 0"),
+    (("train", "--epochs=1"), "--warmup_epochs=1 leaves none of the "
+     "--epochs=1"),
     (("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
      "IDX files not found in /nonexistent"),
     (("get_data", "--data_dir=/nonexistent"),
