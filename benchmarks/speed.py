@@ -53,7 +53,7 @@ def parse_args():
     parser.add_argument("--examples", type=int, default=2048,
                         help="most examples timed per configuration and "
                         "repeat (8 batches, at least 256, below that)")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--train_examples", type=int, default=20000,
                         help="images to train the policy of `trained` rows")
     parser.add_argument("--cost_weight", type=float, default=0.05)

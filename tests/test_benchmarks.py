@@ -1,0 +1,55 @@
+"""The speed benchmarks run from a clone and write rows of the promised
+shape (tiny settings: what they measure is checked by their own figures,
+not by timed tests)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_script(name, *args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_speed_benchmark_writes_rows(tmp_path):
+    output = tmp_path / "speed.json"
+    stdout = run_script("speed.py", "--archs=high_low", "--tf_batches=32",
+                        "--litert_batches=1", "--examples=32",
+                        "--repeats=1", "--train_examples=256",
+                        f"--output={output}")
+    rows = json.loads(output.read_text())["rows"]
+    keys = {"arch", "runtime", "batch", "routed_fraction", "mode",
+            "ms_per_example", "flop_speedup", "time_speedup", "efficiency"}
+    assert all(keys <= set(row) for row in rows)
+    assert {(r["runtime"], r["batch"]) for r in rows} == {("tf", 32),
+                                                          ("litert", 1)}
+    fractions = {r["routed_fraction"] for r in rows if r["mode"] == "routed"}
+    assert {0.0, 0.5, 1.0} <= fractions
+    # FLOP speedups follow the forced fractions: all cheap saves most.
+    routed = {r["routed_fraction"]: r["flop_speedup"] for r in rows
+              if r["mode"] == "routed" and r["runtime"] == "tf"}
+    assert routed[0.0] > routed[0.5] > routed[1.0]
+    assert "efficiency" in stdout or "eff" in stdout
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_train_speed_benchmark_writes_rows(tmp_path):
+    output = tmp_path / "train_speed.json"
+    run_script("train_speed.py", "--archs=high_low", "--steps=2",
+               "--repeats=1", "--batch_size=16", f"--output={output}")
+    rows = json.loads(output.read_text())["rows"]
+    assert {r["mode"] for r in rows} == {"static", "learned", "routed",
+                                         "masked"}
+    assert all(r["examples_per_second"] > 0 for r in rows)
