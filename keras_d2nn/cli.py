@@ -53,8 +53,9 @@ flags.DEFINE_integer("warmup_epochs", _DEFAULTS.warmup_epochs,
                      "Epochs of random routing before controllers learn.")
 flags.DEFINE_integer("cost_weight_ramp_epochs",
                      _DEFAULTS.cost_weight_ramp_epochs,
-                     "Ramp cost_weight from 0 over this many epochs after "
-                     "the warm-up (0: constant).")
+                     "Ramp cost_weight linearly from 0, in the first epoch "
+                     "after the warm-up, to --cost_weight, reached this "
+                     "many epochs later (0: constant).")
 flags.DEFINE_bool("baselines", _DEFAULTS.baselines,
                   "Also train and measure the baselines (static networks, "
                   "random routing, threshold exit).")

@@ -40,7 +40,7 @@ class TrainConfig:
     train_examples: int = 0
     estimator: str = "reinforce_value"
     warmup_epochs: int = 1
-    cost_weight_ramp_epochs: int = 2
+    cost_weight_ramp_epochs: int = 1
     baselines: bool = True
     baseline_epochs: int = 0
     output_dir: str = "runs/default"
