@@ -7,7 +7,10 @@ Two modes produce the same values (tested):
   that sub-batch only, and its output is scattered back into a full-batch
   tensor. The call sits in a `tf.cond` on the sub-batch size, so a node that
   no example reaches does not run at all (no kernels, no variable updates,
-  no batch-norm statistics from an empty batch).
+  no batch-norm statistics from an empty batch). Nodes that every example
+  reaches whatever the controllers decide run on the whole batch without
+  gather/scatter; with a static batch of one, conditional nodes use a
+  `tf.cond` on the example's decision and no gather/scatter at all.
 - `"masked"` (reference only): every node runs on the whole batch and the
   examples that should not have reached it are overwritten. This is what
   mask-based dynamic networks do; it saves nothing.
@@ -88,8 +91,8 @@ def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
 
 def _run_single(fn, mask, args, empty_outputs):
     """Batch of one (static shape): `tf.cond` on the example's mask, no
-    gather/scatter, so shapes stay static (LiteRT's XNNPACK delegate
-    refuses the dynamic sub-batch shapes inside a conditional)."""
+    gather/scatter, so no tensor ever has zero size (LiteRT's XNNPACK
+    delegate cannot prepare zero-size tensors) and shapes stay static."""
     def skipped():
         return tf.nest.map_structure(
             lambda e: tf.zeros([1] + list(e.shape[1:]), e.dtype),
