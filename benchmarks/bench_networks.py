@@ -2,12 +2,19 @@
 cheap and expensive paths differ in cost by more than 10x, and the forced
 routings that send a chosen fraction of examples down the expensive path.
 
-Imported by `speed.py` and `train_speed.py` (run them as scripts: their
-folder is then on the import path).
+Imported by `speed.py`, `train_speed.py` and `serving_memory.py` (run
+them as scripts: their folder is then on the import path), with the
+writer of their JSON results.
 """
+
+import json
+import os
+import pathlib
+import platform
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from keras_d2nn import architectures
 from keras_d2nn import baselines
@@ -61,3 +68,17 @@ def forced_decisions(plan, fraction, n, rng):
     take[rng.choice(n, int(round(fraction * n)), replace=False)] = True
     return {q: np.where(take, expensive[q], cheap[q]).astype(np.int32)
             for q in plan.controllers}
+
+
+def write_results(path, args, rows):
+    """Writes `{"machine", "args", "rows"}` as JSON to `path`.
+
+    Example: `write_results("benchmarks/results/speed.json", args, rows)`.
+    """
+    output = pathlib.Path(path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps({
+        "machine": {"processor": platform.processor() or platform.machine(),
+                    "cpus": os.cpu_count(), "tensorflow": tf.__version__},
+        "args": vars(args), "rows": rows}, indent=1))
+    print(f"wrote {output}")

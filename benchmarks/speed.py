@@ -25,9 +25,6 @@ list of rows) and prints a table. Example (README figures):
 """
 
 import argparse
-import json
-import pathlib
-import platform
 import time
 
 import bench_networks
@@ -271,14 +268,7 @@ def main():
     rows = []
     for arch in args.archs.split(","):
         rows += bench_arch(arch, args, x_test)
-    output = pathlib.Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
-        "machine": {"processor": platform.processor() or platform.machine(),
-                    "cpus": __import__("os").cpu_count(),
-                    "tensorflow": tf.__version__},
-        "args": vars(args), "rows": rows}, indent=1))
-    print(f"wrote {output}")
+    bench_networks.write_results(args.output, args, rows)
 
 
 if __name__ == "__main__":
