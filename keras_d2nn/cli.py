@@ -7,6 +7,9 @@ Commands:
   train     trains a D2NN on Fashion-MNIST (through TFDS), evaluates it and
             its baselines on the test split, and writes report.json,
             tradeoff.png and model.keras to --output_dir.
+  export    writes a trained model (--model=PATH.keras) as a SavedModel
+            for TF Serving or a LiteRT .tflite file (--format), with
+            routed execution inside, to --output.
 """
 
 import dataclasses
@@ -25,7 +28,8 @@ from keras_d2nn import main_job
 from keras_d2nn.architectures import ARCHITECTURES
 
 FLAGS = flags.FLAGS
-COMMANDS = ("get_data", "train")
+COMMANDS = ("get_data", "train", "export")
+EXPORT_FORMATS = ("saved_model", "litert")
 _DEFAULTS = main_job.TrainConfig()
 
 flags.DEFINE_string("arch", _DEFAULTS.arch,
@@ -67,6 +71,13 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose,
                      "Keras verbosity: 0 silent, 1 progress bar, 2 one line "
                      "per epoch.")
+flags.DEFINE_string("model", None, "export: the trained .keras file.")
+flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS,
+                  "export: what to write.")
+flags.DEFINE_string("output", None, "export: the output path.")
+flags.DEFINE_integer("export_batch_size", None,
+                     "export: fixed batch size (default: any for "
+                     "saved_model, 1 for litert; 0 for any).")
 
 
 def _fail(message):
@@ -121,6 +132,39 @@ def train():
     main_job.run(config)
 
 
+def export():
+    """Loads --model (Keras safe mode) and exports it (see `export`)."""
+    import keras
+
+    from keras_d2nn import export as export_lib
+
+    if not FLAGS.model or not FLAGS.output:
+        _fail("export needs --model=PATH.keras and --output=PATH.")
+    if not os.path.isfile(FLAGS.model):
+        _fail(f"--model: no file {FLAGS.model!r}; expected a .keras file "
+              "written by `model.save` or by the train command.")
+    try:
+        model = keras.models.load_model(FLAGS.model)
+    except Exception as error:  # Keras raises several types on bad files
+        _fail(f"--model: could not load {FLAGS.model!r} as a Keras model "
+              f"({type(error).__name__}: {error}).")
+    if not hasattr(model, "plan"):
+        _fail(f"--model: {FLAGS.model!r} is a Keras model but not a D2NN "
+              "(keras_d2nn.D2NNModel).")
+    batch = FLAGS.export_batch_size
+    batch = None if batch == 0 else batch
+    try:
+        if FLAGS.format == "saved_model":
+            path = export_lib.export_saved_model(model, FLAGS.output, batch)
+        else:
+            path = export_lib.export_litert(
+                model, FLAGS.output, 1 if FLAGS.export_batch_size is None
+                else batch)
+    except ValueError as error:
+        _fail(str(error))
+    print(f"wrote {path}")
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "nothing"
@@ -133,7 +177,7 @@ def main(argv):
               "--epochs=3.")
     # absl would print every INFO line of TFDS; keep the output for people.
     logging.set_verbosity(logging.WARNING)
-    {"get_data": get_data, "train": train}[argv[1]]()
+    {"get_data": get_data, "train": train, "export": export}[argv[1]]()
 
 
 def run():

@@ -37,6 +37,13 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     assert png.startswith(b"\x89PNG")
     model = keras.models.load_model(tmp_path / "model.keras")
     assert model.full_flops == report["full_flops"]
+    # The trained model exports from the command line.
+    for fmt, output in (("saved_model", tmp_path / "served"),
+                        ("litert", tmp_path / "model.tflite")):
+        result = run_cli("export", f"--model={tmp_path / 'model.keras'}",
+                         f"--format={fmt}", f"--output={output}")
+        assert result.returncode == 0, result.stderr
+        assert output.exists()
 
 
 def test_a_typo_gets_one_line_not_a_traceback():
@@ -77,6 +84,11 @@ def cli_main():
      "--epochs=1"),
     (("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
      "IDX files not found in /nonexistent"),
+    (("export",), "export needs --model=PATH.keras and --output=PATH"),
+    (("export", "--model=/nonexistent.keras", "--output=/tmp/x"),
+     "--model: no file '/nonexistent.keras'"),
+    (("export", f"--model={__file__}", "--output=/tmp/x"),
+     f"could not load '{__file__}' as a Keras model"),
     (("get_data", "--data_dir=/nonexistent"),
      "Fashion-MNIST is not in /nonexistent"),
 ])
