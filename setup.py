@@ -18,6 +18,9 @@ INSTALL_REQUIRES = [
     # TFDS 4.9 needs it at run time but does not declare it.
     "importlib_resources",
     "absl-py",
+    # The LiteRT interpreter (tf.lite.Interpreter is deprecated): export,
+    # verification and the on-device benchmarks run models with it.
+    "ai-edge-litert",
     "numpy",
     "matplotlib",
 ]
