@@ -89,3 +89,29 @@ def test_litert_batched_agrees(model, tmp_path):
 def test_bad_batch_size_is_refused(model, tmp_path):
     with pytest.raises(ValueError, match="batch_size"):
         export.export_litert(model, tmp_path / "x.tflite", batch_size=0)
+
+
+@pytest.mark.parametrize("arch", sorted(architectures.ARCHITECTURES))
+def test_every_architecture_exports_and_agrees_on_real_images(
+        arch, fashion_mnist, tmp_path):
+    import tensorflow as tf
+
+    model = architectures.ARCHITECTURES[arch]()
+    x = fashion_mnist[2][:6]
+    want = expected(model, x)
+    signature = tf.saved_model.load(export.export_saved_model(
+        model, tmp_path / "sm")).signatures["serving_default"]
+    got = signature(image=tf.constant(x))
+    for key, value in want.items():
+        np.testing.assert_allclose(got[key].numpy(), value, atol=1e-5,
+                                   err_msg=f"{arch} saved_model {key}")
+    for batch, xnnpack in ((1, True), (None, False)):
+        path = export.export_litert(model, tmp_path / f"{batch}.tflite",
+                                    batch_size=batch)
+        runner = litert.interpreter(open(path, "rb").read(),
+                                    xnnpack=xnnpack).get_signature_runner()
+        xi = x[:1] if batch == 1 else x
+        out = runner(image=xi)
+        for key, value in expected(model, xi).items():
+            np.testing.assert_allclose(out[key], value, atol=1e-5,
+                                       err_msg=f"{arch} litert {batch} {key}")
