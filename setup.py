@@ -21,6 +21,9 @@ INSTALL_REQUIRES = [
     # The LiteRT interpreter (tf.lite.Interpreter is deprecated): export,
     # verification and the on-device benchmarks run models with it.
     "ai-edge-litert",
+    # ONNX export (tf2onnx) and running the exported model (onnxruntime).
+    "tf2onnx==1.17.*",
+    "onnxruntime>=1.20",
     "numpy",
     "matplotlib",
 ]

@@ -8,8 +8,11 @@ Commands:
             its baselines on the test split, and writes report.json,
             tradeoff.png and model.keras to --output_dir.
   export    writes a trained model (--model=PATH.keras) as a SavedModel
-            for TF Serving or a LiteRT .tflite file (--format), with
-            routed execution inside, to --output.
+            for TF Serving, a LiteRT .tflite file (float32, or --quantize
+            float16/int8) or an ONNX file (--format), with routed
+            execution inside, to --output.
+  verify    runs a model (--model) and its export (--exported) on --n real
+            test images and reports how well they agree.
 """
 
 import dataclasses
@@ -28,8 +31,8 @@ from keras_d2nn import main_job
 from keras_d2nn.architectures import ARCHITECTURES
 
 FLAGS = flags.FLAGS
-COMMANDS = ("get_data", "train", "export")
-EXPORT_FORMATS = ("saved_model", "litert")
+COMMANDS = ("get_data", "train", "export", "verify")
+EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 _DEFAULTS = main_job.TrainConfig()
 
 flags.DEFINE_string("arch", _DEFAULTS.arch,
@@ -77,7 +80,19 @@ flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS,
 flags.DEFINE_string("output", None, "export: the output path.")
 flags.DEFINE_integer("export_batch_size", None,
                      "export: fixed batch size (default: any for "
-                     "saved_model, 1 for litert; 0 for any).")
+                     "saved_model and onnx, 1 for litert; 0 for any).")
+flags.DEFINE_enum("quantize", "none", ("none", "float16", "int8"),
+                  "export --format=litert: post-training quantisation.")
+flags.DEFINE_integer("calibration_examples", 500,
+                     "export --quantize=int8: training images of --dataset "
+                     "to calibrate activation ranges on.")
+flags.DEFINE_string("exported", None,
+                    "verify: the exported model (SavedModel directory, "
+                    ".tflite or .onnx).")
+flags.DEFINE_integer("n", 10_000, "verify: number of test images (the "
+                     "first N of the test split).")
+flags.DEFINE_string("report", None, "verify: also write the report as JSON "
+                    "to this path.")
 
 
 def _fail(message):
@@ -132,14 +147,10 @@ def train():
     main_job.run(config)
 
 
-def export():
-    """Loads --model (Keras safe mode) and exports it (see `export`)."""
+def _load_d2nn():
+    """--model, loaded in Keras safe mode, or a one-line failure."""
     import keras
 
-    from keras_d2nn import export as export_lib
-
-    if not FLAGS.model or not FLAGS.output:
-        _fail("export needs --model=PATH.keras and --output=PATH.")
     if not os.path.isfile(FLAGS.model):
         _fail(f"--model: no file {FLAGS.model!r}; expected a .keras file "
               "written by `model.save` or by the train command.")
@@ -151,18 +162,91 @@ def export():
     if not hasattr(model, "plan"):
         _fail(f"--model: {FLAGS.model!r} is a Keras model but not a D2NN "
               "(keras_d2nn.D2NNModel).")
+    return model
+
+
+def _calibration_images():
+    try:
+        images, _ = data.load_arrays(FLAGS.dataset, "train",
+                                     data_dir=FLAGS.tfds_dir,
+                                     manual_dir=FLAGS.data_dir,
+                                     take=FLAGS.calibration_examples)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(f"int8 calibration needs the {FLAGS.dataset} training split: "
+              f"{error}")
+    return images
+
+
+def export():
+    """Loads --model (Keras safe mode) and exports it (see `export`)."""
+    from keras_d2nn import export as export_lib
+
+    if not FLAGS.model or not FLAGS.output:
+        _fail("export needs --model=PATH.keras and --output=PATH.")
+    quantization = None if FLAGS.quantize == "none" else FLAGS.quantize
+    if quantization and FLAGS.format != "litert":
+        _fail(f"--quantize={FLAGS.quantize} applies to --format=litert "
+              f"only; received --format={FLAGS.format}.")
+    if FLAGS.calibration_examples < 1:
+        _fail("--calibration_examples should be >= 1; received "
+              f"{FLAGS.calibration_examples}.")
+    model = _load_d2nn()
     batch = FLAGS.export_batch_size
+    if batch is not None and batch < 0:
+        _fail(f"--export_batch_size should be >= 0 (0: any); received "
+              f"{batch}.")
     batch = None if batch == 0 else batch
     try:
         if FLAGS.format == "saved_model":
             path = export_lib.export_saved_model(model, FLAGS.output, batch)
+        elif FLAGS.format == "onnx":
+            path = export_lib.export_onnx(model, FLAGS.output, batch)
         else:
             path = export_lib.export_litert(
-                model, FLAGS.output, 1 if FLAGS.export_batch_size is None
-                else batch)
+                model, FLAGS.output,
+                1 if FLAGS.export_batch_size is None else batch,
+                quantization=quantization,
+                representative_images=_calibration_images()
+                if quantization == "int8" else None)
     except ValueError as error:
         _fail(str(error))
     print(f"wrote {path}")
+
+
+def verify():
+    """Compares --model with its export --exported on real test images."""
+    import json
+
+    from keras_d2nn import exported as exported_lib
+    from keras_d2nn import verify as verify_lib
+
+    if not FLAGS.model or not FLAGS.exported:
+        _fail("verify needs --model=PATH.keras and --exported=PATH.")
+    if FLAGS.n < 1:
+        _fail(f"--n should be >= 1; received {FLAGS.n}.")
+    try:
+        exported = exported_lib.load_exported(FLAGS.exported)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(f"--exported: {error}")
+    model = _load_d2nn()
+    try:
+        images, labels = data.load_arrays(FLAGS.dataset, "test",
+                                          data_dir=FLAGS.tfds_dir,
+                                          manual_dir=FLAGS.data_dir,
+                                          take=FLAGS.n)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    try:
+        report = verify_lib.verify(model, exported, images, labels)
+    except ValueError as error:
+        _fail(str(error))
+    print(verify_lib.format_report(report))
+    if FLAGS.report:
+        with open(FLAGS.report, "w") as f:
+            json.dump(report, f, indent=2)
+        print(f"wrote {FLAGS.report}")
+    if report["passed"] is False:
+        sys.exit(1)
 
 
 def main(argv):
@@ -177,7 +261,8 @@ def main(argv):
               "--epochs=3.")
     # absl would print every INFO line of TFDS; keep the output for people.
     logging.set_verbosity(logging.WARNING)
-    {"get_data": get_data, "train": train, "export": export}[argv[1]]()
+    {"get_data": get_data, "train": train, "export": export,
+     "verify": verify}[argv[1]]()
 
 
 def run():

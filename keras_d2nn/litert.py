@@ -8,6 +8,7 @@ than on the phone.
 """
 
 import pathlib
+import re
 import tempfile
 
 import keras
@@ -75,6 +76,86 @@ def convert(models, fn, input_signature, optimizations=None,
                 "LiteRT conversion with builtin ops only failed (an op "
                 "would need the Flex delegate, or a layer is not "
                 f"convertible): {error}") from error
+
+
+def constant_bytes(model_content):
+    """`{tensor type name: bytes}` of the constant tensors (the weights) in a
+    LiteRT flatbuffer, over every subgraph.
+
+    Example: `constant_bytes(content)  # {"INT8": 431564, "FLOAT32": 40}`.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    names = {value: key for key, value in vars(schema.TensorType).items()
+             if not key.startswith("_")}
+    model = flatbuffer_utils.read_model_from_bytearray(
+        bytearray(model_content))
+    counts = {}
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            data = model.buffers[tensor.buffer].data
+            if data is not None and len(data):
+                kind = names[tensor.type]
+                counts[kind] = counts.get(kind, 0) + len(data)
+    return counts
+
+
+def unsupported_ops(message):
+    """The TF op types a converter error `message` names as not builtin.
+
+    Example: `unsupported_ops("TF Select ops: Cholesky, Erf")  # {...}`.
+    """
+    ops = set(re.findall(r"'tf\.(\w+)' op is neither", message))
+    for line in re.findall(r"TF Select ops: ([^\n]*)", message):
+        ops.update(op.strip() for op in line.split(",") if op.strip())
+    return ops
+
+
+def _layer_op_types(layer, specs):
+    """Op types of one call of `layer` on inputs like `specs`."""
+    signature = [tf.TensorSpec((1,) + tuple(s.shape[1:]), s.dtype)
+                 for s in specs]
+
+    def call(*args):
+        return layer(args[0] if len(args) == 1 else list(args),
+                     training=False)
+
+    graph = tf.function(call).get_concrete_function(*signature).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def name_unconvertible_layers(model, message):
+    """A one-paragraph error for a failed builtin-only conversion of a D2NN:
+    which nodes' layers use which unsupported ops, and what to do.
+
+    Falls back to the converter's first lines where no layer is found.
+
+    Example: `raise ValueError(name_unconvertible_layers(model, str(e)))`.
+    """
+    ops = unsupported_ops(message)
+    culprits = []
+    for node in model.plan.order if ops else ():
+        specs = [model.plan.specs.get(p) for p in node.inputs]
+        if node.layer is None or not specs or None in specs:
+            continue
+        found = sorted(_layer_op_types(node.layer, specs) & ops)
+        if found:
+            culprits.append(f"node '{node.name}' (layer "
+                            f"'{node.layer.name}', "
+                            f"{type(node.layer).__name__}) uses "
+                            f"{', '.join(found)}")
+    head = "\n".join(line for line in message.splitlines()[:12]
+                     if not line.startswith("  %"))
+    if not culprits:
+        return head
+    return (
+        "LiteRT conversion with builtin ops only failed: "
+        + "; ".join(culprits) + ". These TF ops are not TFLite builtins "
+        "(they would need the Flex delegate, which phones do not ship). "
+        "Replace the layer by one made of builtin ops (see "
+        "https://ai.google.dev/edge/litert/models/ops_compatibility), or "
+        "export a SavedModel or ONNX instead.")
 
 
 def interpreter(model_content, num_threads=1, xnnpack=True):

@@ -1,0 +1,161 @@
+"""Running an exported D2NN (SavedModel, LiteRT or ONNX) from Python.
+
+`load_exported(path)` recognises the format by the path (a directory with
+`saved_model.pb`, a `.tflite` or an `.onnx` file) and returns an
+`ExportedModel`: called on a batch of images it returns the serving dict
+(`probabilities`, `decision_<controller>`, `executed_flops`, ...) as NumPy
+arrays, whatever runtime is underneath. A model exported for a fixed batch
+size refuses other batch sizes with a clear error; `run` feeds any number
+of images in batches it can take.
+"""
+
+import pathlib
+
+import numpy as np
+
+FORMATS = ("saved_model", "litert", "onnx")
+
+
+def detect_format(path):
+    """`"saved_model"`, `"litert"` or `"onnx"` for an exported path.
+
+    Example: `detect_format("model.tflite")  # "litert"`.
+    """
+    path = pathlib.Path(path)
+    if path.is_dir() and (path / "saved_model.pb").exists():
+        return "saved_model"
+    if path.is_file() and path.suffix == ".tflite":
+        return "litert"
+    if path.is_file() and path.suffix == ".onnx":
+        return "onnx"
+    if not path.exists():
+        raise FileNotFoundError(f"No exported model at {str(path)!r}.")
+    raise ValueError(
+        f"{str(path)!r} is not an exported model: expected a SavedModel "
+        "directory (with saved_model.pb), a .tflite file or an .onnx file.")
+
+
+class ExportedModel:
+    """An exported D2NN behind one calling convention.
+
+    Attributes:
+        format: one of `FORMATS`.
+        input_name: the name of the image input.
+        input_shape: its shape without the batch dimension.
+        batch_size: the fixed batch size, or None for any.
+        quantized: whether the weights or activations are not float32
+            (LiteRT float16/int8).
+
+    Example:
+
+    ```python
+    exported = load_exported("model.tflite")
+    outputs = exported.run(images)  # any number of images
+    outputs["probabilities"].shape  # (len(images), 10)
+    ```
+    """
+
+    def __init__(self, path, fmt, call, input_name, input_shape, batch_size,
+                 quantized=False):
+        self.path = str(path)
+        self.format = fmt
+        self.input_name = input_name
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.batch_size = batch_size
+        self.quantized = quantized
+        self._call = call
+
+    def __call__(self, images):
+        images = np.asarray(images)
+        if images.ndim != len(self.input_shape) + 1 or \
+                tuple(images.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"This {self.format} model takes images of shape (batch,) + "
+                f"{self.input_shape}; received an array of shape "
+                f"{images.shape}.")
+        if self.batch_size is not None and len(images) != self.batch_size:
+            raise ValueError(
+                f"This {self.format} model was exported for batches of "
+                f"exactly {self.batch_size}; received a batch of "
+                f"{len(images)}. Feed {self.batch_size} at a time "
+                "(`ExportedModel.run` does), or export with any batch size "
+                "(`batch_size=None`; CLI --export_batch_size=0).")
+        return self._call(images.astype(np.float32))
+
+    def run(self, images, batch_size=256):
+        """Outputs for any number of images, fed in batches it takes."""
+        images = np.asarray(images, np.float32)
+        step = self.batch_size or batch_size
+        if self.batch_size is not None and len(images) % step:
+            raise ValueError(
+                f"This model takes batches of exactly {step}: "
+                f"{len(images)} images do not split into them.")
+        parts = [self(images[i:i + step])
+                 for i in range(0, len(images), step)]
+        return {key: np.concatenate([p[key] for p in parts])
+                for key in parts[0]}
+
+
+def _load_saved_model(path):
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    (name, spec), = signature.structured_input_signature[1].items()
+
+    def call(images):
+        return {k: v.numpy() for k, v in
+                signature(**{name: tf.constant(images)}).items()}
+
+    return ExportedModel(path, "saved_model", call, name,
+                         spec.shape[1:].as_list(), spec.shape[0])
+
+
+def _load_litert(path, num_threads):
+    from keras_d2nn import litert
+
+    content = pathlib.Path(path).read_bytes()
+    probe = litert.interpreter(content, xnnpack=False)
+    (name, detail), = probe.get_signature_runner() \
+        .get_input_details().items()
+    signature_shape = list(detail["shape_signature"])
+    batch = None if signature_shape[0] == -1 else int(signature_shape[0])
+    quantized = any(t["dtype"] in (np.int8, np.float16)
+                    for t in probe.get_tensor_details())
+    # XNNPACK cannot prepare the zero-size tensors of gather/scatter
+    # routing (a branch no example takes); batch 1 has none.
+    runner = litert.interpreter(content, num_threads=num_threads,
+                                xnnpack=batch == 1).get_signature_runner()
+
+    def call(images):
+        return {k: np.asarray(v) for k, v in runner(**{name: images}).items()}
+
+    return ExportedModel(path, "litert", call, name, signature_shape[1:],
+                         batch, quantized)
+
+
+def _load_onnx(path, num_threads):
+    from keras_d2nn import onnx_export
+
+    session = onnx_export.session(str(path), num_threads)
+    (info,) = session.get_inputs()
+    names = [o.name for o in session.get_outputs()]
+    batch = info.shape[0] if isinstance(info.shape[0], int) else None
+
+    def call(images):
+        return dict(zip(names, session.run(names, {info.name: images})))
+
+    return ExportedModel(path, "onnx", call, info.name, info.shape[1:],
+                         batch)
+
+
+def load_exported(path, num_threads=1):
+    """An `ExportedModel` for a SavedModel directory, .tflite or .onnx file.
+
+    Example: `load_exported("exported/1")(images)["decision_gate"]`.
+    """
+    fmt = detect_format(path)
+    if fmt == "saved_model":
+        return _load_saved_model(path)
+    if fmt == "litert":
+        return _load_litert(path, num_threads)
+    return _load_onnx(path, num_threads)
