@@ -74,6 +74,10 @@ flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
 flags.DEFINE_integer("verbose", _DEFAULTS.verbose,
                      "Keras verbosity: 0 silent, 1 progress bar, 2 one line "
                      "per epoch.")
+flags.DEFINE_bool("save_optimizer", _DEFAULTS.save_optimizer,
+                  "train: keep the optimizer state in model.keras (needed "
+                  "to resume training; --nosave_optimizer makes the file "
+                  "three times smaller, enough to predict and export).")
 flags.DEFINE_string("model", None, "export: the trained .keras file.")
 flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS,
                   "export: what to write.")

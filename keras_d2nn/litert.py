@@ -1,7 +1,8 @@
 """Converting traced functions of Keras models to LiteRT, builtin ops only.
 
 The verified route (DESIGN.md section 3): write a SavedModel with
-`keras.export.ExportArchive` (which tracks the models' variables), then
+`keras.export.ExportArchive` (which saves the variables the function
+captures), then
 convert it with `tf.lite.TFLiteConverter` restricted to TFLite builtins, so
 that a model which would need the Flex delegate fails at conversion rather
 than on the phone.
@@ -21,7 +22,8 @@ def write_saved_model(models, fn, input_signature, path):
     """Writes `fn` as the `serve` endpoint of a SavedModel at `path`.
 
     Args:
-        models: the Keras models (or layers) whose variables `fn` uses.
+        models: the Keras models (or layers) whose variables `fn` uses;
+            they must be built.
         fn: a Python function of tensors.
         input_signature: a list of `tf.TensorSpec`, one per argument of `fn`.
         path: output directory.
@@ -35,7 +37,13 @@ def write_saved_model(models, fn, input_signature, path):
     """
     archive = keras.export.ExportArchive()
     for model in models:
-        archive.track(model)
+        if isinstance(model, keras.layers.Layer) and not model.built:
+            raise ValueError(
+                f"'{model.name}' is not built; call it on data first.")
+    # Not `archive.track(model)`: with it, Keras 3.15 stores every weight
+    # twice (keras-team/keras#23553), doubling the file and the memory of
+    # every server that loads it. The endpoint's traced function captures
+    # the variables it uses, which the archive saves once.
     archive.add_endpoint(ENDPOINT, fn, input_signature=input_signature)
     archive.write_out(str(path), verbose=False)
     return str(path)

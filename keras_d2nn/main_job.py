@@ -48,6 +48,7 @@ class TrainConfig:
     data_dir: str = None
     tfds_dir: str = None
     verbose: int = 1
+    save_optimizer: bool = True
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
@@ -206,9 +207,25 @@ def run(config, log=print):
     plots.tradeoff_plot([d2nn] + points, output_dir / "tradeoff.png",
                         model.full_flops,
                         title=f"{config.arch} on {config.dataset}")
-    model.save(output_dir / "model.keras")
+    _save(model, output_dir / "model.keras", config.save_optimizer)
     _log_summary(report, log, output_dir)
     return report
+
+
+def _save(model, path, save_optimizer):
+    """Saves `model`; without the optimizer, a copy with the same weights
+    that was never compiled (a third of the file: Adam keeps two slots per
+    weight), enough to predict, export and verify but not to resume."""
+    if not save_optimizer:
+        copy = model.__class__.from_config(model.get_config())
+        # Node by node: the compiled model also holds the estimator's
+        # weights (a value network), which only training needs.
+        for node in copy.plan.order:
+            if node.layer is not None:
+                node.layer.set_weights(
+                    model.plan.nodes[node.name].layer.get_weights())
+        model = copy
+    model.save(path)
 
 
 def _log_summary(report, log, output_dir):

@@ -11,7 +11,7 @@ OUT=saved_models/fashion_mnist_high_low
 rm -rf "$OUT"
 mkdir -p "$OUT/verify"
 
-python -m keras_d2nn train --output_dir="$OUT" --verbose=2
+python -m keras_d2nn train --output_dir="$OUT" --nosave_optimizer --verbose=2
 
 MODEL="$OUT/model.keras"
 export_to() {  # export_to OUTPUT FLAGS...: one export, then its verification

@@ -5,7 +5,10 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
+
+from keras_d2nn import data
 
 
 def run_cli(*args):
@@ -37,13 +40,45 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     assert png.startswith(b"\x89PNG")
     model = keras.models.load_model(tmp_path / "model.keras")
     assert model.full_flops == report["full_flops"]
-    # The trained model exports from the command line.
-    for fmt, output in (("saved_model", tmp_path / "served"),
-                        ("litert", tmp_path / "model.tflite")):
+    # The trained model exports from the command line, and each export
+    # agrees with it on real test images.
+    for fmt, output, extra in (
+            ("saved_model", tmp_path / "served", ()),
+            ("litert", tmp_path / "model.tflite", ()),
+            ("onnx", tmp_path / "model.onnx", ()),
+            ("litert", tmp_path / "int8.tflite",
+             ("--quantize=int8", "--calibration_examples=64"))):
         result = run_cli("export", f"--model={tmp_path / 'model.keras'}",
-                         f"--format={fmt}", f"--output={output}")
+                         f"--format={fmt}", f"--output={output}",
+                         f"--tfds_dir={tfds_dir}", *extra)
         assert result.returncode == 0, result.stderr
         assert output.exists()
+        verified = tmp_path / f"verify_{output.name}.json"
+        result = run_cli("verify", f"--model={tmp_path / 'model.keras'}",
+                         f"--exported={output}", "--n=300",
+                         f"--tfds_dir={tfds_dir}", f"--report={verified}")
+        assert result.returncode == 0, result.stderr
+        check = json.loads(verified.read_text())
+        assert check["n"] == 300
+        assert check["passed"] is (None if extra else True), result.stdout
+        assert check["decision_agreement"]["gate"] >= (0.9 if extra else 1)
+        assert extra or "PASSED: agrees on every image" in result.stdout
+
+
+def test_train_without_optimizer_state_keeps_the_trained_weights(
+        tfds_dir, tmp_path):
+    result = run_cli("train", "--epochs=1", "--warmup_epochs=0",
+                     "--cost_weight_ramp_epochs=0", "--train_examples=512",
+                     "--nobaselines", "--nosave_optimizer",
+                     f"--tfds_dir={tfds_dir}", f"--output_dir={tmp_path}",
+                     "--verbose=0")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    model = keras.models.load_model(tmp_path / "model.keras")
+    assert getattr(model, "optimizer", None) is None
+    x, y = data.load_arrays("fashion_mnist", "test", data_dir=tfds_dir)
+    accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
+    assert accuracy == pytest.approx(report["test_accuracy"], abs=1e-6)
 
 
 def test_a_typo_gets_one_line_not_a_traceback():
@@ -89,6 +124,12 @@ def cli_main():
      "--model: no file '/nonexistent.keras'"),
     (("export", f"--model={__file__}", "--output=/tmp/x"),
      f"could not load '{__file__}' as a Keras model"),
+    (("export", "--model=m.keras", "--output=m.onnx", "--format=onnx",
+      "--quantize=int8"), "--quantize=int8 applies to --format=litert only"),
+    (("verify", "--model=m.keras"),
+     "verify needs --model=PATH.keras and --exported=PATH"),
+    (("verify", "--model=m.keras", "--exported=/nonexistent.onnx"),
+     "--exported: No exported model at '/nonexistent.onnx'"),
     (("get_data", "--data_dir=/nonexistent"),
      "Fashion-MNIST is not in /nonexistent"),
 ])

@@ -64,6 +64,18 @@ def test_saved_model_runs_without_keras_d2nn_at_any_batch(model, tmp_path):
     assert loaded["one"] == 1
 
 
+def test_saved_model_stores_each_weight_once(model, tmp_path):
+    path = export.export_saved_model(model, tmp_path / "sm")
+    reader = tf.train.load_checkpoint(f"{path}/variables/variables")
+    stored = sum(int(np.prod(shape)) for name, shape in
+                 reader.get_variable_to_shape_map().items()
+                 if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    # Once each (not twice: keras-team/keras#23553); left out are only the
+    # scalars serving does not read (cost weight, exploration settings).
+    scalars = sum(1 for w in model.weights if not w.shape)
+    assert model.count_params() - scalars <= stored <= model.count_params()
+
+
 def test_litert_batch_one_agrees(model, tmp_path):
     path = export.export_litert(model, tmp_path / "m.tflite")
     runner = litert.interpreter(open(path, "rb").read()) \
