@@ -72,7 +72,7 @@ def test_saved_model_stores_each_weight_once(model, tmp_path):
                  if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
     # Once each (not twice: keras-team/keras#23553); left out are only the
     # scalars serving does not read (cost weight, exploration settings).
-    scalars = sum(1 for w in model.weights if not w.shape)
+    scalars = sum(1 for w in model.weights if len(w.shape) == 0)
     assert model.count_params() - scalars <= stored <= model.count_params()
 
 
