@@ -53,3 +53,30 @@ def test_train_speed_benchmark_writes_rows(tmp_path):
     assert {r["mode"] for r in rows} == {"static", "learned", "routed",
                                          "masked"}
     assert all(r["examples_per_second"] > 0 for r in rows)
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_export_latency_benchmark_times_each_route(tmp_path):
+    import keras
+
+    from keras_d2nn import architectures
+    from keras_d2nn import export
+
+    keras.utils.set_random_seed(2)  # a gate that splits the images
+    model = architectures.high_low()
+    paths = [export.export_litert(model, tmp_path / "m.tflite"),
+             export.export_onnx(model, tmp_path / "m.onnx")]
+    output = tmp_path / "latency.json"
+    stdout = run_script("export_latency.py", "--images=200",
+                        "--per_route=5", "--repeats=1",
+                        *[f"--exported={p}" for p in paths],
+                        f"--output={output}")
+    results = json.loads(output.read_text())["results"]
+    assert [r["format"] for r in results] == ["litert", "onnx"]
+    for result in results:
+        routes = {r["route"]: r for r in result["routes"]}
+        assert set(routes) == {"gate=0", "gate=1"}
+        assert routes["gate=1"]["flop_ratio"] == pytest.approx(
+            model.plan.full_flops / routes["gate=0"]["flops"], rel=0.01)
+        assert all(r["ms"] > 0 and r["images"] == 5 for r in routes.values())
+    assert "time ratio" in stdout
