@@ -93,7 +93,8 @@ def main(argv):
           f"{'FLOP ratio':>10} {'time ratio':>10}")
     for result in results:
         for row in result["routes"]:
-            print(f"{pathlib.Path(result['path']).name:<44} "
+            name = "/".join(pathlib.Path(result["path"]).parts[-2:])
+            print(f"{name:<44} "
                   f"{row['route']:<10} {row['flops'] / 1e6:>8.2f} "
                   f"{row['ms']:>9.3f} {row['flop_ratio']:>10.1f} "
                   f"{row['time_ratio']:>10.1f}")

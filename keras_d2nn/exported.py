@@ -83,7 +83,10 @@ class ExportedModel:
         return self._call(images.astype(np.float32))
 
     def run(self, images, batch_size=256):
-        """Outputs for any number of images, fed in batches it takes."""
+        """Outputs for any number of images, fed in batches it takes.
+
+        Example: `load_exported("model.tflite").run(x_test)["decision_gate"]`.
+        """
         images = np.asarray(images, np.float32)
         step = self.batch_size or batch_size
         if self.batch_size is not None and len(images) % step:

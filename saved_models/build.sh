@@ -18,7 +18,7 @@ export_to() {  # export_to OUTPUT FLAGS...: one export, then its verification
   local output="$1" name
   shift
   python -m keras_d2nn export --model="$MODEL" --output="$OUT/$output" "$@"
-  name="$(basename "$output" | tr . _)"
+  name="$(echo "$output" | tr ./ __)"
   python -m keras_d2nn verify --model="$MODEL" --exported="$OUT/$output" \
     --dataset=fashion_mnist --n=10000 --report="$OUT/verify/$name.json"
 }
