@@ -11,6 +11,10 @@ Commands:
             for TF Serving, a LiteRT .tflite file (float32, or --quantize
             float16/int8) or an ONNX file (--format), with routed
             execution inside, to --output.
+  tune      searches cost_weight with keras-tuner for an objective
+            (--budget, --target_accuracy or --reward_cost_weight) and
+            writes the Pareto front, its plot, the best model and a summary
+            to --output_dir; resumes an interrupted search.
   verify    runs a model (--model) and its export (--exported) on --n real
             test images and reports how well they agree.
 """
@@ -28,12 +32,14 @@ from absl import logging
 from keras_d2nn import data
 from keras_d2nn import estimators
 from keras_d2nn import main_job
+from keras_d2nn import tune_job
 from keras_d2nn.architectures import ARCHITECTURES
 
 FLAGS = flags.FLAGS
-COMMANDS = ("get_data", "train", "export", "verify")
+COMMANDS = ("get_data", "train", "export", "verify", "tune")
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 _DEFAULTS = main_job.TrainConfig()
+_TUNE = tune_job.TuneConfig()
 
 flags.DEFINE_string("arch", _DEFAULTS.arch,
                     f"Architecture: one of {list(ARCHITECTURES)}.")
@@ -78,6 +84,26 @@ flags.DEFINE_bool("save_optimizer", _DEFAULTS.save_optimizer,
                   "train: keep the optimizer state in model.keras (needed "
                   "to resume training; --nosave_optimizer makes the file "
                   "three times smaller, enough to predict and export).")
+flags.DEFINE_float("budget", _TUNE.budget, "tune: the most accurate model "
+                   "within this fraction of the full network's FLOPs.")
+flags.DEFINE_float("target_accuracy", _TUNE.target_accuracy,
+                   "tune: the cheapest model with at least this validation "
+                   "accuracy.")
+flags.DEFINE_float("reward_cost_weight", _TUNE.reward_cost_weight,
+                   "tune: maximise accuracy - this * FLOP fraction (the "
+                   "default objective, with 0.1).")
+flags.DEFINE_string("tuner", _TUNE.tuner,
+                    f"tune: one of {list(tune_job.TUNERS)}.")
+flags.DEFINE_integer("max_trials", _TUNE.max_trials, "tune: trials to run.")
+flags.DEFINE_integer("val_examples", _TUNE.val_examples,
+                     "tune: the last N training images, held out to score "
+                     "trials on.")
+flags.DEFINE_float("cost_weight_min", _TUNE.cost_weight_min,
+                   "tune: smallest cost_weight searched (log scale).")
+flags.DEFINE_float("cost_weight_max", _TUNE.cost_weight_max,
+                   "tune: largest cost_weight searched.")
+flags.DEFINE_string("estimators", _TUNE.estimators,
+                    "tune: comma-separated estimators to search over.")
 flags.DEFINE_string("model", None, "export: the trained .keras file.")
 flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS,
                   "export: what to write.")
@@ -149,6 +175,26 @@ def train():
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     main_job.run(config)
+
+
+def tune():
+    """Searches cost_weight (see `tune_job`)."""
+    given = {name for name in ("train_examples", "output_dir")
+             if FLAGS[name].present}
+    values = {field.name: getattr(FLAGS, field.name)
+              for field in dataclasses.fields(tune_job.TuneConfig)}
+    # Flags shared with `train` keep tune's own defaults unless given.
+    for name in ("train_examples", "output_dir"):
+        if name not in given:
+            values[name] = getattr(_TUNE, name)
+    config = tune_job.TuneConfig(**values)
+    try:
+        config.check()
+        data.prepared_builder(config.dataset, config.tfds_dir,
+                              config.data_dir)
+    except (ValueError, FileNotFoundError) as error:
+        _fail(str(error))
+    tune_job.run(config)
 
 
 def _load_d2nn():
@@ -266,7 +312,7 @@ def main(argv):
     # absl would print every INFO line of TFDS; keep the output for people.
     logging.set_verbosity(logging.WARNING)
     {"get_data": get_data, "train": train, "export": export,
-     "verify": verify}[argv[1]]()
+     "verify": verify, "tune": tune}[argv[1]]()
 
 
 def run():

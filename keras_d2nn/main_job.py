@@ -82,7 +82,11 @@ class TrainConfig:
         return self
 
 
-def _builder(config):
+def builder(config):
+    """A function building a fresh, untrained model as configured.
+
+    Example: `model = builder(TrainConfig(arch="cascade"))()`.
+    """
     info = data.DATASETS[config.dataset]
     factory = architectures.ARCHITECTURES[config.arch]
 
@@ -105,8 +109,11 @@ def _d2nn_callbacks(config):
     return callbacks
 
 
-def _compiler(config):
-    """A function compiling a model as configured, each with its own Adam."""
+def compiler(config):
+    """A function compiling a model as configured, each with its own Adam.
+
+    Example: `compiler(TrainConfig())(model)`.
+    """
 
     def compile_model(model):
         model.compile(**_compile_kwargs(config))
@@ -136,7 +143,7 @@ def run(config, log=print):
     """
     config.check()
     keras.utils.set_random_seed(config.seed)
-    build = _builder(config)
+    build = builder(config)
     model = build()
     estimator = estimators.by_name(config.estimator)
     if isinstance(estimator, estimators.Reinforce):
@@ -173,12 +180,12 @@ def run(config, log=print):
     if config.baselines:
         epochs = config.baseline_epochs or config.epochs
         statics, full_network = baselines.static_baselines(
-            build, train, x_test, y_test, epochs, _compiler(config), log=log)
+            build, train, x_test, y_test, epochs, compiler(config), log=log)
         points += statics
         log("baseline: random routing at the D2NN's action rates")
         points.append(baselines.random_routing_baseline(
             build, baselines.action_rates(model, decisions), train, x_test,
-            y_test, epochs, _compiler(config)))
+            y_test, epochs, compiler(config)))
         # Exits sweep on the full static network: the D2NN's own later
         # stages were trained only on the examples routed to them.
         full_network.set_routing(None)
