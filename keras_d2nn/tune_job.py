@@ -196,6 +196,10 @@ def run(config, log=print):
         return {"tuner_id": tuner_id,
                 "trials": getattr(tuner, "ran_trials", [])}
     if tuner_id == "chief":
+        # keras-tuner 1.4.8 saves the oracle before it drops the last
+        # finished trial from the ongoing ones, and the chief stops right
+        # after: saved as is, a later run would train that trial again.
+        tuner.oracle.save()
         # The chief only hands out trials; its results (with the workers'
         # checkpoints) are read back by a plain run of the same command.
         return {"tuner_id": tuner_id}

@@ -77,8 +77,8 @@ def test_hypermodel_refuses_bad_settings():
 @pytest.fixture(scope="module")
 def small_split(fashion_mnist):
     x_train, y_train = fashion_mnist[0], fashion_mnist[1]
-    return ((x_train[:1500], y_train[:1500]),
-            (x_train[-500:], y_train[-500:]))
+    return ((x_train[:800], y_train[:800]),
+            (x_train[-300:], y_train[-300:]))
 
 
 @pytest.mark.parametrize("objective", [
@@ -114,8 +114,8 @@ def test_each_objective_drives_a_small_real_search(objective, small_split,
 
 
 def tiny_config(tfds_dir, output_dir, **overrides):
-    settings = dict(budget=0.5, max_trials=2, epochs=2, train_examples=1500,
-                    val_examples=500, baselines=False,
+    settings = dict(budget=0.5, max_trials=2, epochs=2, train_examples=600,
+                    val_examples=300, baselines=False,
                     output_dir=str(output_dir), tfds_dir=tfds_dir, verbose=0,
                     cost_weight_min=0.01, cost_weight_max=0.3)
     settings.update(overrides)
@@ -157,7 +157,7 @@ def run_cli(*args, env=None):
 
 def cli_args(tfds_dir, output_dir, trials):
     return ["--budget=0.5", f"--max_trials={trials}", "--epochs=2",
-            "--train_examples=1500", "--val_examples=500", "--nobaselines",
+            "--train_examples=600", "--val_examples=300", "--nobaselines",
             f"--tfds_dir={tfds_dir}", f"--output_dir={output_dir}",
             "--verbose=0", "--cost_weight_max=0.3"]
 
