@@ -24,6 +24,11 @@ INSTALL_REQUIRES = [
     # ONNX export (tf2onnx) and running the exported model (onnxruntime).
     "tf2onnx==1.17.*",
     "onnxruntime>=1.20",
+    # Cost-weight search; [bayesian] brings scikit-learn for
+    # BayesianOptimization, and keras-tuner imports tensorboard in every
+    # trial (DESIGN.md section 6).
+    "keras-tuner[bayesian]==1.4.*",
+    "tensorboard",
     "numpy",
     "matplotlib",
 ]

@@ -113,6 +113,26 @@ def test_each_objective_drives_a_small_real_search(objective, small_split,
         best["val_flop_fraction"], rel=1e-5)
 
 
+@pytest.mark.parametrize("make", [
+    lambda hm, **kw: keras_tuner.BayesianOptimization(
+        hm, max_trials=2, num_initial_points=1, **kw),
+    lambda hm, **kw: keras_tuner.Hyperband(hm, max_epochs=2, factor=2,
+                                           **kw),
+], ids=["bayesian", "hyperband"])
+def test_other_keras_tuner_tuners_take_the_hypermodel(make, small_split,
+                                                      tmp_path):
+    (x, y), validation = small_split
+    hypermodel = tuning.D2NNHyperModel("high_low", tuning.Budget(0.5))
+    tuner = make(hypermodel, objective=tuning.OBJECTIVE, seed=1,
+                 directory=str(tmp_path), project_name="p")
+    # Hyperband's first round trains for one epoch: the warm-up gives way.
+    tuner.search(x[:400], y[:400], epochs=2, batch_size=128,
+                 validation_data=validation, verbose=0)
+    points = tuning.trial_points(tuner)
+    assert len(points) >= 2
+    assert all(0 < p["val_flop_fraction"] <= 1 for p in points)
+
+
 def tiny_config(tfds_dir, output_dir, **overrides):
     settings = dict(budget=0.5, max_trials=2, epochs=2, train_examples=600,
                     val_examples=300, baselines=False,
