@@ -245,11 +245,9 @@ def export_onnx(model, path, batch_size=None):
         ["probabilities"], {"image": images})
     ```
     """
-    has_conditionals = bool(model.plan.controllers) \
-        if hasattr(model, "plan") else True
-    proto = onnx_export.convert(serving_function(model),
-                                input_signature(model, batch_size),
-                                conditional=has_conditionals)
+    signature = input_signature(model, batch_size)  # checks the model
+    proto = onnx_export.convert(serving_function(model), signature,
+                                conditional=bool(model.plan.controllers))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(proto.SerializeToString())
