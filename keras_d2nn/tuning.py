@@ -234,7 +234,8 @@ def trial_points(tuner):
                            "cost_weight"),
                        **metrics,
                        "hyperparameters": dict(trial.hyperparameters.values)})
-    return sorted(points, key=lambda p: p["trial_id"])
+    # Trial ids are "0", "1", ..., "10": order them as numbers.
+    return sorted(points, key=lambda p: (len(p["trial_id"]), p["trial_id"]))
 
 
 def pareto_front(points):
