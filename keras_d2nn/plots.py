@@ -13,7 +13,8 @@ _STYLE = {
 }
 
 
-def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost"):
+def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost",
+                  budget=None):
     """Writes a PNG of test accuracy against mean FLOPs per example.
 
     D2NN points are stars, static networks squares, random routing
@@ -23,6 +24,8 @@ def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost"):
         points: `baselines.Point`s (or dicts with the same keys).
         path: where the PNG goes.
         full_flops: FLOPs of running every node (top axis in fractions).
+        budget: a FLOP fraction to mark with a dashed line (a tuning
+            budget), or None.
 
     Example: `tradeoff_plot(points, "tradeoff.png", model.full_flops)`.
     """
@@ -48,6 +51,9 @@ def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost"):
                         (p["mean_flops"], p["test_accuracy"]),
                         textcoords="offset points", xytext=(5, -10),
                         fontsize=7)
+    if budget is not None:
+        ax.axvline(budget * full_flops, color="black", linestyle="--",
+                   linewidth=1, label=f"budget {budget:g}")
     ax.set_xscale("log")
     ax.set_xlabel("mean FLOPs per example (log scale)")
     ax.set_ylabel("test accuracy")

@@ -262,7 +262,8 @@ def _report(config, tuner, objective, hypermodel, test, log):
         for p in reference]
     plots.tradeoff_plot(plot_points, output / "pareto.png", full_flops,
                         title=f"Pareto front of {len(points)} trials: "
-                              f"{config.arch} on {config.dataset}")
+                              f"{config.arch} on {config.dataset}",
+                        budget=getattr(objective, "budget", None))
     _log_summary(summary, log, output)
     return summary
 
