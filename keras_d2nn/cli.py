@@ -105,6 +105,10 @@ flags.DEFINE_float("cost_weight_max", _TUNE.cost_weight_max,
 flags.DEFINE_string("estimators", _TUNE.estimators,
                     "tune: comma-separated estimators to search over.")
 flags.DEFINE_string("model", None, "export: the trained .keras file.")
+flags.DEFINE_bool("unsafe_load", False,
+                  "export, verify: load --model with Keras safe mode off, "
+                  "which runs code stored in the file (Lambda layers). Only "
+                  "for files you trust.")
 flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS,
                   "export: what to write.")
 flags.DEFINE_string("output", None, "export: the output path.")
@@ -205,8 +209,14 @@ def _load_d2nn():
         _fail(f"--model: no file {FLAGS.model!r}; expected a .keras file "
               "written by `model.save` or by the train command.")
     try:
-        model = keras.models.load_model(FLAGS.model)
+        model = keras.models.load_model(FLAGS.model,
+                                        safe_mode=not FLAGS.unsafe_load)
     except Exception as error:  # Keras raises several types on bad files
+        if "safe_mode" in str(error):
+            _fail(f"--model: {FLAGS.model!r} carries code (a Lambda layer "
+                  "or another Python function), which Keras safe mode "
+                  "refuses to load because loading would run it. If you "
+                  "trust the file, add --unsafe_load.")
         _fail(f"--model: could not load {FLAGS.model!r} as a Keras model "
               f"({type(error).__name__}: {error}).")
     if not hasattr(model, "plan"):

@@ -1,0 +1,109 @@
+"""Safe loading and determinism (issue 8, parts 4 and 5)."""
+
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+
+import keras_d2nn
+
+
+def lambda_model():
+    graph = keras_d2nn.Graph()
+    graph.input("x", shape=(8,))
+    graph.f_node("low", keras.layers.Dense(4), inputs="x")
+    graph.f_node("doubled", keras.layers.Lambda(lambda t: t * 2),
+                 inputs="low")
+    graph.f_node("logits", keras.layers.Dense(3), inputs="doubled")
+    graph.output("logits")
+    return keras_d2nn.D2NNModel(graph)
+
+
+def test_a_file_carrying_a_lambda_is_refused_unless_unsafe(tmp_path):
+    model = lambda_model()
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    # The graph's layers are deserialised under Keras safe mode too.
+    with pytest.raises(ValueError, match="safe_mode=False"):
+        keras.models.load_model(path)
+    loaded = keras.models.load_model(path, safe_mode=False)
+    x = np.ones((2, 8), "float32")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+
+
+def test_cli_refuses_a_lambda_file_and_names_the_opt_out(tmp_path):
+    path = tmp_path / "lambda.keras"
+    lambda_model().save(path)
+    command = [sys.executable, "-m", "keras_d2nn", "export",
+               f"--model={path}", "--format=saved_model",
+               f"--output={tmp_path / 'sm'}"]
+    refused = subprocess.run(command, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2
+    assert "Keras safe mode refuses" in refused.stderr
+    assert "--unsafe_load" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not (tmp_path / "sm").exists()
+    allowed = subprocess.run(command + ["--unsafe_load"],
+                             capture_output=True, text=True, timeout=300)
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert (tmp_path / "sm" / "saved_model.pb").exists()
+
+
+def test_the_package_never_unpickles_or_evaluates_data():
+    import pathlib
+    import re
+
+    package = pathlib.Path(keras_d2nn.__file__).parent
+    risky = re.compile(r"\bpickle\b|\beval\(|\bexec\(|allow_pickle|"
+                       r"yaml\.load\(|\bmarshal\b")
+    offenders = [f"{p.relative_to(package)}:{n}"
+                 for p in package.rglob("*.py")
+                 for n, line in enumerate(p.read_text().splitlines(), 1)
+                 if risky.search(line)]
+    assert offenders == []
+
+
+DETERMINISM = textwrap.dedent("""
+    import json, numpy as np, keras, tensorflow as tf
+    from keras_d2nn import architectures, data, schedules
+    tf.config.experimental.enable_op_determinism()
+    x, y = data.load_fashion_mnist("train")
+    x, y = x[:512], y[:512]
+
+    def train():
+        keras.utils.set_random_seed(0)
+        model = architectures.high_low()
+        model.compile(optimizer="adam", cost_weight=0.1,
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True))
+        model.fit(x, y, epochs=2, batch_size=64, verbose=0,
+                  callbacks=[schedules.WarmUp(1)])
+        return ([w.numpy() for w in model.weights],
+                model.route(x[:300])["decisions"]["gate"])
+
+    (a, da), (b, db) = train(), train()
+    print(json.dumps({
+        "weights_equal": all(np.array_equal(p, q) for p, q in zip(a, b)),
+        "weights": len(a),
+        "decisions_equal": bool(np.array_equal(da, db)),
+        "high_rate": float(np.mean(da == 1)),
+    }))
+""")
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_seeded_deterministic_training_repeats_exactly():
+    import json
+
+    # Op determinism is process-wide: a fresh process.
+    result = subprocess.run([sys.executable, "-c", DETERMINISM],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["weights"] > 0
+    assert report["weights_equal"], report
+    assert report["decisions_equal"], report
