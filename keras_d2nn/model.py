@@ -15,6 +15,7 @@ from keras_d2nn.estimators import PolicyBatch
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.estimators import assignment
 from keras_d2nn.graph import Graph
+from keras_d2nn.layers.seed_state import SavesSeedState
 
 # Compile arguments that Keras's own compile config does not know about.
 _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
@@ -41,7 +42,7 @@ def check_cost_weight(value):
 
 
 @keras_d2nn_export
-class D2NNModel(keras.Model):
+class D2NNModel(SavesSeedState, keras.Model):
     """A Dynamic Deep Neural Network: runs, per example, part of a graph.
 
     Executes a `keras_d2nn.Graph` with routed execution (each node runs on
@@ -76,6 +77,8 @@ class D2NNModel(keras.Model):
         Liu & Deng, "Dynamic Deep Neural Networks: Optimizing Accuracy-
         Efficiency Trade-offs by Selective Execution", AAAI 2018.
     """
+
+    SEED_ATTRIBUTES = ("routing_seed",)  # see layers/seed_state.py
 
     def __init__(self, graph, execution="routed", **kwargs):
         super().__init__(**kwargs)

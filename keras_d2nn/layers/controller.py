@@ -6,6 +6,7 @@ import tensorflow_probability as tfp
 
 from keras_d2nn import cost
 from keras_d2nn.api_export import keras_d2nn_export
+from keras_d2nn.layers.seed_state import SavesSeedState
 
 tfd = tfp.distributions
 
@@ -14,7 +15,7 @@ EXPLORATIONS = ("softmax", "epsilon_greedy")
 
 
 @keras_d2nn_export
-class Controller(keras.layers.Layer):
+class Controller(SavesSeedState, keras.layers.Layer):
     """A D2NN controller (Q-node): reads features, chooses one action.
 
     `call` returns logits (tensors only pass between layers); `decide` turns
@@ -55,6 +56,10 @@ class Controller(keras.layers.Layer):
         Liu & Deng, "Dynamic Deep Neural Networks: Optimizing Accuracy-
         Efficiency Trade-offs by Selective Execution", AAAI 2018.
     """
+
+    # Saved with the weights, so a resumed training samples as an
+    # uninterrupted one would (see layers/seed_state.py).
+    SEED_ATTRIBUTES = ("seed_generator",)
 
     def __init__(self, num_actions, hidden_units=(32,),
                  distribution="categorical", epsilon=0.0, temperature=1.0,
