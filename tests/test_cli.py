@@ -53,6 +53,8 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
                          f"--tfds_dir={tfds_dir}", *extra)
         assert result.returncode == 0, result.stderr
         assert output.exists()
+        if fmt != "onnx" and not extra:
+            continue  # verified in tests/test_verify.py; the CLI once each
         verified = tmp_path / f"verify_{output.name}.json"
         result = run_cli("verify", f"--model={tmp_path / 'model.keras'}",
                          f"--exported={output}", "--n=300",

@@ -118,7 +118,7 @@ CRASH = textwrap.dedent("""
     backup, out, journal = sys.argv[1:4]
     kill_at = int(os.environ.get("KILL_AT_EPOCH", "-1"))
     x, y = data.load_fashion_mnist("train")
-    x, y = x[:1024], y[:1024]
+    x, y = x[:512], y[:512]
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
     model.compile(optimizer="adam", cost_weight=0.1,
@@ -134,7 +134,7 @@ CRASH = textwrap.dedent("""
             open(journal, "a").write(f"end {epoch}\\n")
 
         def on_train_batch_end(self, batch, logs=None):
-            if self.epoch == kill_at and batch == 7:  # mid-epoch
+            if self.epoch == kill_at and batch == 3:  # mid-epoch
                 os.kill(os.getpid(), signal.SIGKILL)
 
     model.fit(x, y, epochs=4, batch_size=64, verbose=0, shuffle=False,
@@ -161,7 +161,7 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
     whole = train("whole", "backup_whole")
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = train("resumed", "backup", kill_at=2)
-    assert killed.returncode == -9  # SIGKILL, in epoch 2 after 8 batches
+    assert killed.returncode == -9  # SIGKILL, in epoch 2 after 4 batches
     resumed = train("resumed", "backup")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # No finished epoch repeated or lost: the killed epoch 2 starts again.

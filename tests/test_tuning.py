@@ -77,7 +77,7 @@ def test_hypermodel_refuses_bad_settings():
 @pytest.fixture(scope="module")
 def small_split(fashion_mnist):
     x_train, y_train = fashion_mnist[0], fashion_mnist[1]
-    return ((x_train[:800], y_train[:800]),
+    return ((x_train[:500], y_train[:500]),
             (x_train[-300:], y_train[-300:]))
 
 
@@ -113,6 +113,7 @@ def test_each_objective_drives_a_small_real_search(objective, small_split,
         best["val_flop_fraction"], rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make", [
     lambda hm, **kw: keras_tuner.BayesianOptimization(
         hm, max_trials=2, num_initial_points=1, **kw),
