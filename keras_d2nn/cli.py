@@ -167,38 +167,36 @@ def get_data():
         f"{data.ENV_VAR}=DIR).")
 
 
-def train():
-    """Trains, evaluates and measures baselines (see `main_job`)."""
-    config = main_job.TrainConfig(**{
-        field.name: getattr(FLAGS, field.name)
-        for field in dataclasses.fields(main_job.TrainConfig)})
+def _config_from_flags(cls, own_defaults=None):
+    """A config dataclass from the flags, checked, with its data prepared
+    (or a one-line failure). Flags named in `own_defaults` keep the
+    config's default unless given on the command line."""
+    defaults = cls()
+    config = cls(**{
+        field.name: (getattr(defaults, field.name)
+                     if field.name in (own_defaults or ())
+                     and not FLAGS[field.name].present
+                     else getattr(FLAGS, field.name))
+        for field in dataclasses.fields(cls)})
     try:
         config.check()
         data.prepared_builder(config.dataset, config.tfds_dir,
                               config.data_dir)
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
-    main_job.run(config)
+    return config
+
+
+def train():
+    """Trains, evaluates and measures baselines (see `main_job`)."""
+    main_job.run(_config_from_flags(main_job.TrainConfig))
 
 
 def tune():
     """Searches cost_weight (see `tune_job`)."""
-    given = {name for name in ("train_examples", "output_dir")
-             if FLAGS[name].present}
-    values = {field.name: getattr(FLAGS, field.name)
-              for field in dataclasses.fields(tune_job.TuneConfig)}
-    # Flags shared with `train` keep tune's own defaults unless given.
-    for name in ("train_examples", "output_dir"):
-        if name not in given:
-            values[name] = getattr(_TUNE, name)
-    config = tune_job.TuneConfig(**values)
-    try:
-        config.check()
-        data.prepared_builder(config.dataset, config.tfds_dir,
-                              config.data_dir)
-    except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
-    tune_job.run(config)
+    # Flags shared with `train` whose defaults differ for a search.
+    tune_job.run(_config_from_flags(
+        tune_job.TuneConfig, own_defaults=("train_examples", "output_dir")))
 
 
 def _load_d2nn():
