@@ -22,6 +22,7 @@ def run_script(name, *args):
     return result.stdout
 
 
+@pytest.mark.slow  # about 40 s; the other benchmark tests stay
 @pytest.mark.usefixtures("fashion_mnist")
 def test_speed_benchmark_writes_rows(tmp_path):
     output = tmp_path / "speed.json"

@@ -44,7 +44,6 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     # agrees with it on real test images.
     for fmt, output, extra in (
             ("saved_model", tmp_path / "served", ()),
-            ("litert", tmp_path / "model.tflite", ()),
             ("onnx", tmp_path / "model.onnx", ()),
             ("litert", tmp_path / "int8.tflite",
              ("--quantize=int8", "--calibration_examples=64"))):
