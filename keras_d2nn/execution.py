@@ -224,17 +224,27 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
 
         spec = plan.specs[name]
         if node.kind == "q":
-            fn = _controller_fn(node, training, decisions.get(name),
-                                straight_through.get(name), statistics)
+            forced = decisions.get(name)
+            temperature = straight_through.get(name)
+            # Drawn for the whole batch before routing and gathered with
+            # the inputs: an example's draw does not depend on which other
+            # examples reach the controller (see keras_d2nn/sampling.py).
+            noise = None
+            if training and (forced is None or temperature is not None):
+                noise = node.layer.exploration_noise(batch_size)
+            fn = _controller_fn(node, training, forced, temperature,
+                                statistics, noise is not None)
             num_logits = node.layer.num_logits
 
             def empty(num_logits=num_logits):
                 return (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
                         tf.zeros([0], tf.float32),
                         tf.zeros([0, num_logits], tf.float32))
-            forced = decisions.get(name)
-            q_args = args + ([tf.cast(forced, tf.int32)]
-                             if forced is not None else [])
+            q_args = list(args)
+            if forced is not None:
+                q_args.append(tf.cast(forced, tf.int32))
+            if noise is not None:
+                q_args.append(noise)
         else:
             fn = _layer_fn(node, training)
             def empty(spec=spec):
@@ -315,33 +325,36 @@ def _layer_fn(node, training):
 
 
 def _controller_fn(node, training, forced, temperature=None,
-                   statistics=True):
+                   statistics=True, noisy=False):
     """A function computing a controller's (action, log_prob, entropy,
     logits).
 
     When `forced` is given, it was appended to the arguments so that it is
-    gathered with them.
+    gathered with them; then, when `noisy`, the exploration noise.
     """
     controller = node.layer
 
     def fn(args):
-        action = None
+        action = noise = None
+        if noisy:
+            args, noise = args[:-1], args[-1]
         if forced is not None:
             args, action = args[:-1], args[-1]
         call_args = args[0] if len(args) == 1 else list(args)
         logits = controller(call_args, training=training)
         if temperature is not None:
             action, log_prob, entropy, gate = controller.gumbel_decide(
-                logits, temperature, action=action)
+                logits, temperature, action=action, noise=noise)
             return (action, log_prob, entropy, tf.cast(logits, tf.float32),
                     gate)
-        if not statistics and temperature is None:
+        if not statistics:
             if action is None:
                 action = controller.greedy_action(logits)
             zeros = tf.zeros(tf.shape(logits)[:1], tf.float32)
             return (tf.cast(action, tf.int32), zeros, zeros,
                     tf.cast(logits, tf.float32))
-        decision = controller.decide(logits, training=training, action=action)
+        decision = controller.decide(logits, training=training, action=action,
+                                     noise=noise)
         return decision + (tf.cast(logits, tf.float32),)
 
     return fn

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import execution as engine
+from keras_d2nn import replicas
 from keras_d2nn import reports
 from keras_d2nn import rewards
 from keras_d2nn import routing as routing_lib
@@ -21,10 +22,6 @@ from keras_d2nn.layers.seed_state import SavesSeedState
 _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
                       "baseline_momentum", "estimator", "reward_bag_size",
                       "bag_metric")
-
-
-def _num_replicas():
-    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def check_cost_weight(value):
@@ -463,7 +460,7 @@ class D2NNModel(SavesSeedState, keras.Model):
             ran = tf.cast(trace.executed[supervision.node], per_example.dtype)
             total += supervision.weight * tf.reduce_sum(per_example * ran)
         global_batch = tf.cast(tf.shape(trace.executed_flops)[0],
-                               tf.float32) * _num_replicas()
+                               tf.float32) * replicas.num_replicas()
         return total / global_batch
 
     def _update_routing_metrics(self, trace):
@@ -478,8 +475,25 @@ class D2NNModel(SavesSeedState, keras.Model):
         # compute_loss divides by the replica count; the tracker wants the
         # plain mean, as in Keras's own train_step.
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
-        self._loss_tracker.update_state(loss * _num_replicas(),
+        self._loss_tracker.update_state(loss * replicas.num_replicas(),
                                         sample_weight=batch)
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3.15 gets a batch to build from by `strategy.reduce("MEAN")`
+        # of the first distributed batch, which fails under
+        # MultiWorkerMirroredStrategy ("Attempt to convert a value
+        # (PerReplica...)", keras-team/keras#20585). Building needs only
+        # the shapes: this replica's part of the batch gives them.
+        strategy = getattr(self, "_distribute_strategy", None)
+        if iterator is None or strategy is None:
+            return super()._maybe_symbolic_build(iterator, data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda v: strategy.experimental_local_results(v)[0]
+                if isinstance(v, tf.distribute.DistributedValues) else v,
+                next(batches))
+            break
+        return super()._maybe_symbolic_build(data_batch=data_batch)
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -493,8 +507,9 @@ class D2NNModel(SavesSeedState, keras.Model):
             self._track_loss(loss, x)
             # Unlike compute_loss, the policy term is not yet divided by the
             # replica count; gradients are summed across replicas.
+            policy_loss = self._controller_loss(x, trace, y)
             total = (loss + self._supervision_loss(trace, y)
-                     + self._controller_loss(x, trace, y) / _num_replicas())
+                     + policy_loss / replicas.num_replicas())
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
         gradients = tape.gradient(total, weights)
@@ -502,7 +517,8 @@ class D2NNModel(SavesSeedState, keras.Model):
         self.optimizer.apply_gradients(
             [(g, w) for g, w in zip(gradients, weights) if g is not None])
         self._update_routing_metrics(trace)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._step_logs(
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -512,7 +528,18 @@ class D2NNModel(SavesSeedState, keras.Model):
                                  sample_weight=sample_weight, training=False)
         self._track_loss(loss, x)
         self._update_routing_metrics(trace)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        return self._step_logs(
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+
+    def _step_logs(self, logs):
+        # Keras 3.15 reduces a step's logs with `strategy.reduce("MEAN",
+        # axis=0)` under MultiWorkerMirroredStrategy, which fails for
+        # scalars (keras-team/keras#20585). The metrics are already
+        # synchronised across replicas: as vectors of one element they
+        # reduce to the same scalars.
+        if not replicas.multi_worker():
+            return logs
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
 
     # -- reports ------------------------------------------------------------
 

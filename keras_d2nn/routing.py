@@ -3,6 +3,8 @@
 import numpy as np
 import tensorflow as tf
 
+from keras_d2nn import sampling
+
 
 def parse(controller, actions, spec):
     """`("constant", index)` or `("random", probabilities)` for one spec.
@@ -40,8 +42,9 @@ def forced_decisions(routing, batch_size, seed_generator):
         if kind == "constant":
             decisions[controller] = tf.fill([batch_size], value)
         else:
-            seed = tf.cast(seed_generator.next(), tf.int32)
-            sampled = tf.random.stateless_categorical(
-                tf.math.log([value]), batch_size, seed)
-            decisions[controller] = tf.cast(sampled[0], tf.int32)
+            noise = sampling.uniform_noise(seed_generator.next(), batch_size,
+                                           len(value))
+            decisions[controller] = sampling.categorical(
+                tf.broadcast_to(tf.constant([value]), tf.shape(noise)),
+                noise)
     return decisions

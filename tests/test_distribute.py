@@ -1,50 +1,178 @@
-"""Training under tf.distribute.MirroredStrategy (two logical CPUs).
+"""Training under tf.distribute: several devices train as one device does.
 
-Logical devices must be configured before TensorFlow starts, so the run
-happens in a fresh process.
+Logical devices and TF_CONFIG must be set before TensorFlow starts, so
+the distributed runs happen in fresh processes.
 """
 
 import json
+import os
+import socket
 import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent("""
+import keras
+import numpy as np
+import pytest
+
+from keras_d2nn import architectures
+from keras_d2nn import schedules
+
+# Trains the default high-low D2NN with each estimator on one device and on
+# two (MirroredStrategy over two logical CPUs), from the same seed and on
+# the same global batches, and reports how far apart they end.
+MIRRORED = textwrap.dedent("""
+    import json, sys
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    import json, keras, numpy as np, keras_d2nn
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(256, 6)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32")
-    with strategy.scope():
-        low = keras.Sequential([keras.Input((6,)),
-                                keras.layers.Dense(8, activation="relu")])
-        high = keras.Sequential([keras.Input((6,)),
-                                 keras.layers.Dense(32, activation="relu"),
-                                 keras.layers.Dense(2)])
-        model = keras_d2nn.architectures.high_low(
-            input_shape=(6,), num_classes=2, low_network=low,
-            high_network=high)
-        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True), cost_weight=0.2)
-    history = model.fit(x, y, epochs=2, batch_size=64, verbose=0)
-    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                      "history": history.history,
-                      "updates": float(model.policy.updates.numpy())}))
+    import keras, numpy as np, keras_d2nn
+    from keras_d2nn import architectures, data, schedules
+
+    x, y = data.load_fashion_mnist("train")
+    x, y = x[:256], y[:256]
+    ESTIMATORS = {
+        "reinforce_value": lambda: None,  # the default
+        "reinforce_moving_average_normalized": lambda: keras_d2nn.Reinforce(
+            baseline="moving_average", normalize_advantage=True),
+        "q_learning": lambda: keras_d2nn.QLearning(),
+        "gumbel": lambda: keras_d2nn.GumbelSoftmax(),
+    }
+    # One strategy object for all runs: collective keys of a second
+    # MirroredStrategy in the same process clash with the first's.
+    two = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    one = tf.distribute.OneDeviceStrategy("/cpu:0")
+
+    def train(strategy, estimator):
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            model = architectures.high_low()
+            model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True), cost_weight=0.1,
+                estimator=ESTIMATORS[estimator]())
+        history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False,
+                            verbose=0, callbacks=[schedules.WarmUp(1)])
+        return model, history.history
+
+    report = {}
+    for name in sys.argv[1:]:
+        a, history_a = train(one, name)
+        b, history_b = train(two, name)
+        report[name] = {
+            "replicas": two.num_replicas_in_sync,
+            "max_weight_diff": max(
+                float(np.max(np.abs(p.numpy() - q.numpy())))
+                for p, q in zip(a.weights, b.weights)),
+            "weights": len(a.weights),
+            "max_loss_diff": max(abs(p - q) for p, q in zip(
+                history_a["loss"], history_b["loss"])),
+            "rates": [history_a["gate_high"], history_b["gate_high"]],
+            "decisions_agree": float(np.mean(
+                a.route(x)["decisions"]["gate"]
+                == b.route(x)["decisions"]["gate"])),
+        }
+    print(json.dumps(report))
 """)
 
 
-def test_trains_under_mirrored_strategy():
-    result = subprocess.run([sys.executable, "-c", SCRIPT],
+def check_two_devices_train_like_one(estimators):
+    result = subprocess.run([sys.executable, "-c", MIRRORED, *estimators],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["replicas"] == 2
-    history = report["history"]
-    for key in ("loss", "cost", "gate_stop", "gate_high"):
-        assert all(v == v for v in history[key]), key  # no NaN
-    # 256 examples / 64 per global batch = 4 steps per epoch, 2 epochs.
-    assert report["updates"] == 8.0
+    assert sorted(report) == sorted(estimators)
+    for name, figures in report.items():
+        assert figures["replicas"] == 2
+        assert figures["weights"] > 20
+        # Exploration draws are slices of one global draw, and reward
+        # statistics are global: the same decisions, hence the same steps
+        # up to float summation order.
+        assert figures["rates"][0] == figures["rates"][1], name
+        assert figures["max_loss_diff"] < 1e-5, (name, figures)
+        assert figures["max_weight_diff"] < 1e-4, (name, figures)
+        assert figures["decisions_agree"] == 1.0, (name, figures)
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_two_devices_train_like_one_device_on_the_same_global_batch():
+    # REINFORCE with each kind of batch statistic: the critic's, and the
+    # global mean reward and advantage moments.
+    check_two_devices_train_like_one(
+        ["reinforce_value", "reinforce_moving_average_normalized"])
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("fashion_mnist")
+def test_two_devices_train_like_one_device_other_estimators():
+    check_two_devices_train_like_one(["q_learning", "gumbel"])
+
+
+WORKER = textwrap.dedent("""
+    import json, sys
+    import numpy as np, keras, tensorflow as tf
+    from keras_d2nn import architectures, data, schedules
+
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    x, y = data.load_fashion_mnist("train")
+    x, y = x[:256], y[:256]
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = architectures.high_low()
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True), metrics=["accuracy"], cost_weight=0.1)
+    history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False,
+                        verbose=0, callbacks=[schedules.WarmUp(1)])
+    evaluation = model.evaluate(x, y, batch_size=64, verbose=0,
+                                return_dict=True)
+    np.savez(sys.argv[1], *[w.numpy() for w in model.weights])
+    print(json.dumps({"replicas": strategy.num_replicas_in_sync,
+                      "loss": history.history["loss"],
+                      "evaluation": evaluation}))
+""")
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.usefixtures("fashion_mnist")
+def test_two_workers_on_loopback_end_with_identical_weights(tmp_path,
+                                                            fashion_mnist):
+    cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
+    workers = []
+    for index in range(2):
+        env = dict(os.environ, TF_CONFIG=json.dumps({
+            "cluster": cluster, "task": {"type": "worker", "index": index}}))
+        workers.append(subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path / f"w{index}.npz")],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True))
+    reports = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err[-3000:]
+        reports.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r["replicas"] for r in reports] == [2, 2]
+    assert reports[0] == reports[1]
+    first, second = np.load(tmp_path / "w0.npz"), np.load(tmp_path / "w1.npz")
+    assert len(first.files) > 20
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key], err_msg=key)
+
+    # One process on one device, same seed and global batches, ends at the
+    # same weights up to float summation order.
+    x, y = fashion_mnist[0][:256], fashion_mnist[1][:256]
+    keras.utils.set_random_seed(0)
+    model = architectures.high_low()
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True), cost_weight=0.1)
+    history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False,
+                        verbose=0, callbacks=[schedules.WarmUp(1)])
+    np.testing.assert_allclose(history.history["loss"], reports[0]["loss"],
+                               atol=1e-5)
+    for key, weight in zip(first.files, model.weights):
+        np.testing.assert_allclose(first[key], weight.numpy(), atol=1e-4,
+                                   err_msg=weight.path)

@@ -1,5 +1,6 @@
 """Property tests over random graphs (hypothesis): every valid graph runs
-routed exactly as masked with every output reached; every invalid one gets
+routed exactly as masked (inferred and sampled decisions alike) with every
+output reached; every invalid one gets
 a ValueError from graph construction, never an error from inside
 TensorFlow."""
 
@@ -90,6 +91,21 @@ def test_random_valid_graphs_route_as_they_mask(top, seed):
     # Every example reaches the output node.
     output_node = dict(model.plan.outputs)[next(iter(routed.outputs))]
     assert np.all(np.asarray(routed.executed[output_node]))
+
+    # Sampled (training) decisions too: each example's exploration noise is
+    # drawn for the whole batch before routing, so a nested controller
+    # running on a gathered sub-batch samples what it samples on the batch.
+    seeds = [model.plan.nodes[q].layer.seed_generator.state
+             for q in model.plan.controllers]
+    start = [state.numpy() for state in seeds]
+    routed = model.trace(x, training=True, mode="routed")
+    for state, value in zip(seeds, start):
+        state.assign(value)
+    masked = model.trace(x, training=True, mode="masked")
+    for q, decision in routed.decisions.items():
+        np.testing.assert_array_equal(decision, masked.decisions[q])
+        np.testing.assert_allclose(routed.log_probs[q], masked.log_probs[q],
+                                   atol=1e-5)
 
 
 # Each breaks a valid graph; the error must name the culprit.

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from keras_d2nn import replicas
 from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.estimators.base import Estimator
 
@@ -63,8 +64,8 @@ class Reinforce(Estimator):
         self.normalize_advantage = bool(normalize_advantage)
         self.value_units = int(value_units)
         self.value_weight = float(value_weight)
-        # Under tf.distribute each replica assigns these; replicas see the
-        # same schedule, and their rewards are averaged.
+        # Under tf.distribute every replica assigns the same values: the
+        # mean reward is taken over the global batch (`replicas.mean`).
         self.reward_average = self.add_weight(
             shape=(), initializer="zeros", trainable=False,
             name="reward_average", aggregation="mean")
@@ -129,7 +130,9 @@ class Reinforce(Estimator):
         """
         advantage = tf.stop_gradient(reward - baseline)
         if self.normalize_advantage:
-            mean, variance = tf.nn.moments(advantage, axes=[0])
+            # Over the global batch: under tf.distribute each replica
+            # holds a slice of it.
+            mean, variance = replicas.moments(advantage)
             advantage = (advantage - mean) * tf.math.rsqrt(variance + 1e-8)
         loss = -tf.reduce_mean(advantage * log_prob_sum)
         return loss - self.entropy_weight * tf.reduce_mean(entropy_sum)
@@ -140,7 +143,7 @@ class Reinforce(Estimator):
         log_prob_sum = tf.add_n([trace.log_probs[q] for q in batch.controllers])
         entropy_sum = tf.add_n([trace.entropies[q] for q in batch.controllers])
         extra = 0.0
-        mean_reward = tf.reduce_mean(reward)
+        mean_reward = replicas.mean(reward)
         if self.baseline == "moving_average":
             baseline = tf.where(self.updates > 0, self.moving_average(),
                                 mean_reward)

@@ -5,6 +5,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from keras_d2nn import cost
+from keras_d2nn import sampling
 from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.layers.seed_state import SavesSeedState
 
@@ -163,7 +164,20 @@ class Controller(SavesSeedState, keras.layers.Layer):
             return tf.cast(logits[:, 0] > 0, tf.int32)
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
-    def decide(self, logits, training=False, action=None):
+    def exploration_noise(self, batch_size):
+        """Uniform noise `(batch_size, num_actions)` for one training step's
+        decisions, from the next seed of this controller's stream.
+
+        `execute` draws it for the whole batch before routing, so that an
+        example's decision depends only on the seed and its place in the
+        global batch (see `keras_d2nn.sampling`).
+
+        Example: `noise = controller.exploration_noise(tf.shape(x)[0])`.
+        """
+        seed = self.seed_generator.next()
+        return sampling.uniform_noise(seed, batch_size, self.num_actions)
+
+    def decide(self, logits, training=False, action=None, noise=None):
         """Chooses actions and reports their log-probability and entropy.
 
         Args:
@@ -172,6 +186,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
                 the argmax otherwise.
             action: optional `int32` actions to use instead (forced routing);
                 their log-probabilities are still reported.
+            noise: optional uniform noise `(batch, num_actions)` to sample
+                with (see `exploration_noise`); drawn here if omitted.
 
         Returns:
             `(action, log_prob, entropy)`, each of shape `(batch,)`.
@@ -179,20 +195,29 @@ class Controller(SavesSeedState, keras.layers.Layer):
         dist = self.distribution_for(logits, training)
         if action is None:
             if training:
-                seed = tf.cast(self.seed_generator.next(), tf.int32)
-                action = dist.sample(seed=seed)
+                if noise is None:
+                    noise = self.exploration_noise(tf.shape(logits)[0])
+                action = sampling.categorical(
+                    self.action_probabilities(logits, training), noise)
             else:
                 action = self.greedy_action(logits)
         action = tf.cast(action, tf.int32)
         return action, dist.log_prob(action), dist.entropy()
 
-    def gumbel_decide(self, logits, temperature, action=None):
+    def gumbel_decide(self, logits, temperature, action=None, noise=None):
         """Straight-through Gumbel-softmax decision.
 
         Samples `action` by the Gumbel-max trick (a sample of the policy)
         and returns a gate `(batch, num_actions)` that equals
         `one_hot(action)` in value but has the gradient of the relaxed
         sample `softmax((logits + gumbel) / temperature)`.
+
+        Args:
+            logits: output of `call`.
+            temperature: of the relaxed sample.
+            action: optional `int32` actions to use instead.
+            noise: optional uniform noise `(batch, num_actions)` (see
+                `exploration_noise`); drawn here if omitted.
 
         Returns:
             `(action, log_prob, entropy, gate)`.
@@ -202,11 +227,11 @@ class Controller(SavesSeedState, keras.layers.Layer):
         logits = tf.convert_to_tensor(logits)
         if self.distribution == "bernoulli":
             logits = tf.concat([tf.zeros_like(logits), logits], axis=-1)
-        seed = tf.cast(self.seed_generator.next(), tf.int32)
-        uniform = tf.random.stateless_uniform(
-            tf.shape(logits), seed, minval=1e-9, maxval=1.0)
-        gumbel = -tf.math.log(-tf.math.log(uniform))
-        relaxed = tf.nn.softmax((logits + gumbel) / temperature, axis=-1)
+        if noise is None:
+            noise = self.exploration_noise(tf.shape(logits)[0])
+        relaxed = tf.nn.softmax(
+            (logits + sampling.gumbel(tf.cast(noise, logits.dtype)))
+            / temperature, axis=-1)
         if action is None:
             action = tf.argmax(relaxed, axis=-1, output_type=tf.int32)
         hard = tf.one_hot(action, self.num_actions, dtype=relaxed.dtype)
