@@ -117,11 +117,22 @@ class WarmUp(keras.callbacks.Callback):
         return {q: [1.0 / len(plan.nodes[q].actions)] * len(
             plan.nodes[q].actions) for q in plan.controllers}
 
+    def on_train_begin(self, logs=None):
+        self._warming = False
+
     def on_epoch_begin(self, epoch, logs=None):
-        if epoch == 0 and self.epochs > 0:
+        # Decided by the epoch alone, so that a run resumed at any epoch
+        # (BackupAndRestore, a checkpoint and `initial_epoch`) routes as an
+        # uninterrupted one. Routing changes only when it must: each change
+        # retraces the train function.
+        warm = epoch < self.epochs
+        if warm and not self._warming:
             self.model.set_routing(self._warm_routing())
-        elif epoch == self.epochs:
+        elif self._warming and not warm:
             self.model.set_routing(None)
+        self._warming = warm
 
     def on_train_end(self, logs=None):
-        self.model.set_routing(None)
+        if self._warming:
+            self.model.set_routing(None)
+            self._warming = False

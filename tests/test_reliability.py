@@ -110,12 +110,15 @@ def test_seeded_deterministic_training_repeats_exactly():
     assert report["decisions_equal"], report
 
 
+# Trains 4 epochs with warm-up and a cost-weight ramp, resuming from what
+# the resume callback (argv[4]: "backup" for BackupAndRestore, "checkpoint"
+# for ModelCheckpoint + load_model + initial_epoch) left in argv[1].
 CRASH = textwrap.dedent("""
-    import os, signal, sys
+    import glob, os, signal, sys
     import numpy as np, keras, tensorflow as tf
     from keras_d2nn import architectures, data, schedules
     tf.config.experimental.enable_op_determinism()
-    backup, out, journal = sys.argv[1:4]
+    backup, out, journal, resume = sys.argv[1:5]
     kill_at = int(os.environ.get("KILL_AT_EPOCH", "-1"))
     x, y = data.load_fashion_mnist("train")
     x, y = x[:512], y[:512]
@@ -124,6 +127,16 @@ CRASH = textwrap.dedent("""
     model.compile(optimizer="adam", cost_weight=0.1,
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))
+    initial_epoch = 0
+    if resume == "backup":
+        saver = keras.callbacks.BackupAndRestore(backup)
+    else:
+        saver = keras.callbacks.ModelCheckpoint(
+            os.path.join(backup, "epoch-{epoch:02d}.keras"))
+        saved = sorted(glob.glob(os.path.join(backup, "epoch-*.keras")))
+        if saved:
+            model = keras.models.load_model(saved[-1])
+            initial_epoch = int(saved[-1][-8:-6])  # epochs done
 
     class Journal(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -137,25 +150,30 @@ CRASH = textwrap.dedent("""
             if self.epoch == kill_at and batch == 3:  # mid-epoch
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    model.fit(x, y, epochs=4, batch_size=64, verbose=0, shuffle=False,
-              callbacks=[keras.callbacks.BackupAndRestore(backup),
-                         schedules.WarmUp(1),
+    model.fit(x, y, epochs=4, initial_epoch=initial_epoch, batch_size=64,
+              verbose=0, shuffle=False,
+              callbacks=[saver, schedules.WarmUp(1),
                          schedules.CostWeightSchedule(
                              schedules.linear_ramp(0.0, 0.1, 2, delay=1)),
                          Journal()])
-    np.savez(out, *[w.numpy() for w in model.variables])
+    state = model.variables + model.optimizer.variables
+    # Keyed by position: a loaded model names some variables differently.
+    np.savez(out, paths=[v.path for v in state], *[v.numpy() for v in state])
 """)
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize("resume", ["backup", "checkpoint"])
+def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path,
+                                                              resume):
     def train(name, backup, kill_at=None):
         env = dict(os.environ)
         if kill_at is not None:
             env["KILL_AT_EPOCH"] = str(kill_at)
         return subprocess.run(
             [sys.executable, "-c", CRASH, str(tmp_path / backup),
-             str(tmp_path / f"{name}.npz"), str(tmp_path / f"{name}.log")],
+             str(tmp_path / f"{name}.npz"), str(tmp_path / f"{name}.log"),
+             resume],
             capture_output=True, text=True, timeout=600, env=env)
 
     whole = train("whole", "backup_whole")
@@ -170,11 +188,16 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path):
         "begin 2", "end 2", "begin 3", "end 3"]
     a = np.load(tmp_path / "whole.npz")
     b = np.load(tmp_path / "resumed.npz")
-    # Every variable, the controllers' sampling streams included (saved
-    # with the weights), equals the uninterrupted run's.
-    assert len(a.files) == len(b.files) > 20
-    for key in a.files:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    # Every variable, the controllers' sampling streams (saved with the
+    # weights), the estimator's critic and reward average, the cost weight
+    # and the optimizer's moments included, equals the uninterrupted run's.
+    assert a.files == b.files
+    paths = a["paths"]
+    assert len(paths) > 50
+    assert any("adam" in path for path in paths)
+    for index, path in enumerate(paths):
+        np.testing.assert_array_equal(a[f"arr_{index}"], b[f"arr_{index}"],
+                                      err_msg=path)
 
 
 def test_seed_streams_are_saved_with_the_weights(tmp_path):

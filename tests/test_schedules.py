@@ -55,6 +55,24 @@ def test_warm_up_routes_randomly_then_hands_over():
                for b, w in zip(before, gate.trainable_weights))
 
 
+def test_warm_up_resumed_mid_warm_up_still_routes_randomly():
+    model = small_high_low()
+    model.compile("adam", LOSS, cost_weight=5.0)
+    x, y = toy_data(n=256)
+    seen = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if batch == 0:
+                seen.append(dict(self.model.routing))
+
+    # Resumed at epoch 1 of a 2-epoch warm-up (as from a checkpoint).
+    model.fit(x, y, epochs=3, initial_epoch=1, batch_size=64, verbose=0,
+              callbacks=[schedules.WarmUp(epochs=2), Spy()])
+    assert seen == [{"gate": ("random", [0.5, 0.5])}, {}]
+    assert model.routing == {}
+
+
 def test_variable_schedule_anneals_a_temperature():
     model = small_high_low()
     estimator = GumbelSoftmax(temperature=2.0)
