@@ -5,6 +5,7 @@ from keras_d2nn import tf_logging  # noqa: F401  (must precede TensorFlow)
 
 # isort: on
 from keras_d2nn import architectures
+from keras_d2nn import schedules
 from keras_d2nn.cost import UncountableLayerError
 from keras_d2nn.cost import layer_flops
 from keras_d2nn.estimators import Estimator
@@ -35,5 +36,6 @@ __all__ = [
     "architectures",
     "execute",
     "layer_flops",
+    "schedules",
     "static_network",
 ]

@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 
 from absl import app
 from absl import flags
@@ -206,6 +207,10 @@ def _load_d2nn():
     if not os.path.isfile(FLAGS.model):
         _fail(f"--model: no file {FLAGS.model!r}; expected a .keras file "
               "written by `model.save` or by the train command.")
+    # Keras reports a file that is not a zip archive as "File not found".
+    if not zipfile.is_zipfile(FLAGS.model):
+        _fail(f"--model: {FLAGS.model!r} is not a .keras file (a zip "
+              "archive): truncated, corrupt or another format.")
     try:
         model = keras.models.load_model(FLAGS.model,
                                         safe_mode=not FLAGS.unsafe_load)

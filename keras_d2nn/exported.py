@@ -16,6 +16,10 @@ import numpy as np
 FORMATS = ("saved_model", "litert", "onnx")
 
 
+FORMAT_NAMES = {"saved_model": "SavedModel", "litert": "LiteRT",
+                "onnx": "ONNX"}
+
+
 def detect_format(path):
     """`"saved_model"`, `"litert"` or `"onnx"` for an exported path.
 
@@ -65,18 +69,30 @@ class ExportedModel:
         self.quantized = quantized
         self._call = call
 
-    def __call__(self, images):
+    def _checked(self, images):
+        """`images` as an array, after checks of dtype, size and shape."""
         images = np.asarray(images)
+        name = FORMAT_NAMES[self.format]
+        if images.dtype.kind not in "fiub":
+            raise ValueError(
+                f"This {name} export takes numbers (float32 images); "
+                f"received an array of dtype {images.dtype}.")
+        if images.ndim == 0 or len(images) == 0:
+            raise ValueError(f"This {name} export received no image.")
         if images.ndim != len(self.input_shape) + 1 or \
                 tuple(images.shape[1:]) != self.input_shape:
             raise ValueError(
-                f"This {self.format} model takes images of shape (batch,) + "
+                f"This {name} export takes images of shape (batch,) + "
                 f"{self.input_shape}; received an array of shape "
                 f"{images.shape}.")
+        return images
+
+    def __call__(self, images):
+        images = self._checked(images)
         if self.batch_size is not None and len(images) != self.batch_size:
             raise ValueError(
-                f"This {self.format} model was exported for batches of "
-                f"exactly {self.batch_size}; received a batch of "
+                f"This {FORMAT_NAMES[self.format]} export was made for "
+                f"batches of exactly {self.batch_size}; received a batch of "
                 f"{len(images)}. Feed {self.batch_size} at a time "
                 "(`ExportedModel.run` does), or export with any batch size "
                 "(`batch_size=None`; CLI --export_batch_size=0).")
@@ -87,7 +103,7 @@ class ExportedModel:
 
         Example: `load_exported("model.tflite").run(x_test)["decision_gate"]`.
         """
-        images = np.asarray(images, np.float32)
+        images = self._checked(images)
         step = self.batch_size or batch_size
         if self.batch_size is not None and len(images) % step:
             raise ValueError(
@@ -157,8 +173,14 @@ def load_exported(path, num_threads=1):
     Example: `load_exported("exported/1")(images)["decision_gate"]`.
     """
     fmt = detect_format(path)
-    if fmt == "saved_model":
-        return _load_saved_model(path)
-    if fmt == "litert":
-        return _load_litert(path, num_threads)
-    return _load_onnx(path, num_threads)
+    loaders = {"saved_model": _load_saved_model,
+               "litert": lambda p: _load_litert(p, num_threads),
+               "onnx": lambda p: _load_onnx(p, num_threads)}
+    try:
+        return loaders[fmt](path)
+    except Exception as error:  # each runtime raises its own types
+        reason = (str(error).strip().splitlines() or [""])[0][:300]
+        raise ValueError(
+            f"{str(path)!r} is not a readable {FORMAT_NAMES[fmt]} export "
+            "(truncated, corrupt or not an export of keras_d2nn): "
+            f"{type(error).__name__}: {reason}") from None

@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import execution as engine
+from keras_d2nn import input_checks
 from keras_d2nn import replicas
 from keras_d2nn import reports
 from keras_d2nn import rewards
@@ -311,45 +312,26 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     def _input_dict(self, inputs):
         """Maps `inputs` to input nodes, checking names, ranks and shapes."""
-        names = self.input_names
-        if isinstance(inputs, dict):
-            if set(inputs) != set(names):
-                raise ValueError(
-                    f"D2NNModel expects inputs named {names}; received a "
-                    f"dict with keys {sorted(inputs)}.")
-            items = [(n, inputs[n]) for n in names]
-        elif isinstance(inputs, (list, tuple)) and len(names) > 1:
-            if len(inputs) != len(names):
-                raise ValueError(
-                    f"D2NNModel expects {len(names)} inputs {names}; "
-                    f"received {len(inputs)}.")
-            items = list(zip(names, inputs))
-        else:
-            if len(names) != 1:
-                raise ValueError(
-                    f"D2NNModel expects {len(names)} inputs {names}; pass a "
-                    "dict or a list.")
-            items = [(names[0], inputs)]
-        nodes = self.plan.nodes
         checked = {}
-        for name, value in items:
-            node = nodes[name]
+        for name, value in input_checks.pair_inputs(self.input_names,
+                                                    inputs):
+            node = self.plan.nodes[name]
             value = tf.convert_to_tensor(value)
-            if not (value.dtype.is_floating or value.dtype.is_integer):
-                raise ValueError(
-                    f"Input '{name}' should hold numbers ({node.dtype}); "
-                    f"received dtype {value.dtype.name}.")
-            expected = (None,) + node.shape
-            actual = tuple(value.shape)
-            if len(actual) != len(expected) or any(
-                e is not None and a is not None and e != a
-                for e, a in zip(expected, actual)
-            ):
-                raise ValueError(
-                    f"Input '{name}' should have shape {expected} (batch "
-                    f"first); received shape {actual}.")
+            input_checks.check_input(node, value.shape, value.dtype)
             checked[name] = tf.cast(value, node.dtype)
         return checked
+
+    def __call__(self, *args, **kwargs):
+        # Checked here rather than in `call`, where Keras would bury the
+        # message under "Exception encountered when calling D2NNModel".
+        inputs = args[0] if args else kwargs.get("inputs")
+        if inputs is not None:
+            for name, value in input_checks.pair_inputs(self.input_names,
+                                                        inputs):
+                if hasattr(value, "shape") and hasattr(value, "dtype"):
+                    input_checks.check_input(self.plan.nodes[name],
+                                             value.shape, value.dtype)
+        return super().__call__(*args, **kwargs)
 
     def _straight_through(self):
         """`{controller: temperature}` of learned straight-through ones."""
@@ -495,8 +477,58 @@ class D2NNModel(SavesSeedState, keras.Model):
             break
         return super()._maybe_symbolic_build(data_batch=data_batch)
 
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`, with the data checked first (see
+        `keras_d2nn.input_checks`): a wrong shape, dtype or label, or no
+        example at all, is a ValueError naming it before training starts.
+
+        Example: `model.fit(images, labels, epochs=3, batch_size=128)`.
+        """
+        input_checks.check_data(self, x, y, "fit")
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tf.data.Dataset):
+            input_checks.check_data(self, validation, what="validation_data")
+        elif isinstance(validation, (list, tuple)) and len(validation) >= 2:
+            input_checks.check_data(self, validation[0], validation[1],
+                                    "validation_data")
+        with input_checks.clearer_label_errors("fit"):
+            history = super().fit(x, y, *args, **kwargs)
+        # A dataset of unknown size can turn out empty only now; Keras then
+        # only warns, and logs nothing, not even a loss.
+        if history.epoch and not history.history:
+            raise ValueError(
+                "fit: the data yielded no batch, so nothing was trained.")
+        return history
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.evaluate`, with the data checked first (as `fit`).
+
+        Example: `model.evaluate(test_images, test_labels, return_dict=True)`.
+        """
+        input_checks.check_data(self, x, y, "evaluate")
+        with input_checks.clearer_label_errors("evaluate"):
+            return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        """`keras.Model.predict`, with the inputs checked first (as `fit`).
+
+        Example: `logits = model.predict(test_images, batch_size=256)`.
+        """
+        input_checks.check_data(self, x, what="predict", labelled=False)
+        return super().predict(x, *args, **kwargs)
+
+    def _checked_labels(self, y):
+        """`y`, after assertions that it suits the loss (datasets and
+        generators, whose labels `fit` could not check beforehand)."""
+        checks = input_checks.label_assertions(self, y)
+        if not checks:
+            return y
+        with tf.control_dependencies(checks):
+            return tf.identity(y)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y = self._checked_labels(y)
         with tf.GradientTape() as tape:
             trace = self.trace(x, training=True, mode=self._training_mode,
                                straight_through=self._straight_through())
@@ -522,6 +554,7 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        y = self._checked_labels(y)
         trace = self.trace(x, training=False)
         y_pred = self._pack(trace.outputs)
         loss = self.compute_loss(x=x, y=y, y_pred=y_pred,

@@ -1,6 +1,7 @@
 """The command line, run as users run it (in a subprocess)."""
 
 import json
+import pathlib
 import subprocess
 import sys
 
@@ -124,7 +125,13 @@ def cli_main():
     (("export", "--model=/nonexistent.keras", "--output=/tmp/x"),
      "--model: no file '/nonexistent.keras'"),
     (("export", f"--model={__file__}", "--output=/tmp/x"),
-     f"could not load '{__file__}' as a Keras model"),
+     "is not a .keras file (a zip archive): truncated, corrupt or another "
+     "format"),
+    (("train", "--cost_weight=nan"),
+     "`cost_weight` should be a finite number >= 0. Received: nan"),
+    (("train", "--batch_size=0"), "--batch_size should be >= 1"),
+    (("verify", "--model=m.keras", "--exported=m.onnx", "--n=0"),
+     "--n should be >= 1"),
     (("export", "--model=m.keras", "--output=m.onnx", "--format=onnx",
       "--quantize=int8"), "--quantize=int8 applies to --format=litert only"),
     (("tune", "--budget=0.3", "--target_accuracy=0.9"),
@@ -145,3 +152,31 @@ def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
         cli_main(*args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    # docs/bad_inputs.md quotes what each bad invocation gets.
+    assert message in DOC.read_text()
+
+
+SAVED = pathlib.Path(__file__).parents[1] / "saved_models" / \
+    "fashion_mnist_high_low"
+DOC = pathlib.Path(__file__).parents[1] / "docs" / "bad_inputs.md"
+
+
+@pytest.mark.parametrize("name, flag, message", [
+    ("model.keras", "--model", "is not a .keras file (a zip archive)"),
+    ("model.tflite", "--exported",
+     "is not a readable LiteRT export (truncated, corrupt or not an export "
+     "of keras_d2nn)"),
+    ("model.onnx", "--exported", "is not a readable ONNX export"),
+])
+def test_truncated_files_get_one_clear_line(cli_main, capsys, tmp_path, name,
+                                            flag, message):
+    truncated = tmp_path / name
+    truncated.write_bytes((SAVED / name).read_bytes()[:5000])
+    files = {"--model": SAVED / "model.keras",
+             "--exported": SAVED / "model.tflite", flag: truncated}
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main("verify", *(f"{k}={v}" for k, v in files.items()), "--n=10")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"{flag}: " in err and message in err
+    assert message in DOC.read_text()

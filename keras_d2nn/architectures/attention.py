@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
 from keras_d2nn.layers.controller import Controller
 from keras_d2nn.model import D2NNModel
@@ -78,6 +79,8 @@ def attention(input_shape=(28, 28, 1), num_classes=10, regions=None,
     model = keras_d2nn.architectures.attention()
     ```
     """
+    input_shape = arguments.image_shape("attention", input_shape)
+    num_classes = arguments.class_count("attention", num_classes)
     height, width, channels = tuple(input_shape)
     regions = tuple(tuple(r) for r in (regions or DEFAULT_REGIONS))
     if region_names is None:

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
 from keras_d2nn.layers.controller import Controller
 from keras_d2nn.model import D2NNModel
@@ -73,6 +74,9 @@ def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
         from_logits=True), metrics=["accuracy"], cost_weight=0.2)
     ```
     """
+    num_classes = arguments.class_count("cascade", num_classes)
+    if not stages:
+        input_shape = arguments.image_shape("cascade", input_shape)
     stages = stages or default_stages(tuple(input_shape))
     if len(stages) < 2:
         raise ValueError(

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
 from keras_d2nn.layers.controller import Controller
 from keras_d2nn.model import D2NNModel
@@ -58,6 +59,8 @@ def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
     model = keras_d2nn.architectures.chain(num_stages=2)
     ```
     """
+    input_shape = arguments.image_shape("chain", input_shape)
+    num_classes = arguments.class_count("chain", num_classes)
     if len(widths) != len(version_names):
         raise ValueError(
             f"`widths` {widths} and `version_names` {version_names} should "

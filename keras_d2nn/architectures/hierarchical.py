@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
 from keras_d2nn.layers.controller import Controller
 from keras_d2nn.model import D2NNModel
@@ -70,6 +71,8 @@ def hierarchical(input_shape=(28, 28, 1), num_classes=10, groups=None,
     model = keras_d2nn.architectures.hierarchical()
     ```
     """
+    input_shape = arguments.image_shape("hierarchical", input_shape)
+    num_classes = arguments.class_count("hierarchical", num_classes)
     groups = dict(groups or FASHION_MNIST_GROUPS)
     if len(groups) < 2:
         raise ValueError(f"`groups` should name at least 2 groups. Received: "

@@ -2,6 +2,7 @@
 
 import keras
 
+from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
 from keras_d2nn.layers.controller import Controller
 from keras_d2nn.model import D2NNModel
@@ -73,6 +74,9 @@ def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
         from_logits=True), metrics=["accuracy"], cost_weight=0.5)
     ```
     """
+    num_classes = arguments.class_count("high_low", num_classes)
+    if low_network is None or high_network is None:
+        input_shape = arguments.image_shape("high_low", input_shape)
     input_shape = tuple(input_shape)
     graph = Graph()
     graph.input("image", shape=input_shape)
