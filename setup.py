@@ -31,6 +31,9 @@ INSTALL_REQUIRES = [
     "tensorboard",
     "numpy",
     "matplotlib",
+    # plot_graph lays graphs out with Graphviz (its `dot` program is a
+    # system package), as keras.utils.plot_model does.
+    "pydot",
 ]
 
 EXTRAS = {

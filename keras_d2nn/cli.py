@@ -85,6 +85,10 @@ flags.DEFINE_bool("save_optimizer", _DEFAULTS.save_optimizer,
                   "train: keep the optimizer state in model.keras (needed "
                   "to resume training; --nosave_optimizer makes the file "
                   "three times smaller, enough to predict and export).")
+flags.DEFINE_bool("tensorboard", _DEFAULTS.tensorboard,
+                  "train: write TensorBoard logs (loss, accuracy, cost, "
+                  "action rates, cost weight, controller confidence) to "
+                  "OUTPUT_DIR/logs.")
 flags.DEFINE_float("budget", _TUNE.budget, "tune: the most accurate model "
                    "within this fraction of the full network's FLOPs.")
 flags.DEFINE_float("target_accuracy", _TUNE.target_accuracy,

@@ -2,8 +2,11 @@
 
 `run(TrainConfig(...))` trains the chosen architecture, evaluates it on the
 test split, trains and measures the baselines (`keras_d2nn.baselines`), and
-writes `report.json`, `tradeoff.png` and `model.keras` to the output
-directory. `python -m keras_d2nn train` is a thin command line over it.
+writes to the output directory `report.json` (with the routing report),
+`tradeoff.png`, `routes.png` (test images by route), `graph.png` (the
+graph with run rates, where Graphviz is installed), `model.keras` and
+TensorBoard logs under `logs/`. `python -m keras_d2nn train` is a thin
+command line over it.
 """
 
 import dataclasses
@@ -18,9 +21,12 @@ from keras_d2nn import architectures
 from keras_d2nn import baselines
 from keras_d2nn import data
 from keras_d2nn import estimators
+from keras_d2nn import gallery
 from keras_d2nn import plots
 from keras_d2nn import schedules
+from keras_d2nn.graph_plot import plot_graph
 from keras_d2nn.model import check_cost_weight
+from keras_d2nn.routing_tensorboard import RoutingTensorBoard
 
 
 @dataclasses.dataclass
@@ -49,6 +55,7 @@ class TrainConfig:
     tfds_dir: str = None
     verbose: int = 1
     save_optimizer: bool = True
+    tensorboard: bool = True
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
@@ -157,18 +164,31 @@ def run(config, log=print):
                                       data_dir=config.tfds_dir,
                                       manual_dir=config.data_dir)
 
+    output_dir = pathlib.Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    callbacks = _d2nn_callbacks(config)
+    if config.tensorboard:
+        # Histograms of the controllers' confidence on test images: for
+        # watching only, nothing is chosen by them.
+        logs = str(output_dir / "logs")
+        callbacks += [keras.callbacks.TensorBoard(logs),
+                      RoutingTensorBoard(logs, data=x_test[:1000])]
+
     log(f"Training {config.arch} on {config.dataset} for {config.epochs} "
         f"epochs, cost_weight={config.cost_weight}.")
     start = time.time()
     # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, verbose=config.verbose,
-              shuffle=False, callbacks=_d2nn_callbacks(config))
+              shuffle=False, callbacks=callbacks)
     train_seconds = time.time() - start
 
     accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)
     d2nn = baselines.Point("D2NN", "d2nn", accuracy, mean_flops,
                            {"cost_weight": config.cost_weight})
     rows = model.cost_report(x_test, print_fn=log)
+    class_names = data.DATASETS[config.dataset]["class_names"]
+    routing = model.routing_report(x_test, y_test, class_names=class_names,
+                                   print_fn=log)
     plan = model.plan
     action_rates = {
         q: {action: float(np.mean(decisions[q] == i))
@@ -207,10 +227,15 @@ def run(config, log=print):
         "config": dataclasses.asdict(config),
         "train_seconds": train_seconds,
         "nodes": rows,
+        "routing": routing,
     }
-    output_dir = pathlib.Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    gallery.route_gallery(model, x_test, y_test, output_dir / "routes.png",
+                          class_names)
+    try:
+        plot_graph(model, output_dir / "graph.png", data=x_test)
+    except (RuntimeError, ImportError) as error:  # Graphviz is optional
+        log(f"graph.png not drawn: {error}")
     plots.tradeoff_plot([d2nn] + points, output_dir / "tradeoff.png",
                         model.full_flops,
                         title=f"{config.arch} on {config.dataset}")
@@ -248,5 +273,7 @@ def _log_summary(report, log, output_dir):
         for b in report["baselines"]:
             log(f"{b['name']:<44} {b['test_accuracy']:>9.4f} "
                 f"{b['mean_flops']:>14,.0f}")
-    log(f"\nwrote {output_dir / 'report.json'}, "
-        f"{output_dir / 'tradeoff.png'} and {output_dir / 'model.keras'}")
+    written = ", ".join(name for name in (
+        "report.json", "tradeoff.png", "routes.png", "graph.png", "logs/")
+        if (output_dir / name).exists())
+    log(f"\nwrote to {output_dir}: {written} and model.keras")

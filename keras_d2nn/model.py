@@ -580,38 +580,73 @@ class D2NNModel(SavesSeedState, keras.Model):
         if self._trace_function is None:
             def run(batch):
                 trace = self.trace(batch, training=False, statistics=False)
-                return trace.executed, trace.decisions, trace.executed_flops
+                output = next(iter(trace.outputs.values()))
+                return (trace.executed, trace.decisions, trace.executed_flops,
+                        output)
             self._trace_function = tf.function(run, reduce_retracing=True)
         return self._trace_function(x)
 
-    def route(self, data, batch_size=256):
+    def route(self, data, batch_size=256, labels=None):
         """Inference decisions over a dataset, as NumPy arrays.
 
         Args:
             data: an array/tensor of inputs (or dict/list for several
                 inputs), or a `tf.data.Dataset` of inputs or `(x, y)` pairs.
+            labels: optional labels of array `data` (a dataset of `(x, y)`
+                pairs brings its own).
 
         Returns:
             `{"executed": {node: bool (n,)}, "decisions": {controller: int
-            (n,), -1 where it did not run}, "executed_flops": float (n,)}`.
+            (n,), -1 where it did not run}, "executed_flops": float (n,),
+            "predictions": int (n,)}` (the argmax of the first output),
+            plus `"labels"` when the data has labels.
 
         Example: `model.route(test_images)["decisions"]["gate"].mean()`.
         """
-        executed, decisions, flops = {}, {}, []
-        for x in reports.batches(data, batch_size):
-            ran, chosen, cost = self._traced(self._input_dict(x))
+        executed, decisions, flops, predicted, truth = {}, {}, [], [], []
+        for x, y in reports.batches_with_labels(data, labels, batch_size):
+            ran, chosen, cost, output = self._traced(self._input_dict(x))
             for k, v in ran.items():
                 executed.setdefault(k, []).append(v.numpy())
             for k, v in chosen.items():
                 decisions.setdefault(k, []).append(v.numpy())
             flops.append(cost.numpy())
+            predicted.append(np.argmax(output.numpy(), axis=-1))
+            if y is not None:
+                truth.append(np.asarray(y).reshape(-1))
         if not flops:
             raise ValueError("`data` is empty: no example to route.")
-        return {
+        routes = {
             "executed": {k: np.concatenate(v) for k, v in executed.items()},
             "decisions": {k: np.concatenate(v) for k, v in decisions.items()},
             "executed_flops": np.concatenate(flops),
+            "predictions": np.concatenate(predicted),
         }
+        if truth:
+            routes["labels"] = np.concatenate(truth)
+        return routes
+
+    def routing_report(self, data, labels=None, batch_size=256,
+                       class_names=None, print_fn=print):
+        """Which examples take which route, and how each route does.
+
+        Per controller: the rate of each action overall and per true
+        class; per route (the joint decisions an example got): its share,
+        accuracy and mean FLOPs. Printed as tables and returned as data
+        (see `keras_d2nn.routing_report.routing_report`).
+
+        Example:
+
+        ```python
+        report = model.routing_report(test_images, test_labels)
+        report["routes"][0]["route"], report["routes"][0]["accuracy"]
+        ```
+        """
+        from keras_d2nn import routing_report
+
+        return routing_report.routing_report(
+            self, data, labels, batch_size=batch_size,
+            class_names=class_names, print_fn=print_fn)
 
     def cost_report(self, data=None, batch_size=256, print_fn=print):
         """Prints and returns, per node, its FLOPs and how often it ran.

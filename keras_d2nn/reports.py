@@ -1,5 +1,6 @@
 """Helpers of the model's reports: batching data, formatting tables."""
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,6 +26,38 @@ def batches(data, batch_size):
         return
     for start in range(0, len(data), batch_size):
         yield data[start:start + batch_size]
+
+
+def batches_with_labels(data, labels, batch_size):
+    """Yields `(inputs, labels or None)` batches of `data` (as `batches`),
+    with the labels of a dataset of `(x, y)` pairs or of `labels`.
+
+    Example: `for x, y in batches_with_labels(images, labels, 256): ...`.
+    """
+    if isinstance(data, tf.data.Dataset):
+        if labels is not None:
+            raise ValueError(
+                "`labels` go with arrays; a tf.data.Dataset brings its own as "
+                "(x, y) pairs.")
+        for batch in data:
+            if isinstance(batch, tuple):
+                yield batch[0], batch[1] if len(batch) > 1 else None
+            else:
+                yield batch, None
+        return
+    if labels is None:
+        for x in batches(data, batch_size):
+            yield x, None
+        return
+    labels = np.asarray(labels)
+    size = len(data[next(iter(data))] if isinstance(data, dict)
+               else data[0] if isinstance(data, (list, tuple)) else data)
+    if len(labels) != size:
+        raise ValueError(f"`labels` holds {len(labels)} labels for {size} "
+                         "examples in `data`.")
+    for start, x in zip(range(0, size, batch_size),
+                        batches(data, batch_size)):
+        yield x, labels[start:start + batch_size]
 
 
 def format_cost_table(rows, full_flops):

@@ -37,8 +37,18 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     for baseline in report["baselines"]:
         assert 0.0 <= baseline["test_accuracy"] <= 1.0
         assert 0.0 < baseline["mean_flops"] <= report["full_flops"]
-    png = (tmp_path / "tradeoff.png").read_bytes()
-    assert png.startswith(b"\x89PNG")
+    for picture in ("tradeoff.png", "routes.png", "graph.png"):
+        assert (tmp_path / picture).read_bytes().startswith(b"\x89PNG")
+    # The routing report: per route, what it costs and how it does.
+    routing = report["routing"]
+    assert routing["accuracy"] == pytest.approx(report["test_accuracy"])
+    assert {r["route"] for r in routing["routes"]} <= {"gate=stop",
+                                                        "gate=high"}
+    assert sum(r["share"] for r in routing["routes"]) == pytest.approx(1.0)
+    assert set(routing["controllers"]["gate"]["by_class"]) == set(
+        data.DATASETS["fashion_mnist"]["class_names"])
+    assert "true class" in result.stdout
+    assert list((tmp_path / "logs" / "train").iterdir())
     model = keras.models.load_model(tmp_path / "model.keras")
     assert model.full_flops == report["full_flops"]
     # The trained model exports from the command line, and each export
