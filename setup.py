@@ -37,8 +37,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "test": ["pytest>=8", "hypothesis>=6"],
-    "dev": ["pytest>=8", "hypothesis>=6", "ruff", "tox"],
+    "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6"],
+    "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "ruff", "tox"],
 }
 
 setup(
