@@ -13,11 +13,9 @@ import pathlib
 
 import numpy as np
 
-FORMATS = ("saved_model", "litert", "onnx")
-
-
 FORMAT_NAMES = {"saved_model": "SavedModel", "litert": "LiteRT",
                 "onnx": "ONNX"}
+FORMATS = tuple(FORMAT_NAMES)
 
 
 def detect_format(path):

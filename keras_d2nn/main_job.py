@@ -15,7 +15,6 @@ import pathlib
 import time
 
 import keras
-import numpy as np
 
 from keras_d2nn import architectures
 from keras_d2nn import baselines
@@ -189,12 +188,8 @@ def run(config, log=print):
     class_names = data.DATASETS[config.dataset]["class_names"]
     routing = model.routing_report(x_test, y_test, class_names=class_names,
                                    print_fn=log)
-    plan = model.plan
-    action_rates = {
-        q: {action: float(np.mean(decisions[q] == i))
-            for i, action in enumerate(plan.nodes[q].actions)}
-        for q in plan.controllers
-    }
+    action_rates = {q: entry["actions"]
+                    for q, entry in routing["controllers"].items()}
 
     points = []
     if config.baselines:

@@ -4,16 +4,8 @@ import numpy as np
 import tensorflow as tf
 
 
-def batches(data, batch_size):
-    """Yields input batches of arrays, dicts, lists or a `tf.data` dataset
-    (of inputs or `(x, y)` pairs).
-
-    Example: `for x in batches(images, 256): ...`.
-    """
-    if isinstance(data, tf.data.Dataset):
-        for batch in data:
-            yield batch[0] if isinstance(batch, tuple) else batch
-        return
+def _slices(data, batch_size):
+    """Batches of arrays, or of dicts or lists of them (several inputs)."""
     if isinstance(data, dict):
         size = len(next(iter(data.values())))
         for start in range(0, size, batch_size):
@@ -26,6 +18,16 @@ def batches(data, batch_size):
         return
     for start in range(0, len(data), batch_size):
         yield data[start:start + batch_size]
+
+
+def batches(data, batch_size):
+    """Yields input batches of arrays, dicts, lists or a `tf.data` dataset
+    (of inputs or `(x, y)` pairs).
+
+    Example: `for x in batches(images, 256): ...`.
+    """
+    for x, _ in batches_with_labels(data, None, batch_size):
+        yield x
 
 
 def batches_with_labels(data, labels, batch_size):
@@ -46,7 +48,7 @@ def batches_with_labels(data, labels, batch_size):
                 yield batch, None
         return
     if labels is None:
-        for x in batches(data, batch_size):
+        for x in _slices(data, batch_size):
             yield x, None
         return
     labels = np.asarray(labels)
@@ -56,7 +58,7 @@ def batches_with_labels(data, labels, batch_size):
         raise ValueError(f"`labels` holds {len(labels)} labels for {size} "
                          "examples in `data`.")
     for start, x in zip(range(0, size, batch_size),
-                        batches(data, batch_size)):
+                        _slices(data, batch_size)):
         yield x, labels[start:start + batch_size]
 
 

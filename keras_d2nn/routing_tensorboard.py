@@ -6,6 +6,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_d2nn import reports
+
 
 class RoutingTensorBoard(keras.callbacks.Callback):
     """Writes a D2NN's routing to TensorBoard after every epoch.
@@ -25,9 +27,11 @@ class RoutingTensorBoard(keras.callbacks.Callback):
 
     Args:
         log_dir: the directory given to `keras.callbacks.TensorBoard`.
-        data: optional inputs (array, dict or list) to route after each
-            epoch for the histograms, e.g. a slice of the validation set.
-        max_examples: at most this many examples of `data` are routed.
+        data: optional inputs (array, dict or list, or a `tf.data`
+            dataset) to route after each epoch for the histograms, e.g. a
+            slice of the validation set.
+        max_examples: at most this many examples of `data` are routed (of
+            a dataset, its first batch).
         histogram_freq: every how many epochs the histograms are written.
 
     Example:
@@ -60,18 +64,11 @@ class RoutingTensorBoard(keras.callbacks.Callback):
                 os.path.join(self.log_dir, run))
         return self._writers[run]
 
-    def _sample(self):
-        data = self.data
-        if isinstance(data, dict):
-            return {k: v[:self.max_examples] for k, v in data.items()}
-        if isinstance(data, (list, tuple)):
-            return [v[:self.max_examples] for v in data]
-        return data[:self.max_examples]
-
     def _confidences(self):
         """Per controller, the confidence and action where it decided."""
         model = self.model
-        trace = model.trace(self._sample(), training=False, statistics=False)
+        sample = next(reports.batches(self.data, self.max_examples))
+        trace = model.trace(sample, training=False, statistics=False)
         found = {}
         for q in model.plan.controllers:
             decided = trace.decisions[q].numpy()
