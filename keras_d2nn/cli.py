@@ -1,9 +1,14 @@
 """Command line: `python -m keras_d2nn COMMAND [--flags]`.
 
+`python -m keras_d2nn --help` lists the commands, `python -m keras_d2nn
+COMMAND --help` a command's flags, `--helpfull` every flag (absl's too).
+
 Commands:
-  get_data  makes sure the Fashion-MNIST IDX files are there: installs the
-            Debian package `dataset-fashion-mnist` when run as root where
-            apt-get exists, and otherwise says what to do.
+  get_data  prepares what the other commands and the README need: the
+            Fashion-MNIST IDX files (Debian package `dataset-fashion-mnist`)
+            and Graphviz (`dot`, Debian package `graphviz`), installed with
+            one apt-get call when run as root where apt-get exists;
+            otherwise says what to do.
   train     trains a D2NN on Fashion-MNIST (through TFDS), evaluates it and
             its baselines on the test split, and writes report.json,
             tradeoff.png and model.keras to --output_dir.
@@ -17,13 +22,16 @@ Commands:
             to --output_dir; resumes an interrupted search.
   verify    runs a model (--model) and its export (--exported) on --n real
             test images and reports how well they agree.
-"""
 
+TensorFlow's C++ log lines are hidden (see `tf_logging`) unless
+TF_CPP_MIN_LOG_LEVEL is set.
+"""
 import dataclasses
 import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import zipfile
 
 from absl import app
@@ -33,6 +41,7 @@ from absl import logging
 from keras_d2nn import data
 from keras_d2nn import estimators
 from keras_d2nn import main_job
+from keras_d2nn import tf_logging
 from keras_d2nn import tune_job
 from keras_d2nn.architectures import ARCHITECTURES
 
@@ -134,13 +143,176 @@ flags.DEFINE_string("report", None, "verify: also write the report as JSON "
                     "to this path.")
 
 
+# What `python -m keras_d2nn --help` says of each command (one line each).
+SUMMARIES = {
+    "get_data": "installs or finds Fashion-MNIST and Graphviz (run it first)",
+    "train": "trains a D2NN and its baselines; writes a report, plots, "
+             "model.keras",
+    "export": "exports a model as a SavedModel, LiteRT .tflite or ONNX file",
+    "verify": "checks an export against its model on real test images",
+    "tune": "searches cost_weight for a FLOP budget or accuracy target "
+            "(keras-tuner)",
+}
+# Flags every data-reading command shares.
+DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
+# Flags shared with `train` whose defaults differ for a search.
+TUNE_OWN_DEFAULTS = ("train_examples", "output_dir")
+# The flags each command reads (train and tune: their config's fields).
+COMMAND_FLAGS = {
+    "get_data": ("data_dir",),
+    "train": tuple(f.name for f in dataclasses.fields(main_job.TrainConfig)),
+    "export": ("model", "output", "format", "export_batch_size", "quantize",
+               "calibration_examples", "unsafe_load", *DATA_FLAGS),
+    "verify": ("model", "exported", "n", "report", "unsafe_load",
+               *DATA_FLAGS),
+    "tune": tuple(f.name for f in dataclasses.fields(tune_job.TuneConfig)),
+}
+# Help strings that read differently for one command.
+_COMMAND_HELP = {
+    ("get_data", "data_dir"): "Where to look for the four Fashion-MNIST "
+    f"*-ubyte.gz files (default: ${data.ENV_VAR} or {data.DEFAULT_DIR}, "
+    f"where the Debian package {data.DEBIAN_PACKAGE} puts them; it is "
+    "installed only there).",
+    ("tune", "train_examples"): "Train every trial on the first N training "
+    "images (the last --val_examples are held out).",
+    ("tune", "output_dir"): "Where the search state, the Pareto front, its "
+    "plot, the best model and the summary go (a rerun resumes).",
+}
+_LOGGING_HELP = (
+    "TensorFlow's C++ log lines are hidden; set TF_CPP_MIN_LOG_LEVEL to see "
+    "them (0: all, 1: no INFO, 2: no WARNING either, 3: no ERROR either), "
+    "e.g. `TF_CPP_MIN_LOG_LEVEL=0 python -m keras_d2nn train`.")
+_HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
+_WIDTH = 79
+
+
+def _wrap(text, indent):
+    return textwrap.fill(text, _WIDTH, initial_indent=indent,
+                         subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
+
+
+def tool_help():
+    """What `python -m keras_d2nn --help` prints."""
+    width = max(map(len, COMMANDS))
+    lines = [
+        f"usage: python -m keras_d2nn {{{','.join(COMMANDS)}}} [--flags]",
+        "",
+        "Dynamic Deep Neural Networks (D2NN) for Keras 3, on Fashion-MNIST.",
+        "",
+        "commands:",
+        *(f"  {c:<{width}}  {SUMMARIES[c]}" for c in COMMANDS),
+        "",
+        _wrap("`python -m keras_d2nn COMMAND --help` lists a command's "
+              "flags; --helpfull lists every flag.", ""),
+        _wrap(_LOGGING_HELP, ""),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _own_help(command, name):
+    """A flag's help without a prefix naming the commands it is for
+    ("tune: ", "export, verify: "), which a command's help need not say."""
+    if (command, name) in _COMMAND_HELP:
+        return _COMMAND_HELP[command, name]
+    text = FLAGS[name].help
+    if text.startswith("<"):  # absl starts an enum's help with its values
+        text = text.partition(">: ")[2]
+    prefix, colon, rest = text.partition(": ")
+    if colon and set(prefix.replace(",", " ").split()) <= set(COMMANDS):
+        return rest[:1].upper() + rest[1:]
+    return text
+
+
+def _flag_help(command, name):
+    flag = FLAGS[name]
+    default = flag.default
+    if command == "tune" and name in TUNE_OWN_DEFAULTS:
+        default = getattr(tune_job.TuneConfig(), name)
+    if flag.boolean:
+        shown = f"--[no]{name}"
+        default = "true" if default else "false"
+    elif getattr(flag.parser, "enum_values", None):
+        shown = f"--{name}={'|'.join(flag.parser.enum_values)}"
+    else:
+        shown = f"--{name}={flag.flag_type().upper()}"
+    if default is not None:
+        shown += f" (default: {default})"
+    return f"  {shown}\n{_wrap(_own_help(command, name), '      ')}"
+
+
+def command_help(command):
+    """What `python -m keras_d2nn COMMAND --help` prints."""
+    own = [n for n in COMMAND_FLAGS[command] if n not in DATA_FLAGS]
+    shared = [n for n in DATA_FLAGS if n in COMMAND_FLAGS[command]]
+    lines = [f"usage: python -m keras_d2nn {command} [--flags]", "",
+             _wrap(f"{command}: {SUMMARIES[command]}.", ""), ""]
+    if own:
+        lines += [f"{command} flags:",
+                  *(_flag_help(command, n) for n in own), ""]
+    lines += ["data flags (shared by the commands that read data):",
+              *(_flag_help(command, n) for n in shared), "",
+              "--helpfull lists every flag.", _wrap(_LOGGING_HELP, "")]
+    return "\n".join(lines) + "\n"
+
+
+def _help(args):
+    """Prints the help `args` (the command line after the program) ask
+    for, or returns False when they do not ask for help."""
+    words = [a for a in args if not a.startswith("-")]
+    asked = any(a in _HELP_ARGS for a in args) or words[:1] == ["help"]
+    if not asked:
+        return False
+    words = [w for w in words if w != "help"]
+    if not words:
+        sys.stdout.write(tool_help())
+    elif words[0] in COMMANDS:
+        sys.stdout.write(command_help(words[0]))
+    else:
+        _fail(f"no command {words[0]!r}; expected one of {list(COMMANDS)}. "
+              "`python -m keras_d2nn --help` lists them.")
+    return True
+
+
 def _fail(message):
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
 
 
+GRAPHVIZ_PACKAGE = "graphviz"
+APT_LISTS = "/var/lib/apt/lists"  # empty on a fresh machine
+GRAPHVIZ_HINT = (
+    "Graphviz's `dot` is not installed: keras_d2nn.plot_graph and the train "
+    "command's graph.png need it (everything else works without). Install "
+    "it: as root on Debian/Ubuntu `apt-get install -y graphviz` (or run "
+    "`python -m keras_d2nn get_data` as root), on macOS `brew install "
+    "graphviz`, elsewhere see https://graphviz.org/download/.")
+
+
+def _apt_get_install(packages):
+    """Installs Debian `packages` with one apt-get call, updating the
+    package lists first where there are none (a fresh machine) and again
+    when the install fails on stale ones."""
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    update = ["apt-get", "update", "-q"]
+    if not any("_Packages" in name for name in (
+            os.listdir(APT_LISTS) if os.path.isdir(APT_LISTS) else ())):
+        print("No apt package lists yet: running apt-get update -q",
+              flush=True)
+        subprocess.run(update, env=env)
+    print(f"Running: {' '.join(install)}", flush=True)
+    if subprocess.run(install, env=env).returncode != 0:
+        print("apt-get install failed: running apt-get update -q and trying "
+              "again", flush=True)
+        subprocess.run(update, env=env)
+        subprocess.run(install, env=env)
+
+
 def get_data():
-    """Finds Fashion-MNIST, installing the Debian package where it can."""
+    """Prepares what the commands need: Fashion-MNIST (essential) and
+    Graphviz's `dot` (for graph drawings), installing their Debian packages
+    with one apt-get call when run as root where apt-get exists."""
     directory = data.fashion_mnist_dir(FLAGS.data_dir)
 
     def found():
@@ -150,26 +322,59 @@ def get_data():
         except FileNotFoundError:
             return False
 
-    if found():
+    have_data = found()
+    dot = shutil.which("dot")
+    can_install = os.geteuid() == 0 and bool(shutil.which("apt-get"))
+    if have_data:
         print(f"Fashion-MNIST found in {directory}")
-        return
-    if FLAGS.data_dir is None and os.geteuid() == 0 and shutil.which(
-            "apt-get"):
-        print(f"Installing the Debian package {data.DEBIAN_PACKAGE} ...")
-        install = ["apt-get", "install", "-y", "-q", data.DEBIAN_PACKAGE]
-        if subprocess.run(install).returncode != 0:
-            # A fresh machine may have no package lists yet.
-            subprocess.run(["apt-get", "update", "-q"])
-            subprocess.run(install)
-        if found():
-            print(f"Fashion-MNIST installed in {data.DEFAULT_DIR}")
-            return
-    _fail(
-        f"Fashion-MNIST is not in {directory} and could not be installed "
-        "here (that needs root and apt-get). Either run, as root, `apt-get "
-        f"install -y {data.DEBIAN_PACKAGE}`, or put the four *-ubyte.gz "
-        "files of Fashion-MNIST in a directory and pass --data_dir=DIR (or set "
-        f"{data.ENV_VAR}=DIR).")
+    if dot:
+        print(f"Graphviz found: {dot}")
+    if not have_data and (os.path.abspath(directory)
+                          != os.path.abspath(data.DEFAULT_DIR)):
+        # The Debian package would put the files elsewhere.
+        if not dot:
+            print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
+        _fail(f"Fashion-MNIST is not in {directory}, and the Debian package "
+              f"{data.DEBIAN_PACKAGE} installs it only in {data.DEFAULT_DIR}. "
+              "Put the four *-ubyte.gz files of Fashion-MNIST in "
+              f"{directory}, or leave out --data_dir (and {data.ENV_VAR}) "
+              "to use the Debian package.")
+    missing = ([] if have_data else [data.DEBIAN_PACKAGE]) + (
+        [] if dot else [GRAPHVIZ_PACKAGE])
+    if missing and can_install:
+        print(f"Installing the Debian package{'s' * (len(missing) > 1)} "
+              f"{' and '.join(missing)} with apt-get ...", flush=True)
+        _apt_get_install(missing)
+        if not have_data:
+            have_data = found()
+            if have_data:
+                print(f"Fashion-MNIST installed in {directory}")
+        if not dot:
+            dot = shutil.which("dot")
+            if dot:
+                print(f"Graphviz installed: {dot}")
+    if not have_data:
+        if can_install:
+            _fail(f"apt-get could not install {data.DEBIAN_PACKAGE} (see "
+                  "its output above). Either fix that and run get_data "
+                  "again, or put the four *-ubyte.gz files of Fashion-MNIST "
+                  "in a directory and pass --data_dir=DIR (or set "
+                  f"{data.ENV_VAR}=DIR).")
+        if not dot:
+            print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
+        _fail(
+            f"Fashion-MNIST is not in {directory} and could not be installed "
+            "here (that needs root and apt-get). Either run, as root, "
+            f"`apt-get install -y {data.DEBIAN_PACKAGE}`, or put the four "
+            "*-ubyte.gz files of Fashion-MNIST in a directory and pass "
+            f"--data_dir=DIR (or set {data.ENV_VAR}=DIR).")
+    if not dot:
+        if can_install:
+            _fail(f"apt-get could not install {GRAPHVIZ_PACKAGE} (see its "
+                  "output above); keras_d2nn.plot_graph and the train "
+                  "command's graph.png need Graphviz's `dot`.")
+        print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
+    print("Ready: `python -m keras_d2nn train` (or --help) is next.")
 
 
 def _config_from_flags(cls, own_defaults=None):
@@ -322,7 +527,7 @@ def main(argv):
         _fail(f"expected a command, one of {list(COMMANDS)}; received "
               f"{given}. Usage: python -m keras_d2nn "
               f"{'|'.join(COMMANDS)} [--flags]; "
-              "--helpfull lists the flags.")
+              "--help lists the commands.")
     if len(argv) > 2:
         _fail(f"unexpected arguments {argv[2:]}; flags look like "
               "--epochs=3.")
@@ -333,5 +538,12 @@ def main(argv):
 
 
 def run():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """The `python -m keras_d2nn` and `keras-d2nn` entry point."""
+    # TensorFlow is imported by now: `tf_logging` (imported first by the
+    # package) quieted it when this process started as the command line.
+    os.environ.setdefault(tf_logging.ENV_VAR, tf_logging.CLI_LEVEL)
+    # absl's own --help prints module flags and exits 1; ours lists the
+    # commands, or a command's flags, and exits 0.
+    if _help(sys.argv[1:]):
+        sys.exit(0)
     app.run(main)

@@ -242,7 +242,10 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
                         tf.zeros([0, num_logits], tf.float32))
             q_args = list(args)
             if forced is not None:
-                q_args.append(tf.cast(forced, tf.int32))
+                # -1 ("did not decide", as a trace reports it) where the
+                # controller does not run: masked mode still computes those
+                # rows, and a log-probability of action -1 fails in TFP.
+                q_args.append(tf.where(mask, tf.cast(forced, tf.int32), 0))
             if noise is not None:
                 q_args.append(noise)
         else:

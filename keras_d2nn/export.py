@@ -10,9 +10,21 @@
 
 All three export the serving function of `serving_function`: the model's
 outputs (and their softmax as `probabilities`), the decision of every
-controller (`decision_<controller>`, -1 where it did not decide) and the
-executed FLOPs per example. Controllers take their argmax: no sampling and
-no TFP ops on the exported path.
+controller (`decision_<controller>`, -1 where it did not decide), the
+executed FLOPs per example and `valid` (whether the example was finite).
+Controllers take their argmax: no sampling and no TFP ops on the exported
+path.
+
+Bad requests (docs/serving_bad_requests.md). The SavedModel's signature
+takes a tensor of any shape and checks it inside the graph before any
+kernel runs (a wrong rank reaching a oneDNN convolution aborts the
+server: DESIGN.md section 6), and refuses images holding NaN or Inf with
+an InvalidArgument error naming how many and which. LiteRT and ONNX
+have no assertion ops: their runtimes check the input's shape and dtype
+against the model's static signature, and an image holding NaN or Inf
+comes back with `valid` False, NaN `logits`/`probabilities` and decisions
+-1 (it is zeroed before the model runs, so the other images' routing is
+unaffected).
 """
 
 import pathlib
@@ -21,10 +33,13 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from keras_d2nn import input_checks
 from keras_d2nn import litert
 from keras_d2nn import onnx_export
 
 QUANTIZATIONS = (None, "float16", "int8")
+# The SavedModel's second signature: the expected input shape.
+SERVING_INPUT_SHAPE = "serving_input_shape"
 
 
 def _check_model(model):
@@ -87,18 +102,166 @@ def _integer_flops(model, trace):
     return tf.cast(total, tf.float32)
 
 
-def serving_function(model):
+# What `on_invalid` may be: refuse in the graph, or flag in an output.
+ON_INVALID = ("raise", "flag")
+# Indices named in the non-finite error, at most.
+_NAMED_INDICES = 20
+
+
+def _shape_text(shape):
+    """`"(2, 28, 28)"` for an int tensor `shape` (a string tensor)."""
+    items = tf.strings.reduce_join(tf.strings.as_string(shape),
+                                   separator=", ")
+    comma = tf.where(tf.equal(tf.size(shape), 1), ",", "")
+    return tf.strings.join(["(", items, comma, ")"])
+
+
+def _checked_shape(inputs, node, batch_size):
+    """`inputs` (of any shape) after an in-graph check of its rank and
+    every non-batch dimension, with the static shape the model needs.
+
+    The check is an assertion every later op depends on: nothing reaches
+    a kernel before it passed. The exported signature must take a tensor
+    of unknown shape, or grappler folds the check away (it knows the
+    static shape) and a wrong rank reaches a oneDNN convolution, which
+    aborts the process.
+    """
+    expected = [batch_size] + [int(d) for d in node.shape]
+    shown = ", ".join(["batch" if batch_size is None else str(batch_size)]
+                      + [str(d) for d in node.shape])
+    shape = tf.shape(inputs, out_type=tf.int64)
+    rank_ok = tf.equal(tf.size(shape), len(expected))
+    # Padded so that the slice exists whatever the rank received.
+    padded = tf.concat([shape, tf.zeros([len(expected)], tf.int64)], 0)
+    start = 0 if batch_size is not None else 1
+    want = tf.constant([d for d in expected[start:]], tf.int64)
+    dims_ok = tf.reduce_all(tf.equal(
+        padded[start:len(expected)], want))
+    check = tf.debugging.Assert(
+        tf.logical_and(rank_ok, dims_ok),
+        [tf.strings.join([
+            # Backquotes: the assertion would print quotes escaped.
+            f"input `{node.name}` should have shape ({shown}) "
+            f"({tf.as_dtype(node.dtype).name}, scaled as in training); "
+            "received shape ", _shape_text(shape)])])
+    with tf.control_dependencies([check]):
+        inputs = tf.identity(inputs)
+    # Not `tf.ensure_shape`: with a fully known shape (a fixed batch size)
+    # TF runs it before the assertion, with its own, vaguer, message.
+    return tf.reshape(inputs, [-1 if d is None else d for d in expected])
+
+
+def _finite_rows(inputs, bitwise):
+    """`(batch,)` bool: whether each example holds only finite numbers.
+
+    `bitwise` reads the exponent bits of the float32 values with int32
+    ops, which int8 quantisation leaves alone (a float check would be
+    quantised, and a quantised NaN is an ordinary int8 value). tf2onnx
+    has no Bitcast: ONNX uses `is_finite`.
+    """
+    size = inputs.shape[1:].num_elements()
+    # [-1, values per example]: on LiteRT, whose signature runner resizes
+    # the input to whatever it is fed, a request of another size per
+    # example then fails here (RESHAPE failed to prepare) instead of
+    # being run on misread values.
+    flat_shape = ([tf.shape(inputs)[0], -1] if size is None else
+                  [-1, size])
+    if not bitwise:
+        flat = tf.reshape(inputs, flat_shape)
+        return tf.reduce_all(tf.math.is_finite(flat), axis=1)
+    # Bitcast first, the input itself: int8 quantisation would quantise
+    # a Reshape (or any op with an int8 kernel) of the float input.
+    bits = tf.reshape(tf.bitcast(tf.cast(inputs, tf.float32), tf.int32),
+                      flat_shape)
+    # Arithmetic shift: the exponent with the sign bit above it, so an
+    # exponent of all ones (NaN or Inf) is 255, or -1 when negative.
+    exponent = tf.bitwise.right_shift(bits, 23)
+    bad = tf.logical_or(tf.equal(exponent, 255), tf.equal(exponent, -1))
+    return tf.logical_not(tf.reduce_any(bad, axis=1))
+
+
+def _refuse_non_finite(inputs, finite, node):
+    """`inputs`, after an in-graph assertion that every example is finite,
+    whose error names how many are not and their indices."""
+    bad = tf.reshape(tf.where(tf.logical_not(finite)), [-1])
+    count = tf.size(bad)
+    named = tf.strings.reduce_join(
+        tf.strings.as_string(bad[:_NAMED_INDICES]), separator=", ")
+    more = tf.where(count > _NAMED_INDICES, ", ...", "")
+    check = tf.debugging.Assert(tf.reduce_all(finite), [tf.strings.join([
+        f"input `{node.name}`: ", tf.strings.as_string(count), " of ",
+        tf.strings.as_string(tf.size(finite)),
+        " images hold NaN or Inf values (at indices [", named, more,
+        "]); images should hold finite numbers"])])
+    with tf.control_dependencies([check]):
+        return tf.identity(inputs)
+
+
+def _nan_where(value, valid, bitwise):
+    """`value` (batch first, float) with NaN in the rows where `valid` is
+    False. `bitwise` sets the NaN through int32 bits, which int8
+    quantisation cannot turn into a finite number."""
+    mask = tf.reshape(valid, [-1] + [1] * (value.shape.rank - 1))
+    if not bitwise:
+        return tf.where(mask, value, tf.constant(float("nan"), value.dtype))
+    bits = tf.bitcast(tf.cast(value, tf.float32), tf.int32)
+    bits = tf.where(mask, bits, tf.constant(0x7FC00000, tf.int32))  # NaN
+    return tf.cast(tf.bitcast(bits, tf.float32), value.dtype)
+
+
+def serving_function(model, on_invalid="flag", bitwise=False,
+                     batch_size=None):
     """The exported function: a batch of inputs -> a dict of outputs.
 
     Keys: `logits` and `probabilities` (softmax of the model's output;
     one output only) or the output names, `decision_<controller>` (int32,
-    -1 where that controller did not run) and `executed_flops` (float32).
+    -1 where that controller did not run), `executed_flops` (float32) and
+    `valid` (bool: the example held only finite numbers).
+
+    Args:
+        on_invalid: what an example holding NaN or Inf gets.
+            `"flag"` (LiteRT, ONNX; the default): it is zeroed before the
+            model runs (so no NaN reaches a kernel and the other examples'
+            routing is unaffected) and comes back with `valid` False, NaN
+            logits and probabilities and decisions -1 (`executed_flops`
+            stays what ran for the zeroed example).
+            `"raise"` (SavedModel): the function also takes a tensor of
+            any shape, checks its rank and dimensions in the graph, and
+            raises InvalidArgumentError for a wrong shape or a non-finite
+            example, naming the expected shape, or how many examples are
+            not finite and their indices. `valid` is then always True.
+        bitwise: check finiteness and write NaN through the float bits
+            (int32 ops), which int8 quantisation leaves alone (LiteRT).
+        batch_size: with `"raise"`, the batch size the check demands
+            (None: any).
 
     Example: `serving_function(model)(images)["decision_gate"]`.
     """
-    _single_input(model)
+    node = _single_input(model)
+    if on_invalid not in ON_INVALID:
+        raise ValueError(f"`on_invalid` should be one of {ON_INVALID}. "
+                         f"Received: {on_invalid!r}")
 
     def serve(inputs):
+        inputs = tf.convert_to_tensor(inputs)
+        if not inputs.dtype.is_floating:
+            # The exported signatures are float32; called directly, the
+            # function refuses integers (such as raw pixels) as Keras does.
+            raise ValueError(
+                f"Input '{node.name}' should hold {node.dtype} values "
+                "scaled as in training; received dtype "
+                f"{inputs.dtype.name}. Convert them as the training data "
+                "was, e.g. images.astype('float32') / 255.")
+        if on_invalid == "raise":
+            inputs = _checked_shape(inputs, node, batch_size)
+            valid = _finite_rows(inputs, bitwise)
+            inputs = _refuse_non_finite(inputs, valid, node)
+        else:
+            # The static shape (all of it, eagerly): as the model checks.
+            input_checks.check_input(node, inputs.shape, inputs.dtype)
+            valid = _finite_rows(inputs, bitwise)
+            mask = tf.reshape(valid, [-1] + [1] * (inputs.shape.rank - 1))
+            inputs = tf.where(mask, inputs, tf.zeros_like(inputs))
         trace = model.trace(inputs, training=False, statistics=False)
         results = {}
         if len(trace.outputs) == 1:
@@ -107,12 +270,31 @@ def serving_function(model):
             results["probabilities"] = tf.nn.softmax(logits, axis=-1)
         else:
             results.update(trace.outputs)
+        if on_invalid == "flag":
+            results = {k: _nan_where(v, valid, bitwise)
+                       if v.dtype.is_floating else v
+                       for k, v in results.items()}
         for q, decision in trace.decisions.items():
+            if on_invalid == "flag":
+                decision = tf.where(valid, decision,
+                                    tf.constant(-1, decision.dtype))
             results[f"decision_{q}"] = decision
         results["executed_flops"] = _integer_flops(model, trace)
+        results["valid"] = valid
         return results
 
     return serve
+
+
+def saved_model_signature(model, batch_size=None):
+    """`[tf.TensorSpec]` of the SavedModel's signature: dtype and name
+    of the input, shape unknown (checked inside the graph; see
+    `serving_function`). `input_signature` gives the shape itself.
+
+    Example: `saved_model_signature(model)  # [TensorSpec(None, ...)]`.
+    """
+    spec, = input_signature(model, batch_size)
+    return [tf.TensorSpec(None, spec.dtype, name=spec.name)]
 
 
 def export_saved_model(model, path, batch_size=None):
@@ -120,7 +302,12 @@ def export_saved_model(model, path, batch_size=None):
 
     The signature `serving_default` takes the model's input (any batch
     size unless `batch_size` is given) and returns the dict of
-    `serving_function`. The SavedModel loads without `keras_d2nn`.
+    `serving_function` with `on_invalid="raise"`: its input is declared
+    with an unknown shape and checked inside the graph, so a request of
+    the wrong shape or holding NaN/Inf gets an InvalidArgument error
+    naming what was expected. A second signature, `serving_input_shape`,
+    takes nothing and returns the expected shape (`shape`, int64, -1 for
+    any batch size). The SavedModel loads without `keras_d2nn`.
 
     Example:
 
@@ -129,9 +316,16 @@ def export_saved_model(model, path, batch_size=None):
     # saved_model_cli show --dir exported/1 --all
     ```
     """
+    spec, = input_signature(model, batch_size)  # checks model, batch size
+    shape = [-1 if d is None else int(d) for d in spec.shape]
+
+    def expected_shape():
+        return {"shape": tf.constant(shape, tf.int64)}
+
     return litert.write_saved_model(
-        [model], serving_function(model),
-        input_signature(model, batch_size), pathlib.Path(path))
+        [model], serving_function(model, "raise", batch_size=batch_size),
+        saved_model_signature(model, batch_size), pathlib.Path(path),
+        functions={SERVING_INPUT_SHAPE: expected_shape})
 
 
 def _representative(images, batch_size):
@@ -198,8 +392,9 @@ def export_litert(model, path, batch_size=1, quantization=None,
         options["representative_dataset"] = _representative(
             representative_images, batch_size)
     try:
-        content = litert.convert([model], serving_function(model), signature,
-                                 **options)
+        content = litert.convert(
+            [model], serving_function(model, "flag", bitwise=True),
+            signature, **options)
     except ValueError as error:
         raise ValueError(litert.name_unconvertible_layers(
             model, str(error))) from error
@@ -246,7 +441,7 @@ def export_onnx(model, path, batch_size=None):
     ```
     """
     signature = input_signature(model, batch_size)  # checks the model
-    proto = onnx_export.convert(serving_function(model), signature,
+    proto = onnx_export.convert(serving_function(model, "flag"), signature,
                                 conditional=bool(model.plan.controllers))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

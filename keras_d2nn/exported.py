@@ -7,6 +7,13 @@
 arrays, whatever runtime is underneath. A model exported for a fixed batch
 size refuses other batch sizes with a clear error; `run` feeds any number
 of images in batches it can take.
+
+Bad requests are refused here, before the runtime, with a ValueError: a
+dtype other than float (integers such as raw 0..255 pixels are not
+scaled as in training), a wrong shape, no image. Images holding NaN or
+Inf: a SavedModel refuses them (ValueError naming how many and their
+indices, as its graph would); LiteRT and ONNX return them with `valid`
+False, NaN probabilities and decisions -1 (docs/serving_bad_requests.md).
 """
 
 import pathlib
@@ -43,7 +50,8 @@ class ExportedModel:
     Attributes:
         format: one of `FORMATS`.
         input_name: the name of the image input.
-        input_shape: its shape without the batch dimension.
+        input_shape: its shape without the batch dimension (None
+            when the export does not say).
         batch_size: the fixed batch size, or None for any.
         quantized: whether the weights or activations are not float32
             (LiteRT float16/int8).
@@ -62,27 +70,48 @@ class ExportedModel:
         self.path = str(path)
         self.format = fmt
         self.input_name = input_name
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.input_shape = None if input_shape is None else tuple(
+            int(d) for d in input_shape)
         self.batch_size = batch_size
         self.quantized = quantized
         self._call = call
 
     def _checked(self, images):
-        """`images` as an array, after checks of dtype, size and shape."""
+        """`images` as an array, after checks of dtype, size, shape and
+        (SavedModel only: it would refuse them) finiteness."""
         images = np.asarray(images)
         name = FORMAT_NAMES[self.format]
         if images.dtype.kind not in "fiub":
             raise ValueError(
                 f"This {name} export takes numbers (float32 images); "
                 f"received an array of dtype {images.dtype}.")
+        if images.dtype.kind != "f":
+            raise ValueError(
+                f"This {name} export takes float32 images scaled as in "
+                f"training; received an array of dtype {images.dtype}. It "
+                "cannot know how integers (such as raw 0..255 pixels) were "
+                "scaled: convert them as the training data was, e.g. "
+                "images.astype('float32') / 255.")
         if images.ndim == 0 or len(images) == 0:
             raise ValueError(f"This {name} export received no image.")
-        if images.ndim != len(self.input_shape) + 1 or \
-                tuple(images.shape[1:]) != self.input_shape:
+        if self.input_shape is not None and (
+                images.ndim != len(self.input_shape) + 1 or
+                tuple(images.shape[1:]) != self.input_shape):
             raise ValueError(
                 f"This {name} export takes images of shape (batch,) + "
                 f"{self.input_shape}; received an array of shape "
                 f"{images.shape}.")
+        if self.format == "saved_model":
+            finite = np.isfinite(images.reshape(len(images), -1)).all(1)
+            if not finite.all():
+                bad = np.flatnonzero(~finite)
+                named = ", ".join(str(i) for i in bad[:20])
+                raise ValueError(
+                    f"This {name} export refuses images holding NaN or "
+                    f"Inf: {len(bad)} of {len(images)} do (at indices "
+                    f"[{named}{', ...' if len(bad) > 20 else ''}]). "
+                    "(LiteRT and ONNX exports return them with `valid` "
+                    "False instead.)")
         return images
 
     def __call__(self, images):
@@ -116,15 +145,34 @@ class ExportedModel:
 def _load_saved_model(path):
     import tensorflow as tf
 
-    signature = tf.saved_model.load(str(path)).signatures["serving_default"]
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["serving_default"]
     (name, spec), = signature.structured_input_signature[1].items()
+    shape = spec.shape
+    if shape.rank is None and "serving_input_shape" in loaded.signatures:
+        # The input is declared of unknown shape (the graph checks it, see
+        # `export.serving_function`); a second signature gives the shape.
+        shape = tf.TensorShape([None if d < 0 else int(d) for d in
+                                loaded.signatures["serving_input_shape"]()
+                                ["shape"].numpy()])
 
     def call(images):
-        return {k: v.numpy() for k, v in
-                signature(**{name: tf.constant(images)}).items()}
+        try:
+            outputs = signature(**{name: tf.constant(images)})
+        except tf.errors.InvalidArgumentError as error:
+            # The graph's own checks: keep the assertion's message only.
+            message = str(error)
+            if "assertion failed: [" in message:
+                message = message.split("assertion failed: [", 1)[1] \
+                    .split("]\n", 1)[0]
+            raise ValueError(f"The SavedModel refused the images: "
+                             f"{message.strip()}") from None
+        return {k: v.numpy() for k, v in outputs.items()}
 
+    if shape.rank is None:  # an export of unknown shape, not by keras_d2nn
+        return ExportedModel(path, "saved_model", call, name, None, None)
     return ExportedModel(path, "saved_model", call, name,
-                         spec.shape[1:].as_list(), spec.shape[0])
+                         shape[1:].as_list(), shape[0])
 
 
 def _load_litert(path, num_threads):

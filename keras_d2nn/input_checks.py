@@ -11,7 +11,8 @@ empty array trains nothing and says nothing.
 Arrays and tensors are checked whole before the first step; a
 `tf.data.Dataset` by its element spec (and its cardinality, where known),
 and its labels batch by batch inside the step (`label_assertions`), whose
-failure `clearer_label_errors` turns into a ValueError.
+failure `clearer_step_errors` turns into a ValueError. NaN and Inf inputs
+are refused too (`keras_d2nn.non_finite`).
 """
 
 import contextlib
@@ -19,6 +20,8 @@ import contextlib
 import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_d2nn import non_finite
 
 # Marks the label assertions' messages, to tell them from other errors.
 LABEL_CHECK = "keras_d2nn label check"
@@ -68,6 +71,16 @@ def check_input(node, shape, dtype):
         raise ValueError(
             f"Input '{node.name}' should hold numbers ({node.dtype}); "
             f"received dtype {getattr(dtype, 'name', dtype)}.")
+    # Casting raw pixels (uint8, 0..255) to float without the scaling used
+    # in training gives confident wrong answers: refuse, say what to do.
+    if tf.as_dtype(node.dtype).is_floating and not tf.as_dtype(
+            dtype).is_floating:
+        raise ValueError(
+            f"Input '{node.name}' should hold {node.dtype} values scaled as "
+            f"in training; received dtype {tf.as_dtype(dtype).name}. The "
+            "model cannot know how integers (such as raw 0..255 pixels) "
+            "were scaled: convert them as the training data was, e.g. "
+            "images.astype('float32') / 255.")
     expected = (None,) + tuple(node.shape)
     actual = tuple(shape)
     if len(actual) != len(expected) or any(
@@ -205,6 +218,8 @@ def check_data(model, x, y=None, what="fit", labelled=True):
         if shape[0] == 0:
             raise ValueError(
                 f"{what}: input '{name}' holds no examples (shape {shape}).")
+        if not model.allow_non_finite:
+            non_finite.check_finite(name, value, what)
     if labelled and y is not None and _array_like(y) and not isinstance(
             y, (dict, list, tuple)) and len(model.plan.outputs) == 1:
         check_labels(y, num_classes(model.plan), sparse_labels(model.loss),
@@ -241,15 +256,19 @@ def label_assertions(model, y):
 
 
 @contextlib.contextmanager
-def clearer_label_errors(what):
-    """Turns a failed `label_assertions` into a one-line ValueError.
+def clearer_step_errors(what):
+    """Turns a failed `label_assertions` or
+    `non_finite.finite_assertions` into a one-line ValueError.
 
-    Example: `with clearer_label_errors("fit"): super().fit(...)`.
+    Example: `with clearer_step_errors("fit"): super().fit(...)`.
     """
     try:
         yield
     except tf.errors.InvalidArgumentError as error:
         text = str(error)
+        message = non_finite.clearer_message(what, text)
+        if message is not None:
+            raise ValueError(message) from None
         if LABEL_CHECK not in text:
             raise
         classes = text.split(LABEL_CHECK + ": [0, ", 1)[1].split(")", 1)[0]

@@ -18,7 +18,7 @@ import tensorflow as tf
 ENDPOINT = "serve"
 
 
-def write_saved_model(models, fn, input_signature, path):
+def write_saved_model(models, fn, input_signature, path, functions=None):
     """Writes `fn` as the `serve` endpoint of a SavedModel at `path`.
 
     Args:
@@ -27,6 +27,9 @@ def write_saved_model(models, fn, input_signature, path):
         fn: a Python function of tensors.
         input_signature: a list of `tf.TensorSpec`, one per argument of `fn`.
         path: output directory.
+        functions: optional `{name: function of no argument}` saved as
+            further endpoints (signatures), after `fn`, which stays the
+            default signature.
 
     Example:
 
@@ -45,6 +48,8 @@ def write_saved_model(models, fn, input_signature, path):
     # every server that loads it. The endpoint's traced function captures
     # the variables it uses, which the archive saves once.
     archive.add_endpoint(ENDPOINT, fn, input_signature=input_signature)
+    for name, function in (functions or {}).items():
+        archive.add_endpoint(name, function, input_signature=[])
     archive.write_out(str(path), verbose=False)
     return str(path)
 

@@ -7,6 +7,11 @@ writes to the output directory `report.json` (with the routing report),
 graph with run rates, where Graphviz is installed), `model.keras` and
 TensorBoard logs under `logs/`. `python -m keras_d2nn train` is a thin
 command line over it.
+
+Runs of any length train a D2NN: the warm-up and the cost-weight ramp are
+shortened to fit (`schedules.d2nn_schedule`), so the last epoch always
+trains at `cost_weight`. A run whose controllers end up taking one action
+for every test example says so (`report["warnings"]`, printed last).
 """
 
 import dataclasses
@@ -15,6 +20,8 @@ import pathlib
 import time
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from keras_d2nn import architectures
 from keras_d2nn import baselines
@@ -80,12 +87,15 @@ class TrainConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} should be >= 0; received "
                                  f"{getattr(self, name)}.")
-        if self.warmup_epochs >= self.epochs:
-            raise ValueError(
-                f"--warmup_epochs={self.warmup_epochs} leaves none of the "
-                f"--epochs={self.epochs} for the controllers to learn in; "
-                "use fewer warm-up epochs (0 for none) or more epochs.")
         return self
+
+    def schedule(self):
+        """The warm-up and cost-weight ramp fitted to `epochs` (shortened
+        so that the last epoch trains at `cost_weight`; see
+        `schedules.d2nn_schedule`)."""
+        return schedules.d2nn_schedule(self.cost_weight, self.epochs,
+                                       self.warmup_epochs,
+                                       self.cost_weight_ramp_epochs)
 
 
 def builder(config):
@@ -103,16 +113,90 @@ def builder(config):
     return build
 
 
-def _d2nn_callbacks(config):
-    """Warm-up routing and the cost-weight ramp, as configured."""
-    callbacks = []
-    if config.warmup_epochs:
-        callbacks.append(schedules.WarmUp(config.warmup_epochs))
-    if config.cost_weight_ramp_epochs:
-        callbacks.append(schedules.CostWeightSchedule(schedules.linear_ramp(
-            0.0, config.cost_weight, config.cost_weight_ramp_epochs,
-            delay=config.warmup_epochs)))
-    return callbacks
+def routing_collapse(model, x, decisions, sample=256):
+    """The controllers that took one action for every example they decided
+    for: they do not route.
+
+    Args:
+        model: a trained `D2NNModel` (with its learned routing).
+        x: the examples `decisions` were taken on (a sample of them is
+            routed again with each action forced, to rank the actions by
+            cost).
+        decisions: `{controller: int array (n,)}`, -1 where it did not
+            decide (`baselines.measure`'s third result).
+
+    Returns:
+        `{"routes": number of distinct routes, "controllers": [{
+        "controller", "action", "ran" (share of examples it decided for),
+        "rank": "costliest", "cheapest" or "middle"}]}`; `routes == 1`: no
+        routing at all, the D2NN is a static network.
+
+    Example: `routing_collapse(model, x_test, measure(model, x, y)[2])`.
+    """
+    plan = model.plan
+    controllers = [q for q in plan.controllers if q in decisions]
+    if controllers:
+        table = np.stack([np.asarray(decisions[q]) for q in controllers], 1)
+        routes = len(np.unique(table, axis=0))
+    else:
+        routes = 1
+    collapsed = []
+    probe = x[:sample]
+    for q in controllers:
+        decided = np.asarray(decisions[q])
+        decided = decided[decided >= 0]
+        if not len(decided) or (decided != decided[0]).any():
+            continue
+        action = int(decided[0])
+        costs = []
+        for a in range(len(plan.nodes[q].actions)):
+            forced = {q: tf.fill([len(probe)], a)}
+            costs.append(float(np.mean(model.trace(
+                probe, decisions=forced, statistics=False)
+                .executed_flops.numpy())))
+        rank = ("costliest" if costs[action] >= max(costs) else
+                "cheapest" if costs[action] <= min(costs) else "middle")
+        collapsed.append({"controller": q,
+                          "action": plan.nodes[q].actions[action],
+                          "ran": float(len(decided) / len(decisions[q])),
+                          "rank": rank})
+    return {"routes": routes, "controllers": collapsed}
+
+
+def collapse_warnings(collapse, cost_weight, epochs):
+    """Warning lines (with advice) for `routing_collapse`'s result; none
+    when every controller routes.
+
+    Example: `collapse_warnings(routing_collapse(...), 0.1, epochs=2)`.
+    """
+    lines = []
+    collapsed = collapse["controllers"]
+    if not collapsed:
+        return lines
+    ranks = {c["rank"] for c in collapsed}
+    if ranks == {"costliest"}:
+        advice = (f"raise --cost_weight (was {cost_weight:g}) or train "
+                  f"longer (more than --epochs={epochs})")
+    elif ranks == {"cheapest"}:
+        advice = (f"lower --cost_weight (was {cost_weight:g}) or train "
+                  f"longer (more than --epochs={epochs})")
+    else:
+        advice = f"train longer (more than --epochs={epochs})"
+    if collapse["routes"] == 1:
+        route = ", ".join(f"{c['controller']}={c['action']}"
+                          for c in collapsed)
+        which = (f", the {next(iter(ranks))} action of every controller"
+                 if len(ranks) == 1 and "middle" not in ranks else "")
+        lines.append(f"WARNING: no routing: every test example took the same "
+                     f"route ({route}{which}); this D2NN is a static "
+                     f"network. To get routing, {advice}.")
+    else:
+        actions = "; ".join(
+            f"{c['controller']} took {c['action']} ({c['rank']} action) "
+            "for every test example it decided for" for c in collapsed)
+        lines.append(f"WARNING: some controllers do not route: {actions}. "
+                     f"To get routing there, {advice}.")
+    return lines
 
 
 def compiler(config):
@@ -165,7 +249,8 @@ def run(config, log=print):
 
     output_dir = pathlib.Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    callbacks = _d2nn_callbacks(config)
+    schedule = config.schedule()
+    callbacks = schedule.callbacks()
     if config.tensorboard:
         # Histograms of the controllers' confidence on test images: for
         # watching only, nothing is chosen by them.
@@ -174,7 +259,8 @@ def run(config, log=print):
                       RoutingTensorBoard(logs, data=x_test[:1000])]
 
     log(f"Training {config.arch} on {config.dataset} for {config.epochs} "
-        f"epochs, cost_weight={config.cost_weight}.")
+        f"epoch{'s' if config.epochs > 1 else ''}, cost_weight="
+        f"{config.cost_weight}: {schedule.describe()}.")
     start = time.time()
     # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
     model.fit(train, epochs=config.epochs, verbose=config.verbose,
@@ -190,6 +276,8 @@ def run(config, log=print):
                                    print_fn=log)
     action_rates = {q: entry["actions"]
                     for q, entry in routing["controllers"].items()}
+    collapse = routing_collapse(model, x_test, decisions)
+    warnings = collapse_warnings(collapse, config.cost_weight, config.epochs)
 
     points = []
     if config.baselines:
@@ -214,6 +302,13 @@ def run(config, log=print):
         "mean_flops": mean_flops,
         "full_flops": model.full_flops,
         "action_rates": action_rates,
+        "warnings": warnings,
+        "routing_collapse": collapse,
+        "schedule": {
+            "warmup_epochs": schedule.warmup_epochs,
+            "cost_weight_ramp_epochs": schedule.ramp_epochs,
+            "cost_weights": schedule.cost_weights(),
+        },
         "baselines": [
             {"name": p.name, "kind": p.kind, "test_accuracy": p.test_accuracy,
              "mean_flops": p.mean_flops, **p.details}
@@ -272,3 +367,5 @@ def _log_summary(report, log, output_dir):
         "report.json", "tradeoff.png", "routes.png", "graph.png", "logs/")
         if (output_dir / name).exists())
     log(f"\nwrote to {output_dir}: {written} and model.keras")
+    for line in report["warnings"]:
+        log(f"\n{line}")

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from keras_d2nn import execution as engine
 from keras_d2nn import input_checks
+from keras_d2nn import non_finite
 from keras_d2nn import replicas
 from keras_d2nn import reports
 from keras_d2nn import rewards
@@ -58,6 +59,12 @@ class D2NNModel(SavesSeedState, keras.Model):
         graph: a `keras_d2nn.Graph` (validated here) or its config dict.
         execution: `"routed"` (default) or `"masked"` (reference mode that
             runs every node on every example).
+        allow_non_finite: False (default): `fit`, `evaluate`, `predict`,
+            `route`, `trace` and `model(x)` refuse inputs holding NaN or
+            Inf with a ValueError naming the examples, since a D2NN gives
+            them finite, confident and meaningless answers (see
+            `keras_d2nn.non_finite`). True lets them through. Assignable:
+            `model.allow_non_finite = True`.
 
     Example:
 
@@ -78,7 +85,8 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     SEED_ATTRIBUTES = ("routing_seed",)  # see layers/seed_state.py
 
-    def __init__(self, graph, execution="routed", **kwargs):
+    def __init__(self, graph, execution="routed", allow_non_finite=False,
+                 **kwargs):
         super().__init__(**kwargs)
         if isinstance(graph, dict):
             graph = Graph.from_config(graph)
@@ -92,6 +100,7 @@ class D2NNModel(SavesSeedState, keras.Model):
                 f"Received: {execution!r}")
         self.graph = graph
         self.execution = execution
+        self._allow_non_finite = bool(allow_non_finite)
         self.plan = graph.validate()
         # Keras tracks these for weights, saving and `model.layers`.
         unique = {}
@@ -135,6 +144,22 @@ class D2NNModel(SavesSeedState, keras.Model):
     @cost_weight.setter
     def cost_weight(self, value):
         self._cost_weight.assign(check_cost_weight(value))
+
+    @property
+    def allow_non_finite(self):
+        """Whether inputs holding NaN or Inf are let through (default
+        False: refused with a ValueError naming the examples).
+
+        Example: `model.allow_non_finite = True`.
+        """
+        return self._allow_non_finite
+
+    @allow_non_finite.setter
+    def allow_non_finite(self, value):
+        self._allow_non_finite = bool(value)
+        # The steps' compiled functions hold (or lack) the assertions.
+        self.train_function = self.test_function = None
+        self.predict_function = None
 
     @property
     def full_flops(self):
@@ -255,6 +280,7 @@ class D2NNModel(SavesSeedState, keras.Model):
             "trainable": self.trainable,
             "graph": self.graph.get_config(),
             "execution": self.execution,
+            "allow_non_finite": self.allow_non_finite,
         }
 
     @classmethod
@@ -310,14 +336,23 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     # -- execution ----------------------------------------------------------
 
-    def _input_dict(self, inputs):
-        """Maps `inputs` to input nodes, checking names, ranks and shapes."""
+    def _check_values(self, name, value, what, offset=0):
+        """NaN/Inf check of a concrete (NumPy or eager) input value."""
+        concrete = isinstance(value, np.ndarray) or (
+            tf.is_tensor(value) and tf.executing_eagerly())
+        if concrete and not self.allow_non_finite:
+            non_finite.check_finite(name, value, what, offset)
+
+    def _input_dict(self, inputs, what="trace", offset=0):
+        """Maps `inputs` to input nodes, checking names, ranks, shapes and
+        (for concrete values) that they are finite."""
         checked = {}
         for name, value in input_checks.pair_inputs(self.input_names,
                                                     inputs):
             node = self.plan.nodes[name]
             value = tf.convert_to_tensor(value)
             input_checks.check_input(node, value.shape, value.dtype)
+            self._check_values(name, value, what, offset)
             checked[name] = tf.cast(value, node.dtype)
         return checked
 
@@ -331,6 +366,7 @@ class D2NNModel(SavesSeedState, keras.Model):
                 if hasattr(value, "shape") and hasattr(value, "dtype"):
                     input_checks.check_input(self.plan.nodes[name],
                                              value.shape, value.dtype)
+                    self._check_values(name, value, "model(x)")
         return super().__call__(*args, **kwargs)
 
     def _straight_through(self):
@@ -362,6 +398,8 @@ class D2NNModel(SavesSeedState, keras.Model):
         ```
         """
         inputs = self._input_dict(inputs)
+        if next(iter(inputs.values())).shape[0] == 0:
+            return self._empty_trace()
         if decisions is None and self._routing:
             batch_size = tf.shape(next(iter(inputs.values())))[0]
             decisions = routing_lib.forced_decisions(
@@ -376,11 +414,49 @@ class D2NNModel(SavesSeedState, keras.Model):
             return next(iter(outputs.values()))
         return outputs
 
+    def _empty_trace(self):
+        """The trace of a batch of no example, made without running a node.
+
+        A zero-size batch cannot be run through the layers: oneDNN's eager
+        `Conv2D` returns a wrong shape for it and some controllers fail on
+        it.
+        """
+        def empty(node):
+            spec = self.plan.specs[node]
+            return tf.zeros([0] + list(spec.shape[1:]), spec.dtype)
+
+        nodes = [n.name for n in self.plan.order]
+        controllers = self.plan.controllers
+        zeros = tf.zeros([0], tf.float32)
+        return engine.ExecutionTrace(
+            outputs={out: empty(node) for out, node in self.plan.outputs},
+            values={out: empty(node) for out, node in self.plan.outputs},
+            executed={n: tf.zeros([0], tf.bool) for n in nodes},
+            decisions={q: tf.zeros([0], tf.int32) for q in controllers},
+            log_probs={q: zeros for q in controllers},
+            entropies={q: zeros for q in controllers},
+            logits={q: tf.zeros([0, self.plan.nodes[q].layer.num_logits])
+                    for q in controllers},
+            executed_flops=zeros)
+
+    def _empty_outputs(self):
+        return self._pack(self._empty_trace().outputs)
+
     def call(self, inputs, training=None):
         training = bool(training)
-        # Inference needs only the decisions: no TFP ops in serving graphs.
-        return self._pack(self.trace(inputs, training=training,
-                                     statistics=training).outputs)
+
+        def run():
+            # Inference needs only the decisions: no TFP ops in serving
+            # graphs.
+            return self._pack(self.trace(inputs, training=training,
+                                         statistics=training).outputs)
+
+        first = tf.nest.flatten(inputs)[0]
+        if first.shape[0] == 0:
+            return self._empty_outputs()
+        if first.shape[0] is None and not training:
+            return tf.cond(tf.shape(first)[0] > 0, run, self._empty_outputs)
+        return run()
 
     # -- training -----------------------------------------------------------
 
@@ -491,7 +567,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         elif isinstance(validation, (list, tuple)) and len(validation) >= 2:
             input_checks.check_data(self, validation[0], validation[1],
                                     "validation_data")
-        with input_checks.clearer_label_errors("fit"):
+        with input_checks.clearer_step_errors("fit"):
             history = super().fit(x, y, *args, **kwargs)
         # A dataset of unknown size can turn out empty only now; Keras then
         # only warns, and logs nothing, not even a loss.
@@ -506,7 +582,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         Example: `model.evaluate(test_images, test_labels, return_dict=True)`.
         """
         input_checks.check_data(self, x, y, "evaluate")
-        with input_checks.clearer_label_errors("evaluate"):
+        with input_checks.clearer_step_errors("evaluate"):
             return super().evaluate(x, y, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
@@ -515,7 +591,12 @@ class D2NNModel(SavesSeedState, keras.Model):
         Example: `logits = model.predict(test_images, batch_size=256)`.
         """
         input_checks.check_data(self, x, what="predict", labelled=False)
-        return super().predict(x, *args, **kwargs)
+        with input_checks.clearer_step_errors("predict"):
+            return super().predict(x, *args, **kwargs)
+
+    def predict_step(self, data):
+        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        return self(self._checked_inputs(x), training=False)
 
     def _checked_labels(self, y):
         """`y`, after assertions that it suits the loss (datasets and
@@ -526,8 +607,22 @@ class D2NNModel(SavesSeedState, keras.Model):
         with tf.control_dependencies(checks):
             return tf.identity(y)
 
+    def _checked_inputs(self, x):
+        """`x`, after assertions that it holds no NaN or Inf (unless
+        `allow_non_finite`), for data not checked beforehand."""
+        if self.allow_non_finite:
+            return x
+        pairs = input_checks.pair_inputs(self.input_names, x)
+        checks = non_finite.finite_assertions(
+            {name: tf.convert_to_tensor(v) for name, v in pairs})
+        if not checks:
+            return x
+        with tf.control_dependencies(checks):
+            return tf.nest.map_structure(tf.identity, x)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = self._checked_inputs(x)
         y = self._checked_labels(y)
         with tf.GradientTape() as tape:
             trace = self.trace(x, training=True, mode=self._training_mode,
@@ -554,6 +649,7 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        x = self._checked_inputs(x)
         y = self._checked_labels(y)
         trace = self.trace(x, training=False)
         y_pred = self._pack(trace.outputs)
@@ -603,9 +699,17 @@ class D2NNModel(SavesSeedState, keras.Model):
 
         Example: `model.route(test_images)["decisions"]["gate"].mean()`.
         """
+        if not isinstance(data, tf.data.Dataset):
+            # Arrays whole, so that the message counts every bad example.
+            for name, value in input_checks.pair_inputs(self.input_names,
+                                                        data):
+                self._check_values(name, value, "route")
         executed, decisions, flops, predicted, truth = {}, {}, [], [], []
+        seen = 0
         for x, y in reports.batches_with_labels(data, labels, batch_size):
-            ran, chosen, cost, output = self._traced(self._input_dict(x))
+            inputs = self._input_dict(x, what="route", offset=seen)
+            seen += int(tf.shape(next(iter(inputs.values())))[0])
+            ran, chosen, cost, output = self._traced(inputs)
             for k, v in ran.items():
                 executed.setdefault(k, []).append(v.numpy())
             for k, v in chosen.items():

@@ -7,6 +7,12 @@ trains the static and threshold baselines, and writes to `output_dir`:
 and `summary.json`. `python -m keras_d2nn tune` is a thin command line
 over it.
 
+Every trial, however short (Hyperband's first rounds train for one
+epoch), trains its last epoch at its own cost weight. `summary["warnings"]`
+(printed last) names the trials that did not route at all (every
+validation example took the same route) and, when no trial met the
+objective's constraint, how near the search came and which way to move it.
+
 The search state lives in `output_dir/search` (keras-tuner's project
 directory): run the same command again and an interrupted search goes on
 from there; finished trials are not run again. With keras-tuner's
@@ -244,6 +250,7 @@ def _report(config, tuner, objective, hypermodel, test, log):
         "ran_trials": getattr(tuner, "ran_trials", []),
         "best": best,
         "front": front,
+        "warnings": _warnings(config, points, best, objective),
         "baselines": reference,
         "config": dataclasses.asdict(config),
     }
@@ -291,6 +298,15 @@ def _baselines(config, tuner, hypermodel, test, log):
             for p in points]
 
 
+def _warnings(config, points, best, objective):
+    """Trials that did not route; no trial meeting the constraint."""
+    flags = {"epochs": config.epochs,
+             "cost_weight_min": config.cost_weight_min,
+             "cost_weight_max": config.cost_weight_max}
+    return (tuning.no_routing_warnings(points, best, flags)
+            + tuning.infeasible_warnings(points, best, objective, flags))
+
+
 def _log_summary(summary, log, output):
     log(f"\n{summary['trials']} trials; Pareto front (validation -> test):")
     log(f"{'cost_weight':>12} {'val acc':>8} {'val cost':>9} {'test acc':>9} "
@@ -314,3 +330,5 @@ def _log_summary(summary, log, output):
     log(f"wrote {output / 'pareto.json'}, {output / 'pareto.png'}, "
         f"{output / 'summary.json'}"
         + (f", {output / 'best_model.keras'}" if best else ""))
+    for line in summary["warnings"]:
+        log(f"\n{line}")

@@ -3,8 +3,9 @@
 `D2NNHyperModel` builds, trains and measures one D2NN per trial; its search
 space is `cost_weight` (log scale) and, optionally, the estimator. Each
 trial reports `val_accuracy` and `val_flop_fraction` (mean executed FLOPs
-over the full network's, on the validation data) and a scalar `score`
-that the chosen objective computes from them:
+over the full network's, on the validation data), `val_routes` (distinct
+routes taken on the validation data: 1 means no routing) and a scalar
+`score` that the chosen objective computes from them:
 
 - `Budget(0.3)`: the most accurate model using at most 30% of the FLOPs;
 - `AccuracyTarget(0.88)`: the cheapest model with accuracy >= 0.88;
@@ -25,6 +26,7 @@ import keras_tuner
 from keras_d2nn import architectures
 from keras_d2nn import baselines
 from keras_d2nn import estimators as estimators_lib
+from keras_d2nn import main_job
 from keras_d2nn import schedules
 
 # keras-tuner reads one scalar: a list of objectives breaks when `fit`
@@ -117,9 +119,12 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             (one name: fixed, not searched).
         input_shape, num_classes: of the data.
         learning_rate: Adam's.
-        warmup_epochs, cost_weight_ramp_epochs: as in the main job (the
-            warm-up is shortened to leave one learning epoch when a trial
-            trains for fewer epochs, as Hyperband's first rounds do).
+        warmup_epochs, cost_weight_ramp_epochs: as in the main job, and
+            shortened as there (`schedules.d2nn_schedule`) for trials too
+            short for them, as Hyperband's first rounds are: the last
+            epoch of every trial trains at the trial's cost weight. A
+            Hyperband trial that goes on from an earlier one (which ended
+            at that cost weight) neither warms up nor ramps again.
 
     Example:
 
@@ -183,6 +188,21 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             estimator=estimators_lib.by_name(name))
         return model
 
+    def schedule(self, hp, epochs):
+        """The trial's warm-up and cost-weight ramp, fitted to `epochs`
+        (Hyperband's `tuner/epochs`): its last epoch trains at the trial's
+        `cost_weight`. A trial continuing an earlier one (Hyperband's
+        `tuner/trial_id`: its weights were trained by a whole schedule,
+        ending at this cost weight) trains at `cost_weight` throughout.
+
+        Example: `hypermodel.schedule(hp, epochs=2).cost_weights()`.
+        """
+        if "tuner/trial_id" in hp.values:
+            return schedules.d2nn_schedule(hp.get("cost_weight"), epochs, 0, 0)
+        return schedules.d2nn_schedule(hp.get("cost_weight"), epochs,
+                                       self.warmup_epochs,
+                                       self.cost_weight_ramp_epochs)
+
     def fit(self, hp, model, *args, validation_data=None, epochs=1,
             callbacks=None, **kwargs):
         """Trains with warm-up and cost-weight ramp, then measures on
@@ -191,31 +211,35 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             raise ValueError(
                 "D2NNHyperModel measures every trial on held-out data: "
                 "pass `validation_data=(x_val, y_val)` to `search`.")
-        # Hyperband's first brackets train for very few epochs: keep at
-        # least one in which the controllers learn.
-        warmup = min(self.warmup_epochs, epochs - 1)
-        callbacks = list(callbacks or [])
-        if warmup:
-            callbacks.append(schedules.WarmUp(warmup))
-        if self.cost_weight_ramp_epochs:
-            callbacks.append(schedules.CostWeightSchedule(
-                schedules.linear_ramp(0.0, hp.get("cost_weight"),
-                                      self.cost_weight_ramp_epochs,
-                                      delay=warmup)))
+        callbacks = list(callbacks or []) + self.schedule(
+            hp, epochs).callbacks()
         model.fit(*args, epochs=epochs, callbacks=callbacks, **kwargs)
         x_val, y_val = validation_data
-        accuracy, mean_flops, _ = baselines.measure(model, x_val, y_val)
+        accuracy, mean_flops, decisions = baselines.measure(model, x_val,
+                                                            y_val)
         fraction = mean_flops / model.full_flops
+        collapse = main_job.routing_collapse(model, x_val, decisions)
+        ranks = {c["rank"] for c in collapse["controllers"]}
         return {
             "score": self.objective.score(accuracy, fraction),
             "val_accuracy": float(accuracy),
             "val_flop_fraction": float(fraction),
+            "val_routes": float(collapse["routes"]),
+            # With no routing (val_routes 1): 1 if the controllers took
+            # their costliest actions, -1 their cheapest, 0 otherwise.
+            "val_no_routing": float(
+                0 if collapse["routes"] > 1 else
+                1 if ranks == {"costliest"} else
+                -1 if ranks == {"cheapest"} else 0),
         }
 
 
 def trial_points(tuner):
     """Every completed trial as `{trial_id, cost_weight, val_accuracy,
-    val_flop_fraction, score, hyperparameters}`, in trial order.
+    val_flop_fraction, score, val_routes, no_routing, hyperparameters}`,
+    in trial order. `no_routing`: None when the trial routes (or did not
+    record it), else `"costliest"`, `"cheapest"` or `"mixed"`: the
+    actions its controllers took for every validation example.
 
     Example: `[p["val_accuracy"] for p in trial_points(tuner)]`.
     """
@@ -229,10 +253,18 @@ def trial_points(tuner):
         if any(v is None or (isinstance(v, float) and math.isnan(v))
                for v in metrics.values()):
             continue
+        # Recorded since routing checks came in: absent from older trials.
+        routes = trial.metrics.get_last_value("val_routes")
+        no_routing = None
+        if routes == 1:
+            no_routing = {1: "costliest", -1: "cheapest"}.get(
+                trial.metrics.get_last_value("val_no_routing"), "mixed")
         points.append({"trial_id": trial.trial_id,
                        "cost_weight": trial.hyperparameters.get(
                            "cost_weight"),
                        **metrics,
+                       "val_routes": None if routes is None else int(routes),
+                       "no_routing": no_routing,
                        "hyperparameters": dict(trial.hyperparameters.values)})
     # Trial ids are "0", "1", ..., "10": order them as numbers.
     return sorted(points, key=lambda p: (len(p["trial_id"]), p["trial_id"]))
@@ -282,6 +314,80 @@ def measure_on_test(model, x_test, y_test):
             "test_flop_fraction": float(mean_flops / model.full_flops)}
 
 
+def no_routing_warnings(points, best, config_flags):
+    """Warning lines about trials that did not route, with advice.
+
+    Args:
+        points: `trial_points(...)`.
+        best: the chosen point or None.
+        config_flags: `{"epochs", "cost_weight_min", "cost_weight_max"}`
+            of the search, for the advice.
+
+    Example: `no_routing_warnings(points, best, {"epochs": 2, ...})`.
+    """
+    stuck = [p for p in points if p.get("no_routing")]
+    lines = []
+    if not stuck:
+        return lines
+    listed = ", ".join(
+        f"trial {p['trial_id']} (cost_weight {p['cost_weight']:.3g}: "
+        f"{p['no_routing']} route, {p['val_flop_fraction']:.3f} of the "
+        "FLOPs)" for p in stuck)
+    kinds = {p["no_routing"] for p in stuck}
+    epochs = config_flags["epochs"]
+    if kinds == {"costliest"}:
+        advice = (f"raise --cost_weight_min (was "
+                  f"{config_flags['cost_weight_min']:g}) or train longer "
+                  f"(more than --epochs={epochs})")
+    elif kinds == {"cheapest"}:
+        advice = (f"lower --cost_weight_max (was "
+                  f"{config_flags['cost_weight_max']:g}) or train longer "
+                  f"(more than --epochs={epochs})")
+    else:
+        advice = f"train longer (more than --epochs={epochs})"
+    lines.append(
+        f"WARNING: {len(stuck)} of {len(points)} trials did not route "
+        f"(every validation example took the same route): {listed}. "
+        f"To search among D2NNs that route, {advice}.")
+    if best is not None and best.get("no_routing"):
+        lines.append(
+            f"WARNING: the chosen trial {best['trial_id']} does not route: "
+            "best_model.keras is a static network.")
+    return lines
+
+
+def infeasible_warnings(points, best, objective, config_flags):
+    """When no trial met the objective's constraint: a warning line saying
+    how near the search came and which way to move it.
+
+    Example: `infeasible_warnings(points, None, Budget(0.3), flags)`.
+    """
+    if best is not None or not points:
+        return []
+    more = (f"run more trials (--max_trials) or train longer (more than "
+            f"--epochs={config_flags['epochs']})")
+    if isinstance(objective, Budget):
+        cheapest = min(points, key=lambda p: p["val_flop_fraction"])
+        return [
+            f"WARNING: no trial met the budget of {objective.budget:g} of "
+            f"the FLOPs; the cheapest (trial {cheapest['trial_id']}, "
+            f"cost_weight {cheapest['cost_weight']:.3g}) used "
+            f"{cheapest['val_flop_fraction']:.3f}. Search larger cost "
+            f"weights (raise --cost_weight_min, was "
+            f"{config_flags['cost_weight_min']:g}), or {more}."]
+    if isinstance(objective, AccuracyTarget):
+        best_accuracy = max(points, key=lambda p: p["val_accuracy"])
+        return [
+            f"WARNING: no trial reached the validation accuracy "
+            f"{objective.target:g}; the most accurate (trial "
+            f"{best_accuracy['trial_id']}, cost_weight "
+            f"{best_accuracy['cost_weight']:.3g}) reached "
+            f"{best_accuracy['val_accuracy']:.4f}. Search smaller cost "
+            f"weights (lower --cost_weight_max, was "
+            f"{config_flags['cost_weight_max']:g}), or {more}."]
+    return []
+
+
 __all__ = ["OBJECTIVE", "Budget", "AccuracyTarget", "Reward",
            "D2NNHyperModel", "trial_points", "pareto_front", "best_point",
-           "measure_on_test"]
+           "measure_on_test", "no_routing_warnings", "infeasible_warnings"]

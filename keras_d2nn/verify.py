@@ -6,6 +6,11 @@ decision, the largest probability difference, and each side's accuracy
 and mean executed FLOPs. Float exports must agree exactly on predictions
 and decisions and within `PROBABILITY_TOLERANCE` on probabilities;
 quantised ones (LiteRT float16/int8) report their figures.
+
+Images holding NaN or Inf are flagged (`valid` False, NaN probabilities)
+by the Keras side and by LiteRT and ONNX exports: both sides must flag
+the same images, and predictions and probabilities are compared on the
+others. A SavedModel refuses such images (ValueError).
 """
 
 import numpy as np
@@ -28,11 +33,25 @@ def keras_outputs(model, images, batch_size=256):
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
+def _valid(outputs):
+    """Which examples the outputs answer for (exports older than the
+    `valid` output: those with finite probabilities)."""
+    if "valid" in outputs:
+        return np.asarray(outputs["valid"], bool)
+    return np.isfinite(outputs["probabilities"]).all(-1)
+
+
+def _predictions(outputs):
+    """Top-1 classes, -1 for the examples flagged invalid."""
+    return np.where(_valid(outputs),
+                    np.argmax(np.nan_to_num(outputs["probabilities"]), -1),
+                    -1)
+
+
 def _summary(outputs, labels, full_flops):
     flops = outputs["executed_flops"].astype(np.float64)
     return {
-        "accuracy": float(np.mean(
-            np.argmax(outputs["probabilities"], -1) == labels)),
+        "accuracy": float(np.mean(_predictions(outputs) == labels)),
         "mean_flops": float(flops.mean()),
         "mean_flop_fraction": float(flops.mean() / full_flops),
     }
@@ -43,10 +62,14 @@ def verify(model, exported, images, labels, batch_size=256):
 
     Returns a JSON-able dict: `n`, `format`, `quantized`,
     `top1_agreement`, `decision_agreement` (`{controller: fraction}`),
-    `max_abs_probability_difference`, `keras` and `exported` (each with
-    `accuracy`, `mean_flops`, `mean_flop_fraction`) and `passed`: for a
-    float export, whether predictions and decisions agree on every image
-    and probabilities within `PROBABILITY_TOLERANCE`; None when quantised.
+    `invalid_images` (holding NaN or Inf, flagged by Keras),
+    `valid_agreement` (the fraction of images both sides flag alike),
+    `max_abs_probability_difference` (over the images both answer),
+    `keras` and `exported` (each with `accuracy`, counting flagged images
+    as wrong, `mean_flops`, `mean_flop_fraction`) and `passed`: for a
+    float export, whether predictions, decisions and flags agree on every
+    image and probabilities within `PROBABILITY_TOLERANCE`; None when
+    quantised.
 
     Example:
 
@@ -74,15 +97,19 @@ def verify(model, exported, images, labels, batch_size=256):
             f"{exported.path} lacks the outputs {missing} of this model: "
             "was it exported from a different model?")
     full = model.plan.full_flops
-    top1 = np.argmax(want["probabilities"], -1) == np.argmax(
-        got["probabilities"], -1)
+    top1 = _predictions(want) == _predictions(got)
     agreement = {k[len("decision_"):]: float(np.mean(want[k] == got[k]))
                  for k in decisions}
+    valid = _valid(want)
+    valid_agreement = float(np.mean(valid == _valid(got)))
+    both = valid & _valid(got)
     difference = float(np.max(np.abs(
-        want["probabilities"] - got["probabilities"])))
+        want["probabilities"][both] - got["probabilities"][both]),
+        initial=0.0))
     passed = None
     if not exported.quantized:
         passed = bool(top1.all() and all(v == 1.0 for v in agreement.values())
+                      and valid_agreement == 1.0
                       and difference <= PROBABILITY_TOLERANCE)
     return {
         "n": int(len(images)),
@@ -91,6 +118,8 @@ def verify(model, exported, images, labels, batch_size=256):
         "quantized": exported.quantized,
         "top1_agreement": float(top1.mean()),
         "decision_agreement": agreement,
+        "invalid_images": int((~valid).sum()),
+        "valid_agreement": valid_agreement,
         "max_abs_probability_difference": difference,
         "keras": _summary(want, labels, full),
         "exported": _summary(got, labels, full),
@@ -111,6 +140,9 @@ def format_report(report):
     ]
     for q, value in report["decision_agreement"].items():
         lines.append(f"  decisions of {q:<9} {value:.4f}")
+    if report.get("invalid_images"):
+        lines.append(f"  NaN/Inf images         {report['invalid_images']}"
+                     f" (flagged alike: {report['valid_agreement']:.4f})")
     lines.append(f"  max |d probability|    "
                  f"{report['max_abs_probability_difference']:.2e}")
     for side in ("keras", "exported"):

@@ -54,7 +54,8 @@ def test_saved_model_runs_without_keras_d2nn_at_any_batch(model, tmp_path):
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     want = expected(model, x)
     assert set(loaded["out"]) == {"logits", "probabilities",
-                                  "decision_gate", "executed_flops"}
+                                  "decision_gate", "executed_flops", "valid"}
+    assert all(loaded["out"]["valid"])
     np.testing.assert_allclose(loaded["out"]["probabilities"],
                                want["probabilities"], atol=1e-5)
     np.testing.assert_array_equal(loaded["out"]["decision_gate"],

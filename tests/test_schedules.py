@@ -88,3 +88,97 @@ def test_variable_schedule_anneals_a_temperature():
         schedules.VariableSchedule(estimator.temperature,
                                    schedules.linear_ramp(2.0, 0.5, 2)), Spy()])
     assert seen == pytest.approx([2.0, 1.25, 0.5])
+
+
+@pytest.mark.parametrize("epochs, warmup, ramp, weights", [
+    (1, 0, 0, [0.1]),
+    (2, 1, 0, [0.1, 0.1]),
+    (3, 1, 1, [0.0, 0.0, 0.1]),  # the default main job, unchanged
+    (5, 1, 1, [0.0, 0.0, 0.1, 0.1, 0.1]),
+])
+def test_d2nn_schedule_ends_every_run_at_the_target(epochs, warmup, ramp,
+                                                    weights):
+    schedule = schedules.d2nn_schedule(0.1, epochs, warmup_epochs=1,
+                                       ramp_epochs=1)
+    assert (schedule.warmup_epochs, schedule.ramp_epochs) == (warmup, ramp)
+    assert schedule.cost_weights() == pytest.approx(weights)
+    assert schedule.cost_weights()[-1] == pytest.approx(0.1)
+    assert schedule.shortened == (epochs < 3)
+    assert ("shortened" in schedule.describe()) == (epochs < 3)
+
+
+def test_d2nn_schedule_shortens_long_warm_ups_and_ramps():
+    # Asked for 3 warm-up and 4 ramp epochs in a 5-epoch run.
+    schedule = schedules.d2nn_schedule(0.2, 5, warmup_epochs=3,
+                                       ramp_epochs=4)
+    assert (schedule.warmup_epochs, schedule.ramp_epochs) == (3, 1)
+    assert schedule.cost_weights() == pytest.approx([0, 0, 0, 0, 0.2])
+    # Long enough: as asked.
+    schedule = schedules.d2nn_schedule(0.2, 8, warmup_epochs=2,
+                                       ramp_epochs=4)
+    assert (schedule.warmup_epochs, schedule.ramp_epochs) == (2, 4)
+    assert schedule.cost_weights() == pytest.approx(
+        [0, 0, 0, 0.05, 0.1, 0.15, 0.2, 0.2])
+    assert not schedule.shortened
+    with pytest.raises(ValueError, match="`epochs` should be >= 1"):
+        schedules.d2nn_schedule(0.1, 0)
+    with pytest.raises(ValueError, match="`warmup_epochs` should be >= 0"):
+        schedules.d2nn_schedule(0.1, 3, warmup_epochs=-1)
+
+
+class RoutingSpy(keras.callbacks.Callback):
+    """Per epoch run: (epoch, routing, cost weight) at its first batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.seen.append((self.epoch, dict(self.model.routing),
+                              round(self.model.cost_weight, 6)))
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3])
+def test_d2nn_callbacks_train_the_last_epoch_at_the_target(epochs):
+    model = small_high_low()
+    model.compile("adam", LOSS, cost_weight=0.0)
+    x, y = toy_data(n=128)
+    spy = RoutingSpy()
+    history = model.fit(x, y, epochs=epochs, batch_size=64, verbose=0,
+                        callbacks=schedules.d2nn_callbacks(
+                            0.3, epochs, warmup_epochs=1, ramp_epochs=1)
+                        + [spy])
+    random = {"gate": ("random", [0.5, 0.5])}
+    expected = {
+        1: [(0, {}, 0.3)],
+        2: [(0, random, 0.3), (1, {}, 0.3)],
+        3: [(0, random, 0.0), (1, {}, 0.0), (2, {}, 0.3)],
+    }[epochs]
+    assert spy.seen == expected
+    assert history.history["cost_weight"][-1] == pytest.approx(0.3)
+    assert model.routing == {}
+
+
+def test_d2nn_callbacks_resumed_mid_run_follow_the_whole_run():
+    # A 4-epoch run (2 warm-up epochs, then 0, then the target) resumed
+    # at epoch 1, still warming up, as from a checkpoint: the same
+    # schedule as uninterrupted.
+    model = small_high_low()
+    model.compile("adam", LOSS)
+    x, y = toy_data(n=128)
+    spy = RoutingSpy()
+    model.fit(x, y, epochs=4, initial_epoch=1, batch_size=64, verbose=0,
+              callbacks=schedules.d2nn_callbacks(
+                  0.2, 4, warmup_epochs=2, ramp_epochs=1) + [spy])
+    assert spy.seen == [(1, {"gate": ("random", [0.5, 0.5])}, 0.0),
+                        (2, {}, 0.0), (3, {}, 0.2)]
+    # Resumed after the warm-up: no random routing at all.
+    spy = RoutingSpy()
+    model.fit(x, y, epochs=4, initial_epoch=3, batch_size=64, verbose=0,
+              callbacks=schedules.d2nn_callbacks(
+                  0.2, 4, warmup_epochs=2, ramp_epochs=1) + [spy])
+    assert spy.seen == [(3, {}, 0.2)]

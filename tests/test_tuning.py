@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import keras
 import keras_tuner
 import numpy as np
 import pytest
@@ -98,6 +99,8 @@ def test_each_objective_drives_a_small_real_search(objective, small_split,
     for p in points:
         assert 0.01 <= p["cost_weight"] <= 0.3
         assert 0 < p["val_flop_fraction"] <= 1
+        assert p["val_routes"] in (1, 2)
+        assert (p["no_routing"] is None) == (p["val_routes"] == 2)
         assert p["score"] == pytest.approx(objective.score(
             p["val_accuracy"], p["val_flop_fraction"]))
     # The tuner's own ranking is the objective's.
@@ -134,6 +137,104 @@ def test_other_keras_tuner_tuners_take_the_hypermodel(make, small_split,
     assert all(0 < p["val_flop_fraction"] <= 1 for p in points)
 
 
+class CostWeightSpy(keras.callbacks.Callback):
+    """(epoch, routing, cost weight) at the first batch of each epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self.seen.append((self.epoch, dict(self.model.routing),
+                              round(self.model.cost_weight, 6)))
+
+
+def trial_hp(cost_weight, **values):
+    hp = keras_tuner.HyperParameters()
+    hp.Float("cost_weight", 0.01, 0.3, sampling="log", default=cost_weight)
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+@pytest.mark.parametrize("epochs, initial_epoch, continued, expected", [
+    # A 1-epoch trial (Hyperband's first round): no warm-up.
+    (1, 0, False, [(0, {}, 0.05)]),
+    # 2 epochs: warm-up, then the trial's cost weight (once 0).
+    (2, 0, False, [(0, {"gate": ("random", [0.5, 0.5])}, 0.05),
+                   (1, {}, 0.05)]),
+    # Hyperband goes on from a 1-epoch trial: epoch 1 of 2, as it ended.
+    (2, 1, True, [(1, {}, 0.05)]),
+])
+def test_a_short_trial_trains_at_its_cost_weight(epochs, initial_epoch,
+                                                 continued, expected,
+                                                 small_split):
+    (x, y), validation = small_split
+    hypermodel = tuning.D2NNHyperModel("high_low", tuning.Budget(0.5),
+                                       cost_weight_range=(0.01, 0.3))
+    hp = trial_hp(0.05, **({"tuner/trial_id": "0"} if continued else {}))
+    model = hypermodel.build(hp)
+    spy = CostWeightSpy()
+    result = hypermodel.fit(hp, model, x, y, epochs=epochs,
+                            initial_epoch=initial_epoch, batch_size=128,
+                            validation_data=validation, verbose=0,
+                            callbacks=[spy])
+    assert spy.seen == expected
+    assert model.cost_weight == pytest.approx(0.05)
+    assert result["val_routes"] >= 1
+    assert result["val_no_routing"] in (-1, 0, 1)
+
+
+def test_no_routing_warnings_name_the_trials_and_advise():
+    flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
+
+    def point(trial_id, cost_weight, no_routing, fraction):
+        return {"trial_id": trial_id, "cost_weight": cost_weight,
+                "no_routing": no_routing, "val_flop_fraction": fraction}
+
+    routed = point("2", 0.2, None, 0.4)
+    stuck = [point("0", 0.023, "costliest", 1.0),
+             point("1", 0.058, "costliest", 1.0)]
+    [warning] = tuning.no_routing_warnings(stuck + [routed], routed, flags)
+    assert warning.startswith("WARNING: 2 of 3 trials did not route")
+    assert "trial 0 (cost_weight 0.023: costliest route, 1.000" in warning
+    assert "raise --cost_weight_min (was 0.01)" in warning
+    assert "more than --epochs=2" in warning
+    lines = tuning.no_routing_warnings(
+        [point("0", 0.4, "cheapest", 0.01)], point("0", 0.4, "cheapest",
+                                                   0.01), flags)
+    assert "lower --cost_weight_max (was 0.5)" in lines[0]
+    assert "best_model.keras is a static network" in lines[1]
+    assert tuning.no_routing_warnings([routed], routed, flags) == []
+
+
+def test_infeasible_search_says_which_way_to_move():
+    flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
+    points = [
+        {"trial_id": "0", "cost_weight": 0.0231, "val_accuracy": 0.89,
+         "val_flop_fraction": 0.931},
+        {"trial_id": "1", "cost_weight": 0.0578, "val_accuracy": 0.87,
+         "val_flop_fraction": 0.505}]
+    [line] = tuning.infeasible_warnings(points, None, tuning.Budget(0.4),
+                                        flags)
+    assert "no trial met the budget of 0.4" in line
+    assert "the cheapest (trial 1, cost_weight 0.0578) used 0.505" in line
+    assert "raise --cost_weight_min, was 0.01" in line
+    [line] = tuning.infeasible_warnings(points, None,
+                                        tuning.AccuracyTarget(0.95), flags)
+    assert "the most accurate (trial 0, cost_weight 0.0231) reached " \
+           "0.8900" in line
+    assert "lower --cost_weight_max, was 0.5" in line
+    assert tuning.infeasible_warnings(points, points[0], tuning.Budget(0.4),
+                                      flags) == []
+    assert tuning.infeasible_warnings(points, None, tuning.Reward(0.1),
+                                      flags) == []
+
+
 def tiny_config(tfds_dir, output_dir, **overrides):
     settings = dict(budget=0.5, max_trials=2, epochs=2, train_examples=600,
                     val_examples=300, baselines=False,
@@ -149,6 +250,7 @@ def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir,
 
     summary = tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)
     assert summary["trials"] == 2
+    assert all(line.startswith("WARNING") for line in summary["warnings"])
     assert summary["ran_trials"] == ["0", "1"]
     for name in ("pareto.json", "pareto.png", "summary.json"):
         assert (tmp_path / name).exists()
