@@ -9,6 +9,7 @@ from test_model import toy_data
 
 from keras_d2nn import GumbelSoftmax
 from keras_d2nn import schedules
+from keras_d2nn.testing import RoutingSpy
 
 
 def test_linear_ramp_and_constant():
@@ -124,22 +125,6 @@ def test_d2nn_schedule_shortens_long_warm_ups_and_ramps():
         schedules.d2nn_schedule(0.1, 0)
     with pytest.raises(ValueError, match="`warmup_epochs` should be >= 0"):
         schedules.d2nn_schedule(0.1, 3, warmup_epochs=-1)
-
-
-class RoutingSpy(keras.callbacks.Callback):
-    """Per epoch run: (epoch, routing, cost weight) at its first batch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.seen.append((self.epoch, dict(self.model.routing),
-                              round(self.model.cost_weight, 6)))
 
 
 @pytest.mark.parametrize("epochs", [1, 2, 3])

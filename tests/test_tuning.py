@@ -17,6 +17,7 @@ import pytest
 
 from keras_d2nn import tune_job
 from keras_d2nn import tuning
+from keras_d2nn.testing import RoutingSpy
 
 
 def test_budget_prefers_any_feasible_model_then_accuracy():
@@ -137,22 +138,6 @@ def test_other_keras_tuner_tuners_take_the_hypermodel(make, small_split,
     assert all(0 < p["val_flop_fraction"] <= 1 for p in points)
 
 
-class CostWeightSpy(keras.callbacks.Callback):
-    """(epoch, routing, cost weight) at the first batch of each epoch."""
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 0:
-            self.seen.append((self.epoch, dict(self.model.routing),
-                              round(self.model.cost_weight, 6)))
-
-
 def trial_hp(cost_weight, **values):
     hp = keras_tuner.HyperParameters()
     hp.Float("cost_weight", 0.01, 0.3, sampling="log", default=cost_weight)
@@ -178,7 +163,7 @@ def test_a_short_trial_trains_at_its_cost_weight(epochs, initial_epoch,
                                        cost_weight_range=(0.01, 0.3))
     hp = trial_hp(0.05, **({"tuner/trial_id": "0"} if continued else {}))
     model = hypermodel.build(hp)
-    spy = CostWeightSpy()
+    spy = RoutingSpy()
     result = hypermodel.fit(hp, model, x, y, epochs=epochs,
                             initial_epoch=initial_epoch, batch_size=128,
                             validation_data=validation, verbose=0,
@@ -246,7 +231,6 @@ def tiny_config(tfds_dir, output_dir, **overrides):
 
 def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir,
                                                            tmp_path):
-    import keras
 
     summary = tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)
     assert summary["trials"] == 2
