@@ -41,7 +41,6 @@ from absl import logging
 from keras_d2nn import data
 from keras_d2nn import estimators
 from keras_d2nn import main_job
-from keras_d2nn import tf_logging
 from keras_d2nn import tune_job
 from keras_d2nn.architectures import ARCHITECTURES
 
@@ -369,11 +368,16 @@ def get_data():
             "*-ubyte.gz files of Fashion-MNIST in a directory and pass "
             f"--data_dir=DIR (or set {data.ENV_VAR}=DIR).")
     if not dot:
+        # Optional (graph drawings only): a warning, not a failure.
         if can_install:
-            _fail(f"apt-get could not install {GRAPHVIZ_PACKAGE} (see its "
-                  "output above); keras_d2nn.plot_graph and the train "
-                  "command's graph.png need Graphviz's `dot`.")
-        print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
+            print(f"warning: apt-get could not install {GRAPHVIZ_PACKAGE} "
+                  "(see its output above), so graph drawings will be "
+                  "skipped: keras_d2nn.plot_graph and the train command's "
+                  "graph.png need Graphviz's `dot` (everything else works "
+                  "without). Install it later as root: `apt-get install -y "
+                  f"{GRAPHVIZ_PACKAGE}`.", file=sys.stderr)
+        else:
+            print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
     print("Ready: `python -m keras_d2nn train` (or --help) is next.")
 
 
@@ -539,9 +543,9 @@ def main(argv):
 
 def run():
     """The `python -m keras_d2nn` and `keras-d2nn` entry point."""
-    # TensorFlow is imported by now: `tf_logging` (imported first by the
-    # package) quieted it when this process started as the command line.
-    os.environ.setdefault(tf_logging.ENV_VAR, tf_logging.CLI_LEVEL)
+    # TensorFlow is imported by now, and quiet: `tf_logging` (imported
+    # first by the package) set TF_CPP_MIN_LOG_LEVEL when this process
+    # started as the command line.
     # absl's own --help prints module flags and exits 1; ours lists the
     # commands, or a command's flags, and exits 0.
     if _help(sys.argv[1:]):

@@ -15,6 +15,12 @@ executed FLOPs per example and `valid` (whether the example was finite).
 Controllers take their argmax: no sampling and no TFP ops on the exported
 path.
 
+The exported input has the dtype the graph declares for its input node
+(`graph.input(name, shape, dtype="int32")` for token ids, say): a float
+input refuses integers (not scaled as in training), an integer or bool
+input takes its own dtype, and its examples are never flagged as
+non-finite (integers cannot be NaN or Inf).
+
 Bad requests (docs/serving_bad_requests.md). The SavedModel's signature
 takes a tensor of any shape and checks it inside the graph before any
 kernel runs (a wrong rank reaching a oneDNN convolution aborts the
@@ -35,6 +41,7 @@ import tensorflow as tf
 
 from keras_d2nn import input_checks
 from keras_d2nn import litert
+from keras_d2nn import non_finite
 from keras_d2nn import onnx_export
 
 QUANTIZATIONS = (None, "float16", "int8")
@@ -116,6 +123,37 @@ def _shape_text(shape):
     return tf.strings.join(["(", items, comma, ")"])
 
 
+def _dtype_text(node):
+    """`"float32, scaled as in training"`, or `"int32"` for an input that
+    is not float (token ids, say, which no scaling applies to)."""
+    dtype = tf.as_dtype(node.dtype)
+    if dtype.is_floating:
+        return f"{dtype.name}, scaled as in training"
+    return dtype.name
+
+
+def _check_dtype(inputs, node):
+    """Raises a ValueError unless `inputs` (a tensor) may be fed to input
+    node `node`: a float input takes floats only (integers, such as raw
+    pixels, were not scaled as in training); an integer or bool input
+    takes integers or bools (floats would be truncated)."""
+    want = tf.as_dtype(node.dtype)
+    got = inputs.dtype
+    if want.is_floating and not got.is_floating:
+        # The exported signatures are float; called directly, the
+        # function refuses integers (such as raw pixels) as Keras does.
+        raise ValueError(
+            f"Input '{node.name}' should hold {want.name} values "
+            "scaled as in training; received dtype "
+            f"{got.name}. Convert them as the training data "
+            "was, e.g. images.astype('float32') / 255.")
+    if not want.is_floating and not (got.is_integer or got.is_bool):
+        raise ValueError(
+            f"Input '{node.name}' is declared {want.name} (the graph's "
+            f"input node); received dtype {got.name}, which casting "
+            f"would truncate. Pass {want.name} values.")
+
+
 def _checked_shape(inputs, node, batch_size):
     """`inputs` (of any shape) after an in-graph check of its rank and
     every non-batch dimension, with the static shape the model needs.
@@ -142,8 +180,7 @@ def _checked_shape(inputs, node, batch_size):
         [tf.strings.join([
             # Backquotes: the assertion would print quotes escaped.
             f"input `{node.name}` should have shape ({shown}) "
-            f"({tf.as_dtype(node.dtype).name}, scaled as in training); "
-            "received shape ", _shape_text(shape)])])
+            f"({_dtype_text(node)}); received shape ", _shape_text(shape)])])
     with tf.control_dependencies([check]):
         inputs = tf.identity(inputs)
     # Not `tf.ensure_shape`: with a fully known shape (a fixed batch size)
@@ -157,7 +194,8 @@ def _finite_rows(inputs, bitwise):
     `bitwise` reads the exponent bits of the float32 values with int32
     ops, which int8 quantisation leaves alone (a float check would be
     quantised, and a quantised NaN is an ordinary int8 value). tf2onnx
-    has no Bitcast: ONNX uses `is_finite`.
+    has no Bitcast: ONNX uses `is_finite`. Integers and bools cannot be
+    NaN or Inf: all True.
     """
     size = inputs.shape[1:].num_elements()
     # [-1, values per example]: on LiteRT, whose signature runner resizes
@@ -166,6 +204,11 @@ def _finite_rows(inputs, bitwise):
     # being run on misread values.
     flat_shape = ([tf.shape(inputs)[0], -1] if size is None else
                   [-1, size])
+    if not inputs.dtype.is_floating:
+        # From the reshaped input, so that the reshape (and its check of
+        # the size per example) stays in the graph.
+        rows = tf.shape(tf.reshape(inputs, flat_shape))[:1]
+        return tf.fill(rows, True)
     if not bitwise:
         flat = tf.reshape(inputs, flat_shape)
         return tf.reduce_all(tf.math.is_finite(flat), axis=1)
@@ -244,25 +287,26 @@ def serving_function(model, on_invalid="flag", bitwise=False,
 
     def serve(inputs):
         inputs = tf.convert_to_tensor(inputs)
-        if not inputs.dtype.is_floating:
-            # The exported signatures are float32; called directly, the
-            # function refuses integers (such as raw pixels) as Keras does.
-            raise ValueError(
-                f"Input '{node.name}' should hold {node.dtype} values "
-                "scaled as in training; received dtype "
-                f"{inputs.dtype.name}. Convert them as the training data "
-                "was, e.g. images.astype('float32') / 255.")
+        # Against the input node's own dtype (the exported signature's):
+        # a graph of token ids declares an integer input.
+        _check_dtype(inputs, node)
+        floating = inputs.dtype.is_floating
         if on_invalid == "raise":
             inputs = _checked_shape(inputs, node, batch_size)
             valid = _finite_rows(inputs, bitwise)
-            inputs = _refuse_non_finite(inputs, valid, node)
+            if floating:
+                inputs = _refuse_non_finite(inputs, valid, node)
         else:
             # The static shape (all of it, eagerly): as the model checks.
             input_checks.check_input(node, inputs.shape, inputs.dtype)
             valid = _finite_rows(inputs, bitwise)
-            mask = tf.reshape(valid, [-1] + [1] * (inputs.shape.rank - 1))
-            inputs = tf.where(mask, inputs, tf.zeros_like(inputs))
-        trace = model.trace(inputs, training=False, statistics=False)
+            if floating:
+                mask = tf.reshape(valid,
+                                  [-1] + [1] * (inputs.shape.rank - 1))
+                inputs = tf.where(mask, inputs, tf.zeros_like(inputs))
+        # Checked (and flagged) above: no Assert op for LiteRT and ONNX.
+        with non_finite.unchecked():
+            trace = model.trace(inputs, training=False, statistics=False)
         results = {}
         if len(trace.outputs) == 1:
             logits = next(iter(trace.outputs.values()))
@@ -328,10 +372,11 @@ def export_saved_model(model, path, batch_size=None):
         functions={SERVING_INPUT_SHAPE: expected_shape})
 
 
-def _representative(images, batch_size):
+def _representative(images, batch_size, dtype=tf.float32):
     """The int8 calibration generator: one example (or a batch of the
-    model's fixed size) at a time, as the converter expects."""
-    images = np.asarray(images, np.float32)
+    model's fixed size) at a time, in the input's `dtype`, as the
+    converter expects."""
+    images = np.asarray(images, tf.as_dtype(dtype).as_numpy_dtype)
     step = batch_size or 1
 
     def generate():
@@ -353,9 +398,11 @@ def export_litert(model, path, batch_size=1, quantization=None,
             takes; `litert.interpreter(..., xnnpack=False)`).
         quantization: None (float32), `"float16"` (weights stored in
             float16, half the file) or `"int8"` (weights and activations
-            in int8 where the kernels allow, float inputs and outputs).
+            in int8 where the kernels allow; inputs in the dtype the
+            graph declares, float outputs).
         representative_images: for `"int8"`, a few hundred real inputs
-            to calibrate the activation ranges on (e.g.
+            (of the input's dtype) to calibrate the activation ranges on
+            (e.g.
             `keras_d2nn.data.load_arrays("fashion_mnist", "train",
             take=500)[0]`).
 
@@ -385,12 +432,20 @@ def export_litert(model, path, batch_size=1, quantization=None,
                 "inputs to calibrate activation ranges on (a few hundred "
                 "training images).")
         expected = tuple(signature[0].shape[1:])
+        if (not signature[0].dtype.is_floating
+                and np.asarray(representative_images).dtype.kind == "f"):
+            raise ValueError(
+                f"`representative_images` should hold "
+                f"{signature[0].dtype.name} values, as the model's input "
+                f"'{signature[0].name}' is declared; received dtype "
+                f"{np.asarray(representative_images).dtype}, which "
+                "converting would truncate.")
         if tuple(np.shape(representative_images)[1:]) != expected:
             raise ValueError(
                 "`representative_images` should have shape (n,) + "
                 f"{expected}. Received: {np.shape(representative_images)}")
         options["representative_dataset"] = _representative(
-            representative_images, batch_size)
+            representative_images, batch_size, signature[0].dtype)
     try:
         content = litert.convert(
             [model], serving_function(model, "flag", bitwise=True),

@@ -8,12 +8,15 @@ arrays, whatever runtime is underneath. A model exported for a fixed batch
 size refuses other batch sizes with a clear error; `run` feeds any number
 of images in batches it can take.
 
-Bad requests are refused here, before the runtime, with a ValueError: a
-dtype other than float (integers such as raw 0..255 pixels are not
-scaled as in training), a wrong shape, no image. Images holding NaN or
-Inf: a SavedModel refuses them (ValueError naming how many and their
-indices, as its graph would); LiteRT and ONNX return them with `valid`
-False, NaN probabilities and decisions -1 (docs/serving_bad_requests.md).
+Bad requests are refused here, before the runtime, with a ValueError: for
+a float input (the export's declared input dtype), a dtype other than
+float (integers such as raw 0..255 pixels are not scaled as in training);
+for an integer input (token ids, say), floats or integers out of its
+range; a wrong shape, no image. Images holding NaN or Inf: a SavedModel
+refuses them (ValueError naming how many and their indices, as its graph
+would); LiteRT and ONNX return them with `valid` False, NaN probabilities
+and decisions -1 (docs/serving_bad_requests.md). Integer inputs cannot
+hold NaN or Inf.
 """
 
 import pathlib
@@ -55,6 +58,9 @@ class ExportedModel:
         batch_size: the fixed batch size, or None for any.
         quantized: whether the weights or activations are not float32
             (LiteRT float16/int8).
+        input_dtype: the NumPy dtype of the input the export declares
+            (float32, or e.g. int32 for a graph of token ids); inputs are
+            converted to it.
 
     Example:
 
@@ -66,7 +72,7 @@ class ExportedModel:
     """
 
     def __init__(self, path, fmt, call, input_name, input_shape, batch_size,
-                 quantized=False):
+                 quantized=False, input_dtype=np.float32):
         self.path = str(path)
         self.format = fmt
         self.input_name = input_name
@@ -74,24 +80,57 @@ class ExportedModel:
             int(d) for d in input_shape)
         self.batch_size = batch_size
         self.quantized = quantized
+        self.input_dtype = np.dtype(input_dtype)
         self._call = call
 
-    def _checked(self, images):
-        """`images` as an array, after checks of dtype, size, shape and
-        (SavedModel only: it would refuse them) finiteness."""
-        images = np.asarray(images)
+    def _check_dtype(self, images):
+        """Raises a ValueError unless `images` (an array) may be converted
+        to the export's input dtype without changing what they mean."""
         name = FORMAT_NAMES[self.format]
+        want = self.input_dtype
         if images.dtype.kind not in "fiub":
             raise ValueError(
-                f"This {name} export takes numbers (float32 images); "
-                f"received an array of dtype {images.dtype}.")
-        if images.dtype.kind != "f":
+                f"This {name} export takes numbers ({want} "
+                f"{'images' if want.kind == 'f' else 'values'}); received "
+                f"an array of dtype {images.dtype}.")
+        if want.kind == "f":
+            if images.dtype.kind != "f":
+                raise ValueError(
+                    f"This {name} export takes {want} images scaled as in "
+                    f"training; received an array of dtype {images.dtype}. "
+                    "It cannot know how integers (such as raw 0..255 "
+                    "pixels) were scaled: convert them as the training "
+                    "data was, e.g. images.astype('float32') / 255.")
+            return
+        # An integer or bool input (token ids, say): declared by the graph.
+        declared = (f"This {name} export takes {want} values (its input "
+                    f"'{self.input_name}' is declared {want})")
+        if images.dtype.kind == "f":
             raise ValueError(
-                f"This {name} export takes float32 images scaled as in "
-                f"training; received an array of dtype {images.dtype}. It "
-                "cannot know how integers (such as raw 0..255 pixels) were "
-                "scaled: convert them as the training data was, e.g. "
-                "images.astype('float32') / 255.")
+                f"{declared}; received an array of dtype {images.dtype}, "
+                f"which converting would truncate. Pass {want} values.")
+        if want.kind == "b":
+            if images.dtype.kind != "b":
+                raise ValueError(
+                    f"{declared}; received an array of dtype "
+                    f"{images.dtype}. Pass bool values.")
+            return
+        if images.size and not np.can_cast(images.dtype, want):
+            info = np.iinfo(want)
+            low, high = images.min(), images.max()
+            if low < info.min or high > info.max:
+                raise ValueError(
+                    f"{declared}; received {images.dtype} values from "
+                    f"{low} to {high}, outside {want}'s range "
+                    f"[{info.min}, {info.max}].")
+
+    def _checked(self, images):
+        """`images` as an array, after checks of dtype (against the
+        export's input dtype), size, shape and (SavedModel only: it would
+        refuse them) finiteness."""
+        images = np.asarray(images)
+        name = FORMAT_NAMES[self.format]
+        self._check_dtype(images)
         if images.ndim == 0 or len(images) == 0:
             raise ValueError(f"This {name} export received no image.")
         if self.input_shape is not None and (
@@ -101,7 +140,8 @@ class ExportedModel:
                 f"This {name} export takes images of shape (batch,) + "
                 f"{self.input_shape}; received an array of shape "
                 f"{images.shape}.")
-        if self.format == "saved_model":
+        if self.format == "saved_model" and images.dtype.kind == "f":
+            # Integers and bools cannot be NaN or Inf.
             finite = np.isfinite(images.reshape(len(images), -1)).all(1)
             if not finite.all():
                 bad = np.flatnonzero(~finite)
@@ -123,7 +163,7 @@ class ExportedModel:
                 f"{len(images)}. Feed {self.batch_size} at a time "
                 "(`ExportedModel.run` does), or export with any batch size "
                 "(`batch_size=None`; CLI --export_batch_size=0).")
-        return self._call(images.astype(np.float32))
+        return self._call(images.astype(self.input_dtype))
 
     def run(self, images, batch_size=256):
         """Outputs for any number of images, fed in batches it takes.
@@ -169,10 +209,12 @@ def _load_saved_model(path):
                              f"{message.strip()}") from None
         return {k: v.numpy() for k, v in outputs.items()}
 
+    dtype = spec.dtype.as_numpy_dtype
     if shape.rank is None:  # an export of unknown shape, not by keras_d2nn
-        return ExportedModel(path, "saved_model", call, name, None, None)
+        return ExportedModel(path, "saved_model", call, name, None, None,
+                             input_dtype=dtype)
     return ExportedModel(path, "saved_model", call, name,
-                         shape[1:].as_list(), shape[0])
+                         shape[1:].as_list(), shape[0], input_dtype=dtype)
 
 
 def _load_litert(path, num_threads):
@@ -195,7 +237,25 @@ def _load_litert(path, num_threads):
         return {k: np.asarray(v) for k, v in runner(**{name: images}).items()}
 
     return ExportedModel(path, "litert", call, name, signature_shape[1:],
-                         batch, quantized)
+                         batch, quantized, input_dtype=detail["dtype"])
+
+
+# onnxruntime's input types ("tensor(float)") -> NumPy dtypes.
+_ONNX_DTYPES = {"float": np.float32, "float16": np.float16,
+                "double": np.float64, "int8": np.int8, "int16": np.int16,
+                "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
+                "uint16": np.uint16, "uint32": np.uint32,
+                "uint64": np.uint64, "bool": np.bool_}
+
+
+def _onnx_dtype(type_name):
+    """The NumPy dtype of an onnxruntime input type such as
+    `"tensor(int32)"`."""
+    inner = type_name[len("tensor("):-1] if type_name.startswith(
+        "tensor(") else type_name
+    if inner not in _ONNX_DTYPES:
+        raise ValueError(f"unsupported ONNX input type {type_name!r}")
+    return _ONNX_DTYPES[inner]
 
 
 def _load_onnx(path, num_threads):
@@ -210,7 +270,7 @@ def _load_onnx(path, num_threads):
         return dict(zip(names, session.run(names, {info.name: images})))
 
     return ExportedModel(path, "onnx", call, info.name, info.shape[1:],
-                         batch)
+                         batch, input_dtype=_onnx_dtype(info.type))
 
 
 def load_exported(path, num_threads=1):

@@ -80,7 +80,17 @@ def check_input(node, shape, dtype):
             f"in training; received dtype {tf.as_dtype(dtype).name}. The "
             "model cannot know how integers (such as raw 0..255 pixels) "
             "were scaled: convert them as the training data was, e.g. "
-            "images.astype('float32') / 255.")
+            "images.astype('float32') / 255. A graph that scales its "
+            "inputs itself (a Rescaling layer first) should declare the "
+            f"integer input: graph.input('{node.name}', shape, "
+            f"dtype='{tf.as_dtype(dtype).name}').")
+    # The reverse (floats into an integer input) would truncate silently.
+    if tf.as_dtype(node.dtype).is_integer and tf.as_dtype(
+            dtype).is_floating:
+        raise ValueError(
+            f"Input '{node.name}' should hold {node.dtype} values; received "
+            f"dtype {tf.as_dtype(dtype).name}, which casting would "
+            f"truncate. Pass the integers the graph declares.")
     expected = (None,) + tuple(node.shape)
     actual = tuple(shape)
     if len(actual) != len(expected) or any(

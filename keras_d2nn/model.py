@@ -336,17 +336,22 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     # -- execution ----------------------------------------------------------
 
+    @staticmethod
+    def _is_concrete(value):
+        return isinstance(value, np.ndarray) or (
+            tf.is_tensor(value) and tf.executing_eagerly())
+
     def _check_values(self, name, value, what, offset=0):
         """NaN/Inf check of a concrete (NumPy or eager) input value."""
-        concrete = isinstance(value, np.ndarray) or (
-            tf.is_tensor(value) and tf.executing_eagerly())
-        if concrete and not self.allow_non_finite:
+        if self._is_concrete(value) and not self.allow_non_finite:
             non_finite.check_finite(name, value, what, offset)
 
     def _input_dict(self, inputs, what="trace", offset=0):
         """Maps `inputs` to input nodes, checking names, ranks, shapes and
-        (for concrete values) that they are finite."""
+        that they are finite: concrete values at once, symbolic ones (in a
+        step, under `tf.function`) by assertions that gate every use."""
         checked = {}
+        symbolic = {}
         for name, value in input_checks.pair_inputs(self.input_names,
                                                     inputs):
             node = self.plan.nodes[name]
@@ -354,6 +359,14 @@ class D2NNModel(SavesSeedState, keras.Model):
             input_checks.check_input(node, value.shape, value.dtype)
             self._check_values(name, value, what, offset)
             checked[name] = tf.cast(value, node.dtype)
+            if not self._is_concrete(value):
+                symbolic[name] = value
+        if (symbolic and not self.allow_non_finite
+                and non_finite.checks_enabled()):
+            assertions = non_finite.finite_assertions(symbolic)
+            if assertions:
+                with tf.control_dependencies(assertions):
+                    checked = {k: tf.identity(v) for k, v in checked.items()}
         return checked
 
     def __call__(self, *args, **kwargs):
@@ -428,9 +441,10 @@ class D2NNModel(SavesSeedState, keras.Model):
         nodes = [n.name for n in self.plan.order]
         controllers = self.plan.controllers
         zeros = tf.zeros([0], tf.float32)
+        # As `execute`: a value for every node but the controllers.
         return engine.ExecutionTrace(
             outputs={out: empty(node) for out, node in self.plan.outputs},
-            values={out: empty(node) for out, node in self.plan.outputs},
+            values={n: empty(n) for n in nodes if n not in controllers},
             executed={n: tf.zeros([0], tf.bool) for n in nodes},
             decisions={q: tf.zeros([0], tf.int32) for q in controllers},
             log_probs={q: zeros for q in controllers},
@@ -596,7 +610,8 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     def predict_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        return self(self._checked_inputs(x), training=False)
+        # `trace` asserts that the batch is finite (`_input_dict`).
+        return self(x, training=False)
 
     def _checked_labels(self, y):
         """`y`, after assertions that it suits the loss (datasets and
@@ -607,22 +622,8 @@ class D2NNModel(SavesSeedState, keras.Model):
         with tf.control_dependencies(checks):
             return tf.identity(y)
 
-    def _checked_inputs(self, x):
-        """`x`, after assertions that it holds no NaN or Inf (unless
-        `allow_non_finite`), for data not checked beforehand."""
-        if self.allow_non_finite:
-            return x
-        pairs = input_checks.pair_inputs(self.input_names, x)
-        checks = non_finite.finite_assertions(
-            {name: tf.convert_to_tensor(v) for name, v in pairs})
-        if not checks:
-            return x
-        with tf.control_dependencies(checks):
-            return tf.nest.map_structure(tf.identity, x)
-
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x = self._checked_inputs(x)
         y = self._checked_labels(y)
         with tf.GradientTape() as tape:
             trace = self.trace(x, training=True, mode=self._training_mode,
@@ -649,7 +650,6 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        x = self._checked_inputs(x)
         y = self._checked_labels(y)
         trace = self.trace(x, training=False)
         y_pred = self._pack(trace.outputs)

@@ -8,13 +8,19 @@ a real answer, so the entry points refuse it instead, naming how many
 examples and which ones.
 
 Arrays and eager tensors are checked whole, in NumPy, before anything
-runs (`check_finite`); a `tf.data.Dataset` batch by batch inside the step
-(`finite_assertions`), whose failure `clearer_step_errors` in
-`input_checks` turns into a ValueError. `model.allow_non_finite = True`
-lets such inputs through, for users who handle them themselves.
+runs (`check_finite`); symbolic tensors (a `tf.data.Dataset` batch inside
+a step, `tf.function(model)`, a functional model wrapping a D2NN) by graph
+assertions (`finite_assertions`), whose failure `clearer_step_errors` in
+`input_checks` turns into a ValueError inside `fit`, `evaluate` and
+`predict`. `model.allow_non_finite = True` lets such inputs through, for
+users who handle them themselves. The exported serving functions check and
+flag non-finite examples themselves and trace the model `unchecked()`, so
+that no Assert op reaches a LiteRT or ONNX graph.
 """
 
+import contextlib
 import re
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -25,6 +31,30 @@ _HOW_TO_ALLOW = ("Clean or drop them first, or set `model.allow_non_finite = "
                  "True` to let them through (their outputs and routes are "
                  "then meaningless).")
 _SHOWN = 10  # indices named in a message
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def unchecked():
+    """Within it, models build no NaN/Inf assertions into traced graphs:
+    for callers that have checked (or sanitised) the inputs themselves.
+
+    Example: `with unchecked(): trace = model.trace(sanitised_images)`.
+    """
+    previous = getattr(_state, "off", False)
+    _state.off = True
+    try:
+        yield
+    finally:
+        _state.off = previous
+
+
+def checks_enabled():
+    """False inside `unchecked()`.
+
+    Example: `if checks_enabled(): ...`.
+    """
+    return not getattr(_state, "off", False)
 
 
 def non_finite_rows(value):
@@ -101,5 +131,6 @@ def clearer_message(what, text):
     found = re.search(r"\[([\d\s.]*)\]", after)
     indices = ", ".join(found.group(1).split()) if found else "?"
     return (f"{what}: a batch held examples whose input '{name}' is NaN or "
-            f"Inf, at positions [{indices}] of that batch. A D2NN cannot "
+            f"Inf, at positions [{indices}] of that batch (of a replica's "
+            f"share of it, under tf.distribute). A D2NN cannot "
             f"route such inputs. {_HOW_TO_ALLOW}")

@@ -78,7 +78,11 @@ def verify(model, exported, images, labels, batch_size=256):
     report["top1_agreement"]  # 1.0
     ```
     """
-    images = np.asarray(images, np.float32)
+    images = np.asarray(images)
+    # float64 arrays as the export's floats; any other mismatch (floats
+    # for int32 ids, say) is refused by `exported.run`, not truncated.
+    if images.dtype.kind == "f" and exported.input_dtype.kind == "f":
+        images = images.astype(exported.input_dtype)
     labels = np.asarray(labels)
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(

@@ -11,8 +11,12 @@ class RoutingSpy(keras.callbacks.Callback):
 
     ```python
     spy = RoutingSpy()
-    model.fit(x, y, epochs=2, callbacks=schedule.callbacks() + [spy])
-    spy.seen  # [(0, {"gate": ...}, 0.0), (1, {}, 0.1)]
+    model.fit(x, y, epochs=3,
+              callbacks=schedules.d2nn_callbacks(0.1, epochs=3) + [spy])
+    # Warm-up on random routing, then the learned routing at the ramp's
+    # cost weights:
+    spy.seen  # [(0, {"gate": ("random", [0.5, 0.5])}, 0.0),
+              #  (1, {}, 0.0), (2, {}, 0.1)]
     ```
     """
 
