@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import architectures
-from keras_d2nn import baselines
+from keras_d2nn.export import static_network
 
 
 def conv(filters, **kwargs):
@@ -56,7 +56,7 @@ BUILDERS = {"high_low": bench_high_low, "cascade": bench_cascade}
 
 
 def cheap_and_expensive_routes(plan):
-    routes = baselines.static_routes(plan, max_routes=1 << 30)
+    routes = static_network.static_routes(plan, max_routes=1 << 30)
     return routes[0][1], routes[-1][1]
 
 

@@ -21,10 +21,10 @@ import keras
 import numpy as np
 
 from keras_d2nn import architectures
-from keras_d2nn import baselines
 from keras_d2nn import data
-from keras_d2nn import plots
 from keras_d2nn import schedules
+from keras_d2nn.experiments import baselines
+from keras_d2nn.inspection import tradeoff_plot
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -109,9 +109,9 @@ def main():
     output.write_text(json.dumps({
         "args": vars(args), "points": [p.as_dict() for p in everything],
         "verdict": lines}, indent=1))
-    plots.tradeoff_plot(everything, output.with_suffix(".png"),
-                        full_model.full_flops,
-                        title="High-low D2NN, default estimator, 60k images")
+    tradeoff_plot.tradeoff_plot(
+        everything, output.with_suffix(".png"), full_model.full_flops,
+        title="High-low D2NN, default estimator, 60k images")
     print(f"wrote {output} and {output.with_suffix('.png')}")
 
 

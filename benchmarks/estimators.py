@@ -25,11 +25,12 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import architectures
-from keras_d2nn import baselines
 from keras_d2nn import data
 from keras_d2nn import estimators
-from keras_d2nn import rewards
 from keras_d2nn import schedules
+from keras_d2nn.estimators import rewards
+from keras_d2nn.experiments import baselines
+from keras_d2nn.export import static_network
 
 ESTIMATORS = estimators.NAMED
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -88,7 +89,7 @@ def threshold_curve(arch, args, x, y, x_test, y_test):
     """The threshold exit on the full static network of `arch`, trained for
     the same epochs on every example (so every head is trained)."""
     build = architectures.ARCHITECTURES[arch]
-    _, route = baselines.static_routes(build().plan)[-1]
+    _, route = static_network.static_routes(build().plan)[-1]
     train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
         10_000, seed=args.seed).batch(args.batch_size)
     keras.utils.set_random_seed(args.seed)

@@ -29,7 +29,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 from keras_d2nn import data  # noqa: E402
-from keras_d2nn import exported as exported_lib  # noqa: E402
+from keras_d2nn.export import runtime  # noqa: E402
 
 flags.DEFINE_multi_string("exported", None, "Exported model paths.")
 flags.DEFINE_integer("images", 1000, "Test images to route.")
@@ -61,7 +61,7 @@ def time_per_image(model, images, repeats):
 
 
 def measure(path, images):
-    model = exported_lib.load_exported(path)
+    model = runtime.load_exported(path)
     if model.batch_size not in (None, 1):
         raise ValueError(f"{path}: exported for batches of "
                          f"{model.batch_size}; this measures batch 1.")

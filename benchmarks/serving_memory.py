@@ -48,7 +48,7 @@ def worker(arch, mode, args):
     import tensorflow as tf
 
     from keras_d2nn import data
-    from keras_d2nn import static as static_lib
+    from keras_d2nn.export import static_network
 
     model = bench_networks.BUILDERS[arch]()
     x, _ = data.load_fashion_mnist("test")
@@ -57,7 +57,7 @@ def worker(arch, mode, args):
         model.plan, args.fraction, n, np.random.default_rng(0))
     spec = tf.TensorSpec([args.batch, 28, 28, 1], tf.float32)
     if mode == "static":
-        network = static_lib.static_network(model)
+        network = static_network.static_network(model)
         fn = tf.function(lambda images, forced: network(images))
     else:
         fn = tf.function(lambda images, forced: model.trace(

@@ -33,9 +33,9 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import data
-from keras_d2nn import litert
 from keras_d2nn import schedules
-from keras_d2nn import static as static_lib
+from keras_d2nn.export import litert
+from keras_d2nn.export import static_network
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.5, 1.0)
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -75,7 +75,7 @@ def mode_functions(model, static):
     controllers = list(model.plan.controllers)
     cheap, expensive = bench_networks.cheap_and_expensive_routes(model.plan)
     unpruned = {
-        name: static_lib.static_network(model, route, prune=False)
+        name: static_network.static_network(model, route, prune=False)
         for name, route in (("static_cheap", cheap),
                             ("static_equivalent", expensive))}
 
@@ -174,8 +174,8 @@ def bench_arch(arch, args, x_test, log=print):
     keras.utils.set_random_seed(args.seed)
     model = bench_networks.BUILDERS[arch]()
     train_policy(model, args)
-    static = static_lib.static_network(model)
-    full = static_lib.static_flops(model)
+    static = static_network.static_network(model)
+    full = static_network.static_flops(model)
     route_flops = [_route_flops(model, route) for route in
                    bench_networks.cheap_and_expensive_routes(model.plan)]
     rng = np.random.default_rng(args.seed)
@@ -242,7 +242,7 @@ def bench_arch(arch, args, x_test, log=print):
 
 def _route_flops(model, route):
     """FLOPs of everything the D2NN runs on `route` (controllers too)."""
-    return float(sum(model.plan.flops[n] for n in static_lib.route_nodes(
+    return float(sum(model.plan.flops[n] for n in static_network.route_nodes(
         model.plan, route)))
 
 

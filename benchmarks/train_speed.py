@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import data
-from keras_d2nn import static as static_lib
+from keras_d2nn.export import static_network
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -75,7 +75,7 @@ def trainers(arch, fractions):
         return model
 
     reference = bench_networks.BUILDERS[arch]()
-    static = static_lib.static_network(reference)
+    static = static_network.static_network(reference)
     # No XLA, as for the D2NN (whose routed steps cannot be XLA-compiled).
     static.compile(keras.optimizers.Adam(1e-3), LOSS, jit_compile=False)
     models = {("static", 1.0): static, ("learned", None): d2nn("routed")}

@@ -5,24 +5,24 @@ from keras_d2nn import tf_logging  # noqa: F401  (must precede TensorFlow)
 
 # isort: on
 from keras_d2nn import architectures
-from keras_d2nn import gallery
-from keras_d2nn import routing_report
-from keras_d2nn import schedules
-from keras_d2nn.cost import UncountableLayerError
-from keras_d2nn.cost import layer_flops
+from keras_d2nn.callbacks import RoutingTensorBoard
+from keras_d2nn.callbacks import schedules
 from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import GumbelSoftmax
 from keras_d2nn.estimators import QLearning
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.execution import ExecutionTrace
 from keras_d2nn.execution import execute
+from keras_d2nn.export.static_network import static_network
 from keras_d2nn.graph import Graph
 from keras_d2nn.graph import Plan
-from keras_d2nn.graph_plot import plot_graph
-from keras_d2nn.layers.controller import Controller
-from keras_d2nn.model import D2NNModel
-from keras_d2nn.routing_tensorboard import RoutingTensorBoard
-from keras_d2nn.static import static_network
+from keras_d2nn.graph import UncountableLayerError
+from keras_d2nn.graph import layer_flops
+from keras_d2nn.inspection import gallery
+from keras_d2nn.inspection import plot_graph
+from keras_d2nn.inspection import routing_report
+from keras_d2nn.layers import Controller
+from keras_d2nn.models import D2NNModel
 from keras_d2nn.version import __version__
 
 __all__ = [

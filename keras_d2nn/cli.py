@@ -38,16 +38,16 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from keras_d2nn import data
 from keras_d2nn import estimators
-from keras_d2nn import main_job
-from keras_d2nn import tune_job
 from keras_d2nn.architectures import ARCHITECTURES
+from keras_d2nn.data import pipelines as data
+from keras_d2nn.experiments import train_job
+from keras_d2nn.experiments import tune_job
 
 FLAGS = flags.FLAGS
 COMMANDS = ("get_data", "train", "export", "verify", "tune")
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
-_DEFAULTS = main_job.TrainConfig()
+_DEFAULTS = train_job.TrainConfig()
 _TUNE = tune_job.TuneConfig()
 
 flags.DEFINE_string("arch", _DEFAULTS.arch,
@@ -159,7 +159,7 @@ TUNE_OWN_DEFAULTS = ("train_examples", "output_dir")
 # The flags each command reads (train and tune: their config's fields).
 COMMAND_FLAGS = {
     "get_data": ("data_dir",),
-    "train": tuple(f.name for f in dataclasses.fields(main_job.TrainConfig)),
+    "train": tuple(f.name for f in dataclasses.fields(train_job.TrainConfig)),
     "export": ("model", "output", "format", "export_batch_size", "quantize",
                "calibration_examples", "unsafe_load", *DATA_FLAGS),
     "verify": ("model", "exported", "n", "report", "unsafe_load",
@@ -402,8 +402,8 @@ def _config_from_flags(cls, own_defaults=None):
 
 
 def train():
-    """Trains, evaluates and measures baselines (see `main_job`)."""
-    main_job.run(_config_from_flags(main_job.TrainConfig))
+    """Trains, evaluates and measures baselines (see `train_job`)."""
+    train_job.run(_config_from_flags(train_job.TrainConfig))
 
 
 def tune():
@@ -455,7 +455,7 @@ def _calibration_images():
 
 def export():
     """Loads --model (Keras safe mode) and exports it (see `export`)."""
-    from keras_d2nn import export as export_lib
+    from keras_d2nn.export import serving
 
     if not FLAGS.model or not FLAGS.output:
         _fail("export needs --model=PATH.keras and --output=PATH.")
@@ -474,11 +474,11 @@ def export():
     batch = None if batch == 0 else batch
     try:
         if FLAGS.format == "saved_model":
-            path = export_lib.export_saved_model(model, FLAGS.output, batch)
+            path = serving.export_saved_model(model, FLAGS.output, batch)
         elif FLAGS.format == "onnx":
-            path = export_lib.export_onnx(model, FLAGS.output, batch)
+            path = serving.export_onnx(model, FLAGS.output, batch)
         else:
-            path = export_lib.export_litert(
+            path = serving.export_litert(
                 model, FLAGS.output,
                 1 if FLAGS.export_batch_size is None else batch,
                 quantization=quantization,
@@ -493,15 +493,15 @@ def verify():
     """Compares --model with its export --exported on real test images."""
     import json
 
-    from keras_d2nn import exported as exported_lib
-    from keras_d2nn import verify as verify_lib
+    from keras_d2nn.export import runtime
+    from keras_d2nn.export import verify as verify_lib
 
     if not FLAGS.model or not FLAGS.exported:
         _fail("verify needs --model=PATH.keras and --exported=PATH.")
     if FLAGS.n < 1:
         _fail(f"--n should be >= 1; received {FLAGS.n}.")
     try:
-        exported = exported_lib.load_exported(FLAGS.exported)
+        exported = runtime.load_exported(FLAGS.exported)
     except (ValueError, FileNotFoundError) as error:
         _fail(f"--exported: {error}")
     model = _load_d2nn()

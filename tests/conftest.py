@@ -36,7 +36,7 @@ def tfds_dir(tmp_path_factory, fashion_mnist):
     (the offline builder, even where TFDS could download)."""
     import tensorflow_datasets as tfds
 
-    from keras_d2nn.tfds_fashion_mnist import FashionMnistIdx
+    from keras_d2nn.data import FashionMnistIdx
 
     directory = str(tmp_path_factory.mktemp("tfds"))
     FashionMnistIdx(data_dir=directory).download_and_prepare(

@@ -4,8 +4,8 @@ import keras
 
 from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
-from keras_d2nn.layers.controller import Controller
-from keras_d2nn.model import D2NNModel
+from keras_d2nn.layers import Controller
+from keras_d2nn.models import D2NNModel
 
 # (top, left) corners of the default 20x20 glimpses on a 28x28 image: the
 # four corners and the centre.

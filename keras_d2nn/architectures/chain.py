@@ -4,8 +4,8 @@ import keras
 
 from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
-from keras_d2nn.layers.controller import Controller
-from keras_d2nn.model import D2NNModel
+from keras_d2nn.layers import Controller
+from keras_d2nn.models import D2NNModel
 
 
 def residual_block(shape, width, name):

@@ -6,6 +6,10 @@
   or to the next decision's value.
 - `GumbelSoftmax`: masked training, every branch is computed; gradients
   flow through straight-through relaxed decisions.
+
+What they learn from is in `rewards` (task reward per example or per
+mini-bag, minus the weighted cost); `assignment` gives each controller its
+estimator.
 """
 
 from keras_d2nn.estimators.base import Estimator

@@ -3,9 +3,9 @@
 import keras
 import tensorflow as tf
 
-from keras_d2nn import replicas
 from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.estimators.base import Estimator
+from keras_d2nn.execution import replicas
 
 BASELINES = ("moving_average", "value", "self_critical", "none")
 

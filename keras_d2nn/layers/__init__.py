@@ -1,5 +1,6 @@
 """Layers used as D2NN nodes."""
 
 from keras_d2nn.layers.controller import Controller
+from keras_d2nn.layers.fill_like import FillLike
 
-__all__ = ["Controller"]
+__all__ = ["Controller", "FillLike"]

@@ -4,9 +4,9 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from keras_d2nn import cost
-from keras_d2nn import sampling
 from keras_d2nn.api_export import keras_d2nn_export
+from keras_d2nn.execution import sampling
+from keras_d2nn.graph import flops
 from keras_d2nn.layers.seed_state import SavesSeedState
 
 tfd = tfp.distributions
@@ -127,8 +127,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         return (input_shape[0], self.num_logits)
 
     def compute_flops(self, inputs):
-        """FLOPs per example of the controller network (see `cost`)."""
-        return cost.layer_flops(self.network, inputs)
+        """FLOPs per example of the controller network (see `graph.flops`)."""
+        return flops.layer_flops(self.network, inputs)
 
     def action_probabilities(self, logits, training=False):
         """Probabilities of each action, `(batch, num_actions)`.
@@ -170,7 +170,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
 
         `execute` draws it for the whole batch before routing, so that an
         example's decision depends only on the seed and its place in the
-        global batch (see `keras_d2nn.sampling`).
+        global batch (see `keras_d2nn.execution.sampling`).
 
         Example: `noise = controller.exploration_noise(tf.shape(x)[0])`.
         """

@@ -3,5 +3,9 @@
 from keras_d2nn.testing.random_graphs import random_graph
 from keras_d2nn.testing.routing_spy import RoutingSpy
 from keras_d2nn.testing.test_case import TestCase
+from keras_d2nn.testing.toy_problem import LOSS
+from keras_d2nn.testing.toy_problem import small_high_low
+from keras_d2nn.testing.toy_problem import toy_data
 
-__all__ = ["RoutingSpy", "TestCase", "random_graph"]
+__all__ = ["LOSS", "RoutingSpy", "TestCase", "random_graph", "small_high_low",
+           "toy_data"]

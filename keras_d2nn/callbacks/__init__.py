@@ -1,0 +1,16 @@
+"""Keras callbacks for D2NNs: training schedules (warm-up routing,
+cost-weight ramps) and TensorBoard logging of the decisions."""
+
+from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
+from keras_d2nn.callbacks.schedules import CostWeightSchedule
+from keras_d2nn.callbacks.schedules import D2NNSchedule
+from keras_d2nn.callbacks.schedules import VariableSchedule
+from keras_d2nn.callbacks.schedules import WarmUp
+from keras_d2nn.callbacks.schedules import constant
+from keras_d2nn.callbacks.schedules import d2nn_callbacks
+from keras_d2nn.callbacks.schedules import d2nn_schedule
+from keras_d2nn.callbacks.schedules import linear_ramp
+
+__all__ = ["CostWeightSchedule", "D2NNSchedule", "RoutingTensorBoard",
+           "VariableSchedule", "WarmUp", "constant", "d2nn_callbacks",
+           "d2nn_schedule", "linear_ramp"]

@@ -1,0 +1,198 @@
+"""Datasets as `tf.data` pipelines built with tensorflow-datasets (TFDS).
+
+`load("fashion_mnist", split)` picks, in this order:
+1. whichever builder is already prepared in `data_dir`: TFDS's own
+   `fashion_mnist`, else the offline `FashionMnistIdx`;
+2. TFDS's own `fashion_mnist`, downloaded, when its server is reachable;
+3. the offline builder `FashionMnistIdx`, preparing the same splits and
+   features from local IDX files (the Debian package
+   `dataset-fashion-mnist`, or any directory given as `manual_dir` or in
+   `$KERAS_D2NN_FASHION_MNIST_DIR`).
+Otherwise one `FileNotFoundError` names both ways to get the data.
+"""
+
+import os
+import socket
+import urllib.parse
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from keras_d2nn.data import idx
+from keras_d2nn.data.fashion_mnist import CLASS_NAMES
+from keras_d2nn.data.fashion_mnist import FILES
+from keras_d2nn.data.fashion_mnist import FashionMnistIdx
+
+DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
+ENV_VAR = "KERAS_D2NN_FASHION_MNIST_DIR"
+DEBIAN_PACKAGE = "dataset-fashion-mnist"
+# Image shape and class names of the datasets `load` knows.
+DATASETS = {"fashion_mnist": {"shape": (28, 28, 1),
+                              "class_names": CLASS_NAMES}}
+SPLITS = ("train", "test")
+
+
+def fashion_mnist_dir(directory=None):
+    """The directory holding the IDX files: argument, env var, or default."""
+    return str(directory or os.environ.get(ENV_VAR) or DEFAULT_DIR)
+
+
+def _has_idx_files(directory):
+    return all(idx.find_idx(directory, stem)
+               for stems in FILES.values() for stem in stems)
+
+
+def missing_data_message(directory, tried_tfds=True):
+    """The one message for missing data, naming both ways to get it."""
+    tfds_part = (", and TFDS's fashion_mnist is neither prepared nor "
+                 "downloadable from here" if tried_tfds else "")
+    return (
+        f"Fashion-MNIST IDX files not found in {directory}{tfds_part}. "
+        "Either install them (as root on Debian/Ubuntu: `apt-get install -y "
+        f"{DEBIAN_PACKAGE}`, or `python -m keras_d2nn get_data`), or put the "
+        "four *-ubyte.gz files in a directory and pass it as `manual_dir` / "
+        f"--data_dir (or set {ENV_VAR}); with network access TFDS downloads "
+        "fashion_mnist itself.")
+
+
+def _server_reachable(builder_cls, timeout=3.0):
+    """Whether the standard builder's download host answers, quickly.
+
+    Offline, TFDS's own download retries for minutes; we ask first.
+    """
+    url = getattr(builder_cls, "URL", None)
+    host = urllib.parse.urlparse(url).hostname if url else None
+    if not host:
+        return False
+    try:
+        socket.create_connection((host, 80), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _is_prepared(builder_cls, data_dir):
+    # Looking before instantiating: a builder object creates its folder,
+    # and TFDS then warns about a variant folder without dataset info.
+    path = os.path.join(data_dir or tfds.core.constants.DATA_DIR,
+                        builder_cls.name, str(builder_cls.VERSION),
+                        "dataset_info.json")
+    return os.path.exists(path)
+
+
+def check_dataset(name):
+    """Raises a clear error for an unknown dataset name."""
+    if name not in DATASETS:
+        raise ValueError(
+            f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)}.")
+    return DATASETS[name]
+
+
+def prepared_builder(name="fashion_mnist", data_dir=None, manual_dir=None):
+    """A prepared TFDS builder for `name` (see the module docstring).
+
+    Example: `builder = prepared_builder(); builder.info.splits["test"]`.
+    """
+    check_dataset(name)
+    standard_cls = tfds.builder_cls(name)
+    if _is_prepared(standard_cls, data_dir):
+        return tfds.builder(name, data_dir=data_dir)
+    directory = fashion_mnist_dir(manual_dir)
+    local_prepared = _is_prepared(FashionMnistIdx, data_dir)
+    if not local_prepared and _server_reachable(standard_cls):
+        standard = tfds.builder(name, data_dir=data_dir)
+        standard.download_and_prepare()
+        return standard
+    if local_prepared or _has_idx_files(directory):
+        local = FashionMnistIdx(data_dir=data_dir)
+        local.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(
+                manual_dir=directory))
+        return local
+    raise FileNotFoundError(missing_data_message(directory))
+
+
+def _normalise(image, label):
+    return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
+
+
+def load(name="fashion_mnist", split="train", batch_size=128, *,
+         data_dir=None, manual_dir=None, shuffle=None, take=None, seed=0,
+         drop_remainder=False):
+    """A batched, prefetched `tf.data.Dataset` of `(image, label)` pairs.
+
+    Images are float32 in [0, 1], shape `(batch, 28, 28, 1)`; labels int32.
+
+    Args:
+        name: dataset name (`"fashion_mnist"`).
+        split: a TFDS split: `"train"`, `"test"`, or a slice such as
+            `"train[:5000]"`.
+        batch_size: examples per batch.
+        data_dir: TFDS data directory (default `~/tensorflow_datasets`).
+        manual_dir: directory with the IDX files (see the module docstring).
+        shuffle: shuffle the examples each epoch (default: for training
+            splits only).
+        take: keep only the first `take` examples (before shuffling).
+        seed: shuffling seed.
+
+    Example:
+
+    ```python
+    train = keras_d2nn.data.load("fashion_mnist", "train", batch_size=128)
+    model.fit(train, epochs=3)
+    ```
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` should be an int >= 1. Received: {batch_size!r}")
+    builder = prepared_builder(name, data_dir, manual_dir)
+    base_split = split.split("[")[0]
+    if base_split not in builder.info.splits:
+        raise ValueError(
+            f"Unknown split {split!r} for {name}; splits: "
+            f"{sorted(builder.info.splits)}.")
+    ds = builder.as_dataset(split=split, as_supervised=True,
+                            shuffle_files=False)
+    if take is not None:
+        ds = ds.take(take)
+    if shuffle if shuffle is not None else base_split == "train":
+        ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def load_arrays(name="fashion_mnist", split="test", *, data_dir=None,
+                manual_dir=None, take=None):
+    """A split as NumPy `(images, labels)`, normalised as in `load`.
+
+    Example: `x_test, y_test = load_arrays("fashion_mnist", "test")`.
+    """
+    ds = load(name, split, batch_size=10_000, data_dir=data_dir,
+              manual_dir=manual_dir, shuffle=False, take=take)
+    images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def load_fashion_mnist(split="train", directory=None):
+    """Reads a Fashion-MNIST split straight from the IDX files (no TFDS).
+
+    Images are float32 in [0, 1] of shape `(n, 28, 28, 1)`; labels int32.
+
+    Example: `images, labels = load_fashion_mnist("test")`.
+    """
+    if split not in FILES:
+        raise ValueError(
+            f"`split` should be one of {tuple(FILES)}. Received: {split!r}")
+    directory = fashion_mnist_dir(directory)
+    paths = [idx.find_idx(directory, stem) for stem in FILES[split]]
+    if None in paths:
+        raise FileNotFoundError(missing_data_message(directory, False))
+    images = idx.read_idx(paths[0]).astype(np.float32)[..., None] / 255.0
+    labels = idx.read_idx(paths[1]).astype(np.int32)
+    if len(images) != len(labels):
+        raise ValueError(
+            f"{paths[0]} has {len(images)} images but {paths[1]} has "
+            f"{len(labels)} labels.")
+    return images, labels

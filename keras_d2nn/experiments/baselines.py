@@ -1,0 +1,234 @@
+"""Baselines a reviewer asks for, measured like the D2NN itself.
+
+- **Static networks**: the D2NN's graph with every controller's decision
+  fixed (each branch alone, the full network), trained from scratch with
+  that routing (`set_routing`). Their FLOPs exclude the controllers, which
+  a static network would not run.
+- **Random routing at matched cost**: the same graph trained and evaluated
+  with decisions drawn at random with the trained D2NN's action rates.
+- **Confidence-threshold early exit**: on the full static network (every
+  stage and head trained on every example), run the cheap classifier and
+  continue only when its max softmax is below a threshold; swept over
+  thresholds. Needs the graph's `metadata["exits"]` (high-low and cascade
+  builders set it).
+
+Every point is a `Point(name, kind, test_accuracy, mean_flops)`.
+"""
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from keras_d2nn.export.static_network import static_routes
+
+
+@dataclasses.dataclass
+class Point:
+    """One accuracy/cost measurement.
+
+    `kind` is `"d2nn"`, `"static"`, `"random"` or `"threshold"`.
+    """
+
+    name: str
+    kind: str
+    test_accuracy: float
+    mean_flops: float
+    details: dict = dataclasses.field(default_factory=dict)
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _controller_flops(model, executed):
+    return sum(model.plan.flops[q] * tf.cast(executed[q], tf.float32)
+               for q in model.plan.controllers)
+
+
+def measure(model, x, y, decisions=None, batch_size=500,
+            count_controllers=True):
+    """Top-1 accuracy and mean executed FLOPs of `model` on `(x, y)`.
+
+    Args:
+        decisions: optional `{controller: int array (n,)}` to force.
+        count_controllers: include the controllers' FLOPs (False for static
+            networks, which have none).
+
+    Returns:
+        `(accuracy, mean_flops, decisions)` with the decisions taken.
+
+    Example: `accuracy, flops, _ = measure(model, x_test, y_test)`.
+    """
+
+    @tf.function(reduce_retracing=True)
+    def run(batch, forced):
+        trace = model.trace(batch, decisions=forced or None)
+        flops = trace.executed_flops
+        if not count_controllers:
+            flops -= _controller_flops(model, trace.executed)
+        output = next(iter(trace.outputs.values()))
+        return output, flops, trace.decisions
+
+    correct, total_flops, taken = 0, 0.0, {}
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        forced = ({q: tf.constant(d[start:stop], tf.int32)
+                   for q, d in decisions.items()} if decisions else {})
+        output, flops, chosen = run(x[start:stop], forced)
+        predicted = np.argmax(output.numpy(), axis=-1)
+        correct += int(np.sum(predicted == np.asarray(y[start:stop])))
+        total_flops += float(flops.numpy().astype(np.float64).sum())
+        for q, d in chosen.items():
+            taken.setdefault(q, []).append(d.numpy())
+    taken = {q: np.concatenate(d) for q, d in taken.items()}
+    return correct / len(x), total_flops / len(x), taken
+
+
+def action_rates(model, decisions):
+    """Per controller, the share of each action among examples it ran on.
+
+    Example: `action_rates(model, model.route(x)["decisions"])`.
+    """
+    rates = {}
+    for q in model.plan.controllers:
+        chosen = decisions[q][decisions[q] >= 0]
+        counts = np.bincount(chosen, minlength=len(model.plan.nodes[q].actions))
+        total = counts.sum()
+        rates[q] = (counts / total if total else
+                    np.full(len(counts), 1.0 / len(counts))).tolist()
+    return rates
+
+
+def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
+    """The confidence-threshold early-exit baseline on a trained model.
+
+    Give it a model whose heads were all trained on every example (the full
+    static network of `static_baselines`): the D2NN's own later stages saw
+    only the examples its controllers sent them.
+
+    For each threshold `t`, an example stops at the first exit whose head
+    has max softmax >= t and otherwise continues; the decisions are then
+    executed for real and measured (controllers' FLOPs excluded). By
+    default the thresholds are the deciles of the heads' confidences.
+
+    Returns:
+        A list of `Point`s, one per threshold, or `[]` when the graph
+        declares no exits.
+
+    Example: `curve = threshold_exit_curve(cascade_model, x_test, y_test)`.
+    """
+    exits = model.graph.metadata.get("exits", [])
+    if not exits:
+        return []
+    plan = model.plan
+    go_on = {e["controller"]: plan.nodes[e["controller"]].actions.index(
+        e["continue"]) for e in exits}
+    stop = {e["controller"]: plan.nodes[e["controller"]].actions.index(
+        e["stop"]) for e in exits}
+    everything = {q: np.full(len(x), a, np.int32) for q, a in go_on.items()}
+    confidences = _head_confidences(model, x, everything, exits, batch_size)
+    if thresholds is None:
+        # Quantiles of the confidences spread the sweep over exit rates
+        # from all to none, however (un)confident the heads are.
+        pooled = np.concatenate(list(confidences.values()))
+        thresholds = np.unique(np.concatenate([
+            np.quantile(pooled, np.linspace(0.0, 1.0, 11)), [1.01]]))
+    points = []
+    for t in thresholds:
+        stopped = np.zeros(len(x), dtype=bool)
+        decisions = {}
+        for e in exits:
+            q = e["controller"]
+            exit_here = (confidences[e["head"]] >= t) & ~stopped
+            decisions[q] = np.where(exit_here, stop[q], go_on[q]).astype(
+                np.int32)
+            stopped |= exit_here
+        accuracy, flops, _ = measure(model, x, y, decisions, batch_size,
+                                     count_controllers=False)
+        points.append(Point(f"threshold {t:.3f}", "threshold", accuracy,
+                            flops,
+                            {"threshold": float(t),
+                             "exit_rate": float(stopped.mean())}))
+    return points
+
+
+def _head_confidences(model, x, decisions, exits, batch_size):
+    heads = [e["head"] for e in exits]
+
+    @tf.function(reduce_retracing=True)
+    def run(batch, forced):
+        trace = model.trace(batch, decisions=forced)
+        return {h: tf.reduce_max(tf.nn.softmax(trace.values[h]), axis=-1)
+                for h in heads}
+
+    parts = {h: [] for h in heads}
+    for start in range(0, len(x), batch_size):
+        stop = start + batch_size
+        forced = {q: tf.constant(d[start:stop]) for q, d in decisions.items()}
+        for h, c in run(x[start:stop], forced).items():
+            parts[h].append(c.numpy())
+    return {h: np.concatenate(c) for h, c in parts.items()}
+
+
+def train_with_routing(build, routing, train, epochs, compile_model,
+                       verbose=0):
+    """Builds a fresh model, forces `routing`, trains it; returns it.
+
+    `compile_model(model)` compiles each new model (with a new optimizer:
+    a Keras optimizer serves one model).
+
+    Example:
+
+    ```python
+    static = train_with_routing(architectures.high_low, {"gate": 1},
+                                train_ds, 3, lambda m: m.compile(...))
+    ```
+    """
+    model = build()
+    compile_model(model)
+    model.set_routing(routing)
+    model.fit(train, epochs=epochs, verbose=verbose, shuffle=False)
+    return model
+
+
+def static_baselines(build, train, x_test, y_test, epochs, compile_model,
+                     max_routes=8, verbose=0, log=print):
+    """Trains and measures each static network of the architecture.
+
+    Returns:
+        `(points, full_network)`: a list of `Point`s of kind `"static"`,
+        cheapest first, and the trained model of the most expensive route
+        (every exit head trained on every example: what the threshold exit
+        runs on).
+
+    Example: `static_baselines(architectures.cascade, train, x, y, 3, kw)`.
+    """
+    plan = build().plan
+    points, model = [], None
+    for name, route in static_routes(plan, max_routes):
+        if log:
+            log(f"baseline: static network {name}")
+        model = train_with_routing(build, route, train, epochs,
+                                   compile_model, verbose)
+        accuracy, flops, _ = measure(model, x_test, y_test,
+                                     count_controllers=False)
+        points.append(Point(f"static {name}", "static", accuracy, flops,
+                            {"route": {q: int(a) for q, a in route.items()}}))
+    return points, model
+
+
+def random_routing_baseline(build, rates, train, x_test, y_test, epochs,
+                            compile_model, verbose=0):
+    """Trains and measures the graph under random routing at `rates`.
+
+    Args:
+        rates: `{controller: probabilities}`, e.g. the trained D2NN's
+            `action_rates`, so the cost matches.
+
+    Example: `random_routing_baseline(build, rates, train, x, y, 3, kw)`.
+    """
+    model = train_with_routing(build, rates, train, epochs, compile_model,
+                               verbose)
+    accuracy, flops, _ = measure(model, x_test, y_test)
+    return Point("random routing", "random", accuracy, flops,
+                 {"rates": rates})

@@ -1,0 +1,371 @@
+"""The main job: train a D2NN on real data, measure it and its baselines.
+
+`run(TrainConfig(...))` trains the chosen architecture, evaluates it on the
+test split, trains and measures the baselines (`baselines`), and
+writes to the output directory `report.json` (with the routing report),
+`tradeoff.png`, `routes.png` (test images by route), `graph.png` (the
+graph with run rates, where Graphviz is installed), `model.keras` and
+TensorBoard logs under `logs/`. `python -m keras_d2nn train` is a thin
+command line over it.
+
+Runs of any length train a D2NN: the warm-up and the cost-weight ramp are
+shortened to fit (`schedules.d2nn_schedule`), so the last epoch always
+trains at `cost_weight`. A run whose controllers end up taking one action
+for every test example says so (`report["warnings"]`, printed last).
+"""
+
+import dataclasses
+import json
+import pathlib
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_d2nn import architectures
+from keras_d2nn import estimators
+from keras_d2nn.callbacks import schedules
+from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
+from keras_d2nn.data import pipelines
+from keras_d2nn.experiments import baselines
+from keras_d2nn.inspection import gallery
+from keras_d2nn.inspection import tradeoff_plot
+from keras_d2nn.inspection.graph_plot import plot_graph
+from keras_d2nn.models.d2nn_model import check_cost_weight
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of the main job; the CLI flags map one to one.
+
+    Example: `run(TrainConfig(arch="cascade", epochs=1))`.
+    """
+
+    arch: str = "high_low"
+    dataset: str = "fashion_mnist"
+    epochs: int = 3
+    cost_weight: float = 0.1
+    entropy_weight: float = 0.01
+    learning_rate: float = 1e-3
+    batch_size: int = 128
+    train_examples: int = 0
+    estimator: str = "reinforce_value"
+    warmup_epochs: int = 1
+    cost_weight_ramp_epochs: int = 1
+    baselines: bool = True
+    baseline_epochs: int = 0
+    output_dir: str = "runs/default"
+    seed: int = 0
+    data_dir: str = None
+    tfds_dir: str = None
+    verbose: int = 1
+    save_optimizer: bool = True
+    tensorboard: bool = True
+
+    def check(self):
+        """Raises `ValueError` naming the first bad setting."""
+        if self.arch not in architectures.ARCHITECTURES:
+            raise ValueError(
+                f"unknown --arch {self.arch!r}; expected one of "
+                f"{list(architectures.ARCHITECTURES)}.")
+        if self.dataset not in pipelines.DATASETS:
+            raise ValueError(
+                f"unknown --dataset {self.dataset!r}; expected one of "
+                f"{list(pipelines.DATASETS)}.")
+        check_cost_weight(self.cost_weight)
+        if self.estimator not in estimators.NAMED:
+            raise ValueError(
+                f"unknown --estimator {self.estimator!r}; expected one of "
+                f"{list(estimators.NAMED)}.")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} should be >= 1; received "
+                                 f"{getattr(self, name)}.")
+        for name in ("train_examples", "baseline_epochs", "warmup_epochs",
+                     "cost_weight_ramp_epochs"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} should be >= 0; received "
+                                 f"{getattr(self, name)}.")
+        return self
+
+    def schedule(self):
+        """The warm-up and cost-weight ramp fitted to `epochs` (shortened
+        so that the last epoch trains at `cost_weight`; see
+        `schedules.d2nn_schedule`)."""
+        return schedules.d2nn_schedule(self.cost_weight, self.epochs,
+                                       self.warmup_epochs,
+                                       self.cost_weight_ramp_epochs)
+
+
+def builder(config):
+    """A function building a fresh, untrained model as configured.
+
+    Example: `model = builder(TrainConfig(arch="cascade"))()`.
+    """
+    info = pipelines.DATASETS[config.dataset]
+    factory = architectures.ARCHITECTURES[config.arch]
+
+    def build():
+        return factory(input_shape=info["shape"],
+                       num_classes=len(info["class_names"]))
+
+    return build
+
+
+def routing_collapse(model, x, decisions, sample=256):
+    """The controllers that took one action for every example they decided
+    for: they do not route.
+
+    Args:
+        model: a trained `D2NNModel` (with its learned routing).
+        x: the examples `decisions` were taken on (a sample of them is
+            routed again with each action forced, to rank the actions by
+            cost).
+        decisions: `{controller: int array (n,)}`, -1 where it did not
+            decide (`baselines.measure`'s third result).
+
+    Returns:
+        `{"routes": number of distinct routes, "controllers": [{
+        "controller", "action", "ran" (share of examples it decided for),
+        "rank": "costliest", "cheapest" or "middle"}]}`; `routes == 1`: no
+        routing at all, the D2NN is a static network.
+
+    Example: `routing_collapse(model, x_test, measure(model, x, y)[2])`.
+    """
+    plan = model.plan
+    controllers = [q for q in plan.controllers if q in decisions]
+    if controllers:
+        table = np.stack([np.asarray(decisions[q]) for q in controllers], 1)
+        routes = len(np.unique(table, axis=0))
+    else:
+        routes = 1
+    collapsed = []
+    probe = x[:sample]
+    for q in controllers:
+        decided = np.asarray(decisions[q])
+        decided = decided[decided >= 0]
+        if not len(decided) or (decided != decided[0]).any():
+            continue
+        action = int(decided[0])
+        costs = []
+        for a in range(len(plan.nodes[q].actions)):
+            forced = {q: tf.fill([len(probe)], a)}
+            costs.append(float(np.mean(model.trace(
+                probe, decisions=forced, statistics=False)
+                .executed_flops.numpy())))
+        rank = ("costliest" if costs[action] >= max(costs) else
+                "cheapest" if costs[action] <= min(costs) else "middle")
+        collapsed.append({"controller": q,
+                          "action": plan.nodes[q].actions[action],
+                          "ran": float(len(decided) / len(decisions[q])),
+                          "rank": rank})
+    return {"routes": routes, "controllers": collapsed}
+
+
+def collapse_warnings(collapse, cost_weight, epochs):
+    """Warning lines (with advice) for `routing_collapse`'s result; none
+    when every controller routes.
+
+    Example: `collapse_warnings(routing_collapse(...), 0.1, epochs=2)`.
+    """
+    lines = []
+    collapsed = collapse["controllers"]
+    if not collapsed:
+        return lines
+    ranks = {c["rank"] for c in collapsed}
+    if ranks == {"costliest"}:
+        advice = (f"raise --cost_weight (was {cost_weight:g}) or train "
+                  f"longer (more than --epochs={epochs})")
+    elif ranks == {"cheapest"}:
+        advice = (f"lower --cost_weight (was {cost_weight:g}) or train "
+                  f"longer (more than --epochs={epochs})")
+    else:
+        advice = f"train longer (more than --epochs={epochs})"
+    if collapse["routes"] == 1:
+        route = ", ".join(f"{c['controller']}={c['action']}"
+                          for c in collapsed)
+        which = (f", the {next(iter(ranks))} action of every controller"
+                 if len(ranks) == 1 and "middle" not in ranks else "")
+        lines.append(f"WARNING: no routing: every test example took the same "
+                     f"route ({route}{which}); this D2NN is a static "
+                     f"network. To get routing, {advice}.")
+    else:
+        actions = "; ".join(
+            f"{c['controller']} took {c['action']} ({c['rank']} action) "
+            "for every test example it decided for" for c in collapsed)
+        lines.append(f"WARNING: some controllers do not route: {actions}. "
+                     f"To get routing there, {advice}.")
+    return lines
+
+
+def compiler(config):
+    """A function compiling a model as configured, each with its own Adam.
+
+    Example: `compiler(TrainConfig())(model)`.
+    """
+
+    def compile_model(model):
+        model.compile(**_compile_kwargs(config))
+
+    return compile_model
+
+
+def _compile_kwargs(config):
+    return dict(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        cost_weight=config.cost_weight,
+        entropy_weight=config.entropy_weight,
+    )
+
+
+def run(config, log=print):
+    """Runs the main job; returns the report dict (also written to disk).
+
+    Example:
+
+    ```python
+    report = run(TrainConfig(arch="high_low", epochs=1, baselines=False))
+    report["test_accuracy"], report["mean_cost_fraction"]
+    ```
+    """
+    config.check()
+    keras.utils.set_random_seed(config.seed)
+    build = builder(config)
+    model = build()
+    estimator = estimators.by_name(config.estimator)
+    if isinstance(estimator, estimators.Reinforce):
+        estimator.entropy_weight = config.entropy_weight
+    model.compile(**_compile_kwargs(config), estimator=estimator)
+    take = config.train_examples or None
+    train = pipelines.load(config.dataset, "train", config.batch_size,
+                           data_dir=config.tfds_dir, manual_dir=config.data_dir,
+                           take=take, seed=config.seed)
+    x_test, y_test = pipelines.load_arrays(config.dataset, "test",
+                                           data_dir=config.tfds_dir,
+                                           manual_dir=config.data_dir)
+
+    output_dir = pathlib.Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    schedule = config.schedule()
+    callbacks = schedule.callbacks()
+    if config.tensorboard:
+        # Histograms of the controllers' confidence on test images: for
+        # watching only, nothing is chosen by them.
+        logs = str(output_dir / "logs")
+        callbacks += [keras.callbacks.TensorBoard(logs),
+                      RoutingTensorBoard(logs, data=x_test[:1000])]
+
+    log(f"Training {config.arch} on {config.dataset} for {config.epochs} "
+        f"epoch{'s' if config.epochs > 1 else ''}, cost_weight="
+        f"{config.cost_weight}: {schedule.describe()}.")
+    start = time.time()
+    # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
+    model.fit(train, epochs=config.epochs, verbose=config.verbose,
+              shuffle=False, callbacks=callbacks)
+    train_seconds = time.time() - start
+
+    accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)
+    d2nn = baselines.Point("D2NN", "d2nn", accuracy, mean_flops,
+                           {"cost_weight": config.cost_weight})
+    rows = model.cost_report(x_test, print_fn=log)
+    class_names = pipelines.DATASETS[config.dataset]["class_names"]
+    routing = model.routing_report(x_test, y_test, class_names=class_names,
+                                   print_fn=log)
+    action_rates = {q: entry["actions"]
+                    for q, entry in routing["controllers"].items()}
+    collapse = routing_collapse(model, x_test, decisions)
+    warnings = collapse_warnings(collapse, config.cost_weight, config.epochs)
+
+    points = []
+    if config.baselines:
+        epochs = config.baseline_epochs or config.epochs
+        statics, full_network = baselines.static_baselines(
+            build, train, x_test, y_test, epochs, compiler(config), log=log)
+        points += statics
+        log("baseline: random routing at the D2NN's action rates")
+        points.append(baselines.random_routing_baseline(
+            build, baselines.action_rates(model, decisions), train, x_test,
+            y_test, epochs, compiler(config)))
+        # Exits sweep on the full static network: the D2NN's own later
+        # stages were trained only on the examples routed to them.
+        full_network.set_routing(None)
+        points += baselines.threshold_exit_curve(full_network, x_test, y_test)
+
+    report = {
+        "arch": config.arch,
+        "dataset": config.dataset,
+        "test_accuracy": accuracy,
+        "mean_cost_fraction": mean_flops / model.full_flops,
+        "mean_flops": mean_flops,
+        "full_flops": model.full_flops,
+        "action_rates": action_rates,
+        "warnings": warnings,
+        "routing_collapse": collapse,
+        "schedule": {
+            "warmup_epochs": schedule.warmup_epochs,
+            "cost_weight_ramp_epochs": schedule.ramp_epochs,
+            "cost_weights": schedule.cost_weights(),
+        },
+        "baselines": [
+            {"name": p.name, "kind": p.kind, "test_accuracy": p.test_accuracy,
+             "mean_flops": p.mean_flops, **p.details}
+            for p in points
+        ],
+        "config": dataclasses.asdict(config),
+        "train_seconds": train_seconds,
+        "nodes": rows,
+        "routing": routing,
+    }
+    (output_dir / "report.json").write_text(json.dumps(report, indent=2))
+    gallery.route_gallery(model, x_test, y_test, output_dir / "routes.png",
+                          class_names)
+    try:
+        plot_graph(model, output_dir / "graph.png", data=x_test)
+    except (RuntimeError, ImportError) as error:  # Graphviz is optional
+        log(f"graph.png not drawn: {error}")
+    tradeoff_plot.tradeoff_plot([d2nn] + points, output_dir / "tradeoff.png",
+                                model.full_flops,
+                                title=f"{config.arch} on {config.dataset}")
+    _save(model, output_dir / "model.keras", config.save_optimizer)
+    _log_summary(report, log, output_dir)
+    return report
+
+
+def _save(model, path, save_optimizer):
+    """Saves `model`; without the optimizer, a copy with the same weights
+    that was never compiled (a third of the file: Adam keeps two slots per
+    weight), enough to predict, export and verify but not to resume."""
+    if not save_optimizer:
+        copy = model.__class__.from_config(model.get_config())
+        # Node by node: the compiled model also holds the estimator's
+        # weights (a value network), which only training needs.
+        for node in copy.plan.order:
+            if node.layer is not None:
+                node.layer.set_weights(
+                    model.plan.nodes[node.name].layer.get_weights())
+        model = copy
+    model.save(path)
+
+
+def _log_summary(report, log, output_dir):
+    log(f"\ntest accuracy:      {report['test_accuracy']:.4f}")
+    log(f"mean cost:          {report['mean_cost_fraction']:.4f} of the full "
+        f"network ({report['mean_flops']:,.0f} of "
+        f"{report['full_flops']:,.0f} FLOPs per example)")
+    for q, rates in report["action_rates"].items():
+        shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
+        log(f"controller {q}: {shares}")
+    if report["baselines"]:
+        log(f"\n{'baseline':<44} {'accuracy':>9} {'mean FLOPs':>14}")
+        for b in report["baselines"]:
+            log(f"{b['name']:<44} {b['test_accuracy']:>9.4f} "
+                f"{b['mean_flops']:>14,.0f}")
+    written = ", ".join(name for name in (
+        "report.json", "tradeoff.png", "routes.png", "graph.png", "logs/")
+        if (output_dir / name).exists())
+    log(f"\nwrote to {output_dir}: {written} and model.keras")
+    for line in report["warnings"]:
+        log(f"\n{line}")

@@ -1,0 +1,397 @@
+"""Describe a D2NN as a DAG, validate it, and turn it into an execution plan.
+
+A `Graph` holds input nodes, F-nodes (any Keras layer or model), Q-nodes
+(controllers), dummy nodes, merge nodes and outputs. Nodes name their data
+parents in `inputs` and their controllers in `when`. `Graph.validate()`
+checks the whole description and returns a `Plan`: the nodes in topological
+order with resolved control edges, output shapes and FLOP costs.
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+
+from keras_d2nn.graph.plan import Node
+from keras_d2nn.graph.plan import Plan  # noqa: F401  (part of this module's API)
+from keras_d2nn.graph.plan import Supervision
+from keras_d2nn.graph.validation import Validator
+
+NODE_KINDS = ("input", "f", "q", "dummy", "merge")
+
+
+def _as_names(value, what):
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    names = tuple(value)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{what} should name nodes with strings. Received: {value!r}"
+            )
+    return names
+
+
+def _as_when(value, node_name):
+    """Normalises `when` to a tuple of `(controller, action)` pairs."""
+    if value is None:
+        return ()
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], (int, str, np.integer))
+    ):
+        value = [value]
+    pairs = []
+    for item in value:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise TypeError(
+                f"Node '{node_name}': `when` should be a (controller, action) "
+                f"pair or a list of them. Received: when={value!r}"
+            )
+        controller, action = item
+        if isinstance(action, np.integer):
+            action = int(action)
+        pairs.append((controller, action))
+    return tuple(pairs)
+
+
+class Graph:
+    """A D2NN described as a DAG of nodes with data and control edges.
+
+    Nodes are added by name; a node names its data parents in `inputs` and,
+    if it is conditional, the controller actions that select it in `when`.
+    Forward references are allowed: everything is checked by `validate()`
+    (called by `D2NNModel`), which raises a `ValueError` naming the culprit
+    for a cycle, a dangling name, a node that can never execute, an output
+    that some example would not reach, a merge whose inputs are not
+    alternatives, or layers whose shapes do not fit.
+
+    Execution semantics (DESIGN.md section 1): a node with control edges runs
+    for an example only if every controlling Q-node ran and chose one of the
+    actions that select it; any node runs only if at least one data parent
+    ran for that example (absent parents pass their default, zeros unless
+    given in `defaults`). Dummy nodes pass their input through at no cost.
+
+    Example:
+
+    ```python
+    import keras
+    import keras_d2nn
+
+    graph = keras_d2nn.Graph()
+    graph.input("image", shape=(28, 28, 1))
+    graph.f_node("low", keras.Sequential([keras.layers.Flatten(),
+                                          keras.layers.Dense(16, "relu")]),
+                 inputs="image")
+    graph.f_node("low_head", keras.layers.Dense(10), inputs="low")
+    graph.q_node("gate", keras_d2nn.Controller(2), inputs="low",
+                 actions=("stop", "high"))
+    graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
+    graph.f_node("high", keras.Sequential([keras.layers.Flatten(),
+                                           keras.layers.Dense(10)]),
+                 inputs="image", when=("gate", "high"))
+    graph.merge("logits", inputs=["stop", "high"])
+    graph.output("logits")
+    plan = graph.validate()
+    ```
+    """
+
+    def __init__(self):
+        self._nodes = {}
+        self._outputs = []
+        self._supervised = []
+        # Free-form, JSON-able facts about the graph that tools read, e.g.
+        # the early exits of a cascade for the threshold baseline.
+        self.metadata = {}
+
+    # -- building -----------------------------------------------------------
+
+    def _add(self, node):
+        if not isinstance(node.name, str) or not node.name:
+            raise ValueError(
+                "Node names should be non-empty strings. Received: "
+                f"{node.name!r}"
+            )
+        if node.name in self._nodes:
+            raise ValueError(
+                f"A node named '{node.name}' is already in the graph; node "
+                "names must be unique."
+            )
+        self._nodes[node.name] = node
+        return node.name
+
+    def input(self, name, shape, dtype="float32"):
+        """Adds an input node; `shape` excludes the batch dimension.
+
+        Example: `graph.input("image", shape=(28, 28, 1))`.
+        """
+        try:
+            shape = tuple(None if d is None else int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Input '{name}': `shape` should be a tuple of dimensions "
+                f"without the batch dimension. Received: shape={shape!r}"
+            ) from None
+        return self._add(
+            Node(name=name, kind="input", shape=shape, dtype=dtype))
+
+    def f_node(self, name, layer, inputs, *, when=None, cost=None,
+               defaults=None):
+        """Adds an F-node: a Keras layer or model applied to `inputs`.
+
+        Args:
+            name: unique node name.
+            layer: any `keras.layers.Layer` (a model included) returning one
+                tensor. Several inputs are passed to it as a list.
+            inputs: name or list of names of the data parents.
+            when: `(controller, action)` or a list of them: the node runs
+                only when one of these actions is chosen.
+            cost: FLOPs per example to use instead of the counted ones.
+            defaults: `{parent name: value}` seen when that parent did not
+                execute for an example (default 0).
+
+        Example: `graph.f_node("high", big_net, "image", when=("gate", 1))`.
+        """
+        if not isinstance(layer, keras.layers.Layer):
+            raise TypeError(
+                f"F-node '{name}' needs a keras.layers.Layer (a layer or a "
+                f"model). Received: {type(layer).__name__}"
+            )
+        return self._add(self._make(name, "f", layer, inputs, when, cost,
+                                    defaults))
+
+    def q_node(self, name, controller, inputs, *, actions=None, when=None,
+               cost=None, defaults=None):
+        """Adds a Q-node: a controller choosing one of its actions.
+
+        Args:
+            controller: a `keras_d2nn.Controller`.
+            actions: names of the actions (defaults to `"0"`, `"1"`, ...);
+                their number must equal `controller.num_actions`, and be >= 2.
+            other arguments: as for `f_node`.
+
+        Example:
+
+        ```python
+        graph.q_node("gate", keras_d2nn.Controller(2), inputs="low",
+                     actions=("stop", "high"))
+        ```
+        """
+        num_actions = getattr(controller, "num_actions", None)
+        if num_actions is None or not hasattr(controller, "decide"):
+            raise TypeError(
+                f"Q-node '{name}' needs a keras_d2nn.Controller. Received: "
+                f"{type(controller).__name__}"
+            )
+        if actions is None:
+            actions = tuple(str(i) for i in range(num_actions))
+        elif isinstance(actions, int):
+            actions = tuple(str(i) for i in range(actions))
+        else:
+            actions = tuple(str(a) for a in actions)
+        if len(actions) < 2:
+            raise ValueError(
+                f"Q-node '{name}' should have at least 2 actions. Received: "
+                f"{len(actions)} ({actions!r})"
+            )
+        if len(set(actions)) != len(actions):
+            raise ValueError(
+                f"Q-node '{name}' has duplicate action names: {actions!r}"
+            )
+        if len(actions) != num_actions:
+            raise ValueError(
+                f"Q-node '{name}' names {len(actions)} actions but its "
+                f"controller has num_actions={num_actions}."
+            )
+        node = self._make(name, "q", controller, inputs, when, cost, defaults)
+        return self._add(dataclasses.replace(node, actions=actions))
+
+    def dummy(self, name, inputs=None, *, when=None):
+        """Adds a dummy node: passes its single input on, costs nothing.
+
+        Without inputs it produces no value and only marks "do nothing".
+
+        Example: `graph.dummy("stop", inputs="low_head", when=("gate", 0))`.
+        """
+        return self._add(self._make(name, "dummy", None, inputs, when, 0.0,
+                                    None))
+
+    def merge(self, name, inputs, *, combine=None, when=None, defaults=None):
+        """Adds a merge node closing a conditional region.
+
+        Args:
+            inputs: names of the alternative branches.
+            combine: `None` (default) requires the inputs to be alternatives
+                (never two for one example) and passes on the one that ran.
+                Otherwise a Keras layer (e.g. `keras.layers.Add()`) applied to
+                the list of inputs, absent ones replaced by their defaults.
+
+        Example: `graph.merge("logits", inputs=["stop", "high"])`.
+        """
+        if combine is not None and not isinstance(combine, keras.layers.Layer):
+            raise TypeError(
+                f"Merge '{name}': `combine` should be None or a Keras layer. "
+                f"Received: {type(combine).__name__}"
+            )
+        return self._add(self._make(name, "merge", combine, inputs, when,
+                                    None, defaults))
+
+    def output(self, node, name=None):
+        """Marks `node`'s value as a model output (named `name` or `node`).
+
+        Example: `graph.output("logits")`.
+        """
+        name = node if name is None else name
+        if any(existing == name for existing, _ in self._outputs):
+            raise ValueError(f"An output named '{name}' already exists.")
+        self._outputs.append((name, node))
+        return name
+
+    def supervise(self, node, weight=1.0, label_map=None):
+        """Trains `node`'s value against the labels too (deep supervision).
+
+        The model's loss is applied to `node` on the examples it ran for,
+        weighted by `weight`. Use it for intermediate classifiers (the low
+        head of high-low, the early exits of a cascade): otherwise they learn
+        only from the examples whose prediction they produced, and a
+        controller that stops using them starves them.
+
+        Args:
+            node: the node's name.
+            weight: weight of this loss term (> 0).
+            label_map: optional list mapping each class index to a target
+                class of this node (e.g. fine classes to coarse groups);
+                needs sparse integer labels.
+
+        Example: `graph.supervise("low_head", weight=1.0)`.
+        """
+        weight = float(weight)
+        if not (np.isfinite(weight) and weight > 0):
+            raise ValueError(
+                f"Supervised node '{node}': `weight` should be > 0. "
+                f"Received: weight={weight}")
+        if any(existing.node == node for existing in self._supervised):
+            raise ValueError(f"Node '{node}' is already supervised.")
+        if label_map is not None:
+            label_map = tuple(int(c) for c in label_map)
+            if not label_map or min(label_map) < 0:
+                raise ValueError(
+                    f"Supervised node '{node}': `label_map` should list a "
+                    f"target class >= 0 per label. Received: {label_map}")
+        self._supervised.append(Supervision(node, weight, label_map))
+        return node
+
+    def _make(self, name, kind, layer, inputs, when, cost_override, defaults):
+        if cost_override is not None:
+            cost_override = float(cost_override)
+            if not np.isfinite(cost_override) or cost_override < 0:
+                raise ValueError(
+                    f"Node '{name}': `cost` should be a finite number >= 0. "
+                    f"Received: cost={cost_override}"
+                )
+        return Node(
+            name=name,
+            kind=kind,
+            inputs=_as_names(inputs, f"Node '{name}' inputs"),
+            layer=layer,
+            when=_as_when(when, name),
+            cost=cost_override,
+            defaults={k: float(v) for k, v in (defaults or {}).items()},
+        )
+
+    @property
+    def nodes(self):
+        """The nodes in the order they were added."""
+        return tuple(self._nodes.values())
+
+    @property
+    def outputs(self):
+        return tuple(self._outputs)
+
+    @property
+    def supervised(self):
+        """The `Supervision`s: nodes trained against the labels."""
+        return tuple(self._supervised)
+
+    # -- validation ---------------------------------------------------------
+
+    def validate(self):
+        """Checks the graph and returns its `Plan`.
+
+        Builds every layer on symbolic inputs (so shapes are checked and
+        weights created), counts FLOPs, and checks reachability exactly.
+
+        Example: `plan = graph.validate(); plan.full_flops`.
+        """
+        return Validator(self._nodes, self._outputs, self._supervised).plan()
+
+    # -- serialisation ------------------------------------------------------
+
+    def get_config(self):
+        """A JSON-able description; layers are serialised with Keras.
+
+        A layer object used by several nodes is stored once and referenced.
+        """
+        seen, nodes = {}, []
+        for node in self._nodes.values():
+            if node.layer is None:
+                layer = None
+            elif id(node.layer) in seen:
+                layer = {"shared_with": seen[id(node.layer)]}
+            else:
+                seen[id(node.layer)] = node.name
+                layer = keras.saving.serialize_keras_object(node.layer)
+            nodes.append({
+                "name": node.name,
+                "kind": node.kind,
+                "inputs": list(node.inputs),
+                "layer": layer,
+                "when": [list(pair) for pair in node.when],
+                "cost": node.cost,
+                "defaults": dict(node.defaults),
+                "shape": None if node.shape is None else list(node.shape),
+                "dtype": node.dtype,
+                "actions": list(node.actions),
+            })
+        return {"nodes": nodes,
+                "outputs": [list(pair) for pair in self._outputs],
+                "supervised": [
+                    {"node": s.node, "weight": s.weight,
+                     "label_map": None if s.label_map is None
+                     else list(s.label_map)}
+                    for s in self._supervised],
+                "metadata": dict(self.metadata)}
+
+    @classmethod
+    def from_config(cls, config):
+        """Rebuilds a graph written by `get_config`."""
+        graph, layers = cls(), {}
+        for item in config["nodes"]:
+            layer = item["layer"]
+            if isinstance(layer, dict) and "shared_with" in layer:
+                layer = layers[layer["shared_with"]]
+            elif layer is not None:
+                layer = keras.saving.deserialize_keras_object(layer)
+            layers[item["name"]] = layer
+            graph._add(Node(
+                name=item["name"],
+                kind=item["kind"],
+                inputs=tuple(item["inputs"]),
+                layer=layer,
+                when=tuple(tuple(pair) for pair in item["when"]),
+                cost=item["cost"],
+                defaults=dict(item["defaults"]),
+                shape=None if item["shape"] is None else tuple(item["shape"]),
+                dtype=item["dtype"],
+                actions=tuple(item["actions"]),
+            ))
+        for name, node_name in config["outputs"]:
+            graph.output(node_name, name)
+        for supervision in config.get("supervised", []):
+            graph.supervise(**supervision)
+        graph.metadata.update(config.get("metadata", {}))
+        return graph

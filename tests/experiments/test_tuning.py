@@ -1,0 +1,340 @@
+"""Cost-weight search with keras-tuner: objectives, Pareto front, resuming
+and distributed search, on small real-data searches."""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import keras_tuner
+import numpy as np
+import pytest
+
+from keras_d2nn.experiments import tune_job
+from keras_d2nn.experiments import tuning
+from keras_d2nn.testing import RoutingSpy
+
+
+def test_budget_prefers_any_feasible_model_then_accuracy():
+    budget = tuning.Budget(0.3)
+    assert budget.score(0.80, 0.29) == 0.80
+    assert budget.score(0.80, 0.29) > budget.score(0.95, 0.31)
+    # Over budget, nearer is better.
+    assert budget.score(0.5, 0.35) > budget.score(0.9, 0.6)
+    with pytest.raises(ValueError, match=r"in \(0, 1\]"):
+        tuning.Budget(1.5)
+
+
+def test_accuracy_target_prefers_cheapest_model_that_reaches_it():
+    target = tuning.AccuracyTarget(0.88)
+    assert target.score(0.88, 0.4) == -0.4
+    assert target.score(0.89, 0.2) > target.score(0.95, 0.4)
+    assert target.score(0.89, 0.99) > target.score(0.87, 0.01)
+    assert target.score(0.87, 0.5) > target.score(0.80, 0.5)
+    with pytest.raises(ValueError, match="accuracy"):
+        tuning.AccuracyTarget(0)
+
+
+def test_reward_is_the_scalarised_trade_off():
+    assert tuning.Reward(0.1).score(0.9, 0.5) == pytest.approx(0.85)
+    with pytest.raises(ValueError, match=">= 0"):
+        tuning.Reward(float("nan"))
+
+
+def test_pareto_front_and_best_point_on_a_hand_made_case():
+    points = [
+        {"trial_id": "0", "val_accuracy": 0.80, "val_flop_fraction": 0.1},
+        {"trial_id": "1", "val_accuracy": 0.85, "val_flop_fraction": 0.3},
+        {"trial_id": "2", "val_accuracy": 0.84, "val_flop_fraction": 0.4},
+        {"trial_id": "3", "val_accuracy": 0.90, "val_flop_fraction": 0.9},
+        {"trial_id": "4", "val_accuracy": 0.80, "val_flop_fraction": 0.2},
+    ]
+    front = tuning.pareto_front(points)
+    assert [p["trial_id"] for p in front] == ["0", "1", "3"]
+    assert tuning.best_point(points, tuning.Budget(0.35))["trial_id"] == "1"
+    assert tuning.best_point(points, tuning.AccuracyTarget(0.84))[
+        "trial_id"] == "1"
+    assert tuning.best_point(points, tuning.Budget(0.05)) is None
+
+
+def test_hypermodel_refuses_bad_settings():
+    with pytest.raises(ValueError, match="Unknown architecture"):
+        tuning.D2NNHyperModel("resnet")
+    with pytest.raises(ValueError, match="0 < min < max"):
+        tuning.D2NNHyperModel(cost_weight_range=(0.0, 1.0))
+    with pytest.raises(ValueError, match="should name some of"):
+        tuning.D2NNHyperModel(estimators=("ppo",))
+    with pytest.raises(ValueError, match="validation_data"):
+        hypermodel = tuning.D2NNHyperModel()
+        hp = keras_tuner.HyperParameters()
+        hypermodel.fit(hp, hypermodel.build(hp), np.zeros((4, 28, 28, 1)),
+                       np.zeros(4), epochs=2)
+
+
+@pytest.fixture(scope="module")
+def small_split(fashion_mnist):
+    x_train, y_train = fashion_mnist[0], fashion_mnist[1]
+    return ((x_train[:500], y_train[:500]),
+            (x_train[-300:], y_train[-300:]))
+
+
+@pytest.mark.parametrize("objective", [
+    tuning.Budget(0.5), tuning.AccuracyTarget(0.6), tuning.Reward(0.1)])
+def test_each_objective_drives_a_small_real_search(objective, small_split,
+                                                   fashion_mnist, tmp_path):
+    (x, y), validation = small_split
+    hypermodel = tuning.D2NNHyperModel("high_low", objective,
+                                       cost_weight_range=(0.01, 0.3))
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective=tuning.OBJECTIVE, max_trials=2, seed=1,
+        directory=str(tmp_path), project_name="p")
+    tuner.search(x, y, epochs=2, batch_size=128, validation_data=validation,
+                 verbose=0)
+    points = tuning.trial_points(tuner)
+    assert len(points) == 2
+    for p in points:
+        assert 0.01 <= p["cost_weight"] <= 0.3
+        assert 0 < p["val_flop_fraction"] <= 1
+        assert p["val_routes"] in (1, 2)
+        assert (p["no_routing"] is None) == (p["val_routes"] == 2)
+        assert p["score"] == pytest.approx(objective.score(
+            p["val_accuracy"], p["val_flop_fraction"]))
+    # The tuner's own ranking is the objective's.
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    assert best_trial.score == max(p["score"] for p in points)
+    # The trial's weights come back: re-measured on the validation data,
+    # the reloaded model gives the trial's figures.
+    model = tuner.load_model(best_trial)
+    again = tuning.measure_on_test(model, *validation)
+    best = next(p for p in points if p["trial_id"] == best_trial.trial_id)
+    assert again["test_accuracy"] == pytest.approx(best["val_accuracy"])
+    assert again["test_flop_fraction"] == pytest.approx(
+        best["val_flop_fraction"], rel=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("make", [
+    lambda hm, **kw: keras_tuner.BayesianOptimization(
+        hm, max_trials=2, num_initial_points=1, **kw),
+    lambda hm, **kw: keras_tuner.Hyperband(hm, max_epochs=2, factor=2,
+                                           **kw),
+], ids=["bayesian", "hyperband"])
+def test_other_keras_tuner_tuners_take_the_hypermodel(make, small_split,
+                                                      tmp_path):
+    (x, y), validation = small_split
+    hypermodel = tuning.D2NNHyperModel("high_low", tuning.Budget(0.5))
+    tuner = make(hypermodel, objective=tuning.OBJECTIVE, seed=1,
+                 directory=str(tmp_path), project_name="p")
+    # Hyperband's first round trains for one epoch: the warm-up gives way.
+    tuner.search(x[:400], y[:400], epochs=2, batch_size=128,
+                 validation_data=validation, verbose=0)
+    points = tuning.trial_points(tuner)
+    assert len(points) >= 2
+    assert all(0 < p["val_flop_fraction"] <= 1 for p in points)
+
+
+def trial_hp(cost_weight, **values):
+    hp = keras_tuner.HyperParameters()
+    hp.Float("cost_weight", 0.01, 0.3, sampling="log", default=cost_weight)
+    for name, value in values.items():
+        hp.Fixed(name, value)
+    return hp
+
+
+@pytest.mark.parametrize("epochs, initial_epoch, continued, expected", [
+    # A 1-epoch trial (Hyperband's first round): no warm-up.
+    (1, 0, False, [(0, {}, 0.05)]),
+    # 2 epochs: warm-up, then the trial's cost weight (once 0).
+    (2, 0, False, [(0, {"gate": ("random", [0.5, 0.5])}, 0.05),
+                   (1, {}, 0.05)]),
+    # Hyperband goes on from a 1-epoch trial: epoch 1 of 2, as it ended.
+    (2, 1, True, [(1, {}, 0.05)]),
+])
+def test_a_short_trial_trains_at_its_cost_weight(epochs, initial_epoch,
+                                                 continued, expected,
+                                                 small_split):
+    (x, y), validation = small_split
+    hypermodel = tuning.D2NNHyperModel("high_low", tuning.Budget(0.5),
+                                       cost_weight_range=(0.01, 0.3))
+    hp = trial_hp(0.05, **({"tuner/trial_id": "0"} if continued else {}))
+    model = hypermodel.build(hp)
+    spy = RoutingSpy()
+    result = hypermodel.fit(hp, model, x, y, epochs=epochs,
+                            initial_epoch=initial_epoch, batch_size=128,
+                            validation_data=validation, verbose=0,
+                            callbacks=[spy])
+    assert spy.seen == expected
+    assert model.cost_weight == pytest.approx(0.05)
+    assert result["val_routes"] >= 1
+    if result["val_routes"] > 1:
+        assert result["val_no_routing"] == 0
+    else:  # one controller, one route: stuck at its cheapest or costliest
+        assert result["val_no_routing"] in (-1, 1)
+
+
+def test_no_routing_warnings_name_the_trials_and_advise():
+    flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
+
+    def point(trial_id, cost_weight, no_routing, fraction):
+        return {"trial_id": trial_id, "cost_weight": cost_weight,
+                "no_routing": no_routing, "val_flop_fraction": fraction}
+
+    routed = point("2", 0.2, None, 0.4)
+    stuck = [point("0", 0.023, "costliest", 1.0),
+             point("1", 0.058, "costliest", 1.0)]
+    [warning] = tuning.no_routing_warnings(stuck + [routed], routed, flags)
+    assert warning.startswith("WARNING: 2 of 3 trials did not route")
+    assert "trial 0 (cost_weight 0.023: costliest route, 1.000" in warning
+    assert "raise --cost_weight_min (was 0.01)" in warning
+    assert "more than --epochs=2" in warning
+    lines = tuning.no_routing_warnings(
+        [point("0", 0.4, "cheapest", 0.01)], point("0", 0.4, "cheapest",
+                                                   0.01), flags)
+    assert "lower --cost_weight_max (was 0.5)" in lines[0]
+    assert "best_model.keras is a static network" in lines[1]
+    assert tuning.no_routing_warnings([routed], routed, flags) == []
+
+
+def test_infeasible_search_says_which_way_to_move():
+    flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
+    points = [
+        {"trial_id": "0", "cost_weight": 0.0231, "val_accuracy": 0.89,
+         "val_flop_fraction": 0.931},
+        {"trial_id": "1", "cost_weight": 0.0578, "val_accuracy": 0.87,
+         "val_flop_fraction": 0.505}]
+    [line] = tuning.infeasible_warnings(points, None, tuning.Budget(0.4),
+                                        flags)
+    assert "no trial met the budget of 0.4" in line
+    assert "the cheapest (trial 1, cost_weight 0.0578) used 0.505" in line
+    assert "raise --cost_weight_min, was 0.01" in line
+    [line] = tuning.infeasible_warnings(points, None,
+                                        tuning.AccuracyTarget(0.95), flags)
+    assert "the most accurate (trial 0, cost_weight 0.0231) reached " \
+           "0.8900" in line
+    assert "lower --cost_weight_max, was 0.5" in line
+    assert tuning.infeasible_warnings(points, points[0], tuning.Budget(0.4),
+                                      flags) == []
+    assert tuning.infeasible_warnings(points, None, tuning.Reward(0.1),
+                                      flags) == []
+
+
+def tiny_config(tfds_dir, output_dir, **overrides):
+    settings = dict(budget=0.5, max_trials=2, epochs=2, train_examples=600,
+                    val_examples=300, baselines=False,
+                    output_dir=str(output_dir), tfds_dir=tfds_dir, verbose=0,
+                    cost_weight_min=0.01, cost_weight_max=0.3)
+    settings.update(overrides)
+    return tune_job.TuneConfig(**settings)
+
+
+def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir,
+                                                           tmp_path):
+
+    summary = tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)
+    assert summary["trials"] == 2
+    assert summary["ran_trials"] == ["0", "1"]
+    for name in ("pareto.json", "pareto.png", "summary.json"):
+        assert (tmp_path / name).exists()
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert len(pareto["points"]) == 2
+    # Every trial that did not route is named in a warning.
+    stuck = [p["trial_id"] for p in pareto["points"] if p["no_routing"]]
+    warned = " ".join(summary["warnings"])
+    assert all(f"trial {t} (" in warned for t in stuck)
+    assert all(line.startswith("WARNING") for line in summary["warnings"])
+    for p in pareto["front"]:
+        assert 0 <= p["test_accuracy"] <= 1 and 0 < p["test_flop_fraction"]
+    if summary["best"] is not None:
+        best = keras.models.load_model(tmp_path / "best_model.keras")
+        assert best.full_flops > 0
+    first = (tmp_path / "search" / "trial_0" / "trial.json").read_text()
+    # Same command, more trials: only the new one runs.
+    summary = tune_job.run(tiny_config(tfds_dir, tmp_path, max_trials=3),
+                           log=lambda m: 0)
+    assert summary["trials"] == 3
+    assert summary["ran_trials"] == ["2"]
+    assert (tmp_path / "search" / "trial_0" / "trial.json").read_text() \
+        == first
+
+
+def run_cli(*args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_d2nn", "tune", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, **(env or {})})
+
+
+def cli_args(tfds_dir, output_dir, trials):
+    return ["--budget=0.5", f"--max_trials={trials}", "--epochs=2",
+            "--train_examples=600", "--val_examples=300", "--nobaselines",
+            f"--tfds_dir={tfds_dir}", f"--output_dir={output_dir}",
+            "--verbose=0", "--cost_weight_max=0.3"]
+
+
+def completed(output_dir):
+    done = set()
+    for path in pathlib.Path(output_dir, "search").glob("trial_*/trial.json"):
+        trial = json.loads(path.read_text())
+        if trial["status"] == "COMPLETED":
+            done.add(trial["trial_id"])
+    return done
+
+
+def test_a_killed_search_resumes_without_redoing_finished_trials(
+        tfds_dir, tmp_path):
+    process = run_cli(*cli_args(tfds_dir, tmp_path, 3))
+    deadline = time.time() + 300
+    while not completed(tmp_path) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = completed(tmp_path)
+    assert finished and len(finished) < 3
+    before = {t: (tmp_path / "search" / f"trial_{t}" / "trial.json")
+              .read_text() for t in finished}
+    resumed = run_cli(*cli_args(tfds_dir, tmp_path, 3))
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["trials"] == 3
+    assert not set(summary["ran_trials"]) & finished
+    for t, text in before.items():
+        assert (tmp_path / "search" / f"trial_{t}" / "trial.json")\
+            .read_text() == text
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_search_shares_trials_between_workers(tfds_dir,
+                                                          tmp_path):
+    port = str(free_port())
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1",
+            "KERASTUNER_ORACLE_PORT": port}
+    args = cli_args(tfds_dir, tmp_path, 3)
+    chief = run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": "chief"})
+    time.sleep(3)
+    workers = [run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": name})
+               for name in ("tuner0", "tuner1")]
+    for process in workers + [chief]:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    ran = [json.loads((tmp_path / f"worker_{name}.json").read_text())
+           ["trials"] for name in ("tuner0", "tuner1")]
+    assert all(ran), f"each worker should run some trials: {ran}"
+    assert not set(ran[0]) & set(ran[1]), "a trial ran twice"
+    assert set(ran[0]) | set(ran[1]) == completed(tmp_path)
+    assert len(completed(tmp_path)) == 3
+    # The chief saved the oracle with no trial left ongoing, so a plain
+    # run of the same command would train none again.
+    oracle = json.loads((tmp_path / "search" / "oracle.json").read_text())
+    assert oracle["ongoing_trials"] == {}
