@@ -40,7 +40,7 @@ from absl import logging
 
 from keras_d2nn import estimators
 from keras_d2nn.architectures import ARCHITECTURES
-from keras_d2nn.data import pipelines as data
+from keras_d2nn.data import pipelines
 from keras_d2nn.experiments import train_job
 from keras_d2nn.experiments import tune_job
 
@@ -53,10 +53,10 @@ _TUNE = tune_job.TuneConfig()
 flags.DEFINE_string("arch", _DEFAULTS.arch,
                     f"Architecture: one of {list(ARCHITECTURES)}.")
 flags.DEFINE_string("dataset", _DEFAULTS.dataset,
-                    f"Dataset: one of {list(data.DATASETS)}.")
+                    f"Dataset: one of {list(pipelines.DATASETS)}.")
 flags.DEFINE_string("data_dir", None,
                     "Directory with the Fashion-MNIST IDX files (default: "
-                    f"${data.ENV_VAR} or {data.DEFAULT_DIR}).")
+                    f"${pipelines.ENV_VAR} or {pipelines.DEFAULT_DIR}).")
 flags.DEFINE_string("tfds_dir", None, "TFDS data directory (default: "
                     "~/tensorflow_datasets).")
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
@@ -169,8 +169,9 @@ COMMAND_FLAGS = {
 # Help strings that read differently for one command.
 _COMMAND_HELP = {
     ("get_data", "data_dir"): "Where to look for the four Fashion-MNIST "
-    f"*-ubyte.gz files (default: ${data.ENV_VAR} or {data.DEFAULT_DIR}, "
-    f"where the Debian package {data.DEBIAN_PACKAGE} puts them; it is "
+    f"*-ubyte.gz files (default: ${pipelines.ENV_VAR} or "
+    f"{pipelines.DEFAULT_DIR}, "
+    f"where the Debian package {pipelines.DEBIAN_PACKAGE} puts them; it is "
     "installed only there).",
     ("tune", "train_examples"): "Train every trial on the first N training "
     "images (the last --val_examples are held out).",
@@ -312,11 +313,11 @@ def get_data():
     """Prepares what the commands need: Fashion-MNIST (essential) and
     Graphviz's `dot` (for graph drawings), installing their Debian packages
     with one apt-get call when run as root where apt-get exists."""
-    directory = data.fashion_mnist_dir(FLAGS.data_dir)
+    directory = pipelines.fashion_mnist_dir(FLAGS.data_dir)
 
     def found():
         try:
-            data.load_fashion_mnist("test", FLAGS.data_dir)
+            pipelines.load_fashion_mnist("test", FLAGS.data_dir)
             return True
         except FileNotFoundError:
             return False
@@ -329,16 +330,17 @@ def get_data():
     if dot:
         print(f"Graphviz found: {dot}")
     if not have_data and (os.path.abspath(directory)
-                          != os.path.abspath(data.DEFAULT_DIR)):
+                          != os.path.abspath(pipelines.DEFAULT_DIR)):
         # The Debian package would put the files elsewhere.
         if not dot:
             print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
         _fail(f"Fashion-MNIST is not in {directory}, and the Debian package "
-              f"{data.DEBIAN_PACKAGE} installs it only in {data.DEFAULT_DIR}. "
+              f"{pipelines.DEBIAN_PACKAGE} installs it only in "
+              f"{pipelines.DEFAULT_DIR}. "
               "Put the four *-ubyte.gz files of Fashion-MNIST in "
-              f"{directory}, or leave out --data_dir (and {data.ENV_VAR}) "
+              f"{directory}, or leave out --data_dir (and {pipelines.ENV_VAR}) "
               "to use the Debian package.")
-    missing = ([] if have_data else [data.DEBIAN_PACKAGE]) + (
+    missing = ([] if have_data else [pipelines.DEBIAN_PACKAGE]) + (
         [] if dot else [GRAPHVIZ_PACKAGE])
     if missing and can_install:
         print(f"Installing the Debian package{'s' * (len(missing) > 1)} "
@@ -354,19 +356,19 @@ def get_data():
                 print(f"Graphviz installed: {dot}")
     if not have_data:
         if can_install:
-            _fail(f"apt-get could not install {data.DEBIAN_PACKAGE} (see "
+            _fail(f"apt-get could not install {pipelines.DEBIAN_PACKAGE} (see "
                   "its output above). Either fix that and run get_data "
                   "again, or put the four *-ubyte.gz files of Fashion-MNIST "
                   "in a directory and pass --data_dir=DIR (or set "
-                  f"{data.ENV_VAR}=DIR).")
+                  f"{pipelines.ENV_VAR}=DIR).")
         if not dot:
             print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
         _fail(
             f"Fashion-MNIST is not in {directory} and could not be installed "
             "here (that needs root and apt-get). Either run, as root, "
-            f"`apt-get install -y {data.DEBIAN_PACKAGE}`, or put the four "
+            f"`apt-get install -y {pipelines.DEBIAN_PACKAGE}`, or put the four "
             "*-ubyte.gz files of Fashion-MNIST in a directory and pass "
-            f"--data_dir=DIR (or set {data.ENV_VAR}=DIR).")
+            f"--data_dir=DIR (or set {pipelines.ENV_VAR}=DIR).")
     if not dot:
         # Optional (graph drawings only): a warning, not a failure.
         if can_install:
@@ -394,7 +396,7 @@ def _config_from_flags(cls, own_defaults=None):
         for field in dataclasses.fields(cls)})
     try:
         config.check()
-        data.prepared_builder(config.dataset, config.tfds_dir,
+        pipelines.prepared_builder(config.dataset, config.tfds_dir,
                               config.data_dir)
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
@@ -443,7 +445,7 @@ def _load_d2nn():
 
 def _calibration_images():
     try:
-        images, _ = data.load_arrays(FLAGS.dataset, "train",
+        images, _ = pipelines.load_arrays(FLAGS.dataset, "train",
                                      data_dir=FLAGS.tfds_dir,
                                      manual_dir=FLAGS.data_dir,
                                      take=FLAGS.calibration_examples)
@@ -506,7 +508,7 @@ def verify():
         _fail(f"--exported: {error}")
     model = _load_d2nn()
     try:
-        images, labels = data.load_arrays(FLAGS.dataset, "test",
+        images, labels = pipelines.load_arrays(FLAGS.dataset, "test",
                                           data_dir=FLAGS.tfds_dir,
                                           manual_dir=FLAGS.data_dir,
                                           take=FLAGS.n)

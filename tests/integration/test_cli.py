@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_d2nn.data import pipelines as data
+from keras_d2nn.data import pipelines
 
 
 def run_cli(*args, env=None):
@@ -63,7 +63,7 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
                                                         "gate=high"}
     assert sum(r["share"] for r in routing["routes"]) == pytest.approx(1.0)
     assert set(routing["controllers"]["gate"]["by_class"]) == set(
-        data.DATASETS["fashion_mnist"]["class_names"])
+        pipelines.DATASETS["fashion_mnist"]["class_names"])
     assert "true class" in result.stdout
     assert list((tmp_path / "logs" / "train").iterdir())
     model = keras.models.load_model(tmp_path / "model.keras")
@@ -105,7 +105,7 @@ def test_train_without_optimizer_state_keeps_the_trained_weights(
     report = json.loads((tmp_path / "report.json").read_text())
     model = keras.models.load_model(tmp_path / "model.keras")
     assert getattr(model, "optimizer", None) is None
-    x, y = data.load_arrays("fashion_mnist", "test", data_dir=tfds_dir)
+    x, y = pipelines.load_arrays("fashion_mnist", "test", data_dir=tfds_dir)
     accuracy = float(np.mean(np.argmax(model.predict(x, verbose=0), -1) == y))
     assert accuracy == pytest.approx(report["test_accuracy"], abs=1e-6)
 
@@ -455,10 +455,10 @@ def test_get_data_without_apt_get_or_graphviz_says_how_and_succeeds(
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     env = dict(os.environ, PATH=str(bin_dir))
-    result = run_cli("get_data", f"--data_dir={data.fashion_mnist_dir()}",
+    result = run_cli("get_data", f"--data_dir={pipelines.fashion_mnist_dir()}",
                      env=env)
     assert result.returncode == 0, result.stderr
-    assert f"Fashion-MNIST found in {data.fashion_mnist_dir()}" in \
+    assert f"Fashion-MNIST found in {pipelines.fashion_mnist_dir()}" in \
         result.stdout
     assert "warning: Graphviz's `dot` is not installed" in result.stderr
     assert "apt-get install -y graphviz" in result.stderr
@@ -502,7 +502,7 @@ def fake_apt(monkeypatch, tmp_path):
     monkeypatch.setenv("FAKE_APT_LOG", str(log))
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     monkeypatch.setattr(cli, "APT_LISTS", str(lists))
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(pipelines.ENV_VAR, raising=False)
 
     class Fake:
         def calls(self):
@@ -525,7 +525,7 @@ def fake_apt(monkeypatch, tmp_path):
 
 def test_get_data_installs_both_packages_with_one_apt_get_call(
         cli_run, capsys, fake_apt, monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "DEFAULT_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", str(tmp_path / "empty"))
     assert cli_run("get_data") == 2
     assert fake_apt.calls() == [
         "install -y -q dataset-fashion-mnist graphviz"]
@@ -539,7 +539,7 @@ def test_get_data_installs_both_packages_with_one_apt_get_call(
 
 def test_get_data_installs_graphviz_where_the_data_is_there(
         cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
-    monkeypatch.setattr(data, "DEFAULT_DIR", data.fashion_mnist_dir())
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     fake_apt.installs_dot()
     assert cli_run("get_data") is None
     assert fake_apt.calls() == ["install -y -q graphviz"]
@@ -550,7 +550,7 @@ def test_get_data_installs_graphviz_where_the_data_is_there(
 
 def test_get_data_updates_apt_lists_where_there_are_none(
         cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
-    monkeypatch.setattr(data, "DEFAULT_DIR", data.fashion_mnist_dir())
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     fake_apt.fresh_machine()
     fake_apt.installs_dot()
     assert cli_run("get_data") is None
@@ -560,7 +560,7 @@ def test_get_data_updates_apt_lists_where_there_are_none(
 
 def test_get_data_updates_stale_apt_lists_when_the_install_fails(
         cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
-    monkeypatch.setattr(data, "DEFAULT_DIR", data.fashion_mnist_dir())
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     fake_apt.installs_dot()
     fake_apt.fails_once()
     assert cli_run("get_data") is None
@@ -573,7 +573,7 @@ def test_get_data_updates_stale_apt_lists_when_the_install_fails(
 def test_get_data_as_root_warns_and_succeeds_when_graphviz_does_not_install(
         cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
     """Graphviz is for graph drawings only: data ready means exit 0."""
-    monkeypatch.setattr(data, "DEFAULT_DIR", data.fashion_mnist_dir())
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     assert cli_run("get_data") is None
     assert fake_apt.calls() == ["install -y -q graphviz"]
     out, err = capsys.readouterr()
@@ -589,8 +589,8 @@ def test_get_data_without_root_names_both_ways(cli_run, capsys, monkeypatch,
                                                tmp_path):
     from keras_d2nn import cli
 
-    monkeypatch.setattr(data, "DEFAULT_DIR", str(tmp_path / "empty"))
-    monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", str(tmp_path / "empty"))
+    monkeypatch.delenv(pipelines.ENV_VAR, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))  # no apt-get, no dot
     monkeypatch.setattr(cli, "APT_LISTS", str(tmp_path))
     assert cli_run("get_data") == 2
