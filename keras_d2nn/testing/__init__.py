@@ -1,5 +1,6 @@
 """Helpers shared by the test suite (and by users testing their own nodes)."""
 
+from keras_d2nn.testing.exports import write_every_export
 from keras_d2nn.testing.random_graphs import random_graph
 from keras_d2nn.testing.routing_spy import RoutingSpy
 from keras_d2nn.testing.test_case import TestCase
@@ -8,4 +9,4 @@ from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
 __all__ = ["LOSS", "RoutingSpy", "TestCase", "random_graph", "small_high_low",
-           "toy_data"]
+           "toy_data", "write_every_export"]

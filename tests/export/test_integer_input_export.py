@@ -16,6 +16,7 @@ from keras_d2nn import D2NNModel
 from keras_d2nn import Graph
 from keras_d2nn.export import runtime
 from keras_d2nn.export import serving
+from keras_d2nn.testing import write_every_export
 
 VOCABULARY = 50
 LENGTH = 6
@@ -74,14 +75,7 @@ def keras_answer(model, ids):
 
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("integer_exports")
-    return {
-        "saved_model": serving.export_saved_model(model, directory / "sm"),
-        "litert": serving.export_litert(model, directory / "one.tflite"),
-        "litert_batched": serving.export_litert(
-            model, directory / "any.tflite", batch_size=None),
-        "onnx": serving.export_onnx(model, directory / "m.onnx"),
-    }
+    return write_every_export(model, tmp_path_factory.mktemp("integer_exports"))
 
 
 def assert_agrees(outputs, want):

@@ -7,6 +7,7 @@ from keras_d2nn import architectures
 from keras_d2nn import export
 from keras_d2nn.export import runtime
 from keras_d2nn.export import verify
+from keras_d2nn.testing import write_every_export
 
 
 @pytest.fixture(scope="module")
@@ -16,14 +17,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("exports")
-    return {
-        "saved_model": export.export_saved_model(model, directory / "sm"),
-        "litert": export.export_litert(model, directory / "one.tflite"),
-        "litert_batched": export.export_litert(
-            model, directory / "any.tflite", batch_size=None),
-        "onnx": export.export_onnx(model, directory / "m.onnx"),
-    }
+    return write_every_export(model, tmp_path_factory.mktemp("exports"))
 
 
 @pytest.mark.parametrize("name", ["saved_model", "litert", "litert_batched",
