@@ -9,7 +9,7 @@ compares the per-example reward with the mini-bag F1 reward over the same
 cost weights.
 
 Writes `--output` (JSON: `rows` and `imbalanced` lists) and a PNG next to
-it. Example (the figures in the README came from this):
+it. Example (the figures in docs/estimators_and_schedules.md came from this):
 
     python benchmarks/estimators.py --train_examples=20000 --epochs=3
 """

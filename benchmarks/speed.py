@@ -19,7 +19,7 @@ LiteRT interpreter (one thread) at batch 1 (XNNPACK on) and batched
 FLOP speedup = full network FLOPs / mean executed FLOPs of the D2NN
 (controllers included); time speedup = time of `static` / time of the
 mode; efficiency = time speedup / FLOP speedup. Writes `--output` (JSON
-list of rows) and prints a table. Example (README figures):
+list of rows) and prints a table. Example (the figures in docs/performance.md):
 
     python benchmarks/speed.py --output=benchmarks/results/speed.json
 """

@@ -1,5 +1,5 @@
 """The performance goals against the latest benchmark results, as a
-Markdown table (what the README's "Performance" section shows).
+Markdown table (what docs/performance.md shows).
 
 Reads the JSON written by `speed.py`, `train_speed.py` and
 `serving_memory.py` from `--results` and prints one line per goal:

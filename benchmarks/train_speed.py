@@ -17,7 +17,7 @@ Each configuration is timed over `--repeats` rounds (configurations
 interleaved), after a warm-up that traces the step. Writes `--output`
 (JSON list of rows `{arch, runtime, batch, routed_fraction, mode,
 examples_per_second, ms_per_example, time_speedup}`, speedup relative to
-`static`) and prints a table. Example (README figures):
+`static`) and prints a table. Example (the figures in docs/performance.md):
 
     python benchmarks/train_speed.py \
         --output=benchmarks/results/train_speed.json

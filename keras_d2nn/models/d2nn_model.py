@@ -217,7 +217,8 @@ class D2NNModel(SavesSeedState, keras.Model):
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
         # The value baseline: in benchmarks/estimators.py the moving
         # average let the gate collapse to the cheap path where the learned
-        # critic kept a mixed policy (README, "Which estimator?").
+        # critic kept a mixed policy (docs/estimators_and_schedules.md,
+        # "Which estimator?").
         default = Reinforce(baseline="value", entropy_weight=entropy_weight,
                             baseline_momentum=baseline_momentum)
         groups = assignment.assign(self.plan.controllers, estimator, default)
