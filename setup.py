@@ -1,4 +1,5 @@
-"""Packaging for keras-d2nn. Versions are the ranges verified in DESIGN.md."""
+"""Packaging for keras-d2nn. Versions are the verified ranges (see
+docs/architecture.md, "Traps of the stack")."""
 
 import pathlib
 
@@ -26,7 +27,7 @@ INSTALL_REQUIRES = [
     "onnxruntime>=1.20",
     # Cost-weight search; [bayesian] brings scikit-learn for
     # BayesianOptimization, and keras-tuner imports tensorboard in every
-    # trial (DESIGN.md section 6).
+    # trial (docs/architecture.md, "Traps").
     "keras-tuner[bayesian]==1.4.*",
     "tensorboard",
     "numpy",

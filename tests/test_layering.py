@@ -1,5 +1,5 @@
 """Imports point down the layers: a module of the package imports only from
-its own layer and the layers before it (DESIGN.md section 2).
+its own layer and the layers before it (docs/architecture.md).
 
 Lazy imports inside functions count too: an upward import that runs late
 is still an upward dependency.

@@ -30,7 +30,7 @@ from keras_d2nn.experiments import baselines
 from keras_d2nn.experiments import train_job
 
 # keras-tuner reads one scalar: a list of objectives breaks when `fit`
-# returns a dict (DESIGN.md section 6).
+# returns a dict (docs/architecture.md, "Traps").
 OBJECTIVE = keras_tuner.Objective("score", direction="max")
 
 

@@ -1,6 +1,6 @@
 """Converting traced functions of Keras models to LiteRT, builtin ops only.
 
-The verified route (DESIGN.md section 3): write a SavedModel with
+The verified route (docs/architecture.md, "Traps"): write a SavedModel with
 `keras.export.ExportArchive` (which saves the variables the function
 captures), then
 convert it with `tf.lite.TFLiteConverter` restricted to TFLite builtins, so

@@ -24,8 +24,8 @@ non-finite (integers cannot be NaN or Inf).
 Bad requests (docs/serving_bad_requests.md). The SavedModel's signature
 takes a tensor of any shape and checks it inside the graph before any
 kernel runs (a wrong rank reaching a oneDNN convolution aborts the
-server: DESIGN.md section 6), and refuses images holding NaN or Inf with
-an InvalidArgument error naming how many and which. LiteRT and ONNX
+server: docs/architecture.md, "Traps"), and refuses images holding NaN
+or Inf with an InvalidArgument error naming how many and which. LiteRT and ONNX
 have no assertion ops: their runtimes check the input's shape and dtype
 against the model's static signature, and an image holding NaN or Inf
 comes back with `valid` False, NaN `logits`/`probabilities` and decisions

@@ -70,7 +70,7 @@ class Graph:
     that some example would not reach, a merge whose inputs are not
     alternatives, or layers whose shapes do not fit.
 
-    Execution semantics (DESIGN.md section 1): a node with control edges runs
+    Execution semantics (docs/concepts.md): a node with control edges runs
     for an example only if every controlling Q-node ran and chose one of the
     actions that select it; any node runs only if at least one data parent
     ran for that example (absent parents pass their default, zeros unless

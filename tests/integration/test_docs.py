@@ -93,3 +93,16 @@ def test_relative_links_resolve(page):
                 and fragment not in anchors(linked):
             broken.append(target)
     assert not broken, f"{page.name}: links to nothing: {broken}"
+
+
+def test_code_cites_only_pages_in_the_repository():
+    # Docstrings and comments send readers to pages by path from the
+    # repository root (or a bare name in docs/): each must exist.
+    sources = [*ROOT.glob("keras_d2nn/**/*.py"), ROOT / "setup.py",
+               *ROOT.glob("benchmarks/*.py"), *ROOT.glob("examples/*.py")]
+    missing = []
+    for source in sources:
+        for page in re.findall(r"[\w./-]+\.md\b", source.read_text()):
+            if not ((ROOT / page).exists() or (ROOT / "docs" / page).exists()):
+                missing.append(f"{source.relative_to(ROOT)}: {page}")
+    assert sources and missing == []
