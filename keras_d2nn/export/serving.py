@@ -132,28 +132,6 @@ def _dtype_text(node):
     return dtype.name
 
 
-def _check_dtype(inputs, node):
-    """Raises a ValueError unless `inputs` (a tensor) may be fed to input
-    node `node`: a float input takes floats only (integers, such as raw
-    pixels, were not scaled as in training); an integer or bool input
-    takes integers or bools (floats would be truncated)."""
-    want = tf.as_dtype(node.dtype)
-    got = inputs.dtype
-    if want.is_floating and not got.is_floating:
-        # The exported signatures are float; called directly, the
-        # function refuses integers (such as raw pixels) as Keras does.
-        raise ValueError(
-            f"Input '{node.name}' should hold {want.name} values "
-            "scaled as in training; received dtype "
-            f"{got.name}. Convert them as the training data "
-            "was, e.g. images.astype('float32') / 255.")
-    if not want.is_floating and not (got.is_integer or got.is_bool):
-        raise ValueError(
-            f"Input '{node.name}' is declared {want.name} (the graph's "
-            f"input node); received dtype {got.name}, which casting "
-            f"would truncate. Pass {want.name} values.")
-
-
 def _checked_shape(inputs, node, batch_size):
     """`inputs` (of any shape) after an in-graph check of its rank and
     every non-batch dimension, with the static shape the model needs.
@@ -289,7 +267,7 @@ def serving_function(model, on_invalid="flag", bitwise=False,
         inputs = tf.convert_to_tensor(inputs)
         # Against the input node's own dtype (the exported signature's):
         # a graph of token ids declares an integer input.
-        _check_dtype(inputs, node)
+        input_checks.check_dtype(node, inputs.dtype)
         floating = inputs.dtype.is_floating
         if on_invalid == "raise":
             inputs = _checked_shape(inputs, node, batch_size)

@@ -57,11 +57,13 @@ def _is_numeric(dtype):
     return dtype.is_floating or dtype.is_integer or dtype.is_bool
 
 
-def check_input(node, shape, dtype):
-    """Raises a ValueError unless `shape` (batch first; None for unknown
-    sizes) and `dtype` fit input node `node`.
+def check_dtype(node, dtype):
+    """Raises a ValueError unless values of `dtype` may be fed to input
+    node `node`: a float input takes floats only (integers, such as raw
+    pixels, were not scaled as in training); an integer or bool input
+    takes no floats (a cast would truncate them).
 
-    Example: `check_input(plan.nodes["image"], (32, 28, 28, 1), "uint8")`.
+    Example: `check_dtype(plan.nodes["image"], "uint8")  # ValueError`.
     """
     try:
         numeric = _is_numeric(dtype)
@@ -84,13 +86,23 @@ def check_input(node, shape, dtype):
             "inputs itself (a Rescaling layer first) should declare the "
             f"integer input: graph.input('{node.name}', shape, "
             f"dtype='{tf.as_dtype(dtype).name}').")
-    # The reverse (floats into an integer input) would truncate silently.
-    if tf.as_dtype(node.dtype).is_integer and tf.as_dtype(
+    # The reverse (floats into an integer or bool input) would truncate
+    # silently.
+    if not tf.as_dtype(node.dtype).is_floating and tf.as_dtype(
             dtype).is_floating:
         raise ValueError(
             f"Input '{node.name}' should hold {node.dtype} values; received "
             f"dtype {tf.as_dtype(dtype).name}, which casting would "
-            f"truncate. Pass the integers the graph declares.")
+            f"truncate. Pass the {node.dtype} values the graph declares.")
+
+
+def check_input(node, shape, dtype):
+    """Raises a ValueError unless `shape` (batch first; None for unknown
+    sizes) and `dtype` fit input node `node` (see `check_dtype`).
+
+    Example: `check_input(plan.nodes["image"], (32, 28, 28, 1), "uint8")`.
+    """
+    check_dtype(node, dtype)
     expected = (None,) + tuple(node.shape)
     actual = tuple(shape)
     if len(actual) != len(expected) or any(

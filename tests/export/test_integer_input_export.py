@@ -120,7 +120,7 @@ def test_integers_are_always_finite(bitwise):
 
 
 def test_serving_function_refuses_floats_for_ids(model, ids):
-    with pytest.raises(ValueError, match=r"Input 'ids' is declared int32 .*"
+    with pytest.raises(ValueError, match=r"Input 'ids' should hold int32 .*"
                                          r"received dtype float32, which "
                                          r"casting would truncate"):
         serving.serving_function(model, "raise")(ids.astype("float32"))
