@@ -527,6 +527,22 @@ def verify():
         sys.exit(1)
 
 
+def parse_flags(argv):
+    """absl's flag parsing, with a typo answered as every other bad
+    invocation (one `error:` line, exit status 2) rather than absl's
+    "FATAL Flags parsing error" and exit status 1."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        command = next((a for a in argv[1:] if not a.startswith("-")), "")
+        where = " ".join(["python -m keras_d2nn"]
+                         + ([command] if command in COMMANDS else [])
+                         + ["--help"])
+        text = str(error).rstrip()
+        end = "" if text.endswith(("?", ".")) else "."
+        _fail(f"{text}{end} `{where}` lists the flags.")
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "nothing"
@@ -552,4 +568,4 @@ def run():
     # commands, or a command's flags, and exits 0.
     if _help(sys.argv[1:]):
         sys.exit(0)
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -125,9 +125,8 @@ def cli_main():
     from keras_d2nn import cli
 
     def run(*args):
-        argv = flags.FLAGS(["keras_d2nn", *args])
         try:
-            cli.main(argv)
+            cli.main(cli.parse_flags(["keras_d2nn", *args]))
         finally:
             flags.FLAGS.unparse_flags()
 
@@ -137,6 +136,8 @@ def cli_main():
 @pytest.mark.parametrize("args, message", [
     ((), "expected a command, one of"),
     (("train", "extra"), "unexpected arguments ['extra']"),
+    (("train", "--epoch=2"), "Unknown command line flag 'epoch'. Did you "
+     "mean: epochs ? `python -m keras_d2nn train --help` lists the flags."),
     (("train", "--arch=resnet"), "unknown --arch 'resnet'"),
     (("train", "--dataset=cifar"), "unknown --dataset 'cifar'"),
     (("train", "--cost_weight=-1"),
