@@ -17,7 +17,7 @@ Commands:
             float16/int8) or an ONNX file (--format), with routed
             execution inside, to --output.
   tune      searches cost_weight with keras-tuner for an objective
-            (--budget, --target_accuracy or --reward_cost_weight) and
+            (--budget, --target_accuracy or --flop_penalty) and
             writes the Pareto front, its plot, the best model and a summary
             to --output_dir; resumes an interrupted search.
   verify    runs a model (--model) and its export (--exported) on --n real
@@ -102,9 +102,11 @@ flags.DEFINE_float("budget", _TUNE.budget, "tune: the most accurate model "
 flags.DEFINE_float("target_accuracy", _TUNE.target_accuracy,
                    "tune: the cheapest model with at least this validation "
                    "accuracy.")
-flags.DEFINE_float("reward_cost_weight", _TUNE.reward_cost_weight,
+flags.DEFINE_float("flop_penalty", _TUNE.flop_penalty,
                    "tune: maximise accuracy - this * FLOP fraction (the "
                    "default objective, with 0.1).")
+# The name of release 0.1 (`cost_weight` is each trial's training weight).
+flags.DEFINE_alias("reward_cost_weight", "flop_penalty")
 flags.DEFINE_string("tuner", _TUNE.tuner,
                     f"tune: one of {list(tune_job.TUNERS)}.")
 flags.DEFINE_integer("max_trials", _TUNE.max_trials, "tune: trials to run.")

@@ -1,5 +1,7 @@
 """Rewards of controller decisions: task reward minus the weighted cost."""
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -70,6 +72,25 @@ def task_reward(kind, y_true, y_pred, loss=None):
     if kind == "correct":
         return correct(y_true, y_pred)
     return negative_loss(loss, y_true, y_pred)
+
+
+def check_cost_weight(value):
+    """`value` as a float, or a ValueError naming what is expected: the
+    one check of a cost weight (`compile`, `model.cost_weight = x`, the
+    main job's config, schedules).
+
+    Example: `check_cost_weight("0.3")  # 0.3`.
+    """
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`cost_weight` should be a number >= 0. Received: {value!r}"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(
+            f"`cost_weight` should be a finite number >= 0. Received: {value}")
+    return value
 
 
 def reward(task, cost_fraction, cost_weight):

@@ -58,6 +58,27 @@ class ExecutionTrace(typing.NamedTuple):
     soft_executed_flops: object = None
 
 
+class Decision(typing.NamedTuple):
+    """What a controller decided for the examples it ran on.
+
+    A named tuple, so that it passes through `tf.cond` and gather/scatter.
+
+    Attributes:
+        action: int32 `(batch,)`.
+        log_prob: float32 `(batch,)`, 0 without statistics.
+        entropy: float32 `(batch,)`, 0 without statistics.
+        logits: float32 `(batch, num_logits)`, the controller's raw outputs.
+        gate: straight-through controllers only: the relaxed one-hot
+            decision `(batch, num_actions)`, differentiable; `None` else.
+    """
+
+    action: tf.Tensor
+    log_prob: tf.Tensor
+    entropy: tf.Tensor
+    logits: tf.Tensor
+    gate: typing.Optional[tf.Tensor] = None
+
+
 def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
     """Runs `fn` on the examples where `mask` holds; scatters the results.
 
@@ -86,7 +107,7 @@ def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
             full = tf.reshape(full, [-1] + list(sub.shape[1:]))
         return full
 
-    return tf.nest.map_structure(scatter, outputs)
+    return _map_tensors(scatter, outputs)
 
 
 def _run_single(fn, mask, args, empty_outputs):
@@ -94,7 +115,7 @@ def _run_single(fn, mask, args, empty_outputs):
     gather/scatter, so no tensor ever has zero size (LiteRT's XNNPACK
     delegate cannot prepare zero-size tensors) and shapes stay static."""
     def skipped():
-        return tf.nest.map_structure(
+        return _map_tensors(
             lambda e: tf.zeros([1] + list(e.shape[1:]), e.dtype),
             empty_outputs())
 
@@ -108,11 +129,14 @@ def _run_masked(fn, mask, args):
         keep = tf.reshape(mask, [-1] + [1] * (len(full.shape) - 1))
         return tf.where(keep, full, tf.zeros_like(full))
 
-    return tf.nest.map_structure(overwrite, outputs)
+    return _map_tensors(overwrite, outputs)
 
 
-def _empty_like_spec(spec):
-    return tf.zeros([0] + list(spec.shape[1:]), dtype=spec.dtype)
+def _map_tensors(fn, structure):
+    """`tf.nest.map_structure` that leaves `None` fields (a `Decision`
+    without a gate) as they are."""
+    return tf.nest.map_structure(
+        lambda t: None if t is None else fn(t), structure)
 
 
 def _broadcast_mask(mask, value):
@@ -159,181 +183,232 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         raise ValueError(
             "Training needs the controllers' log-probabilities: "
             "statistics=False is for inference only.")
-    decisions = dict(decisions or {})
-    straight_through = dict(straight_through or {})
     if straight_through and mode != "masked":
         raise ValueError(
             "Straight-through decisions need every branch computed: use "
             f"mode='masked'. Received: mode={mode!r}")
-    first = next(iter(inputs.values()))
-    batch_size = tf.shape(first)[0]
-    all_true = tf.ones([batch_size], dtype=tf.bool)
-
-    values, executed = {}, {}
-    # Nodes every example reaches whatever the controllers decide: run on
-    # the whole batch directly, without gather/scatter.
-    always = {}
-    chosen, log_probs, entropies, logits = {}, {}, {}, {}
-    flops = tf.zeros([batch_size], dtype=tf.float32)
-    # Relaxed execution indicators, kept only with straight-through.
-    soft, gates = {}, {}
-    ones = tf.ones([batch_size], dtype=tf.float32)
-
+    run = _Run(plan, inputs, training=training, mode=mode,
+               forced=dict(decisions or {}),
+               straight_through=dict(straight_through or {}),
+               statistics=statistics)
     for node in plan.order:
-        name = node.name
-        if node.kind == "input":
-            values[name], executed[name] = inputs[name], all_true
-            always[name] = True
-            soft[name] = ones
-            continue
+        _RUNNERS[node.kind](run, node)
+    return run.trace()
 
-        mask = all_true
+
+class _Run:
+    """The state of one execution: what each node produced, for which
+    examples, and what the controllers decided."""
+
+    def __init__(self, plan, inputs, *, training, mode, forced,
+                 straight_through, statistics):
+        self.plan = plan
+        self.inputs = inputs
+        self.training = training
+        self.mode = mode
+        self.forced = forced
+        self.straight_through = straight_through
+        self.statistics = statistics
+        first = next(iter(inputs.values()))
+        self.static_batch_size = first.shape[0]
+        self.batch_size = tf.shape(first)[0]
+        self.all_true = tf.ones([self.batch_size], dtype=tf.bool)
+        self.values = {}
+        self.executed = {}
+        # Nodes every example reaches whatever the controllers decide: run
+        # on the whole batch directly, without gather/scatter.
+        self.always = {}
+        self.decisions = {}  # {controller: Decision}
+        # Straight-through only: relaxed execution indicators and gates.
+        self.soft = {}
+        self.flops = tf.zeros([self.batch_size], dtype=tf.float32)
+
+    def reach(self, node):
+        """Marks which examples reach `node`: any data parent ran and every
+        controlling controller picked one of the node's actions."""
+        mask = self.all_true
         if node.inputs:
             mask = tf.reduce_any(
-                tf.stack([executed[p] for p in node.inputs]), axis=0)
+                tf.stack([self.executed[p] for p in node.inputs]), axis=0)
         for controller, actions in node.control.items():
+            chosen = self.decisions[controller].action
             picked = tf.reduce_any(
-                tf.stack([tf.equal(chosen[controller], a) for a in actions]),
-                axis=0)
+                tf.stack([tf.equal(chosen, a) for a in actions]), axis=0)
             mask = tf.logical_and(mask, picked)
-        always[name] = not node.control and (
-            not node.inputs or any(always[p] for p in node.inputs))
-        if always[name]:
-            mask = all_true
-        executed[name] = mask
-        if straight_through:
-            soft[name] = _soft_indicator(node, soft, gates, chosen)
+        self.always[node.name] = not node.control and (
+            not node.inputs or any(self.always[p] for p in node.inputs))
+        if self.always[node.name]:
+            mask = self.all_true
+        self.executed[node.name] = mask
+        if self.straight_through:
+            self.soft[node.name] = self._soft_indicator(node)
+        if self.plan.flops[node.name]:
+            self.flops += self.plan.flops[node.name] * tf.cast(mask,
+                                                               tf.float32)
+        return mask
 
-        args = [
-            _masked_value(values[p], executed[p], node.defaults[p])
-            if p in node.defaults else values[p]
+    def arguments(self, node):
+        """The node's inputs, with edge defaults where a parent did not
+        run."""
+        return [
+            _masked_value(self.values[p], self.executed[p], node.defaults[p])
+            if p in node.defaults else self.values[p]
             for p in node.inputs
         ]
 
-        if node.kind == "dummy":
-            if args:
-                values[name] = _masked_value(args[0], mask)
-            continue
-        if node.kind == "merge" and node.layer is None:
-            merged = tf.zeros_like(args[0])
-            for parent, value in zip(node.inputs, args):
-                merged = tf.where(_broadcast_mask(executed[parent], value),
-                                  value, merged)
-            values[name] = merged
-            continue
+    def call(self, node, fn, args, empty):
+        """Runs `fn(args)` on the examples that reach `node`, as the mode
+        says; `empty()` makes zero-size outputs of `fn`'s structure."""
+        mask = self.executed[node.name]
+        if self.mode == "masked":
+            return _run_masked(fn, mask, args)
+        if self.always[node.name]:
+            return fn(args)
+        if self.static_batch_size == 1:
+            return _run_single(fn, mask, args, empty)
+        return _gather_run_scatter(fn, mask, args, self.batch_size, empty)
 
-        spec = plan.specs[name]
-        if node.kind == "q":
-            forced = decisions.get(name)
-            temperature = straight_through.get(name)
-            # Drawn for the whole batch before routing and gathered with
-            # the inputs: an example's draw does not depend on which other
-            # examples reach the controller (see execution/sampling.py).
-            noise = None
-            if training and (forced is None or temperature is not None):
-                noise = node.layer.exploration_noise(batch_size)
-            fn = _controller_fn(node, training, forced, temperature,
-                                statistics, noise is not None)
-            num_logits = node.layer.num_logits
+    def _soft_indicator(self, node):
+        """Float (batch,) equal to the node's execution mask, differentiable
+        in the straight-through gates: data part = max over data parents,
+        control part = the selecting actions' gates of each controller."""
+        soft = self.soft
+        value = (tf.reduce_max(tf.stack([soft[p] for p in node.inputs]),
+                               axis=0)
+                 if node.inputs else tf.ones([self.batch_size], tf.float32))
+        for controller, actions in node.control.items():
+            decision = self.decisions[controller]
+            if decision.gate is not None:
+                picked = tf.add_n([decision.gate[:, a] for a in actions])
+            else:
+                picked = tf.add_n([
+                    tf.cast(tf.equal(decision.action, a), tf.float32)
+                    for a in actions]) * soft[controller]
+            value = value * picked
+        return value
 
-            def empty(num_logits=num_logits):
-                return (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
-                        tf.zeros([0], tf.float32),
-                        tf.zeros([0, num_logits], tf.float32))
-            q_args = list(args)
-            if forced is not None:
-                # -1 ("did not decide", as a trace reports it) where the
-                # controller does not run: masked mode still computes those
-                # rows, and a log-probability of action -1 fails in TFP.
-                q_args.append(tf.where(mask, tf.cast(forced, tf.int32), 0))
-            if noise is not None:
-                q_args.append(noise)
-        else:
-            fn = _layer_fn(node, training)
-            def empty(spec=spec):
-                return _empty_like_spec(spec)
-            q_args = args
-
-        if mode == "routed" and always[name]:
-            out = fn(q_args)
-        elif mode == "routed" and first.shape[0] == 1:
-            out = _run_single(fn, mask, q_args, empty)
-        elif mode == "routed":
-            out = _gather_run_scatter(fn, mask, q_args, batch_size, empty)
-        else:
-            out = _run_masked(fn, mask, q_args)
-
-        if node.kind == "q" and name in straight_through:
-            out, gates[name] = out[:4], out[4]
-        elif straight_through and node.kind != "q":
-            out = out * tf.reshape(soft[name], [-1] + [1] * (
-                len(out.shape) - 1))
-        if node.kind == "q":
-            action, log_prob, entropy, raw = out
-            # Scattering leaves 0 where the controller did not run; -1 makes
-            # "did not decide" distinct from action 0.
-            chosen[name] = tf.where(mask, action, -tf.ones_like(action))
-            log_probs[name] = tf.cast(log_prob, tf.float32)
-            entropies[name] = tf.cast(entropy, tf.float32)
-            logits[name] = tf.cast(raw, tf.float32)
-        values[name] = out if node.kind != "q" else None
-
-        if plan.flops[name]:
-            flops += plan.flops[name] * tf.cast(mask, tf.float32)
-
-    soft_flops = None
-    if straight_through:
-        soft_flops = tf.add_n([ones * 0.0] + [
-            plan.flops[n.name] * soft[n.name]
-            for n in plan.order if plan.flops[n.name]])
-    outputs = {out: values[node_name] for out, node_name in plan.outputs}
-    return ExecutionTrace(
-        outputs=outputs,
-        values={k: v for k, v in values.items() if v is not None},
-        executed=executed,
-        decisions=chosen,
-        log_probs=log_probs,
-        entropies=entropies,
-        logits=logits,
-        executed_flops=flops,
-        soft_executed_flops=soft_flops,
-    )
+    def trace(self):
+        plan = self.plan
+        soft_flops = None
+        if self.straight_through:
+            soft_flops = tf.add_n(
+                [tf.zeros([self.batch_size], tf.float32)] + [
+                    plan.flops[n.name] * self.soft[n.name]
+                    for n in plan.order if plan.flops[n.name]])
+        decisions = self.decisions
+        return ExecutionTrace(
+            outputs={out: self.values[name] for out, name in plan.outputs},
+            values=dict(self.values),
+            executed=self.executed,
+            decisions={q: d.action for q, d in decisions.items()},
+            log_probs={q: d.log_prob for q, d in decisions.items()},
+            entropies={q: d.entropy for q, d in decisions.items()},
+            logits={q: d.logits for q, d in decisions.items()},
+            executed_flops=self.flops,
+            soft_executed_flops=soft_flops,
+        )
 
 
-def _soft_indicator(node, soft, gates, chosen):
-    """Float (batch,) equal to the node's execution mask, differentiable in
-    the straight-through gates: data part = max over data parents,
-    control part = the selecting actions' gates of each controller."""
-    value = (tf.reduce_max(tf.stack([soft[p] for p in node.inputs]), axis=0)
-             if node.inputs else tf.ones_like(next(iter(soft.values()))))
-    for controller, actions in node.control.items():
-        if controller in gates:
-            picked = tf.add_n([gates[controller][:, a] for a in actions])
-        else:
-            picked = tf.add_n([
-                tf.cast(tf.equal(chosen[controller], a), tf.float32)
-                for a in actions]) * soft[controller]
-        value = value * picked
-    return value
+def _run_input(run, node):
+    run.values[node.name] = run.inputs[node.name]
+    run.executed[node.name] = run.all_true
+    run.always[node.name] = True
+    run.soft[node.name] = tf.ones([run.batch_size], tf.float32)
 
 
-def _layer_fn(node, training):
-    layer = node.layer
+def _run_dummy(run, node):
+    """A node with no computation: passes its input on where it ran."""
+    mask = run.reach(node)
+    args = run.arguments(node)
+    if args:
+        run.values[node.name] = _masked_value(args[0], mask)
+
+
+def _run_merge(run, node):
+    """Merges branches; without a combining layer, each example takes the
+    value of the (one) parent that ran for it."""
+    if node.layer is not None:
+        return _run_layer(run, node)
+    run.reach(node)
+    args = run.arguments(node)
+    merged = tf.zeros_like(args[0])
+    for parent, value in zip(node.inputs, args):
+        merged = tf.where(_broadcast_mask(run.executed[parent], value),
+                          value, merged)
+    run.values[node.name] = merged
+
+
+def _run_layer(run, node):
+    run.reach(node)
+    layer, training = node.layer, run.training
+    spec = run.plan.specs[node.name]
 
     def fn(args):
         call_args = args[0] if len(args) == 1 else list(args)
         return layer(call_args, training=training)
 
-    return fn
+    def empty():
+        return tf.zeros([0] + list(spec.shape[1:]), dtype=spec.dtype)
+
+    out = run.call(node, fn, run.arguments(node), empty)
+    if run.straight_through:
+        out = out * _broadcast_mask(run.soft[node.name], out)
+    run.values[node.name] = out
+
+
+def _run_controller(run, node):
+    mask = run.reach(node)
+    name = node.name
+    forced = run.forced.get(name)
+    temperature = run.straight_through.get(name)
+    args = run.arguments(node)
+    # Extra arguments travel with the inputs, so that routed execution
+    # gathers them for the examples that reach the controller.
+    if forced is not None:
+        # 0 where the controller does not run (masked mode still computes
+        # those rows, and a log-probability of action -1 fails in TFP).
+        args.append(tf.where(mask, tf.cast(forced, tf.int32), 0))
+    noise = None
+    if run.training and (forced is None or temperature is not None):
+        # Drawn for the whole batch before routing: an example's draw does
+        # not depend on which other examples reach the controller (see
+        # execution/sampling.py).
+        noise = node.layer.exploration_noise(run.batch_size)
+        args.append(noise)
+    fn = _controller_fn(node, run.training, forced is not None, temperature,
+                        run.statistics, noise is not None)
+    num_logits = node.layer.num_logits
+    num_actions = len(node.actions)
+
+    def empty():
+        return Decision(
+            tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
+            tf.zeros([0], tf.float32), tf.zeros([0, num_logits], tf.float32),
+            None if temperature is None
+            else tf.zeros([0, num_actions], tf.float32))
+
+    decision = run.call(node, fn, args, empty)
+    # Scattering leaves 0 where the controller did not run; -1 makes "did
+    # not decide" distinct from action 0.
+    run.decisions[name] = decision._replace(
+        action=tf.where(mask, decision.action, -tf.ones_like(decision.action)))
+
+
+_RUNNERS = {
+    "input": _run_input,
+    "dummy": _run_dummy,
+    "merge": _run_merge,
+    "f": _run_layer,
+    "q": _run_controller,
+}
 
 
 def _controller_fn(node, training, forced, temperature=None,
                    statistics=True, noisy=False):
-    """A function computing a controller's (action, log_prob, entropy,
-    logits).
+    """A function computing a controller's `Decision` from its arguments.
 
-    When `forced` is given, it was appended to the arguments so that it is
-    gathered with them; then, when `noisy`, the exploration noise.
+    When `forced`, the forced actions were appended to the arguments; then,
+    when `noisy`, the exploration noise.
     """
     controller = node.layer
 
@@ -341,23 +416,24 @@ def _controller_fn(node, training, forced, temperature=None,
         action = noise = None
         if noisy:
             args, noise = args[:-1], args[-1]
-        if forced is not None:
+        if forced:
             args, action = args[:-1], args[-1]
         call_args = args[0] if len(args) == 1 else list(args)
         logits = controller(call_args, training=training)
+        raw = tf.cast(logits, tf.float32)
         if temperature is not None:
             action, log_prob, entropy, gate = controller.gumbel_decide(
                 logits, temperature, action=action, noise=noise)
-            return (action, log_prob, entropy, tf.cast(logits, tf.float32),
-                    gate)
+            return Decision(action, tf.cast(log_prob, tf.float32),
+                            tf.cast(entropy, tf.float32), raw, gate)
         if not statistics:
             if action is None:
                 action = controller.greedy_action(logits)
             zeros = tf.zeros(tf.shape(logits)[:1], tf.float32)
-            return (tf.cast(action, tf.int32), zeros, zeros,
-                    tf.cast(logits, tf.float32))
-        decision = controller.decide(logits, training=training, action=action,
-                                     noise=noise)
-        return decision + (tf.cast(logits, tf.float32),)
+            return Decision(tf.cast(action, tf.int32), zeros, zeros, raw)
+        action, log_prob, entropy = controller.decide(
+            logits, training=training, action=action, noise=noise)
+        return Decision(action, tf.cast(log_prob, tf.float32),
+                        tf.cast(entropy, tf.float32), raw)
 
     return fn

@@ -18,7 +18,6 @@ Every point is a `Point(name, kind, test_accuracy, mean_flops)`.
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
 
 from keras_d2nn.export.static_network import static_routes
 
@@ -40,11 +39,6 @@ class Point:
         return dataclasses.asdict(self)
 
 
-def _controller_flops(model, executed):
-    return sum(model.plan.flops[q] * tf.cast(executed[q], tf.float32)
-               for q in model.plan.controllers)
-
-
 def measure(model, x, y, decisions=None, batch_size=500,
             count_controllers=True):
     """Top-1 accuracy and mean executed FLOPs of `model` on `(x, y)`.
@@ -59,29 +53,10 @@ def measure(model, x, y, decisions=None, batch_size=500,
 
     Example: `accuracy, flops, _ = measure(model, x_test, y_test)`.
     """
-
-    @tf.function(reduce_retracing=True)
-    def run(batch, forced):
-        trace = model.trace(batch, decisions=forced or None)
-        flops = trace.executed_flops
-        if not count_controllers:
-            flops -= _controller_flops(model, trace.executed)
-        output = next(iter(trace.outputs.values()))
-        return output, flops, trace.decisions
-
-    correct, total_flops, taken = 0, 0.0, {}
-    for start in range(0, len(x), batch_size):
-        stop = start + batch_size
-        forced = ({q: tf.constant(d[start:stop], tf.int32)
-                   for q, d in decisions.items()} if decisions else {})
-        output, flops, chosen = run(x[start:stop], forced)
-        predicted = np.argmax(output.numpy(), axis=-1)
-        correct += int(np.sum(predicted == np.asarray(y[start:stop])))
-        total_flops += float(flops.numpy().astype(np.float64).sum())
-        for q, d in chosen.items():
-            taken.setdefault(q, []).append(d.numpy())
-    taken = {q: np.concatenate(d) for q, d in taken.items()}
-    return correct / len(x), total_flops / len(x), taken
+    routes = model.route(x, batch_size, labels=y, decisions=decisions)
+    flops = (routes.executed_flops.astype(np.float64) if count_controllers
+             else routes.without_controller_flops(model.plan))
+    return routes.accuracy, float(flops.mean()), routes.decisions
 
 
 def action_rates(model, decisions):
@@ -153,21 +128,16 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
 
 
 def _head_confidences(model, x, decisions, exits, batch_size):
+    """Each exit head's max softmax on every example of `x`."""
     heads = [e["head"] for e in exits]
+    values = model.route(x, batch_size, decisions=decisions,
+                         values=heads).values
+    return {h: np.max(_softmax(values[h]), axis=-1) for h in heads}
 
-    @tf.function(reduce_retracing=True)
-    def run(batch, forced):
-        trace = model.trace(batch, decisions=forced)
-        return {h: tf.reduce_max(tf.nn.softmax(trace.values[h]), axis=-1)
-                for h in heads}
 
-    parts = {h: [] for h in heads}
-    for start in range(0, len(x), batch_size):
-        stop = start + batch_size
-        forced = {q: tf.constant(d[start:stop]) for q, d in decisions.items()}
-        for h, c in run(x[start:stop], forced).items():
-            parts[h].append(c.numpy())
-    return {h: np.concatenate(c) for h, c in parts.items()}
+def _softmax(logits):
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def train_with_routing(build, routing, train, epochs, compile_model,

@@ -28,11 +28,11 @@ from keras_d2nn import estimators
 from keras_d2nn.callbacks import schedules
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.data import pipelines
+from keras_d2nn.estimators.rewards import check_cost_weight
 from keras_d2nn.experiments import baselines
 from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
-from keras_d2nn.models.d2nn_model import check_cost_weight
 
 
 @dataclasses.dataclass
@@ -267,12 +267,15 @@ def run(config, log=print):
               shuffle=False, callbacks=callbacks)
     train_seconds = time.time() - start
 
-    accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)
+    # One pass over the test set serves every report below.
+    routes = model.route(x_test, labels=y_test)
+    accuracy, mean_flops, decisions = (routes.accuracy, routes.mean_flops,
+                                       routes.decisions)
     d2nn = baselines.Point("D2NN", "d2nn", accuracy, mean_flops,
                            {"cost_weight": config.cost_weight})
-    rows = model.cost_report(x_test, print_fn=log)
+    rows = model.cost_report(routes=routes, print_fn=log)
     class_names = pipelines.DATASETS[config.dataset]["class_names"]
-    routing = model.routing_report(x_test, y_test, class_names=class_names,
+    routing = model.routing_report(routes=routes, class_names=class_names,
                                    print_fn=log)
     action_rates = {q: entry["actions"]
                     for q, entry in routing["controllers"].items()}
@@ -321,9 +324,9 @@ def run(config, log=print):
     }
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
     gallery.route_gallery(model, x_test, y_test, output_dir / "routes.png",
-                          class_names)
+                          class_names, routes=routes)
     try:
-        plot_graph(model, output_dir / "graph.png", data=x_test)
+        plot_graph(model, output_dir / "graph.png", routes=routes)
     except (RuntimeError, ImportError) as error:  # Graphviz is optional
         log(f"graph.png not drawn: {error}")
     tradeoff_plot.tradeoff_plot([d2nn] + points, output_dir / "tradeoff.png",

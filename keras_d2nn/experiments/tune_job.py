@@ -48,7 +48,7 @@ TUNERS = {
 class TuneConfig:
     """Settings of the tuning job; the CLI flags map one to one.
 
-    Exactly one of `budget`, `target_accuracy`, `reward_cost_weight`
+    Exactly one of `budget`, `target_accuracy`, `flop_penalty`
     chooses the objective (0 means unset; none set: reward 0.1).
 
     Example: `run(TuneConfig(budget=0.3, max_trials=6))`.
@@ -58,7 +58,7 @@ class TuneConfig:
     dataset: str = "fashion_mnist"
     budget: float = 0.0
     target_accuracy: float = 0.0
-    reward_cost_weight: float = 0.0
+    flop_penalty: float = 0.0
     tuner: str = "random"
     max_trials: int = 8
     epochs: int = 3
@@ -80,17 +80,17 @@ class TuneConfig:
         chosen = [(name, value) for name, value in (
             ("budget", self.budget), ("target_accuracy",
                                       self.target_accuracy),
-            ("reward_cost_weight", self.reward_cost_weight)) if value]
+            ("flop_penalty", self.flop_penalty)) if value]
         if len(chosen) > 1:
             raise ValueError(
                 "Give one objective: --budget, --target_accuracy or "
-                f"--reward_cost_weight; received {dict(chosen)}.")
+                f"--flop_penalty; received {dict(chosen)}.")
         if not chosen:
             return tuning.Reward(0.1)
         name, value = chosen[0]
         return {"budget": tuning.Budget, "target_accuracy":
                 tuning.AccuracyTarget,
-                "reward_cost_weight": tuning.Reward}[name](value)
+                "flop_penalty": tuning.Reward}[name](value)
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""

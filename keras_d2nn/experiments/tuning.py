@@ -87,25 +87,29 @@ class AccuracyTarget:
 
 @dataclasses.dataclass(frozen=True)
 class Reward:
-    """Maximise accuracy - `cost_weight` * FLOP fraction (the D2NN reward,
-    averaged over the validation data, with a fixed weight).
+    """Maximise accuracy - `flop_penalty` * FLOP fraction over the
+    validation data: the scalarised trade-off of the trials, chosen once
+    for the search (unlike each trial's training `cost_weight`, which the
+    search tunes).
 
     Example: `Reward(0.1).score(0.88, 0.4)  # 0.84`.
     """
 
-    cost_weight: float
+    flop_penalty: float
 
     def __post_init__(self):
-        if not self.cost_weight >= 0:
+        if not (isinstance(self.flop_penalty, (int, float))
+                and math.isfinite(self.flop_penalty)
+                and self.flop_penalty >= 0):
             raise ValueError(
-                f"`cost_weight` should be >= 0. Received: "
-                f"{self.cost_weight!r}")
+                "`flop_penalty` should be a finite number >= 0. Received: "
+                f"flop_penalty={self.flop_penalty!r}")
 
     def feasible(self, accuracy, flop_fraction):
         return True
 
     def score(self, accuracy, flop_fraction):
-        return float(accuracy - self.cost_weight * flop_fraction)
+        return float(accuracy - self.flop_penalty * flop_fraction)
 
 
 class D2NNHyperModel(keras_tuner.HyperModel):

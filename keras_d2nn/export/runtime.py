@@ -176,10 +176,18 @@ class ExportedModel:
             raise ValueError(
                 f"This model takes batches of exactly {step}: "
                 f"{len(images)} images do not split into them.")
-        parts = [self(images[i:i + step])
-                 for i in range(0, len(images), step)]
-        return {key: np.concatenate([p[key] for p in parts])
-                for key in parts[0]}
+        return in_batches(self, images, step)
+
+
+def in_batches(fn, images, batch_size):
+    """`fn` (images -> `{name: array}`) over `images` in batches of
+    `batch_size`, its outputs joined along the batch.
+
+    Example: `in_batches(exported, x_test, 256)["probabilities"]`.
+    """
+    parts = [fn(images[i:i + batch_size])
+             for i in range(0, len(images), batch_size)]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
 def _load_saved_model(path):

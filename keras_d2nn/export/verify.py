@@ -16,6 +16,7 @@ others. A SavedModel refuses such images (ValueError).
 import numpy as np
 import tensorflow as tf
 
+from keras_d2nn.export import runtime
 from keras_d2nn.export import serving
 
 PROBABILITY_TOLERANCE = 1e-4
@@ -27,10 +28,10 @@ def keras_outputs(model, images, batch_size=256):
     Example: `keras_outputs(model, x_test)["decision_gate"]`.
     """
     serve = tf.function(serving.serving_function(model), reduce_retracing=True)
-    parts = [{k: v.numpy() for k, v in
-              serve(tf.constant(images[i:i + batch_size])).items()}
-             for i in range(0, len(images), batch_size)]
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return runtime.in_batches(
+        lambda batch: {k: v.numpy() for k, v in
+                       serve(tf.constant(batch)).items()},
+        images, batch_size)
 
 
 def _valid(outputs):

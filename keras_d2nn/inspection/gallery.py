@@ -24,7 +24,7 @@ def _as_image(array):
 
 
 def route_gallery(model, images, labels, path, class_names=None,
-                  per_route=10, max_routes=6, batch_size=256):
+                  per_route=10, max_routes=6, batch_size=256, routes=None):
     """Writes a PNG grid: one row per route, showing images that took it.
 
     Rows are the most common routes (e.g. `gate=stop`, the images that
@@ -41,6 +41,8 @@ def route_gallery(model, images, labels, path, class_names=None,
         class_names: names of the classes (indices are shown otherwise).
         per_route: images per row (the first ones that took the route).
         max_routes: rows at most (the most common routes).
+        routes: the `Routes` of `images` from an earlier `model.route`
+            call (with the labels), so they are not routed again.
 
     Returns:
         The routing report of `images` (see `routing_report`).
@@ -59,7 +61,8 @@ def route_gallery(model, images, labels, path, class_names=None,
             "`per_route` and `max_routes` should be >= 1. Received: "
             f"per_route={per_route}, max_routes={max_routes}")
     _as_image(images[0])
-    routes = model.route(images, batch_size, labels=labels)
+    if routes is None:
+        routes = model.route(images, batch_size, labels=labels)
     report = routing_report.summarize(model.plan, routes, class_names)
     names, _ = routing_report.route_names(model.plan, routes["decisions"])
     rows = report["routes"][:max_routes]

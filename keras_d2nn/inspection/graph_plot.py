@@ -47,7 +47,7 @@ def _node_label(node, flops, run_rate):
     return "\n".join(lines)
 
 
-def graph_dot(model, data=None, batch_size=256, rankdir="TB"):
+def graph_dot(model, data=None, batch_size=256, rankdir="TB", routes=None):
     """The graph of a `D2NNModel` as a `pydot.Dot` (see `plot_graph`).
 
     Example: `print(graph_dot(model).to_string())`.
@@ -60,8 +60,10 @@ def graph_dot(model, data=None, batch_size=256, rankdir="TB"):
             "`dot` program).") from None
     plan = model.plan
     rates = {}
-    if data is not None:
-        executed = model.route(data, batch_size)["executed"]
+    if routes is None and data is not None:
+        routes = model.route(data, batch_size)
+    if routes is not None:
+        executed = routes["executed"]
         rates = {name: float(np.mean(ran)) for name, ran in executed.items()}
     dot = pydot.Dot(graph_type="digraph", rankdir=rankdir, fontname="Helvetica")
     dot.set_node_defaults(fontname="Helvetica", fontsize="10")
@@ -88,7 +90,7 @@ def graph_dot(model, data=None, batch_size=256, rankdir="TB"):
 
 
 def plot_graph(model, path, data=None, batch_size=256, rankdir="TB",
-               dpi=96):
+               dpi=96, routes=None):
     """Draws the graph of a `D2NNModel` to a file, like the paper's Fig. 1.
 
     Args:
@@ -101,6 +103,8 @@ def plot_graph(model, path, data=None, batch_size=256, rankdir="TB",
         rankdir: Graphviz layout direction, `"TB"` (top to bottom) or
             `"LR"` (left to right).
         dpi: resolution of a PNG.
+        routes: the `Routes` of an earlier `model.route` call, instead of
+            `data`.
 
     Returns:
         The path written.
@@ -122,7 +126,7 @@ def plot_graph(model, path, data=None, batch_size=256, rankdir="TB",
         raise ValueError(
             f"`rankdir` should be 'TB', 'LR', 'BT' or 'RL'. Received: "
             f"{rankdir!r}")
-    dot = graph_dot(model, data, batch_size, rankdir)
+    dot = graph_dot(model, data, batch_size, rankdir, routes)
     if fmt == "dot":
         path.write_text(dot.to_string())
         return path

@@ -113,8 +113,8 @@ def format_report(report):
     return "\n".join(lines)
 
 
-def routing_report(model, data, labels=None, batch_size=256,
-                   class_names=None, print_fn=print):
+def routing_report(model, data=None, labels=None, batch_size=256,
+                   class_names=None, print_fn=print, routes=None):
     """Routes `data` through `model` and reports on the routes taken.
 
     Args:
@@ -125,6 +125,8 @@ def routing_report(model, data, labels=None, batch_size=256,
         labels: class indices of array `data`.
         class_names: names of the classes, for the per-class rates.
         print_fn: where the tables go (`None`: not printed).
+        routes: the `Routes` of an earlier `model.route` call, instead of
+            `data` and `labels`.
 
     Returns:
         `{"examples", "accuracy", "mean_flops", "mean_cost_fraction",
@@ -137,11 +139,12 @@ def routing_report(model, data, labels=None, batch_size=256,
     Example:
 
     ```python
-    report = keras_d2nn.routing_report.routing_report(
+    report = keras_d2nn.inspection.routing_report.routing_report(
         model, test_images, test_labels, class_names=["t-shirt", ...])
     ```
     """
-    routes = model.route(data, batch_size, labels=labels)
+    if routes is None:
+        routes = model.route(data, batch_size, labels=labels)
     report = summarize(model.plan, routes, class_names)
     if print_fn is not None:
         print_fn(format_report(report))

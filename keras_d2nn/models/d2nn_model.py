@@ -1,44 +1,29 @@
 """`D2NNModel`: a Keras model that executes a D2NN graph and trains it."""
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from keras_d2nn.api_export import keras_d2nn_export
-from keras_d2nn.estimators import PolicyBatch
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.estimators import assignment
+from keras_d2nn.estimators import objective
 from keras_d2nn.estimators import rewards
 from keras_d2nn.execution import engine
 from keras_d2nn.execution import forced_routing
 from keras_d2nn.execution import replicas
 from keras_d2nn.graph import Graph
-from keras_d2nn.inspection.batches import batches_with_labels
+from keras_d2nn.inspection import routing_report as routing_report_lib
 from keras_d2nn.inspection.batches import format_cost_table
 from keras_d2nn.layers.seed_state import SavesSeedState
 from keras_d2nn.models import input_checks
 from keras_d2nn.models import non_finite
+from keras_d2nn.models import routes as routes_lib
 
 # Compile arguments that Keras's own compile config does not know about.
 _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
                       "baseline_momentum", "estimator", "reward_bag_size",
                       "bag_metric")
-
-
-def check_cost_weight(value):
-    """Returns `value` as a float, or raises naming what is expected."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"`cost_weight` should be a number >= 0. Received: {value!r}"
-        ) from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(
-            f"`cost_weight` should be a finite number >= 0. Received: {value}")
-    return value
 
 
 @keras_d2nn_export
@@ -144,7 +129,7 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     @cost_weight.setter
     def cost_weight(self, value):
-        self._cost_weight.assign(check_cost_weight(value))
+        self._cost_weight.assign(rewards.check_cost_weight(value))
 
     @property
     def allow_non_finite(self):
@@ -211,7 +196,7 @@ class D2NNModel(SavesSeedState, keras.Model):
                 "D2NNModel.compile needs a `loss` for the supervised part, "
                 "e.g. keras.losses.SparseCategoricalCrossentropy("
                 "from_logits=True).")
-        cost_weight = check_cost_weight(cost_weight)
+        cost_weight = rewards.check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
         bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
@@ -476,66 +461,11 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     # -- training -----------------------------------------------------------
 
-    def _first_output(self, y_pred):
-        return y_pred if not isinstance(y_pred, dict) else next(
-            iter(y_pred.values()))
-
-    def _reward(self, trace, y):
-        """Per-example reward of the decisions in `trace` (no gradient)."""
-        y = self._first_output(y)
-        y_pred = self._first_output(self._pack(trace.outputs))
-        cost_fraction = trace.executed_flops / self.full_flops
-        if self.reward_bag_size:
-            task = rewards.minibag(self.bag_metric, self.reward_bag_size, y,
-                                   y_pred)
-        else:
-            task = rewards.task_reward(self.task_reward, y, y_pred,
-                                       loss=self.loss)
-        return tf.stop_gradient(
-            rewards.reward(task, cost_fraction, self._cost_weight))
-
-    def _controller_loss(self, x, trace, y):
-        learned = set(self.plan.controllers) - set(self._routing)
-        total = tf.constant(0.0)
-        if not learned:
-            return total
-        reward = self._reward(trace, y)
-
-        def greedy_reward():
-            return self._reward(self.trace(x, training=False), y)
-
-        for estimator, controllers in self._estimator_groups:
-            mine = tuple(q for q in controllers if q in learned)
-            if mine:
-                total += estimator.controller_loss(PolicyBatch(
-                    trace=trace, controllers=mine, reward=reward,
-                    greedy_reward=greedy_reward, plan=self.plan,
-                    cost_weight=self._cost_weight,
-                    full_flops=self.full_flops))
-        return total
-
-    def _supervision_loss(self, trace, y):
-        """Loss of the supervised intermediate nodes, on examples they ran.
-
-        Divided by the global batch size, as `compute_loss` is.
-        """
-        if not self.plan.supervised:
-            return tf.constant(0.0)
-        y = self._first_output(y)
-        total = 0.0
-        for supervision in self.plan.supervised:
-            target = y
-            if supervision.label_map is not None:
-                target = tf.gather(supervision.label_map,
-                                   tf.cast(tf.reshape(y, [-1]), tf.int32))
-            per_example = rewards.per_example_loss(
-                self._first_output(self.loss), target,
-                trace.values[supervision.node])
-            ran = tf.cast(trace.executed[supervision.node], per_example.dtype)
-            total += supervision.weight * tf.reduce_sum(per_example * ran)
-        global_batch = tf.cast(tf.shape(trace.executed_flops)[0],
-                               tf.float32) * replicas.num_replicas()
-        return total / global_batch
+    def _reward_settings(self):
+        return objective.RewardSettings(
+            task_reward=self.task_reward, loss=self.loss,
+            full_flops=self.full_flops, cost_weight=self._cost_weight,
+            bag_size=self.reward_bag_size, bag_metric=self.bag_metric)
 
     def _update_routing_metrics(self, trace):
         self.cost_tracker.update_state(
@@ -637,8 +567,13 @@ class D2NNModel(SavesSeedState, keras.Model):
             self._track_loss(loss, x)
             # Unlike compute_loss, the policy term is not yet divided by the
             # replica count; gradients are summed across replicas.
-            policy_loss = self._controller_loss(x, trace, y)
-            total = (loss + self._supervision_loss(trace, y)
+            policy_loss = objective.controllers_loss(
+                self._estimator_groups,
+                set(self.plan.controllers) - set(self._routing), trace, y,
+                self._reward_settings(), self.plan,
+                greedy_trace=lambda: self.trace(x, training=False))
+            total = (loss + objective.supervision_loss(self.plan, self.loss,
+                                                       trace, y)
                      + policy_loss / replicas.num_replicas())
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
@@ -674,72 +609,45 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     # -- reports ------------------------------------------------------------
 
-    def _traced(self, x):
-        if self._trace_function is None:
-            def run(batch):
-                trace = self.trace(batch, training=False, statistics=False)
-                output = next(iter(trace.outputs.values()))
-                return (trace.executed, trace.decisions, trace.executed_flops,
-                        output)
-            self._trace_function = tf.function(run, reduce_retracing=True)
-        return self._trace_function(x)
-
-    def route(self, data, batch_size=256, labels=None):
-        """Inference decisions over a dataset, as NumPy arrays.
+    def route(self, data, batch_size=256, labels=None, decisions=None,
+              values=()):
+        """One inference pass over a dataset: what every example did.
 
         Args:
             data: an array/tensor of inputs (or dict/list for several
                 inputs), or a `tf.data.Dataset` of inputs or `(x, y)` pairs.
             labels: optional labels of array `data` (a dataset of `(x, y)`
                 pairs brings its own).
+            decisions: optional `{controller: int array (n,)}` to force
+                (arrays only), e.g. the threshold baseline's.
+            values: names of nodes whose outputs to keep (`routes.values`).
 
         Returns:
-            `{"executed": {node: bool (n,)}, "decisions": {controller: int
-            (n,), -1 where it did not run}, "executed_flops": float (n,),
-            "predictions": int (n,)}` (the argmax of the first output),
-            plus `"labels"` when the data has labels.
+            A `keras_d2nn.models.routes.Routes`: `executed`, `decisions`
+            (-1 where a controller did not decide), `executed_flops`,
+            `predictions` (argmax of the first output), `labels`, and
+            `accuracy`, `mean_flops`, `mean_cost_fraction`. Every report
+            takes it (`routes=`), so the data is routed once.
 
-        Example: `model.route(test_images)["decisions"]["gate"].mean()`.
+        Example:
+
+        ```python
+        routes = model.route(test_images, labels=test_labels)
+        routes.accuracy, routes.decisions["gate"].mean()
+        ```
         """
-        if not isinstance(data, tf.data.Dataset):
-            # Arrays whole, so that the message counts every bad example.
-            for name, value in input_checks.pair_inputs(self.input_names,
-                                                        data):
-                self._check_values(name, value, "route")
-        executed, decisions, flops, predicted, truth = {}, {}, [], [], []
-        seen = 0
-        for x, y in batches_with_labels(data, labels, batch_size):
-            inputs = self._input_dict(x, what="route", offset=seen)
-            seen += int(tf.shape(next(iter(inputs.values())))[0])
-            ran, chosen, cost, output = self._traced(inputs)
-            for k, v in ran.items():
-                executed.setdefault(k, []).append(v.numpy())
-            for k, v in chosen.items():
-                decisions.setdefault(k, []).append(v.numpy())
-            flops.append(cost.numpy())
-            predicted.append(np.argmax(output.numpy(), axis=-1))
-            if y is not None:
-                truth.append(np.asarray(y).reshape(-1))
-        if not flops:
-            raise ValueError("`data` is empty: no example to route.")
-        routes = {
-            "executed": {k: np.concatenate(v) for k, v in executed.items()},
-            "decisions": {k: np.concatenate(v) for k, v in decisions.items()},
-            "executed_flops": np.concatenate(flops),
-            "predictions": np.concatenate(predicted),
-        }
-        if truth:
-            routes["labels"] = np.concatenate(truth)
-        return routes
+        return routes_lib.route(self, data, batch_size, labels, decisions,
+                                values)
 
-    def routing_report(self, data, labels=None, batch_size=256,
-                       class_names=None, print_fn=print):
+    def routing_report(self, data=None, labels=None, batch_size=256,
+                       class_names=None, print_fn=print, routes=None):
         """Which examples take which route, and how each route does.
 
         Per controller: the rate of each action overall and per true
         class; per route (the joint decisions an example got): its share,
         accuracy and mean FLOPs. Printed as tables and returned as data
-        (see `keras_d2nn.routing_report.routing_report`).
+        (see `keras_d2nn.inspection.routing_report.routing_report`). Give
+        `data` (and `labels`), or the `routes` of an earlier `route` call.
 
         Example:
 
@@ -748,18 +656,19 @@ class D2NNModel(SavesSeedState, keras.Model):
         report["routes"][0]["route"], report["routes"][0]["accuracy"]
         ```
         """
-        from keras_d2nn.inspection import routing_report
-
-        return routing_report.routing_report(
+        return routing_report_lib.routing_report(
             self, data, labels, batch_size=batch_size,
-            class_names=class_names, print_fn=print_fn)
+            class_names=class_names, print_fn=print_fn, routes=routes)
 
-    def cost_report(self, data=None, batch_size=256, print_fn=print):
+    def cost_report(self, data=None, batch_size=256, print_fn=print,
+                    routes=None):
         """Prints and returns, per node, its FLOPs and how often it ran.
 
         Args:
-            data: optional inputs (as for `route`); without data only the
-                static FLOPs are reported.
+            data: optional inputs (as for `route`); without data (or
+                `routes`) only the static FLOPs are reported.
+            routes: the `Routes` of an earlier `route` call, instead of
+                `data`.
             print_fn: where the table goes (`None` for no printing).
 
         Returns:
@@ -768,13 +677,14 @@ class D2NNModel(SavesSeedState, keras.Model):
 
         Example: `rows = model.cost_report(test_images)`.
         """
-        routes = self.route(data, batch_size) if data is not None else None
+        if routes is None and data is not None:
+            routes = self.route(data, batch_size)
         rows = []
         for node in self.plan.order:
             flops = self.plan.flops[node.name]
             rate = None
             if routes is not None:
-                rate = float(routes["executed"][node.name].mean())
+                rate = float(routes.executed[node.name].mean())
             rows.append({
                 "node": node.name, "kind": node.kind, "flops": flops,
                 "run_rate": rate,
@@ -782,8 +692,7 @@ class D2NNModel(SavesSeedState, keras.Model):
             })
         mean_total = None
         if routes is not None:
-            mean_total = float(
-                routes["executed_flops"].astype(np.float64).mean())
+            mean_total = routes.mean_flops
         rows.append({"node": "total", "kind": "", "flops": self.full_flops,
                      "run_rate": None, "mean_flops": mean_total})
         if print_fn is not None:
