@@ -79,6 +79,34 @@ class Decision(typing.NamedTuple):
     gate: typing.Optional[tf.Tensor] = None
 
 
+def empty_trace(plan):
+    """The trace of a batch of no example, made without running a node.
+
+    A zero-size batch cannot be run through the layers: oneDNN's eager
+    `Conv2D` returns a wrong shape for it and some controllers fail on it.
+
+    Example: `empty_trace(model.plan).outputs`.
+    """
+    def empty(node):
+        spec = plan.specs[node]
+        return tf.zeros([0] + list(spec.shape[1:]), spec.dtype)
+
+    nodes = [n.name for n in plan.order]
+    controllers = plan.controllers
+    zeros = tf.zeros([0], tf.float32)
+    # As `execute`: a value for every node but the controllers.
+    return ExecutionTrace(
+        outputs={out: empty(node) for out, node in plan.outputs},
+        values={n: empty(n) for n in nodes if n not in controllers},
+        executed={n: tf.zeros([0], tf.bool) for n in nodes},
+        decisions={q: tf.zeros([0], tf.int32) for q in controllers},
+        log_probs={q: zeros for q in controllers},
+        entropies={q: zeros for q in controllers},
+        logits={q: tf.zeros([0, plan.nodes[q].layer.num_logits])
+                for q in controllers},
+        executed_flops=zeros)
+
+
 def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
     """Runs `fn` on the examples where `mask` holds; scatters the results.
 

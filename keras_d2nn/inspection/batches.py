@@ -1,4 +1,5 @@
-"""Helpers of the model's reports: batching data, formatting tables."""
+"""Batching the data the model's reports route: arrays, dicts or lists of
+arrays, or a `tf.data.Dataset`."""
 
 import numpy as np
 import tensorflow as tf
@@ -60,21 +61,3 @@ def batches_with_labels(data, labels, batch_size):
     for start, x in zip(range(0, size, batch_size),
                         _slices(data, batch_size)):
         yield x, labels[start:start + batch_size]
-
-
-def format_cost_table(rows, full_flops):
-    """The `cost_report` rows as a fixed-width table.
-
-    Example: `print(format_cost_table(rows, model.full_flops))`.
-    """
-    header = f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} " \
-             f"{'run rate':>9} {'mean FLOPs':>14}"
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        share = row["flops"] / full_flops if full_flops else 0.0
-        rate = "" if row["run_rate"] is None else f"{row['run_rate']:.3f}"
-        mean = "" if row["mean_flops"] is None else f"{row['mean_flops']:,.0f}"
-        lines.append(
-            f"{row['node']:<20} {row['kind']:<6} {row['flops']:>14,.0f} "
-            f"{share:>7.1%} {rate:>9} {mean:>14}")
-    return "\n".join(lines)

@@ -1,7 +1,6 @@
 """`D2NNModel`: a Keras model that executes a D2NN graph and trains it."""
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from keras_d2nn.api_export import keras_d2nn_export
@@ -13,12 +12,13 @@ from keras_d2nn.execution import engine
 from keras_d2nn.execution import forced_routing
 from keras_d2nn.execution import replicas
 from keras_d2nn.graph import Graph
+from keras_d2nn.inspection import cost_report
 from keras_d2nn.inspection import routing_report as routing_report_lib
-from keras_d2nn.inspection.batches import format_cost_table
 from keras_d2nn.layers.seed_state import SavesSeedState
+from keras_d2nn.models import batch_inputs
 from keras_d2nn.models import input_checks
-from keras_d2nn.models import non_finite
 from keras_d2nn.models import routes as routes_lib
+from keras_d2nn.models.multi_worker import MultiWorkerFixes
 
 # Compile arguments that Keras's own compile config does not know about.
 _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
@@ -27,7 +27,7 @@ _D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
 
 
 @keras_d2nn_export
-class D2NNModel(SavesSeedState, keras.Model):
+class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     """A Dynamic Deep Neural Network: runs, per example, part of a graph.
 
     Executes a `keras_d2nn.Graph` with routed execution (each node runs on
@@ -323,50 +323,22 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     # -- execution ----------------------------------------------------------
 
-    @staticmethod
-    def _is_concrete(value):
-        return isinstance(value, np.ndarray) or (
-            tf.is_tensor(value) and tf.executing_eagerly())
-
     def _check_values(self, name, value, what, offset=0):
-        """NaN/Inf check of a concrete (NumPy or eager) input value."""
-        if self._is_concrete(value) and not self.allow_non_finite:
-            non_finite.check_finite(name, value, what, offset)
+        batch_inputs.check_concrete_finite(name, value, what, offset,
+                                           self.allow_non_finite)
 
     def _input_dict(self, inputs, what="trace", offset=0):
-        """Maps `inputs` to input nodes, checking names, ranks, shapes and
-        that they are finite: concrete values at once, symbolic ones (in a
-        step, under `tf.function`) by assertions that gate every use."""
-        checked = {}
-        symbolic = {}
-        for name, value in input_checks.pair_inputs(self.input_names,
-                                                    inputs):
-            node = self.plan.nodes[name]
-            value = tf.convert_to_tensor(value)
-            input_checks.check_input(node, value.shape, value.dtype)
-            self._check_values(name, value, what, offset)
-            checked[name] = tf.cast(value, node.dtype)
-            if not self._is_concrete(value):
-                symbolic[name] = value
-        if (symbolic and not self.allow_non_finite
-                and non_finite.checks_enabled()):
-            assertions = non_finite.finite_assertions(symbolic)
-            if assertions:
-                with tf.control_dependencies(assertions):
-                    checked = {k: tf.identity(v) for k, v in checked.items()}
-        return checked
+        return batch_inputs.checked_inputs(self.plan, self.input_names,
+                                           inputs, self.allow_non_finite,
+                                           what, offset)
 
     def __call__(self, *args, **kwargs):
         # Checked here rather than in `call`, where Keras would bury the
         # message under "Exception encountered when calling D2NNModel".
         inputs = args[0] if args else kwargs.get("inputs")
         if inputs is not None:
-            for name, value in input_checks.pair_inputs(self.input_names,
-                                                        inputs):
-                if hasattr(value, "shape") and hasattr(value, "dtype"):
-                    input_checks.check_input(self.plan.nodes[name],
-                                             value.shape, value.dtype)
-                    self._check_values(name, value, "model(x)")
+            batch_inputs.check_call_inputs(self.plan, self.input_names,
+                                           inputs, self.allow_non_finite)
         return super().__call__(*args, **kwargs)
 
     def _straight_through(self):
@@ -415,30 +387,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         return outputs
 
     def _empty_trace(self):
-        """The trace of a batch of no example, made without running a node.
-
-        A zero-size batch cannot be run through the layers: oneDNN's eager
-        `Conv2D` returns a wrong shape for it and some controllers fail on
-        it.
-        """
-        def empty(node):
-            spec = self.plan.specs[node]
-            return tf.zeros([0] + list(spec.shape[1:]), spec.dtype)
-
-        nodes = [n.name for n in self.plan.order]
-        controllers = self.plan.controllers
-        zeros = tf.zeros([0], tf.float32)
-        # As `execute`: a value for every node but the controllers.
-        return engine.ExecutionTrace(
-            outputs={out: empty(node) for out, node in self.plan.outputs},
-            values={n: empty(n) for n in nodes if n not in controllers},
-            executed={n: tf.zeros([0], tf.bool) for n in nodes},
-            decisions={q: tf.zeros([0], tf.int32) for q in controllers},
-            log_probs={q: zeros for q in controllers},
-            entropies={q: zeros for q in controllers},
-            logits={q: tf.zeros([0, self.plan.nodes[q].layer.num_logits])
-                    for q in controllers},
-            executed_flops=zeros)
+        return engine.empty_trace(self.plan)
 
     def _empty_outputs(self):
         return self._pack(self._empty_trace().outputs)
@@ -481,23 +430,6 @@ class D2NNModel(SavesSeedState, keras.Model):
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
         self._loss_tracker.update_state(loss * replicas.num_replicas(),
                                         sample_weight=batch)
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Keras 3.15 gets a batch to build from by `strategy.reduce("MEAN")`
-        # of the first distributed batch, which fails under
-        # MultiWorkerMirroredStrategy ("Attempt to convert a value
-        # (PerReplica...)", keras-team/keras#20585). Building needs only
-        # the shapes: this replica's part of the batch gives them.
-        strategy = getattr(self, "_distribute_strategy", None)
-        if iterator is None or strategy is None:
-            return super()._maybe_symbolic_build(iterator, data_batch)
-        for _, _, batches in iterator:
-            data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v,
-                next(batches))
-            break
-        return super()._maybe_symbolic_build(data_batch=data_batch)
 
     def fit(self, x=None, y=None, *args, **kwargs):
         """`keras.Model.fit`, with the data checked first (see
@@ -597,16 +529,6 @@ class D2NNModel(SavesSeedState, keras.Model):
         return self._step_logs(
             self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
 
-    def _step_logs(self, logs):
-        # Keras 3.15 reduces a step's logs with `strategy.reduce("MEAN",
-        # axis=0)` under MultiWorkerMirroredStrategy, which fails for
-        # scalars (keras-team/keras#20585). The metrics are already
-        # synchronised across replicas: as vectors of one element they
-        # reduce to the same scalars.
-        if not replicas.multi_worker():
-            return logs
-        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]), logs)
-
     # -- reports ------------------------------------------------------------
 
     def route(self, data, batch_size=256, labels=None, decisions=None,
@@ -679,22 +601,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         """
         if routes is None and data is not None:
             routes = self.route(data, batch_size)
-        rows = []
-        for node in self.plan.order:
-            flops = self.plan.flops[node.name]
-            rate = None
-            if routes is not None:
-                rate = float(routes.executed[node.name].mean())
-            rows.append({
-                "node": node.name, "kind": node.kind, "flops": flops,
-                "run_rate": rate,
-                "mean_flops": None if rate is None else flops * rate,
-            })
-        mean_total = None
-        if routes is not None:
-            mean_total = routes.mean_flops
-        rows.append({"node": "total", "kind": "", "flops": self.full_flops,
-                     "run_rate": None, "mean_flops": mean_total})
+        rows = cost_report.cost_rows(self.plan, routes)
         if print_fn is not None:
-            print_fn(format_cost_table(rows, self.full_flops))
+            print_fn(cost_report.format_cost_table(rows, self.full_flops))
         return rows
