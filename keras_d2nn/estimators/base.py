@@ -17,6 +17,11 @@ class PolicyBatch:
         reward: per-example reward `(batch,)` of the decisions taken.
         greedy_reward: callable returning the per-example reward the greedy
             (inference) decisions would have got; runs one more forward pass.
+        reward_of: callable `(decisions) -> (batch,)`: the per-example
+            reward had the controllers taken `decisions` (`{controller: int
+            (batch,)}`; controllers left out decide greedily), by one more
+            forward pass in inference mode. Estimators that learn from
+            every action's reward (full information) call it per action.
         plan: the model's `Plan`.
         cost_weight: the model's cost weight (a scalar tensor).
         full_flops: FLOPs per example of running every node.
@@ -27,6 +32,7 @@ class PolicyBatch:
     reward: tf.Tensor
     greedy_reward: object
     plan: object
+    reward_of: object = None
     cost_weight: object = 0.0
     full_flops: float = 1.0
 

@@ -73,7 +73,7 @@ class RewardSettings:
 
 
 def controllers_loss(estimator_groups, learned, trace, y, settings, plan,
-                     greedy_trace):
+                     greedy_trace, forced_trace=None):
     """The summed losses of the estimators, each over its learned
     controllers.
 
@@ -86,6 +86,9 @@ def controllers_loss(estimator_groups, learned, trace, y, settings, plan,
         plan: the model's `Plan`.
         greedy_trace: callable returning the trace of the greedy
             (inference) decisions, for baselines that need it.
+        forced_trace: callable `(decisions) -> ExecutionTrace` in
+            inference mode with `decisions` forced, for estimators that
+            learn from every action's reward.
 
     Example: `loss = controllers_loss(groups, {"gate"}, trace, y, settings,
     model.plan, lambda: model.trace(x))`.
@@ -98,12 +101,16 @@ def controllers_loss(estimator_groups, learned, trace, y, settings, plan,
     def greedy_reward():
         return settings.reward(greedy_trace(), y)
 
+    def reward_of(decisions):
+        return settings.reward(forced_trace(decisions), y)
+
     for estimator, controllers in estimator_groups:
         mine = tuple(q for q in controllers if q in learned)
         if mine:
             total += estimator.controller_loss(PolicyBatch(
                 trace=trace, controllers=mine, reward=reward,
                 greedy_reward=greedy_reward, plan=plan,
+                reward_of=reward_of if forced_trace is not None else None,
                 cost_weight=settings.cost_weight,
                 full_flops=settings.full_flops))
     return total

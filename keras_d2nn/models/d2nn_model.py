@@ -503,7 +503,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 self._estimator_groups,
                 set(self.plan.controllers) - set(self._routing), trace, y,
                 self._reward_settings(), self.plan,
-                greedy_trace=lambda: self.trace(x, training=False))
+                greedy_trace=lambda: self.trace(x, training=False),
+                forced_trace=lambda decisions: self.trace(
+                    x, training=False, decisions=decisions))
             total = (loss + objective.supervision_loss(self.plan, self.loss,
                                                        trace, y)
                      + policy_loss / replicas.num_replicas())
