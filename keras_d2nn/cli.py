@@ -28,6 +28,7 @@ TF_CPP_MIN_LOG_LEVEL is set.
 """
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -166,7 +167,8 @@ COMMAND_FLAGS = {
                "calibration_examples", "unsafe_load", *DATA_FLAGS),
     "verify": ("model", "exported", "n", "report", "unsafe_load",
                *DATA_FLAGS),
-    "tune": tuple(f.name for f in dataclasses.fields(tune_job.TuneConfig)),
+    "tune": tuple(f.name for f in dataclasses.fields(tune_job.TuneConfig))
+    + ("reward_cost_weight",),
 }
 # Help strings that read differently for one command.
 _COMMAND_HELP = {
@@ -276,8 +278,27 @@ def _help(args):
     return True
 
 
+def flag_wording(message):
+    """The library's argument dialect (`` `name` should be ... Received:
+    name=... ``) in command-line words: a name that is a flag becomes
+    `--name`.
+
+    Example: `flag_wording("`epochs` should be >= 1. Received: epochs=0")`
+    gives "--epochs should be >= 1. Received: --epochs=0".
+    """
+    def as_flag(match):
+        name = match.group(1)
+        return f"--{name}" if name in FLAGS else match.group(0)
+
+    message = re.sub(r"`(\w+)`", as_flag, message)
+    head, received, values = message.partition("Received: ")
+    # The `name=value` pairs after "Received:" name flags too.
+    return head + received + re.sub(r"(?<![\w-])(\w+)(?==)", as_flag,
+                                    values)
+
+
 def _fail(message):
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {flag_wording(message)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -498,7 +519,7 @@ def verify():
     import json
 
     from keras_d2nn.export import runtime
-    from keras_d2nn.export import verify as verify_lib
+    from keras_d2nn.export import verify
 
     if not FLAGS.model or not FLAGS.exported:
         _fail("verify needs --model=PATH.keras and --exported=PATH.")
@@ -517,10 +538,10 @@ def verify():
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     try:
-        report = verify_lib.verify(model, exported, images, labels)
+        report = verify.verify(model, exported, images, labels)
     except ValueError as error:
         _fail(str(error))
-    print(verify_lib.format_report(report))
+    print(verify.format_report(report))
     if FLAGS.report:
         with open(FLAGS.report, "w") as f:
             json.dump(report, f, indent=2)

@@ -89,7 +89,7 @@ def attention(input_shape=(28, 28, 1), num_classes=10, regions=None,
     if len(region_names) != len(regions) or len(regions) < 2:
         raise ValueError(
             "`regions` and `region_names` should have the same length, at "
-            f"least 2. Received: {regions} and {region_names}")
+            f"least 2. Received: regions={regions} and {region_names}")
     for top, left in regions:
         if not (0 <= top <= height - glimpse_size
                 and 0 <= left <= width - glimpse_size):

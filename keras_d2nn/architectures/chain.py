@@ -66,7 +66,8 @@ def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
             f"`widths` {widths} and `version_names` {version_names} should "
             "have the same length.")
     if num_stages < 1:
-        raise ValueError(f"`num_stages` should be >= 1. Received: {num_stages}")
+        raise ValueError("`num_stages` should be >= 1. Received: "
+                         f"num_stages={num_stages}")
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "chain"

@@ -41,7 +41,7 @@ def linear_ramp(start, end, epochs, delay=0):
     Example: `linear_ramp(0.0, 0.2, epochs=4)(2)  # 0.1`.
     """
     if epochs < 1:
-        raise ValueError(f"`epochs` should be >= 1. Received: {epochs}")
+        raise ValueError(f"`epochs` should be >= 1. Received: epochs={epochs}")
 
     def schedule(epoch):
         progress = np.clip((epoch - delay) / epochs, 0.0, 1.0)
@@ -116,7 +116,8 @@ class WarmUp(keras.callbacks.Callback):
     def __init__(self, epochs=1, routing="random"):
         super().__init__()
         if epochs < 0:
-            raise ValueError(f"`epochs` should be >= 0. Received: {epochs}")
+            raise ValueError("`epochs` should be >= 0. Received: "
+                             f"epochs={epochs}")
         self.epochs = epochs
         self.routing = routing
 

@@ -82,10 +82,14 @@ def _is_prepared(builder_cls, data_dir):
 
 
 def check_dataset(name):
-    """Raises a clear error for an unknown dataset name."""
+    """The settings of dataset `name`, or a ValueError naming the known
+    ones.
+
+    Example: `check_dataset("fashion_mnist")["class_names"]`.
+    """
     if name not in DATASETS:
-        raise ValueError(
-            f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)}.")
+        raise ValueError(f"`dataset` should be one of {sorted(DATASETS)}. "
+                         f"Received: dataset={name!r}")
     return DATASETS[name]
 
 
@@ -145,7 +149,8 @@ def load(name="fashion_mnist", split="train", batch_size=128, *,
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
-            f"`batch_size` should be an int >= 1. Received: {batch_size!r}")
+            "`batch_size` should be an int >= 1. Received: "
+            f"batch_size={batch_size!r}")
     builder = prepared_builder(name, data_dir, manual_dir)
     base_split = split.split("[")[0]
     if base_split not in builder.info.splits:
@@ -184,7 +189,8 @@ def load_fashion_mnist(split="train", directory=None):
     """
     if split not in FILES:
         raise ValueError(
-            f"`split` should be one of {tuple(FILES)}. Received: {split!r}")
+            f"`split` should be one of {tuple(FILES)}. Received: "
+            f"split={split!r}")
     directory = fashion_mnist_dir(directory)
     paths = [idx.find_idx(directory, stem) for stem in FILES[split]]
     if None in paths:

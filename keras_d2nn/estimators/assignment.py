@@ -29,12 +29,12 @@ def assign(controllers, estimator, default):
         raise TypeError(
             "`estimator` should be a keras_d2nn estimator (Reinforce, "
             "QLearning, GumbelSoftmax) or a dict of them by controller. "
-            f"Received: {type(estimator).__name__}")
+            f"Received: estimator of type {type(estimator).__name__}")
     for q, est in mapping.items():
         if not isinstance(est, Estimator):
             raise TypeError(
                 f"`estimator` for '{q}' should be a keras_d2nn estimator. "
-                f"Received: {type(est).__name__}")
+                f"Received: estimator of type {type(est).__name__}")
     groups = {}
     for q, est in mapping.items():
         groups.setdefault(id(est), (est, []))[1].append(q)

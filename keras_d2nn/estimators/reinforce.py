@@ -83,7 +83,8 @@ class Reinforce(Estimator):
         value = float(value)
         if not value >= 0:
             raise ValueError(
-                f"`entropy_weight` should be >= 0. Received: {value}")
+                "`entropy_weight` should be >= 0. Received: "
+                f"entropy_weight={value}")
         self._entropy_weight = value
 
     @property

@@ -14,7 +14,8 @@ def check_task_reward(task_reward):
         return task_reward
     raise ValueError(
         f"`task_reward` should be one of {TASK_REWARDS} or a callable "
-        f"(y_true, y_pred) -> per-example reward. Received: {task_reward!r}"
+        "(y_true, y_pred) -> per-example reward. Received: "
+        f"task_reward={task_reward!r}"
     )
 
 
@@ -85,11 +86,13 @@ def check_cost_weight(value):
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(
-            f"`cost_weight` should be a number >= 0. Received: {value!r}"
+            f"`cost_weight` should be a number >= 0. Received: "
+            f"cost_weight={value!r}"
         ) from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(
-            f"`cost_weight` should be a finite number >= 0. Received: {value}")
+            "`cost_weight` should be a finite number >= 0. Received: "
+            f"cost_weight={value}")
     return value
 
 
@@ -145,14 +148,15 @@ def check_bag(bag_size, metric):
         return None
     if not isinstance(bag_size, int) or bag_size < 1:
         raise ValueError(
-            f"`reward_bag_size` should be an int >= 1. Received: {bag_size!r}")
+            "`reward_bag_size` should be an int >= 1. Received: "
+            f"reward_bag_size={bag_size!r}")
     if callable(metric):
         return metric
     if metric in BAG_METRICS:
         return BAG_METRICS[metric]
     raise ValueError(
         f"`bag_metric` should be one of {sorted(BAG_METRICS)} or a callable "
-        f"(y_true, y_pred) -> scalar. Received: {metric!r}")
+        f"(y_true, y_pred) -> scalar. Received: bag_metric={metric!r}")
 
 
 def minibag(metric, bag_size, y_true, y_pred):

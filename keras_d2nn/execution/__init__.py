@@ -7,7 +7,8 @@ routing into decisions (`forced_routing`) and share batch statistics
 between `tf.distribute` replicas (`replicas`).
 """
 
+from keras_d2nn.execution.engine import Decision
 from keras_d2nn.execution.engine import ExecutionTrace
 from keras_d2nn.execution.engine import execute
 
-__all__ = ["ExecutionTrace", "execute"]
+__all__ = ["Decision", "ExecutionTrace", "execute"]

@@ -206,7 +206,8 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
     ```
     """
     if mode not in MODES:
-        raise ValueError(f"`mode` should be one of {MODES}. Received: {mode!r}")
+        raise ValueError(f"`mode` should be one of {MODES}. Received: "
+                         f"mode={mode!r}")
     if training and not statistics:
         raise ValueError(
             "Training needs the controllers' log-probabilities: "

@@ -35,6 +35,23 @@ from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
 
 
+def check_choice(name, value, choices):
+    if value not in choices:
+        raise ValueError(f"`{name}` should be one of {choices}. "
+                         f"Received: {name}={value!r}")
+
+
+def check_at_least(config, name, least):
+    """A ValueError in the library's dialect when `config.name < least`.
+
+    Example: `check_at_least(TrainConfig(epochs=0), "epochs", 1)` raises.
+    """
+    value = getattr(config, name)
+    if value < least:
+        raise ValueError(f"`{name}` should be >= {least}. "
+                         f"Received: {name}={value!r}")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Settings of the main job; the CLI flags map one to one.
@@ -65,28 +82,15 @@ class TrainConfig:
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
-        if self.arch not in architectures.ARCHITECTURES:
-            raise ValueError(
-                f"unknown --arch {self.arch!r}; expected one of "
-                f"{list(architectures.ARCHITECTURES)}.")
-        if self.dataset not in pipelines.DATASETS:
-            raise ValueError(
-                f"unknown --dataset {self.dataset!r}; expected one of "
-                f"{list(pipelines.DATASETS)}.")
+        check_choice("arch", self.arch, list(architectures.ARCHITECTURES))
+        pipelines.check_dataset(self.dataset)
         check_cost_weight(self.cost_weight)
-        if self.estimator not in estimators.NAMED:
-            raise ValueError(
-                f"unknown --estimator {self.estimator!r}; expected one of "
-                f"{list(estimators.NAMED)}.")
+        check_choice("estimator", self.estimator, list(estimators.NAMED))
         for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} should be >= 1; received "
-                                 f"{getattr(self, name)}.")
+            check_at_least(self, name, 1)
         for name in ("train_examples", "baseline_epochs", "warmup_epochs",
                      "cost_weight_ramp_epochs"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"--{name} should be >= 0; received "
-                                 f"{getattr(self, name)}.")
+            check_at_least(self, name, 0)
         return self
 
     def schedule(self):

@@ -83,8 +83,9 @@ class TuneConfig:
             ("flop_penalty", self.flop_penalty)) if value]
         if len(chosen) > 1:
             raise ValueError(
-                "Give one objective: --budget, --target_accuracy or "
-                f"--flop_penalty; received {dict(chosen)}.")
+                "One objective should be set: `budget`, `target_accuracy` or "
+                "`flop_penalty`. Received: "
+                + ", ".join(f"{k}={v}" for k, v in chosen))
         if not chosen:
             return tuning.Reward(0.1)
         name, value = chosen[0]
@@ -94,30 +95,25 @@ class TuneConfig:
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
-        if self.arch not in architectures.ARCHITECTURES:
-            raise ValueError(
-                f"unknown --arch {self.arch!r}; expected one of "
-                f"{list(architectures.ARCHITECTURES)}.")
+        train_job.check_choice("arch", self.arch,
+                               list(architectures.ARCHITECTURES))
         pipelines.check_dataset(self.dataset)
-        if self.tuner not in TUNERS:
-            raise ValueError(f"unknown --tuner {self.tuner!r}; expected one "
-                             f"of {list(TUNERS)}.")
+        train_job.check_choice("tuner", self.tuner, list(TUNERS))
         for name in ("max_trials", "epochs", "batch_size", "train_examples",
                      "val_examples"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name} should be >= 1; received "
-                                 f"{getattr(self, name)}.")
+            train_job.check_at_least(self, name, 1)
         if self.train_examples + self.val_examples > 60_000:
             raise ValueError(
-                "--train_examples + --val_examples should be at most the "
+                "`train_examples` + `val_examples` should be at most the "
                 "60000 training images (the validation images are the last "
-                f"ones); received {self.train_examples} + "
-                f"{self.val_examples}.")
+                f"ones). Received: train_examples={self.train_examples}, "
+                f"val_examples={self.val_examples}")
         for name in self.estimator_names():
             if name not in estimators.NAMED:
-                raise ValueError(f"unknown estimator {name!r} in "
-                                 f"--estimators; expected some of "
-                                 f"{list(estimators.NAMED)}.")
+                raise ValueError(
+                    f"`estimators` should name some of "
+                    f"{list(estimators.NAMED)}, separated by commas. "
+                    f"Received: estimators={self.estimators!r}")
         self.objective()  # raises for several or bad objectives
 
     def estimator_names(self):

@@ -50,7 +50,7 @@ class Budget:
         if not 0 < self.budget <= 1:
             raise ValueError(
                 "`budget` is a fraction of the full network's FLOPs, in "
-                f"(0, 1]. Received: {self.budget!r}")
+                f"(0, 1]. Received: budget={self.budget!r}")
 
     def feasible(self, accuracy, flop_fraction):
         return flop_fraction <= self.budget
@@ -156,12 +156,14 @@ class D2NNHyperModel(keras_tuner.HyperModel):
         if not 0 < low < high:
             raise ValueError(
                 "`cost_weight_range` should be (min, max) with 0 < min < "
-                f"max (log scale). Received: {cost_weight_range!r}")
+                "max (log scale). Received: "
+                f"cost_weight_range={cost_weight_range!r}")
         unknown = [e for e in estimators if e not in estimators_lib.NAMED]
         if not estimators or unknown:
             raise ValueError(
                 f"`estimators` should name some of "
-                f"{list(estimators_lib.NAMED)}. Received: {estimators!r}")
+                f"{list(estimators_lib.NAMED)}. Received: "
+                f"estimators={estimators!r}")
         for label, value in (("warmup_epochs", warmup_epochs),
                              ("cost_weight_ramp_epochs",
                               cost_weight_ramp_epochs)):

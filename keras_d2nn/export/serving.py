@@ -261,7 +261,7 @@ def serving_function(model, on_invalid="flag", bitwise=False,
     node = _single_input(model)
     if on_invalid not in ON_INVALID:
         raise ValueError(f"`on_invalid` should be one of {ON_INVALID}. "
-                         f"Received: {on_invalid!r}")
+                         f"Received: on_invalid={on_invalid!r}")
 
     def serve(inputs):
         inputs = tf.convert_to_tensor(inputs)
@@ -421,7 +421,8 @@ def export_litert(model, path, batch_size=1, quantization=None,
         if tuple(np.shape(representative_images)[1:]) != expected:
             raise ValueError(
                 "`representative_images` should have shape (n,) + "
-                f"{expected}. Received: {np.shape(representative_images)}")
+                f"{expected}. Received: representative_images of shape "
+                f"{np.shape(representative_images)}")
         options["representative_dataset"] = _representative(
             representative_images, batch_size, signature[0].dtype)
     try:

@@ -235,7 +235,7 @@ class Graph:
         if combine is not None and not isinstance(combine, keras.layers.Layer):
             raise TypeError(
                 f"Merge '{name}': `combine` should be None or a Keras layer. "
-                f"Received: {type(combine).__name__}"
+                f"Received: combine of type {type(combine).__name__}"
             )
         return self._add(self._make(name, "merge", combine, inputs, when,
                                     None, defaults))
@@ -281,7 +281,8 @@ class Graph:
             if not label_map or min(label_map) < 0:
                 raise ValueError(
                     f"Supervised node '{node}': `label_map` should list a "
-                    f"target class >= 0 per label. Received: {label_map}")
+                    "target class >= 0 per label. Received: "
+                    f"label_map={label_map}")
         self._supervised.append(Supervision(node, weight, label_map))
         return node
 

@@ -72,7 +72,8 @@ class Validator:
                         f"Supervised node '{supervision.node}': `label_map` "
                         f"should map each of the {expected[-1]} classes of "
                         f"output '{output_name}' to one of the node's "
-                        f"{shape[-1]} classes. Received: {list(label_map)}")
+                        f"{shape[-1]} classes. Received: "
+                        f"label_map={list(label_map)}")
 
     def _check_structure(self):
         if not any(n.kind == "input" for n in self._nodes.values()):

@@ -1,6 +1,8 @@
-"""`D2NNModel`, the Keras model that runs and trains a D2NN, and the checks
-of what its entry points receive."""
+"""`D2NNModel`, the Keras model that runs and trains a D2NN; `Routes`,
+what one inference pass over a dataset recorded; and the checks of what
+the model's entry points receive."""
 
 from keras_d2nn.models.d2nn_model import D2NNModel
+from keras_d2nn.models.routes import Routes
 
-__all__ = ["D2NNModel"]
+__all__ = ["D2NNModel", "Routes"]

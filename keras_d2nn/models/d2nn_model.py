@@ -83,7 +83,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         if execution not in engine.MODES:
             raise ValueError(
                 f"`execution` should be one of {engine.MODES}. "
-                f"Received: {execution!r}")
+                f"Received: execution={execution!r}")
         self.graph = graph
         self.execution = execution
         self._allow_non_finite = bool(allow_non_finite)

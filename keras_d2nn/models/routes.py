@@ -109,7 +109,7 @@ def route(model, data, batch_size=256, labels=None, decisions=None,
     if unknown:
         raise ValueError(
             f"`decisions` should name controllers of the model "
-            f"{list(model.plan.controllers)}. Received: {unknown}")
+            f"{list(model.plan.controllers)}. Received: decisions={unknown}")
     values = tuple(values)
     parts = collections.defaultdict(lambda: collections.defaultdict(list))
     seen = 0

@@ -100,7 +100,8 @@ def test_load_gives_batched_normalised_real_images(tfds_dir, fashion_mnist):
 
 
 def test_load_rejects_bad_names(tfds_dir):
-    with pytest.raises(ValueError, match="Unknown dataset 'cifar'"):
+    with pytest.raises(ValueError, match="`dataset` should be one of .* "
+                                         "Received: dataset='cifar'"):
         data.load("cifar", "train")
     with pytest.raises(ValueError, match="Unknown split 'validation'"):
         data.load("fashion_mnist", "validation", data_dir=tfds_dir)

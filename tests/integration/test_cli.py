@@ -138,13 +138,17 @@ def cli_main():
     (("train", "extra"), "unexpected arguments ['extra']"),
     (("train", "--epoch=2"), "Unknown command line flag 'epoch'. Did you "
      "mean: epochs ? `python -m keras_d2nn train --help` lists the flags."),
-    (("train", "--arch=resnet"), "unknown --arch 'resnet'"),
-    (("train", "--dataset=cifar"), "unknown --dataset 'cifar'"),
+    (("train", "--arch=resnet"), "--arch should be one of ['high_low', "
+      "'cascade', 'chain', 'hierarchical', 'attention']. "
+      "Received: --arch='resnet'"),
+    (("train", "--dataset=cifar"), "--dataset should be one of "
+      "['fashion_mnist']. Received: --dataset='cifar'"),
     (("train", "--cost_weight=-1"),
-     "`cost_weight` should be a finite number >= 0"),
-    (("train", "--epochs=0"), "--epochs should be >= 1"),
-    (("train", "--estimator=ppo"), "unknown --estimator 'ppo'"),
-    (("train", "--warmup_epochs=-1"), "--warmup_epochs should be >= 0"),
+     "--cost_weight should be a finite number >= 0"),
+    (("train", "--epochs=0"), "--epochs should be >= 1. Received: --epochs=0"),
+    (("train", "--estimator=ppo"), "--estimator should be one of"),
+    (("train", "--warmup_epochs=-1"), "--warmup_epochs should be >= 0. "
+      "Received: --warmup_epochs=-1"),
     (("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
      "IDX files not found in /nonexistent"),
     (("export",), "export needs --model=PATH.keras and --output=PATH"),
@@ -154,16 +158,20 @@ def cli_main():
      "is not a .keras file (a zip archive): truncated, corrupt or another "
      "format"),
     (("train", "--cost_weight=nan"),
-     "`cost_weight` should be a finite number >= 0. Received: nan"),
-    (("train", "--batch_size=0"), "--batch_size should be >= 1"),
+     "--cost_weight should be a finite number >= 0. Received: "
+     "--cost_weight=nan"),
+    (("train", "--batch_size=0"), "--batch_size should be >= 1. Received: "
+      "--batch_size=0"),
     (("verify", "--model=m.keras", "--exported=m.onnx", "--n=0"),
      "--n should be >= 1"),
     (("export", "--model=m.keras", "--output=m.onnx", "--format=onnx",
       "--quantize=int8"), "--quantize=int8 applies to --format=litert only"),
     (("tune", "--budget=0.3", "--target_accuracy=0.9"),
-     "Give one objective: --budget, --target_accuracy or"),
-    (("tune", "--budget=2"), "`budget` is a fraction of the full network"),
-    (("tune", "--tuner=grid"), "unknown --tuner 'grid'"),
+     "One objective should be set: --budget, --target_accuracy or "
+     "--flop_penalty. Received: --budget=0.3, --target_accuracy=0.9"),
+    (("tune", "--budget=2"), "--budget is a fraction of the full network"),
+    (("tune", "--tuner=grid"), "--tuner should be one of ['random', "
+      "'bayesian', 'hyperband']. Received: --tuner='grid'"),
     (("tune", "--train_examples=55000"),
      "--train_examples + --val_examples should be at most"),
     (("verify", "--model=m.keras"),

@@ -25,10 +25,12 @@ def test_estimator_warm_up_and_ramp_reach_the_report(tfds_dir, tmp_path):
 
 
 def test_config_check_names_the_bad_setting():
-    with pytest.raises(ValueError, match="unknown --estimator 'ppo'"):
+    with pytest.raises(ValueError, match="`estimator` should be one of .* "
+                                         "Received: estimator='ppo'"):
         train_job.TrainConfig(estimator="ppo").check()
-    with pytest.raises(ValueError, match="--cost_weight_ramp_epochs should "
-                                         "be >= 0"):
+    with pytest.raises(ValueError, match="`cost_weight_ramp_epochs` should "
+                                         "be >= 0. Received: "
+                                         "cost_weight_ramp_epochs=-2"):
         train_job.TrainConfig(cost_weight_ramp_epochs=-2).check()
 
 

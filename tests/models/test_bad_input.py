@@ -77,13 +77,15 @@ CASES = {
     # compile and the cost weight
     "compile: negative cost_weight": (
         lambda: compiled(cost_weight=-1), ValueError,
-        r"`cost_weight` should be a finite number >= 0. Received: -1"),
+        r"`cost_weight` should be a finite number >= 0. Received: "
+         "cost_weight=-1"),
     "compile: NaN cost_weight": (
         lambda: compiled(cost_weight=float("nan")), ValueError,
-        r"`cost_weight` should be a finite number >= 0. Received: nan"),
+        r"`cost_weight` should be a finite number >= 0. Received: "
+         "cost_weight=nan"),
     "cost_weight set to a string": (
         lambda: setattr(compiled(), "cost_weight", "high"), ValueError,
-        r"`cost_weight` should be a number >= 0. Received: 'high'"),
+        r"`cost_weight` should be a number >= 0. Received: cost_weight='high'"),
     "compile: no loss": (
         lambda: small_high_low().compile("adam"), ValueError,
         r"needs a `loss`"),
