@@ -39,7 +39,8 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6"],
-    "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "ruff", "tox"],
+    "dev": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6", "ruff", "mypy",
+            "tox"],
 }
 
 setup(

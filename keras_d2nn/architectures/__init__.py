@@ -1,12 +1,21 @@
 """Builders for the D2NN paper's five architectures."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from keras_d2nn.architectures.attention import attention
 from keras_d2nn.architectures.cascade import cascade
 from keras_d2nn.architectures.chain import chain
 from keras_d2nn.architectures.hierarchical import hierarchical
 from keras_d2nn.architectures.high_low import high_low
 
-ARCHITECTURES = {
+if TYPE_CHECKING:
+    from keras_d2nn.models import D2NNModel
+
+# Every builder takes `input_shape`, `num_classes` and `name` (keywords).
+ARCHITECTURES: dict[str, Callable[..., D2NNModel]] = {
     "high_low": high_low,
     "cascade": cascade,
     "chain": chain,

@@ -4,8 +4,13 @@ A wrong `input_shape` would otherwise surface as an error from deep inside
 a Keras layer ("expected min_ndim=4, found ndim=2"), naming no argument.
 """
 
+from __future__ import annotations
 
-def image_shape(builder, input_shape):
+from collections.abc import Iterable
+
+
+def image_shape(builder: str,
+                input_shape: Iterable[int]) -> tuple[int, ...]:
     """`input_shape` as a `(height, width, channels)` tuple, or a
     ValueError naming the builder and what it received.
 
@@ -23,7 +28,7 @@ def image_shape(builder, input_shape):
     return shape
 
 
-def class_count(builder, num_classes):
+def class_count(builder: str, num_classes: int) -> int:
     """`num_classes` as an int >= 2, or a ValueError naming the builder.
 
     Example: `class_count("chain", 10)  # 10`.

@@ -1,5 +1,9 @@
 """The paper's attention (glimpse) D2NN: look at one region closely."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 
 from keras_d2nn.architectures import arguments
@@ -35,9 +39,11 @@ def _head(context_units, glimpse_units, num_classes):
                        name="head_network")
 
 
-def attention(input_shape=(28, 28, 1), num_classes=10, regions=None,
-              region_names=None, glimpse_size=20, downsample=4,
-              name="attention"):
+def attention(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
+              regions: Sequence[Sequence[int]] | None = None,
+              region_names: Sequence[str] | None = None,
+              glimpse_size: int = 20, downsample: int = 4,
+              name: str = "attention") -> D2NNModel:
     """Builds an attention (glimpse) D2NN: from a low-resolution view, a
     controller picks one region to process at full resolution.
 

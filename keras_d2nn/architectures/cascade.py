@@ -1,5 +1,9 @@
 """The paper's cascade D2NN: classifiers of increasing cost, early exits."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 
 from keras_d2nn.architectures import arguments
@@ -8,7 +12,7 @@ from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
 
 
-def default_stages(input_shape):
+def default_stages(input_shape: tuple[int, ...]) -> list[keras.Sequential]:
     """Three convolutional stages of growing cost (about 30 kFLOPs, 0.9
     MFLOPs and 5.4 MFLOPs per 28x28 image)."""
     return [
@@ -34,8 +38,10 @@ def _head(num_classes, index):
                             name=f"head{index}_network")
 
 
-def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
-            controller_hidden_units=(16,), name="cascade"):
+def cascade(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
+            stages: Sequence[keras.Layer] | None = None,
+            controller_hidden_units: Sequence[int] = (16,),
+            name: str = "cascade") -> D2NNModel:
     """Builds a cascade D2NN: after each stage, stop or continue.
 
     ```

@@ -1,5 +1,9 @@
 """The paper's chain D2NN: per stage, pick a version (width) or skip."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 
 from keras_d2nn.architectures import arguments
@@ -8,7 +12,8 @@ from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
 
 
-def residual_block(shape, width, name):
+def residual_block(shape: tuple[int, ...], width: int,
+                   name: str) -> keras.Model:
     """`relu(x + conv(conv_width(x)))`: keeps the shape, so versions of a
     stage (and skipping it) are interchangeable."""
     inputs = keras.Input(shape)
@@ -19,9 +24,11 @@ def residual_block(shape, width, name):
     return keras.Model(inputs, outputs, name=name)
 
 
-def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
-          widths=(32, 16, 8), version_names=("full", "half", "quarter"),
-          name="chain"):
+def chain(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
+          num_stages: int = 3, channels: int = 16,
+          widths: Sequence[int] = (32, 16, 8),
+          version_names: Sequence[str] = ("full", "half", "quarter"),
+          name: str = "chain") -> D2NNModel:
     """Builds a chain D2NN: before each stage a controller picks one of
     several versions of the stage (widths) or skips it.
 

@@ -1,5 +1,10 @@
 """The paper's hierarchical D2NN: coarse classifier, then a fine expert."""
 
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence
+
 import keras
 
 from keras_d2nn.architectures import arguments
@@ -33,8 +38,10 @@ def _fine_network(shape, num_classes, name):
     ], name=name)
 
 
-def hierarchical(input_shape=(28, 28, 1), num_classes=10, groups=None,
-                 name="hierarchical"):
+def hierarchical(input_shape: Sequence[int] = (28, 28, 1),
+                 num_classes: int = 10,
+                 groups: Mapping[str, Sequence[int]] | None = None,
+                 name: str = "hierarchical") -> D2NNModel:
     """Builds a hierarchical D2NN: a coarse classifier routes each example
     to one fine-grained expert.
 

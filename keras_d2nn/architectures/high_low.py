@@ -1,5 +1,9 @@
 """The paper's high-low capacity D2NN."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import keras
 
 from keras_d2nn.architectures import arguments
@@ -8,7 +12,7 @@ from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
 
 
-def default_low_network(input_shape):
+def default_low_network(input_shape: Sequence[int]) -> keras.Sequential:
     """A cheap feature extractor: one small strided convolution."""
     return keras.Sequential([
         keras.Input(input_shape),
@@ -19,7 +23,8 @@ def default_low_network(input_shape):
     ], name="low_network")
 
 
-def default_high_network(input_shape, num_classes):
+def default_high_network(input_shape: Sequence[int],
+                         num_classes: int) -> keras.Sequential:
     """An expensive classifier: two full-resolution convolutions."""
     return keras.Sequential([
         keras.Input(input_shape),
@@ -33,8 +38,11 @@ def default_high_network(input_shape, num_classes):
     ], name="high_network")
 
 
-def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
-             high_network=None, controller=None, name="high_low"):
+def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
+             low_network: keras.Layer | None = None,
+             high_network: keras.Layer | None = None,
+             controller: Controller | None = None,
+             name: str = "high_low") -> D2NNModel:
     """Builds the high-low capacity D2NN: a cheap path, and an expensive one
     that a controller runs only for the examples that need it.
 

@@ -1,6 +1,11 @@
 """TensorBoard logging of what a D2NN decides, next to loss and accuracy."""
 
+from __future__ import annotations
+
 import os
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 import keras
 import numpy as np
@@ -44,8 +49,11 @@ class RoutingTensorBoard(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir, data=None, max_examples=1000,
-                 histogram_freq=1):
+    def __init__(
+            self, log_dir: str | os.PathLike[str],
+            data: (np.ndarray | Mapping[str, np.ndarray]
+                   | Sequence[np.ndarray] | tf.data.Dataset | None) = None,
+            max_examples: int = 1000, histogram_freq: int = 1) -> None:
         super().__init__()
         if histogram_freq < 1 or max_examples < 1:
             raise ValueError(
@@ -56,7 +64,7 @@ class RoutingTensorBoard(keras.callbacks.Callback):
         self.data = data
         self.max_examples = int(max_examples)
         self.histogram_freq = int(histogram_freq)
-        self._writers = {}
+        self._writers: dict[str, tf.summary.SummaryWriter] = {}
 
     def _writer(self, run):
         if run not in self._writers:
@@ -79,7 +87,8 @@ class RoutingTensorBoard(keras.callbacks.Callback):
             found[q] = (probabilities[np.arange(len(chosen)), chosen], chosen)
         return found, trace.executed_flops.numpy()
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int,
+                     logs: dict[str, Any] | None = None) -> None:
         if "cost_weight" not in (logs or {}):
             with self._writer("train").as_default(step=epoch):
                 tf.summary.scalar("epoch_cost_weight", self.model.cost_weight)
@@ -92,6 +101,6 @@ class RoutingTensorBoard(keras.callbacks.Callback):
                 tf.summary.histogram(f"{q}_action", actions.astype("float32"))
             tf.summary.histogram("executed_flops", flops)
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         for writer in self._writers.values():
             writer.flush()

@@ -20,13 +20,26 @@ model.fit(train, epochs=2, callbacks=keras_d2nn.schedules.d2nn_callbacks(
 ```
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
+from typing import TypeAlias
 
 import keras
 import numpy as np
 
+# `epoch (0-based) -> value`.
+Schedule: TypeAlias = "Callable[[int], float]"
+# A `D2NNModel.set_routing` specification: per controller, an action (index
+# or name) or the probabilities of each action.
+Routing: TypeAlias = "Mapping[str, int | str | Sequence[float]]"
 
-def constant(value):
+
+def constant(value: float) -> Schedule:
     """A schedule returning `value` at every epoch.
 
     Example: `CostWeightSchedule(constant(0.1))`.
@@ -34,7 +47,8 @@ def constant(value):
     return lambda epoch: value
 
 
-def linear_ramp(start, end, epochs, delay=0):
+def linear_ramp(start: float, end: float, epochs: int,
+                delay: int = 0) -> Schedule:
     """A schedule going linearly from `start` to `end` over `epochs`
     epochs, after `delay` epochs at `start`; `end` afterwards.
 
@@ -43,7 +57,7 @@ def linear_ramp(start, end, epochs, delay=0):
     if epochs < 1:
         raise ValueError(f"`epochs` should be >= 1. Received: epochs={epochs}")
 
-    def schedule(epoch):
+    def schedule(epoch: int) -> float:
         progress = np.clip((epoch - delay) / epochs, 0.0, 1.0)
         return float(start + (end - start) * progress)
 
@@ -60,18 +74,20 @@ class CostWeightSchedule(keras.callbacks.Callback):
     Example: `model.fit(..., callbacks=[CostWeightSchedule(ramp)])`.
     """
 
-    def __init__(self, schedule, verbose=0):
+    def __init__(self, schedule: Schedule, verbose: int = 0) -> None:
         super().__init__()
         self.schedule = schedule
         self.verbose = verbose
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int,
+                       logs: dict[str, Any] | None = None) -> None:
         value = self.schedule(epoch)
         self.model.cost_weight = value
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: cost_weight = {value:g}")
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int,
+                     logs: dict[str, Any] | None = None) -> None:
         if logs is not None:
             logs["cost_weight"] = self.model.cost_weight
 
@@ -88,12 +104,13 @@ class VariableSchedule(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, variable, schedule):
+    def __init__(self, variable: keras.Variable, schedule: Schedule) -> None:
         super().__init__()
         self.variable = variable
         self.schedule = schedule
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int,
+                       logs: dict[str, Any] | None = None) -> None:
         self.variable.assign(self.schedule(epoch))
 
 
@@ -113,7 +130,8 @@ class WarmUp(keras.callbacks.Callback):
     Example: `model.fit(..., epochs=5, callbacks=[WarmUp(epochs=1)])`.
     """
 
-    def __init__(self, epochs=1, routing="random"):
+    def __init__(self, epochs: int = 1,
+                 routing: str | Routing = "random") -> None:
         super().__init__()
         if epochs < 0:
             raise ValueError("`epochs` should be >= 0. Received: "
@@ -128,10 +146,11 @@ class WarmUp(keras.callbacks.Callback):
         return {q: [1.0 / len(plan.nodes[q].actions)] * len(
             plan.nodes[q].actions) for q in plan.controllers}
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._warming = False
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int,
+                       logs: dict[str, Any] | None = None) -> None:
         # Decided by the epoch alone, so that a run resumed at any epoch
         # (BackupAndRestore, a checkpoint and `initial_epoch`) routes as an
         # uninterrupted one. Routing changes only when it must: each change
@@ -143,7 +162,7 @@ class WarmUp(keras.callbacks.Callback):
             self.model.set_routing(None)
         self._warming = warm
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self._warming:
             self.model.set_routing(None)
             self._warming = False
@@ -168,25 +187,25 @@ class D2NNSchedule:
     warmup_epochs: int
     ramp_epochs: int
     cost_weight: float
-    requested: tuple
+    requested: tuple[int, int]
 
     @property
-    def shortened(self):
+    def shortened(self) -> bool:
         """Whether the run was too short for the requested schedule."""
         return (self.warmup_epochs, self.ramp_epochs) != self.requested
 
-    def cost_weight_at(self, epoch):
+    def cost_weight_at(self, epoch: int) -> float:
         """The cost weight of `epoch` (0-based)."""
         if not self.ramp_epochs:
             return float(self.cost_weight)
         return linear_ramp(0.0, self.cost_weight, self.ramp_epochs,
                            delay=self.warmup_epochs)(epoch)
 
-    def cost_weights(self):
+    def cost_weights(self) -> list[float]:
         """The cost weight of every epoch, in order."""
         return [self.cost_weight_at(e) for e in range(self.epochs)]
 
-    def describe(self):
+    def describe(self) -> str:
         """One line for people, e.g. `1 warm-up epoch (random routing),
         cost_weight 0 -> 0.1 over 1 epoch; last epoch at 0.1`."""
         parts = []
@@ -210,16 +229,18 @@ class D2NNSchedule:
                      f"epoch trains at cost_weight {self.cost_weight:g}")
         return line
 
-    def callbacks(self, routing="random", verbose=0):
+    def callbacks(self, routing: str | Routing = "random",
+                  verbose: int = 0) -> list[keras.callbacks.Callback]:
         """`WarmUp` (if any) and `CostWeightSchedule` callbacks."""
-        callbacks = []
+        callbacks: list[keras.callbacks.Callback] = []
         if self.warmup_epochs:
             callbacks.append(WarmUp(self.warmup_epochs, routing=routing))
         callbacks.append(CostWeightSchedule(self.cost_weight_at, verbose))
         return callbacks
 
 
-def d2nn_schedule(cost_weight, epochs, warmup_epochs=1, ramp_epochs=1):
+def d2nn_schedule(cost_weight: float, epochs: int, warmup_epochs: int = 1,
+                  ramp_epochs: int = 1) -> D2NNSchedule:
     """Fits a warm-up and a cost-weight ramp to a run of `epochs` epochs.
 
     The rule: warm-up `min(warmup_epochs, epochs - 1)` epochs, then the
@@ -254,7 +275,9 @@ def d2nn_schedule(cost_weight, epochs, warmup_epochs=1, ramp_epochs=1):
                         requested=(warmup_epochs, ramp_epochs))
 
 
-def d2nn_callbacks(cost_weight, epochs, warmup_epochs=1, ramp_epochs=1):
+def d2nn_callbacks(
+        cost_weight: float, epochs: int, warmup_epochs: int = 1,
+        ramp_epochs: int = 1) -> list[keras.callbacks.Callback]:
     """The callbacks of `d2nn_schedule(...)`: pass them to `fit` with the
     same `epochs`.
 

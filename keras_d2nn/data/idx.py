@@ -1,6 +1,9 @@
 """Reading IDX files, the format of the original (Fashion-)MNIST files."""
 
+from __future__ import annotations
+
 import gzip
+import os
 import pathlib
 
 import numpy as np
@@ -9,7 +12,7 @@ import numpy as np
 _IDX_DTYPES = {0x08: np.uint8}
 
 
-def read_idx(path):
+def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     """Reads an IDX file (optionally gzip-compressed) into a NumPy array.
 
     Example: `labels = read_idx("t10k-labels-idx1-ubyte.gz")`.
@@ -35,7 +38,8 @@ def read_idx(path):
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
 
 
-def find_idx(directory, stem):
+def find_idx(directory: str | os.PathLike[str],
+             stem: str) -> pathlib.Path | None:
     """`directory/stem.gz` or `directory/stem`, whichever exists, or None."""
     for name in (stem + ".gz", stem):
         path = pathlib.Path(directory) / name

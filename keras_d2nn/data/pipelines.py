@@ -11,9 +11,12 @@
 Otherwise one `FileNotFoundError` names both ways to get the data.
 """
 
+from __future__ import annotations
+
 import os
 import socket
 import urllib.parse
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -33,7 +36,7 @@ DATASETS = {"fashion_mnist": {"shape": (28, 28, 1),
 SPLITS = ("train", "test")
 
 
-def fashion_mnist_dir(directory=None):
+def fashion_mnist_dir(directory: str | os.PathLike[str] | None = None) -> str:
     """The directory holding the IDX files: argument, env var, or default."""
     return str(directory or os.environ.get(ENV_VAR) or DEFAULT_DIR)
 
@@ -43,7 +46,8 @@ def _has_idx_files(directory):
                for stems in FILES.values() for stem in stems)
 
 
-def missing_data_message(directory, tried_tfds=True):
+def missing_data_message(directory: str | os.PathLike[str],
+                         tried_tfds: bool = True) -> str:
     """The one message for missing data, naming both ways to get it."""
     tfds_part = (", and TFDS's fashion_mnist is neither prepared nor "
                  "downloadable from here" if tried_tfds else "")
@@ -81,7 +85,7 @@ def _is_prepared(builder_cls, data_dir):
     return os.path.exists(path)
 
 
-def check_dataset(name):
+def check_dataset(name: str) -> dict[str, Any]:
     """The settings of dataset `name`, or a ValueError naming the known
     ones.
 
@@ -93,7 +97,11 @@ def check_dataset(name):
     return DATASETS[name]
 
 
-def prepared_builder(name="fashion_mnist", data_dir=None, manual_dir=None):
+def prepared_builder(
+        name: str = "fashion_mnist",
+        data_dir: str | os.PathLike[str] | None = None,
+        manual_dir: str | os.PathLike[str] | None = None,
+) -> tfds.core.DatasetBuilder:
     """A prepared TFDS builder for `name` (see the module docstring).
 
     Example: `builder = prepared_builder(); builder.info.splits["test"]`.
@@ -121,9 +129,12 @@ def _normalise(image, label):
     return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
 
 
-def load(name="fashion_mnist", split="train", batch_size=128, *,
-         data_dir=None, manual_dir=None, shuffle=None, take=None, seed=0,
-         drop_remainder=False):
+def load(name: str = "fashion_mnist", split: str = "train",
+         batch_size: int = 128, *,
+         data_dir: str | os.PathLike[str] | None = None,
+         manual_dir: str | os.PathLike[str] | None = None,
+         shuffle: bool | None = None, take: int | None = None, seed: int = 0,
+         drop_remainder: bool = False) -> tf.data.Dataset:
     """A batched, prefetched `tf.data.Dataset` of `(image, label)` pairs.
 
     Images are float32 in [0, 1], shape `(batch, 28, 28, 1)`; labels int32.
@@ -168,8 +179,11 @@ def load(name="fashion_mnist", split="train", batch_size=128, *,
         tf.data.AUTOTUNE)
 
 
-def load_arrays(name="fashion_mnist", split="test", *, data_dir=None,
-                manual_dir=None, take=None):
+def load_arrays(
+        name: str = "fashion_mnist", split: str = "test", *,
+        data_dir: str | os.PathLike[str] | None = None,
+        manual_dir: str | os.PathLike[str] | None = None,
+        take: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A split as NumPy `(images, labels)`, normalised as in `load`.
 
     Example: `x_test, y_test = load_arrays("fashion_mnist", "test")`.
@@ -180,7 +194,10 @@ def load_arrays(name="fashion_mnist", split="test", *, data_dir=None,
     return np.concatenate(images), np.concatenate(labels)
 
 
-def load_fashion_mnist(split="train", directory=None):
+def load_fashion_mnist(
+        split: str = "train",
+        directory: str | os.PathLike[str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Reads a Fashion-MNIST split straight from the IDX files (no TFDS).
 
     Images are float32 in [0, 1] of shape `(n, 28, 28, 1)`; labels int32.
@@ -192,13 +209,14 @@ def load_fashion_mnist(split="train", directory=None):
             f"`split` should be one of {tuple(FILES)}. Received: "
             f"split={split!r}")
     directory = fashion_mnist_dir(directory)
-    paths = [idx.find_idx(directory, stem) for stem in FILES[split]]
-    if None in paths:
+    image_path, label_path = (idx.find_idx(directory, stem)
+                              for stem in FILES[split])
+    if image_path is None or label_path is None:
         raise FileNotFoundError(missing_data_message(directory, False))
-    images = idx.read_idx(paths[0]).astype(np.float32)[..., None] / 255.0
-    labels = idx.read_idx(paths[1]).astype(np.int32)
+    images = idx.read_idx(image_path).astype(np.float32)[..., None] / 255.0
+    labels = idx.read_idx(label_path).astype(np.int32)
     if len(images) != len(labels):
         raise ValueError(
-            f"{paths[0]} has {len(images)} images but {paths[1]} has "
+            f"{image_path} has {len(images)} images but {label_path} has "
             f"{len(labels)} labels.")
     return images, labels

@@ -131,7 +131,7 @@ def _head_confidences(model, x, decisions, exits, batch_size):
     """Each exit head's max softmax on every example of `x`."""
     heads = [e["head"] for e in exits]
     values = model.route(x, batch_size, decisions=decisions,
-                         values=heads).values
+                         values=heads).node_values
     return {h: np.max(_softmax(values[h]), axis=-1) for h in heads}
 
 

@@ -74,8 +74,8 @@ class TrainConfig:
     baseline_epochs: int = 0
     output_dir: str = "runs/default"
     seed: int = 0
-    data_dir: str = None
-    tfds_dir: str = None
+    data_dir: str | None = None
+    tfds_dir: str | None = None
     verbose: int = 1
     save_optimizer: bool = True
     tensorboard: bool = True

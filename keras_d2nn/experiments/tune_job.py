@@ -71,8 +71,8 @@ class TuneConfig:
     baselines: bool = True
     output_dir: str = "runs/tune"
     seed: int = 0
-    data_dir: str = None
-    tfds_dir: str = None
+    data_dir: str | None = None
+    tfds_dir: str | None = None
     verbose: int = 1
 
     def objective(self):

@@ -8,17 +8,36 @@ that a model which would need the Flex delegate fails at conversion rather
 than on the phone.
 """
 
+from __future__ import annotations
+
+import os
 import pathlib
 import re
 import tempfile
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
 
 import keras
 import tensorflow as tf
 
+if TYPE_CHECKING:
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_d2nn.models import D2NNModel
+
 ENDPOINT = "serve"
 
 
-def write_saved_model(models, fn, input_signature, path, functions=None):
+def write_saved_model(
+        models: Sequence[keras.Layer], fn: Callable[..., Any],
+        input_signature: Sequence[tf.TensorSpec],
+        path: str | os.PathLike[str],
+        functions: Mapping[str, Callable[[], Any]] | None = None) -> str:
     """Writes `fn` as the `serve` endpoint of a SavedModel at `path`.
 
     Args:
@@ -54,8 +73,13 @@ def write_saved_model(models, fn, input_signature, path, functions=None):
     return str(path)
 
 
-def convert(models, fn, input_signature, optimizations=None,
-            representative_dataset=None, supported_types=None):
+def convert(
+        models: Sequence[keras.Layer], fn: Callable[..., Any],
+        input_signature: Sequence[tf.TensorSpec],
+        optimizations: Sequence[tf.lite.Optimize] | None = None,
+        representative_dataset: Callable[[], Iterator[list[np.ndarray]]]
+        | None = None,
+        supported_types: Sequence[tf.DType] | None = None) -> bytes:
     """The LiteRT flatbuffer (bytes) of `fn`, with builtin ops only.
 
     Args:
@@ -91,7 +115,7 @@ def convert(models, fn, input_signature, optimizations=None,
                 f"convertible): {error}") from error
 
 
-def constant_bytes(model_content):
+def constant_bytes(model_content: bytes) -> dict[str, int]:
     """`{tensor type name: bytes}` of the constant tensors (the weights) in a
     LiteRT flatbuffer, over every subgraph.
 
@@ -104,7 +128,7 @@ def constant_bytes(model_content):
              if not key.startswith("_")}
     model = flatbuffer_utils.read_model_from_bytearray(
         bytearray(model_content))
-    counts = {}
+    counts: dict[str, int] = {}
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
             data = model.buffers[tensor.buffer].data
@@ -114,7 +138,7 @@ def constant_bytes(model_content):
     return counts
 
 
-def unsupported_ops(message):
+def unsupported_ops(message: str) -> set[str]:
     """The TF op types a converter error `message` names as not builtin.
 
     Example: `unsupported_ops("TF Select ops: Cholesky, Erf")  # {...}`.
@@ -138,7 +162,7 @@ def _layer_op_types(layer, specs):
     return {op.type for op in graph.get_operations()}
 
 
-def name_unconvertible_layers(model, message):
+def name_unconvertible_layers(model: D2NNModel, message: str) -> str:
     """A one-paragraph error for a failed builtin-only conversion of a D2NN:
     which nodes' layers use which unsupported ops, and what to do.
 
@@ -171,7 +195,8 @@ def name_unconvertible_layers(model, message):
         "export a SavedModel or ONNX instead.")
 
 
-def interpreter(model_content, num_threads=1, xnnpack=True):
+def interpreter(model_content: bytes, num_threads: int = 1,
+                xnnpack: bool = True) -> Interpreter:
     """A LiteRT interpreter for `model_content`, tensors allocated.
 
     `xnnpack=False` runs the builtin kernels without the default XNNPACK

@@ -10,9 +10,20 @@ rewriter rebuild one ONNX `If` per `tf.cond`. Gather/scatter routing
 becomes `NonZero`, `Gather` and `ScatterND`.
 """
 
+from __future__ import annotations
+
+import os
 import warnings
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
 
 OPSET = 18
 
@@ -47,12 +58,12 @@ def _rename(proto, old, new):
     visit(proto.graph)
 
 
-def operator_types(proto):
+def operator_types(proto: onnx.ModelProto) -> set[str]:
     """The set of ONNX operator types in `proto`, subgraphs included.
 
     Example: `"If" in operator_types(proto)`.
     """
-    types = set()
+    types: set[str] = set()
 
     def visit(graph):
         for node in graph.node:
@@ -65,7 +76,9 @@ def operator_types(proto):
     return types
 
 
-def convert(fn, input_signature, conditional=True, opset=OPSET):
+def convert(fn: Callable[..., Mapping[str, tf.Tensor]],
+            input_signature: Sequence[tf.TensorSpec], conditional: bool = True,
+            opset: int = OPSET) -> onnx.ModelProto:
     """The ONNX `ModelProto` of `fn`, inputs and outputs named as in TF.
 
     Args:
@@ -107,7 +120,8 @@ def convert(fn, input_signature, conditional=True, opset=OPSET):
     return proto
 
 
-def session(model, num_threads=1):
+def session(model: bytes | str | os.PathLike[str],
+            num_threads: int = 1) -> onnxruntime.InferenceSession:
     """An onnxruntime `InferenceSession` for a path or serialized model.
 
     Example: `session("model.onnx").run(None, {"image": images})`.

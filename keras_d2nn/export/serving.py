@@ -33,8 +33,14 @@ comes back with `valid` False, NaN `logits`/`probabilities` and decisions
 unaffected).
 """
 
+from __future__ import annotations
+
+import os
 import pathlib
 import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -43,6 +49,9 @@ from keras_d2nn.export import litert
 from keras_d2nn.export import onnx
 from keras_d2nn.models import input_checks
 from keras_d2nn.models import non_finite
+
+if TYPE_CHECKING:
+    from keras_d2nn.models import D2NNModel
 
 QUANTIZATIONS = (None, "float16", "int8")
 # The SavedModel's second signature: the expected input shape.
@@ -67,7 +76,8 @@ def _single_input(model):
     return inputs[0]
 
 
-def input_signature(model, batch_size=None):
+def input_signature(model: D2NNModel,
+                    batch_size: int | None = None) -> list[tf.TensorSpec]:
     """`[tf.TensorSpec]` of the exported function (named after the input).
 
     Example: `input_signature(model, 1)  # [TensorSpec((1, 28, 28, 1))]`.
@@ -230,8 +240,10 @@ def _nan_where(value, valid, bitwise):
     return tf.cast(tf.bitcast(bits, tf.float32), value.dtype)
 
 
-def serving_function(model, on_invalid="flag", bitwise=False,
-                     batch_size=None):
+def serving_function(
+        model: D2NNModel, on_invalid: str = "flag", bitwise: bool = False,
+        batch_size: int | None = None,
+) -> Callable[[tf.Tensor], dict[str, tf.Tensor]]:
     """The exported function: a batch of inputs -> a dict of outputs.
 
     Keys: `logits` and `probabilities` (softmax of the model's output;
@@ -263,7 +275,7 @@ def serving_function(model, on_invalid="flag", bitwise=False,
         raise ValueError(f"`on_invalid` should be one of {ON_INVALID}. "
                          f"Received: on_invalid={on_invalid!r}")
 
-    def serve(inputs):
+    def serve(inputs: tf.Tensor) -> dict[str, tf.Tensor]:
         inputs = tf.convert_to_tensor(inputs)
         # Against the input node's own dtype (the exported signature's):
         # a graph of token ids declares an integer input.
@@ -285,7 +297,7 @@ def serving_function(model, on_invalid="flag", bitwise=False,
         # Checked (and flagged) above: no Assert op for LiteRT and ONNX.
         with non_finite.unchecked():
             trace = model.trace(inputs, training=False, statistics=False)
-        results = {}
+        results: dict[str, tf.Tensor] = {}
         if len(trace.outputs) == 1:
             logits = next(iter(trace.outputs.values()))
             results["logits"] = logits
@@ -308,7 +320,9 @@ def serving_function(model, on_invalid="flag", bitwise=False,
     return serve
 
 
-def saved_model_signature(model, batch_size=None):
+def saved_model_signature(
+        model: D2NNModel,
+        batch_size: int | None = None) -> list[tf.TensorSpec]:
     """`[tf.TensorSpec]` of the SavedModel's signature: dtype and name
     of the input, shape unknown (checked inside the graph; see
     `serving_function`). `input_signature` gives the shape itself.
@@ -319,7 +333,8 @@ def saved_model_signature(model, batch_size=None):
     return [tf.TensorSpec(None, spec.dtype, name=spec.name)]
 
 
-def export_saved_model(model, path, batch_size=None):
+def export_saved_model(model: D2NNModel, path: str | os.PathLike[str],
+                       batch_size: int | None = None) -> str:
     """Writes a SavedModel for TF Serving at `path` and returns the path.
 
     The signature `serving_default` takes the model's input (any batch
@@ -341,7 +356,7 @@ def export_saved_model(model, path, batch_size=None):
     spec, = input_signature(model, batch_size)  # checks model, batch size
     shape = [-1 if d is None else int(d) for d in spec.shape]
 
-    def expected_shape():
+    def expected_shape() -> dict[str, tf.Tensor]:
         return {"shape": tf.constant(shape, tf.int64)}
 
     return litert.write_saved_model(
@@ -364,8 +379,9 @@ def _representative(images, batch_size, dtype=tf.float32):
     return generate
 
 
-def export_litert(model, path, batch_size=1, quantization=None,
-                  representative_images=None):
+def export_litert(model: D2NNModel, path: str | os.PathLike[str],
+                  batch_size: int | None = 1, quantization: str | None = None,
+                  representative_images: np.ndarray | None = None) -> str:
     """Writes a LiteRT (`.tflite`) model with builtin ops only.
 
     Args:
@@ -398,7 +414,7 @@ def export_litert(model, path, batch_size=1, quantization=None,
             f"`quantization` should be one of {QUANTIZATIONS}. Received: "
             f"{quantization!r}")
     signature = input_signature(model, batch_size)
-    options = {}
+    options: dict[str, Any] = {}
     if quantization is not None:
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
     if quantization == "float16":
@@ -457,7 +473,8 @@ def _warn_uncalibrated(content):
             stacklevel=3)
 
 
-def export_onnx(model, path, batch_size=None):
+def export_onnx(model: D2NNModel, path: str | os.PathLike[str],
+                batch_size: int | None = None) -> str:
     """Writes an ONNX model (opset 18) for onnxruntime and returns the path.
 
     Inputs and outputs are named as in `serving_function` (`image` ->

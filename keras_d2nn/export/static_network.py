@@ -8,15 +8,23 @@ way to ship one route alone. It shares its layers (and weights) with the
 D2NN.
 """
 
+from __future__ import annotations
+
 import itertools
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from keras_d2nn.layers.fill_like import FillLike
 
+if TYPE_CHECKING:
+    from keras_d2nn.graph import Plan
+    from keras_d2nn.models import D2NNModel
 
-def route_nodes(plan, route):
+
+def route_nodes(plan: Plan, route: Mapping[str, int]) -> set[str]:
     """Names of the nodes that run when every controller follows `route`.
 
     Args:
@@ -46,7 +54,8 @@ def route_nodes(plan, route):
     return {name for name, ran in plan.conditions.items() if ran[index]}
 
 
-def static_routes(plan, max_routes=8):
+def static_routes(plan: Plan,
+                  max_routes: int = 8) -> list[tuple[str, dict[str, int]]]:
     """Constant routings that give distinct static networks.
 
     Enumerates every joint decision, keeps one per distinct set of executed
@@ -62,7 +71,8 @@ def static_routes(plan, max_routes=8):
     """
     controllers = plan.controllers
     actions = [plan.nodes[q].actions for q in controllers]
-    seen, routes = set(), []
+    seen: set[frozenset[str]] = set()
+    routes = []
     for index, joint in enumerate(itertools.product(
             *[range(len(a)) for a in actions])):
         executed = frozenset(n for n, c in plan.conditions.items()
@@ -84,7 +94,7 @@ def static_routes(plan, max_routes=8):
     return [(name, route) for _, name, route, _ in routes]
 
 
-def most_expensive_route(plan):
+def most_expensive_route(plan: Plan) -> dict[str, int]:
     """The constant route that runs the most FLOPs (the "full network").
 
     Example: `most_expensive_route(model.plan)  # {"gate": 1}`.
@@ -93,7 +103,8 @@ def most_expensive_route(plan):
     return dict(routes[-1][1]) if routes else {}
 
 
-def static_network(model, route=None, name=None, prune=True):
+def static_network(model: D2NNModel, route: Mapping[str, int] | None = None,
+                   name: str | None = None, prune: bool = True) -> keras.Model:
     """The plain Keras model of one constant route of `model`.
 
     Args:
@@ -126,19 +137,21 @@ def static_network(model, route=None, name=None, prune=True):
     plan = model.plan
     route = most_expensive_route(plan) if route is None else dict(route)
     on_route = route_nodes(plan, route)
-    inputs, values = {}, {}
+    inputs: dict[str, keras.KerasTensor] = {}
+    values: dict[str, keras.KerasTensor | None] = {}
     for node in plan.order:
         if node.name not in on_route or (node.kind == "q" and prune):
             continue
         if node.kind == "input":
             inputs[node.name] = keras.Input(
-                shape=tuple(node.shape), dtype=node.dtype, name=node.name)
+                shape=tuple(node.shape or ()), dtype=node.dtype,
+                name=node.name)
             values[node.name] = inputs[node.name]
             continue
         reference = next(iter(inputs.values()))
         args = [
             values[p] if p in on_route else FillLike(
-                tuple(plan.specs[p].shape[1:]), node.defaults.get(p, 0.0),
+                tuple(_spec(plan, p).shape[1:]), node.defaults.get(p, 0.0),
                 name=f"{node.name}_default_{p}")(reference)
             for p in node.inputs
         ]
@@ -149,8 +162,9 @@ def static_network(model, route=None, name=None, prune=True):
             values[node.name] = next(values[p] for p in node.inputs
                                      if p in on_route)
         else:
-            values[node.name] = node.layer(args[0] if len(args) == 1
-                                           else args)
+            layer = node.layer
+            assert layer is not None, f"{node.name} has no layer"
+            values[node.name] = layer(args[0] if len(args) == 1 else args)
     outputs = {out: values[node] for out, node in plan.outputs}
     if not prune:
         produced = {node for _, node in plan.outputs}
@@ -167,7 +181,7 @@ def static_network(model, route=None, name=None, prune=True):
         name=name or f"{model.name}_static")
 
 
-def static_nodes(plan, route):
+def static_nodes(plan: Plan, route: Mapping[str, int]) -> set[str]:
     """The nodes of `static_network` for `route`: those on the route that
     the outputs depend on (through data edges; controllers excluded).
 
@@ -178,7 +192,8 @@ def static_nodes(plan, route):
     Example: `static_nodes(model.plan, {"gate": 1})  # {"image", "high"...}`.
     """
     on_route = route_nodes(plan, route)
-    needed, stack = set(), [node for _, node in plan.outputs]
+    needed: set[str] = set()
+    stack = [node for _, node in plan.outputs]
     while stack:
         name = stack.pop()
         if name in needed or name not in on_route:
@@ -188,7 +203,8 @@ def static_nodes(plan, route):
     return needed
 
 
-def static_flops(model, route=None):
+def static_flops(model: D2NNModel,
+                 route: Mapping[str, int] | None = None) -> float:
     """FLOPs per example of `static_network(model, route)`.
 
     Example: `static_flops(model)  # FLOPs of the full network`.
@@ -197,3 +213,11 @@ def static_flops(model, route=None):
     route = most_expensive_route(plan) if route is None else dict(route)
     return float(sum(plan.flops[n] for n in static_nodes(plan, route)))
 
+
+def _spec(plan, name):
+    """The symbolic output of node `name` (every node but a dummy without
+    input has one)."""
+    spec = plan.specs[name]
+    if spec is None:
+        raise ValueError(f"node {name!r} produces no value to stand in for")
+    return spec

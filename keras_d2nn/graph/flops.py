@@ -12,6 +12,8 @@ cost (the library's `Controller` does). A layer with weights that is not in
 the table raises `UncountableLayerError`: give its node an explicit `cost=`.
 """
 
+from __future__ import annotations
+
 import math
 
 import keras
@@ -114,7 +116,9 @@ def _is_functional(layer):
     return isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth")
 
 
-def layer_flops(layer, inputs, node_name=None):
+def layer_flops(layer: keras.Layer,
+                inputs: keras.KerasTensor | list[keras.KerasTensor],
+                node_name: str | None = None) -> float:
     """FLOPs per example of calling `layer` on symbolic `inputs`.
 
     Args:

@@ -7,7 +7,14 @@ checks the whole description and returns a `Plan`: the nodes in topological
 order with resolved control edges, output shapes and FLOP costs.
 """
 
+from __future__ import annotations
+
 import dataclasses
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
+from typing import Self
+from typing import TypeAlias
 
 import keras
 import numpy as np
@@ -18,6 +25,12 @@ from keras_d2nn.graph.plan import Supervision
 from keras_d2nn.graph.validation import Validator
 
 NODE_KINDS = ("input", "f", "q", "dummy", "merge")
+
+# A controller's action, by index or by name.
+Action: TypeAlias = "int | np.integer | str"
+# `when=`: one `(controller, action)` pair, or several.
+When: TypeAlias = ("tuple[str, Action] | "
+                   "Iterable[tuple[str, Action] | list[str | Action]]")
 
 
 def _as_names(value, what):
@@ -100,13 +113,13 @@ class Graph:
     ```
     """
 
-    def __init__(self):
-        self._nodes = {}
-        self._outputs = []
-        self._supervised = []
+    def __init__(self) -> None:
+        self._nodes: dict[str, Node] = {}
+        self._outputs: list[tuple[str, str]] = []
+        self._supervised: list[Supervision] = []
         # Free-form, JSON-able facts about the graph that tools read, e.g.
         # the early exits of a cascade for the threshold baseline.
-        self.metadata = {}
+        self.metadata: dict[str, Any] = {}
 
     # -- building -----------------------------------------------------------
 
@@ -124,7 +137,8 @@ class Graph:
         self._nodes[node.name] = node
         return node.name
 
-    def input(self, name, shape, dtype="float32"):
+    def input(self, name: str, shape: Iterable[int | None],
+              dtype: str = "float32") -> str:
         """Adds an input node; `shape` excludes the batch dimension.
 
         Example: `graph.input("image", shape=(28, 28, 1))`.
@@ -139,8 +153,10 @@ class Graph:
         return self._add(
             Node(name=name, kind="input", shape=shape, dtype=dtype))
 
-    def f_node(self, name, layer, inputs, *, when=None, cost=None,
-               defaults=None):
+    def f_node(self, name: str, layer: keras.Layer,
+               inputs: str | Iterable[str], *, when: When | None = None,
+               cost: float | None = None,
+               defaults: Mapping[str, float] | None = None) -> str:
         """Adds an F-node: a Keras layer or model applied to `inputs`.
 
         Args:
@@ -164,8 +180,11 @@ class Graph:
         return self._add(self._make(name, "f", layer, inputs, when, cost,
                                     defaults))
 
-    def q_node(self, name, controller, inputs, *, actions=None, when=None,
-               cost=None, defaults=None):
+    def q_node(self, name: str, controller: keras.Layer,
+               inputs: str | Iterable[str], *,
+               actions: int | Iterable[str] | None = None,
+               when: When | None = None, cost: float | None = None,
+               defaults: Mapping[str, float] | None = None) -> str:
         """Adds a Q-node: a controller choosing one of its actions.
 
         Args:
@@ -210,7 +229,8 @@ class Graph:
         node = self._make(name, "q", controller, inputs, when, cost, defaults)
         return self._add(dataclasses.replace(node, actions=actions))
 
-    def dummy(self, name, inputs=None, *, when=None):
+    def dummy(self, name: str, inputs: str | Iterable[str] | None = None, *,
+              when: When | None = None) -> str:
         """Adds a dummy node: passes its single input on, costs nothing.
 
         Without inputs it produces no value and only marks "do nothing".
@@ -220,7 +240,9 @@ class Graph:
         return self._add(self._make(name, "dummy", None, inputs, when, 0.0,
                                     None))
 
-    def merge(self, name, inputs, *, combine=None, when=None, defaults=None):
+    def merge(self, name: str, inputs: Iterable[str], *,
+              combine: keras.Layer | None = None, when: When | None = None,
+              defaults: Mapping[str, float] | None = None) -> str:
         """Adds a merge node closing a conditional region.
 
         Args:
@@ -240,7 +262,7 @@ class Graph:
         return self._add(self._make(name, "merge", combine, inputs, when,
                                     None, defaults))
 
-    def output(self, node, name=None):
+    def output(self, node: str, name: str | None = None) -> str:
         """Marks `node`'s value as a model output (named `name` or `node`).
 
         Example: `graph.output("logits")`.
@@ -251,7 +273,8 @@ class Graph:
         self._outputs.append((name, node))
         return name
 
-    def supervise(self, node, weight=1.0, label_map=None):
+    def supervise(self, node: str, weight: float = 1.0,
+                  label_map: Iterable[int] | None = None) -> str:
         """Trains `node`'s value against the labels too (deep supervision).
 
         The model's loss is applied to `node` on the examples it ran for,
@@ -305,22 +328,22 @@ class Graph:
         )
 
     @property
-    def nodes(self):
+    def nodes(self) -> tuple[Node, ...]:
         """The nodes in the order they were added."""
         return tuple(self._nodes.values())
 
     @property
-    def outputs(self):
+    def outputs(self) -> tuple[tuple[str, str], ...]:
         return tuple(self._outputs)
 
     @property
-    def supervised(self):
+    def supervised(self) -> tuple[Supervision, ...]:
         """The `Supervision`s: nodes trained against the labels."""
         return tuple(self._supervised)
 
     # -- validation ---------------------------------------------------------
 
-    def validate(self):
+    def validate(self) -> Plan:
         """Checks the graph and returns its `Plan`.
 
         Builds every layer on symbolic inputs (so shapes are checked and
@@ -332,12 +355,13 @@ class Graph:
 
     # -- serialisation ------------------------------------------------------
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """A JSON-able description; layers are serialised with Keras.
 
         A layer object used by several nodes is stored once and referenced.
         """
-        seen, nodes = {}, []
+        seen: dict[int, str] = {}
+        nodes = []
         for node in self._nodes.values():
             if node.layer is None:
                 layer = None
@@ -368,9 +392,10 @@ class Graph:
                 "metadata": dict(self.metadata)}
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
         """Rebuilds a graph written by `get_config`."""
-        graph, layers = cls(), {}
+        graph = cls()
+        layers: dict[str, keras.Layer | None] = {}
         for item in config["nodes"]:
             layer = item["layer"]
             if isinstance(layer, dict) and "shared_with" in layer:

@@ -4,8 +4,17 @@ Kept apart from `graph.py` (building) and `validation.py` (checking) so
 that both, and the execution engine, share one definition.
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import keras
+    import numpy as np
+
+    from keras_d2nn.graph.reachability import DecisionSpace
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,15 +26,19 @@ class Node:
 
     name: str
     kind: str
-    inputs: tuple = ()
-    layer: object = None
-    when: tuple = ()
-    cost: object = None
-    defaults: dict = dataclasses.field(default_factory=dict)
-    shape: tuple = None
+    inputs: tuple[str, ...] = ()
+    # A Keras layer (a `Controller` for a Q-node); None for input and dummy
+    # nodes and for a merge of alternatives.
+    layer: keras.Layer | None = None
+    # `(controller, action)` pairs, the action by index or name.
+    when: tuple[tuple[str, int | str], ...] = ()
+    cost: float | None = None
+    defaults: dict[str, float] = dataclasses.field(default_factory=dict)
+    shape: tuple[int | None, ...] | None = None
     dtype: str = "float32"
-    actions: tuple = ()
-    control: dict = dataclasses.field(default_factory=dict)
+    actions: tuple[str, ...] = ()
+    control: dict[str, tuple[int, ...]] = dataclasses.field(
+        default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +47,7 @@ class Supervision:
 
     node: str
     weight: float = 1.0
-    label_map: tuple = None
+    label_map: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,21 +66,21 @@ class Plan:
         space: the `reachability.DecisionSpace` of the joint decisions.
     """
 
-    order: tuple
-    outputs: tuple
-    supervised: tuple
-    specs: dict
-    flops: dict
-    controllers: tuple
-    conditions: dict
-    space: object
+    order: tuple[Node, ...]
+    outputs: tuple[tuple[str, str], ...]
+    supervised: tuple[Supervision, ...]
+    specs: dict[str, keras.KerasTensor | None]
+    flops: dict[str, float]
+    controllers: tuple[str, ...]
+    conditions: dict[str, np.ndarray]
+    space: DecisionSpace
 
     @functools.cached_property
-    def nodes(self):
+    def nodes(self) -> dict[str, Node]:
         """`{name: node}`."""
         return {node.name: node for node in self.order}
 
     @property
-    def full_flops(self):
+    def full_flops(self) -> float:
         """FLOPs per example when every node executes."""
         return float(sum(self.flops.values()))

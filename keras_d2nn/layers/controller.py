@@ -1,5 +1,10 @@
 """The Q-node layer: a small network emitting a distribution over actions."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
@@ -62,9 +67,10 @@ class Controller(SavesSeedState, keras.layers.Layer):
     # uninterrupted one would (see layers/seed_state.py).
     SEED_ATTRIBUTES = ("seed_generator",)
 
-    def __init__(self, num_actions, hidden_units=(32,),
-                 distribution="categorical", epsilon=0.0, temperature=1.0,
-                 exploration="softmax", seed=None, **kwargs):
+    def __init__(self, num_actions: int, hidden_units: Sequence[int] = (32,),
+                 distribution: str = "categorical", epsilon: float = 0.0,
+                 temperature: float = 1.0, exploration: str = "softmax",
+                 seed: int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not isinstance(num_actions, int) or num_actions < 2:
             raise ValueError(
@@ -117,20 +123,23 @@ class Controller(SavesSeedState, keras.layers.Layer):
             shape=(), initializer=keras.initializers.Constant(temperature),
             trainable=False, name="temperature")
 
-    def build(self, input_shape):
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
         self.network.build(input_shape)
 
-    def call(self, inputs):
+    def call(self, inputs: tf.Tensor) -> tf.Tensor:
         return self.network(inputs)
 
-    def compute_output_shape(self, input_shape):
+    def compute_output_shape(
+            self, input_shape: tuple[int | None, ...],
+    ) -> tuple[int | None, int]:
         return (input_shape[0], self.num_logits)
 
-    def compute_flops(self, inputs):
+    def compute_flops(self, inputs: keras.KerasTensor) -> float:
         """FLOPs per example of the controller network (see `graph.flops`)."""
         return flops.layer_flops(self.network, inputs)
 
-    def action_probabilities(self, logits, training=False):
+    def action_probabilities(self, logits: tf.Tensor,
+                             training: bool = False) -> tf.Tensor:
         """Probabilities of each action, `(batch, num_actions)`.
 
         In training they include temperature and epsilon exploration.
@@ -151,20 +160,22 @@ class Controller(SavesSeedState, keras.layers.Layer):
             probs = (1.0 - epsilon) * probs + epsilon / self.num_actions
         return probs
 
-    def distribution_for(self, logits, training=False):
+    def distribution_for(
+            self, logits: tf.Tensor,
+            training: bool = False) -> tfp.distributions.Distribution:
         """The `tfp.distributions` distribution over actions."""
         probs = self.action_probabilities(logits, training)
         if self.distribution == "bernoulli":
             return tfd.Bernoulli(probs=probs[:, 1], dtype=tf.int32)
         return tfd.Categorical(probs=probs, dtype=tf.int32)
 
-    def greedy_action(self, logits):
+    def greedy_action(self, logits: tf.Tensor) -> tf.Tensor:
         """The inference decision: the most likely action, `int32`."""
         if self.distribution == "bernoulli":
             return tf.cast(logits[:, 0] > 0, tf.int32)
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
-    def exploration_noise(self, batch_size):
+    def exploration_noise(self, batch_size: int | tf.Tensor) -> tf.Tensor:
         """Uniform noise `(batch_size, num_actions)` for one training step's
         decisions, from the next seed of this controller's stream.
 
@@ -177,7 +188,10 @@ class Controller(SavesSeedState, keras.layers.Layer):
         seed = self.seed_generator.next()
         return sampling.uniform_noise(seed, batch_size, self.num_actions)
 
-    def decide(self, logits, training=False, action=None, noise=None):
+    def decide(
+            self, logits: tf.Tensor, training: bool = False,
+            action: tf.Tensor | None = None, noise: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Chooses actions and reports their log-probability and entropy.
 
         Args:
@@ -204,7 +218,10 @@ class Controller(SavesSeedState, keras.layers.Layer):
         action = tf.cast(action, tf.int32)
         return action, dist.log_prob(action), dist.entropy()
 
-    def gumbel_decide(self, logits, temperature, action=None, noise=None):
+    def gumbel_decide(
+            self, logits: tf.Tensor, temperature: float | tf.Tensor,
+            action: tf.Tensor | None = None, noise: tf.Tensor | None = None,
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Straight-through Gumbel-softmax decision.
 
         Samples `action` by the Gumbel-max trick (a sample of the policy)
@@ -241,7 +258,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
         entropy = -tf.reduce_sum(tf.exp(log_probs) * log_probs, axis=-1)
         return action, log_prob, entropy, gate
 
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config.update({
             "num_actions": self.num_actions,

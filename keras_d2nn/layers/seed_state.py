@@ -20,7 +20,7 @@ class SavesSeedState:
     ```
     """
 
-    SEED_ATTRIBUTES = ()
+    SEED_ATTRIBUTES: tuple[str, ...] = ()
 
     def _seed_keys(self):
         return {f"seed_state_{name}": getattr(self, name)

@@ -1,9 +1,14 @@
 """`D2NNModel`: a Keras model that executes a D2NN graph and trains it."""
 
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import Any
+
 import keras
 import tensorflow as tf
 
 from keras_d2nn.api_export import keras_d2nn_export
+from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.estimators import assignment
 from keras_d2nn.estimators import objective
@@ -71,8 +76,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
     SEED_ATTRIBUTES = ("routing_seed",)  # see layers/seed_state.py
 
-    def __init__(self, graph, execution="routed", allow_non_finite=False,
-                 **kwargs):
+    def __init__(self, graph: Graph | dict, execution: str = "routed",
+                 allow_non_finite: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if isinstance(graph, dict):
             graph = Graph.from_config(graph)
@@ -89,20 +94,20 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self._allow_non_finite = bool(allow_non_finite)
         self.plan = graph.validate()
         # Keras tracks these for weights, saving and `model.layers`.
-        unique = {}
+        unique: dict[int, keras.Layer] = {}
         for node in self.plan.order:
             if node.layer is not None:
                 unique.setdefault(id(node.layer), node.layer)
         self.node_layers = list(unique.values())
-        self.estimators = []
-        self._estimator_groups = []
+        self.estimators: list[Estimator] = []
+        self._estimator_groups: list[tuple[Estimator, tuple]] = []
         self._training_mode = execution
-        self.reward_bag_size = None
-        self.bag_metric = None
+        self.reward_bag_size: int | None = None
+        self.bag_metric: Any = None
         self._cost_weight = self.add_weight(
             shape=(), initializer="zeros", trainable=False,
             name="cost_weight")
-        self.task_reward = "correct"
+        self.task_reward: str | Callable = "correct"
         self.cost_tracker = keras.metrics.Mean(name="cost")
         self.action_names = [
             (q, action) for q in self.plan.controllers
@@ -113,7 +118,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             for q, action in self.action_names
         ]
         self._trace_function = None
-        self._routing = {}
+        self._routing: dict[str, Any] = {}
         self.routing_seed = keras.random.SeedGenerator()
         self.built = True
 
@@ -156,11 +161,14 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     def input_names(self):
         return [n.name for n in self.plan.order if n.kind == "input"]
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, *,
-                cost_weight=0.0, task_reward="correct", estimator=None,
-                entropy_weight=0.01, baseline_momentum=0.9,
-                reward_bag_size=None, bag_metric="f1", jit_compile=False,
-                **kwargs):
+    def compile(self, optimizer: Any = "adam", loss: Any = None,
+                metrics: Any = None, *, cost_weight: float = 0.0,
+                task_reward: str | Callable = "correct",
+                estimator: Estimator | dict | None = None,
+                entropy_weight: float = 0.01, baseline_momentum: float = 0.9,
+                reward_bag_size: int | None = None,
+                bag_metric: str | Callable = "f1", jit_compile: bool = False,
+                **kwargs: Any) -> None:
         """Configures training; see `keras.Model.compile` for the rest.
 
         Args:
@@ -279,7 +287,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         """The forced routing set with `set_routing` (`{}`: all learned)."""
         return dict(self._routing)
 
-    def set_routing(self, routing=None):
+    def set_routing(self, routing: dict | None = None) -> None:
         """Forces controllers' decisions instead of using what they learned.
 
         Used for warm-up, for the static-network baselines (constant
@@ -348,8 +356,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 if est.straight_through
                 for q in controllers if q not in self._routing}
 
-    def trace(self, inputs, training=False, decisions=None, mode=None,
-              straight_through=None, statistics=True):
+    def trace(self, inputs: Any, training: bool = False,
+              decisions: dict | None = None, mode: str | None = None,
+              straight_through: dict | None = None,
+              statistics: bool = True) -> engine.ExecutionTrace:
         """Runs the graph and returns the full `ExecutionTrace`.
 
         Args:
@@ -431,7 +441,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self._loss_tracker.update_state(loss * replicas.num_replicas(),
                                         sample_weight=batch)
 
-    def fit(self, x=None, y=None, *args, **kwargs):
+    def fit(self, x: Any = None, y: Any = None, *args: Any,
+            **kwargs: Any) -> keras.callbacks.History:
         """`keras.Model.fit`, with the data checked first (see
         `keras_d2nn.models.input_checks`): a wrong shape, dtype or label, or no
         example at all, is a ValueError naming it before training starts.
@@ -454,7 +465,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 "fit: the data yielded no batch, so nothing was trained.")
         return history
 
-    def evaluate(self, x=None, y=None, *args, **kwargs):
+    def evaluate(self, x: Any = None, y: Any = None, *args: Any,
+                 **kwargs: Any) -> Any:
         """`keras.Model.evaluate`, with the data checked first (as `fit`).
 
         Example: `model.evaluate(test_images, test_labels, return_dict=True)`.
@@ -463,7 +475,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         with input_checks.clearer_step_errors("evaluate"):
             return super().evaluate(x, y, *args, **kwargs)
 
-    def predict(self, x, *args, **kwargs):
+    def predict(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         """`keras.Model.predict`, with the inputs checked first (as `fit`).
 
         Example: `logits = model.predict(test_images, batch_size=256)`.
@@ -533,8 +545,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
     # -- reports ------------------------------------------------------------
 
-    def route(self, data, batch_size=256, labels=None, decisions=None,
-              values=()):
+    def route(self, data: Any, batch_size: int = 256, labels: Any = None,
+              decisions: dict | None = None,
+              values: Sequence[str] = ()) -> routes_lib.Routes:
         """One inference pass over a dataset: what every example did.
 
         Args:
@@ -544,7 +557,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 pairs brings its own).
             decisions: optional `{controller: int array (n,)}` to force
                 (arrays only), e.g. the threshold baseline's.
-            values: names of nodes whose outputs to keep (`routes.values`).
+            values: names of nodes whose outputs to keep
+                (`routes.node_values`).
 
         Returns:
             A `keras_d2nn.models.routes.Routes`: `executed`, `decisions`
@@ -563,8 +577,11 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         return routes_lib.route(self, data, batch_size, labels, decisions,
                                 values)
 
-    def routing_report(self, data=None, labels=None, batch_size=256,
-                       class_names=None, print_fn=print, routes=None):
+    def routing_report(self, data: Any = None, labels: Any = None,
+                       batch_size: int = 256,
+                       class_names: Sequence[str] | None = None,
+                       print_fn: Callable | None = print,
+                       routes: routes_lib.Routes | None = None) -> dict:
         """Which examples take which route, and how each route does.
 
         Per controller: the rate of each action overall and per true
@@ -584,8 +601,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             self, data, labels, batch_size=batch_size,
             class_names=class_names, print_fn=print_fn, routes=routes)
 
-    def cost_report(self, data=None, batch_size=256, print_fn=print,
-                    routes=None):
+    def cost_report(self, data: Any = None, batch_size: int = 256,
+                    print_fn: Callable | None = print,
+                    routes: routes_lib.Routes | None = None) -> list[dict]:
         """Prints and returns, per node, its FLOPs and how often it ran.
 
         Args:

@@ -28,7 +28,8 @@ class Routes(collections.abc.Mapping):
         executed_flops: float `(n,)`, FLOPs of the nodes that ran.
         predictions: int `(n,)`, the argmax of the first output.
         labels: int `(n,)` when the data had labels, else None.
-        values: `{node: array (n, ...)}` of the nodes asked for.
+        node_values: `{node: array (n, ...)}`: the outputs of the nodes
+            asked for (`route(..., values=[...])`).
         full_flops: FLOPs per example of running every node.
 
     Example:
@@ -43,8 +44,8 @@ class Routes(collections.abc.Mapping):
     decisions: dict
     executed_flops: np.ndarray
     predictions: np.ndarray
-    labels: np.ndarray = None
-    values: dict = dataclasses.field(default_factory=dict)
+    labels: np.ndarray | None = None
+    node_values: dict = dataclasses.field(default_factory=dict)
     full_flops: float = 1.0
 
     def _keys(self):
@@ -139,7 +140,7 @@ def route(model, data, batch_size=256, labels=None, decisions=None,
                   executed_flops=flat["executed_flops"],
                   predictions=flat["predictions"],
                   labels=flat.get("labels"),
-                  values=joined.get("values", {}),
+                  node_values=joined.get("values", {}),
                   full_flops=model.full_flops)
 
 
