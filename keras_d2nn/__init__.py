@@ -8,6 +8,7 @@ from keras_d2nn import architectures
 from keras_d2nn.callbacks import RoutingTensorBoard
 from keras_d2nn.callbacks import schedules
 from keras_d2nn.estimators import Estimator
+from keras_d2nn.estimators import FullInformation
 from keras_d2nn.estimators import GumbelSoftmax
 from keras_d2nn.estimators import QLearning
 from keras_d2nn.estimators import Reinforce
@@ -29,6 +30,7 @@ __all__ = [
     "Controller",
     "D2NNModel",
     "Estimator",
+    "FullInformation",
     "GumbelSoftmax",
     "ExecutionTrace",
     "Graph",

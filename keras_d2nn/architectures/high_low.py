@@ -8,6 +8,7 @@ import keras
 
 from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
+from keras_d2nn.layers import ConfidenceFeatures
 from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
 
@@ -38,11 +39,15 @@ def default_high_network(input_shape: Sequence[int],
     ], name="high_network")
 
 
+GATE_INPUTS = ("features", "confidence")
+
+
 def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
              low_network: keras.Layer | None = None,
              high_network: keras.Layer | None = None,
              controller: Controller | None = None,
-             name: str = "high_low") -> D2NNModel:
+             name: str = "high_low",
+             gate_input: str = "features") -> D2NNModel:
     """Builds the high-low capacity D2NN: a cheap path, and an expensive one
     that a controller runs only for the examples that need it.
 
@@ -60,6 +65,13 @@ def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
     high network on the full image. The merge `logits` takes whichever ran.
     `low_head` is also trained on every example (`Graph.supervise`).
 
+    With `gate_input="confidence"` the gate reads the low head instead:
+    an F-node `gate_features` (`ConfidenceFeatures`: the head's softmax
+    probabilities, max probability, top-1 minus top-2 margin and entropy,
+    no gradient into the head) between `low_head` and `gate`, so that it
+    routes on the cheap classifier's confidence as a threshold exit does
+    (issue 17: raw features let the gate learn a class prior).
+
     Args:
         input_shape: shape of one image.
         num_classes: number of classes (logits are output).
@@ -69,6 +81,8 @@ def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
             (default: two convolutions and a Dense layer of 128).
         controller: a `keras_d2nn.Controller` with 2 actions.
         name: model name.
+        gate_input: `"features"` (default: the low network's features) or
+            `"confidence"` (the low head's `ConfidenceFeatures`).
 
     Returns:
         An uncompiled `keras_d2nn.D2NNModel` whose controller is `gate`
@@ -83,6 +97,10 @@ def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
     ```
     """
     num_classes = arguments.class_count("high_low", num_classes)
+    if gate_input not in GATE_INPUTS:
+        raise ValueError(
+            f"high_low: `gate_input` should be one of {GATE_INPUTS}. "
+            f"Received: gate_input={gate_input!r}")
     if low_network is None or high_network is None:
         input_shape = arguments.image_shape("high_low", input_shape)
     input_shape = tuple(input_shape)
@@ -96,8 +114,13 @@ def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
                  inputs="image")
     graph.f_node("low_head", keras.layers.Dense(num_classes, name="low_head"),
                  inputs="low")
+    gate_reads = "low"
+    if gate_input == "confidence":
+        graph.f_node("gate_features", ConfidenceFeatures(name="confidence"),
+                     inputs="low_head")
+        gate_reads = "gate_features"
     graph.q_node("gate", controller or Controller(2, hidden_units=(16,)),
-                 inputs="low", actions=("stop", "high"))
+                 inputs=gate_reads, actions=("stop", "high"))
     graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
     graph.f_node("high",
                  high_network or default_high_network(input_shape,

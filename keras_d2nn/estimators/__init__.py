@@ -4,6 +4,9 @@
   learns from the reward of the decisions taken, minus a baseline.
 - `QLearning`: routed training; regresses Q(state, action) to the reward
   or to the next decision's value.
+- `FullInformation`: learns from the reward of every action (one more
+  forward pass per action), by value regression or the exact expected
+  reward; modules may train on every example (`module_routing`).
 - `GumbelSoftmax`: masked training, every branch is computed; gradients
   flow through straight-through relaxed decisions.
 
@@ -14,6 +17,7 @@ estimator.
 
 from keras_d2nn.estimators.base import Estimator
 from keras_d2nn.estimators.base import PolicyBatch
+from keras_d2nn.estimators.full_information import FullInformation
 from keras_d2nn.estimators.gumbel import GumbelSoftmax
 from keras_d2nn.estimators.q_learning import QLearning
 from keras_d2nn.estimators.reinforce import Reinforce
@@ -25,6 +29,9 @@ NAMED = {
     "reinforce_self_critical": lambda: Reinforce(baseline="self_critical"),
     "q_learning": lambda: QLearning(epsilon=0.1),
     "gumbel": lambda: GumbelSoftmax(temperature=1.0),
+    "full_information": lambda: FullInformation(objective="value"),
+    "full_information_expected": lambda: FullInformation(
+        objective="expected"),
 }
 
 
@@ -39,5 +46,5 @@ def by_name(name):
     return NAMED[name]()
 
 
-__all__ = ["NAMED", "Estimator", "GumbelSoftmax", "PolicyBatch",
-           "QLearning", "Reinforce", "by_name"]
+__all__ = ["NAMED", "Estimator", "FullInformation", "GumbelSoftmax",
+           "PolicyBatch", "QLearning", "Reinforce", "by_name"]

@@ -43,7 +43,10 @@ class Estimator(keras.layers.Layer):
     Subclasses set `needs_all_branches` (True when training must compute
     every branch, i.e. masked execution) and implement `controller_loss`.
     `configure(model, controllers)` is called once at `compile`: it may
-    check the controllers, adjust their exploration and create weights.
+    check the controllers, adjust their exploration and create weights,
+    and set `training_routing`, `{controller: action index}` that the
+    training pass forces (so modules train on those routes whatever the
+    controllers decide; `{}`, the default, lets the controllers sample).
 
     Example:
 
@@ -59,6 +62,7 @@ class Estimator(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
+        self.training_routing = {}
         self.built = True
 
     def configure(self, model, controllers):

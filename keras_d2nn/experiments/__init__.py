@@ -7,4 +7,4 @@ here, so that `import keras_d2nn.experiments.baselines` does not import
 keras-tuner.
 """
 
-__all__ = ["baselines", "train_job", "tune_job", "tuning"]
+__all__ = ["baselines", "gate_diagnostic", "train_job", "tune_job", "tuning"]

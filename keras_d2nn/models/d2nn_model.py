@@ -102,6 +102,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self.estimators: list[Estimator] = []
         self._estimator_groups: list[tuple[Estimator, tuple]] = []
         self._training_mode = execution
+        self._training_routing: dict[str, Any] = {}
         self.reward_bag_size: int | None = None
         self.bag_metric: Any = None
         self._cost_weight = self.add_weight(
@@ -225,6 +226,13 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self.estimators = [est for est, _ in groups]
         for est, controllers in groups:
             est.configure(self, controllers)
+        # Decisions the estimators force in the training pass (e.g.
+        # FullInformation's module routing: every branch trains on every
+        # example).
+        self._training_routing = {
+            q: int(a) for est, controllers in groups
+            for q, a in getattr(est, "training_routing", {}).items()
+            if q in controllers}
         # Built now with every variable: steps under forced routing give the
         # forced controllers no gradient, and a lazily built optimizer would
         # then never know them.
@@ -426,13 +434,35 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             full_flops=self.full_flops, cost_weight=self._cost_weight,
             bag_size=self.reward_bag_size, bag_metric=self.bag_metric)
 
-    def _update_routing_metrics(self, trace):
+    def _training_decisions(self, x):
+        """The decisions the training pass forces: the estimators'
+        `training_routing` for controllers not under `set_routing`, and
+        the `set_routing` ones; None when nothing is forced."""
+        own = {q: a for q, a in self._training_routing.items()
+               if q not in self._routing}
+        if not own:
+            return None
+        batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
+        decisions = forced_routing.forced_decisions(
+            self._routing, batch_size, self.routing_seed)
+        decisions.update({q: tf.fill([batch_size], a)
+                          for q, a in own.items()})
+        return decisions
+
+    def _update_routing_metrics(self, trace, greedy=()):
+        """Cost and action rates of `trace`; for the controllers in
+        `greedy` (forced in training by their estimator), the rates of
+        the decisions they would take (argmax of their logits)."""
         self.cost_tracker.update_state(
             trace.executed_flops / self.full_flops)
+        decisions = dict(trace.decisions)
+        for q in greedy:
+            taken = self.plan.nodes[q].layer.greedy_action(trace.logits[q])
+            decisions[q] = tf.where(trace.executed[q], taken, -1)
         for (q, action), tracker in zip(self.action_names, self.rate_trackers):
             index = self.plan.nodes[q].actions.index(action)
             tracker.update_state(
-                tf.cast(tf.equal(trace.decisions[q], index), tf.float32))
+                tf.cast(tf.equal(decisions[q], index), tf.float32))
 
     def _track_loss(self, loss, x):
         # compute_loss divides by the replica count; the tracker wants the
@@ -502,8 +532,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = self._checked_labels(y)
         with tf.GradientTape() as tape:
+            forced = self._training_decisions(x)
             trace = self.trace(x, training=True, mode=self._training_mode,
-                               straight_through=self._straight_through())
+                               straight_through=self._straight_through(),
+                               decisions=forced)
             y_pred = self._pack(trace.outputs)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
                                      sample_weight=sample_weight,
@@ -527,7 +559,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         # Controllers under forced routing (set_routing) get no gradient.
         self.optimizer.apply_gradients(
             [(g, w) for g, w in zip(gradients, weights) if g is not None])
-        self._update_routing_metrics(trace)
+        self._update_routing_metrics(trace, greedy=[
+            q for q in self._training_routing if q not in self._routing])
         return self._step_logs(
             self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
 
