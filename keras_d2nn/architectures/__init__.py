@@ -23,5 +23,11 @@ ARCHITECTURES: dict[str, Callable[..., D2NNModel]] = {
     "attention": attention,
 }
 
-__all__ = ["ARCHITECTURES", "attention", "cascade", "chain", "hierarchical",
-           "high_low"]
+__all__ = [
+    "ARCHITECTURES",
+    "attention",
+    "cascade",
+    "chain",
+    "hierarchical",
+    "high_low",
+]

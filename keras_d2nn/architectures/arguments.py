@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 
-def image_shape(builder: str,
-                input_shape: Iterable[int]) -> tuple[int, ...]:
+def image_shape(builder: str, input_shape: Iterable[int]) -> tuple[int, ...]:
     """`input_shape` as a `(height, width, channels)` tuple, or a
     ValueError naming the builder and what it received.
 
@@ -24,7 +23,8 @@ def image_shape(builder: str,
         raise ValueError(
             f"{builder}: `input_shape` should be an image shape (height, "
             f"width, channels) of positive ints; its default networks are "
-            f"convolutional. Received: input_shape={input_shape!r}")
+            f"convolutional. Received: input_shape={input_shape!r}"
+        )
     return shape
 
 
@@ -33,9 +33,13 @@ def class_count(builder: str, num_classes: int) -> int:
 
     Example: `class_count("chain", 10)  # 10`.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-            or num_classes < 2:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or num_classes < 2
+    ):
         raise ValueError(
             f"{builder}: `num_classes` should be an int >= 2. Received: "
-            f"num_classes={num_classes!r}")
+            f"num_classes={num_classes!r}"
+        )
     return num_classes

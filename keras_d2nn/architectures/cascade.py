@@ -16,32 +16,46 @@ def default_stages(input_shape: tuple[int, ...]) -> list[keras.Sequential]:
     """Three convolutional stages of growing cost (about 30 kFLOPs, 0.9
     MFLOPs and 5.4 MFLOPs per 28x28 image)."""
     return [
-        keras.Sequential([
-            keras.Input(input_shape),
-            keras.layers.Conv2D(8, 3, strides=2, padding="same",
-                                activation="relu"),
-        ], name="stage1_network"),
-        keras.Sequential([
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(2),
-        ], name="stage2_network"),
-        keras.Sequential([
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-        ], name="stage3_network"),
+        keras.Sequential(
+            [
+                keras.Input(input_shape),
+                keras.layers.Conv2D(
+                    8, 3, strides=2, padding="same", activation="relu"
+                ),
+            ],
+            name="stage1_network",
+        ),
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.MaxPooling2D(2),
+            ],
+            name="stage2_network",
+        ),
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            ],
+            name="stage3_network",
+        ),
     ]
 
 
 def _head(num_classes, index):
-    return keras.Sequential([keras.layers.Flatten(),
-                             keras.layers.Dense(num_classes)],
-                            name=f"head{index}_network")
+    return keras.Sequential(
+        [keras.layers.Flatten(), keras.layers.Dense(num_classes)],
+        name=f"head{index}_network",
+    )
 
 
-def cascade(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
-            stages: Sequence[keras.Layer] | None = None,
-            controller_hidden_units: Sequence[int] = (16,),
-            name: str = "cascade") -> D2NNModel:
+def cascade(
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    stages: Sequence[keras.Layer] | None = None,
+    controller_hidden_units: Sequence[int] = (16,),
+    name: str = "cascade",
+) -> D2NNModel:
     """Builds a cascade D2NN: after each stage, stop or continue.
 
     ```
@@ -86,7 +100,8 @@ def cascade(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
     stages = stages or default_stages(tuple(input_shape))
     if len(stages) < 2:
         raise ValueError(
-            f"A cascade needs at least 2 stages. Received: {len(stages)}")
+            f"A cascade needs at least 2 stages. Received: {len(stages)}"
+        )
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "cascade"
@@ -99,14 +114,23 @@ def cascade(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
             finals.append(f"head{i}")
             break
         controller = f"exit{i}"
-        graph.q_node(controller,
-                     Controller(2, hidden_units=controller_hidden_units),
-                     inputs=f"head{i}", actions=("stop", "continue"))
+        graph.q_node(
+            controller,
+            Controller(2, hidden_units=controller_hidden_units),
+            inputs=f"head{i}",
+            actions=("stop", "continue"),
+        )
         graph.dummy(f"stop{i}", inputs=f"head{i}", when=(controller, "stop"))
         graph.supervise(f"head{i}")
         finals.append(f"stop{i}")
-        exits.append({"controller": controller, "stop": "stop",
-                      "continue": "continue", "head": f"head{i}"})
+        exits.append(
+            {
+                "controller": controller,
+                "stop": "stop",
+                "continue": "continue",
+                "head": f"head{i}",
+            }
+        )
         previous, when = f"stage{i}", (controller, "continue")
     graph.merge("logits", inputs=finals)
     graph.output("logits")

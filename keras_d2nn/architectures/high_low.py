@@ -15,39 +15,49 @@ from keras_d2nn.models import D2NNModel
 
 def default_low_network(input_shape: Sequence[int]) -> keras.Sequential:
     """A cheap feature extractor: one small strided convolution."""
-    return keras.Sequential([
-        keras.Input(input_shape),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-    ], name="low_network")
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+        ],
+        name="low_network",
+    )
 
 
-def default_high_network(input_shape: Sequence[int],
-                         num_classes: int) -> keras.Sequential:
+def default_high_network(
+    input_shape: Sequence[int], num_classes: int
+) -> keras.Sequential:
     """An expensive classifier: two full-resolution convolutions."""
-    return keras.Sequential([
-        keras.Input(input_shape),
-        keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(num_classes),
-    ], name="high_network")
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(num_classes),
+        ],
+        name="high_network",
+    )
 
 
 GATE_INPUTS = ("features", "confidence")
 
 
-def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
-             low_network: keras.Layer | None = None,
-             high_network: keras.Layer | None = None,
-             controller: Controller | None = None,
-             name: str = "high_low",
-             gate_input: str = "features") -> D2NNModel:
+def high_low(
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    low_network: keras.Layer | None = None,
+    high_network: keras.Layer | None = None,
+    controller: Controller | None = None,
+    name: str = "high_low",
+    gate_input: str = "features",
+) -> D2NNModel:
     """Builds the high-low capacity D2NN: a cheap path, and an expensive one
     that a controller runs only for the examples that need it.
 
@@ -100,7 +110,8 @@ def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
     if gate_input not in GATE_INPUTS:
         raise ValueError(
             f"high_low: `gate_input` should be one of {GATE_INPUTS}. "
-            f"Received: gate_input={gate_input!r}")
+            f"Received: gate_input={gate_input!r}"
+        )
     if low_network is None or high_network is None:
         input_shape = arguments.image_shape("high_low", input_shape)
     input_shape = tuple(input_shape)
@@ -108,24 +119,43 @@ def high_low(input_shape: Sequence[int] = (28, 28, 1), num_classes: int = 10,
     graph.input("image", shape=input_shape)
     graph.metadata["architecture"] = "high_low"
     # The early exit, read by the confidence-threshold baseline.
-    graph.metadata["exits"] = [{"controller": "gate", "stop": "stop",
-                                "continue": "high", "head": "low_head"}]
-    graph.f_node("low", low_network or default_low_network(input_shape),
-                 inputs="image")
-    graph.f_node("low_head", keras.layers.Dense(num_classes, name="low_head"),
-                 inputs="low")
+    graph.metadata["exits"] = [
+        {
+            "controller": "gate",
+            "stop": "stop",
+            "continue": "high",
+            "head": "low_head",
+        }
+    ]
+    graph.f_node(
+        "low", low_network or default_low_network(input_shape), inputs="image"
+    )
+    graph.f_node(
+        "low_head",
+        keras.layers.Dense(num_classes, name="low_head"),
+        inputs="low",
+    )
     gate_reads = "low"
     if gate_input == "confidence":
-        graph.f_node("gate_features", ConfidenceFeatures(name="confidence"),
-                     inputs="low_head")
+        graph.f_node(
+            "gate_features",
+            ConfidenceFeatures(name="confidence"),
+            inputs="low_head",
+        )
         gate_reads = "gate_features"
-    graph.q_node("gate", controller or Controller(2, hidden_units=(16,)),
-                 inputs=gate_reads, actions=("stop", "high"))
+    graph.q_node(
+        "gate",
+        controller or Controller(2, hidden_units=(16,)),
+        inputs=gate_reads,
+        actions=("stop", "high"),
+    )
     graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
-    graph.f_node("high",
-                 high_network or default_high_network(input_shape,
-                                                      num_classes),
-                 inputs="image", when=("gate", "high"))
+    graph.f_node(
+        "high",
+        high_network or default_high_network(input_shape, num_classes),
+        inputs="image",
+        when=("gate", "high"),
+    )
     graph.merge("logits", inputs=["stop", "high"])
     graph.output("logits")
     # The low head's prediction is used only for the examples that stop;

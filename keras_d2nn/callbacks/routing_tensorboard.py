@@ -50,16 +50,25 @@ class RoutingTensorBoard(keras.callbacks.Callback):
     """
 
     def __init__(
-            self, log_dir: str | os.PathLike[str],
-            data: (np.ndarray | Mapping[str, np.ndarray]
-                   | Sequence[np.ndarray] | tf.data.Dataset | None) = None,
-            max_examples: int = 1000, histogram_freq: int = 1) -> None:
+        self,
+        log_dir: str | os.PathLike[str],
+        data: (
+            np.ndarray
+            | Mapping[str, np.ndarray]
+            | Sequence[np.ndarray]
+            | tf.data.Dataset
+            | None
+        ) = None,
+        max_examples: int = 1000,
+        histogram_freq: int = 1,
+    ) -> None:
         super().__init__()
         if histogram_freq < 1 or max_examples < 1:
             raise ValueError(
                 "`histogram_freq` and `max_examples` should be >= 1. "
                 f"Received: histogram_freq={histogram_freq}, "
-                f"max_examples={max_examples}")
+                f"max_examples={max_examples}"
+            )
         self.log_dir = str(log_dir)
         self.data = data
         self.max_examples = int(max_examples)
@@ -69,7 +78,8 @@ class RoutingTensorBoard(keras.callbacks.Callback):
     def _writer(self, run):
         if run not in self._writers:
             self._writers[run] = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, run))
+                os.path.join(self.log_dir, run)
+            )
         return self._writers[run]
 
     def _confidences(self):
@@ -81,14 +91,18 @@ class RoutingTensorBoard(keras.callbacks.Callback):
         for q in model.plan.controllers:
             decided = trace.decisions[q].numpy()
             ran = decided >= 0
-            probabilities = model.plan.nodes[q].layer.action_probabilities(
-                trace.logits[q][ran]).numpy()
+            probabilities = (
+                model.plan.nodes[q]
+                .layer.action_probabilities(trace.logits[q][ran])
+                .numpy()
+            )
             chosen = decided[ran]
             found[q] = (probabilities[np.arange(len(chosen)), chosen], chosen)
         return found, trace.executed_flops.numpy()
 
-    def on_epoch_end(self, epoch: int,
-                     logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if "cost_weight" not in (logs or {}):
             with self._writer("train").as_default(step=epoch):
                 tf.summary.scalar("epoch_cost_weight", self.model.cost_weight)

@@ -47,8 +47,9 @@ def constant(value: float) -> Schedule:
     return lambda epoch: value
 
 
-def linear_ramp(start: float, end: float, epochs: int,
-                delay: int = 0) -> Schedule:
+def linear_ramp(
+    start: float, end: float, epochs: int, delay: int = 0
+) -> Schedule:
     """A schedule going linearly from `start` to `end` over `epochs`
     epochs, after `delay` epochs at `start`; `end` afterwards.
 
@@ -79,15 +80,17 @@ class CostWeightSchedule(keras.callbacks.Callback):
         self.schedule = schedule
         self.verbose = verbose
 
-    def on_epoch_begin(self, epoch: int,
-                       logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         value = self.schedule(epoch)
         self.model.cost_weight = value
         if self.verbose:
             print(f"\nEpoch {epoch + 1}: cost_weight = {value:g}")
 
-    def on_epoch_end(self, epoch: int,
-                     logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_end(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         if logs is not None:
             logs["cost_weight"] = self.model.cost_weight
 
@@ -109,8 +112,9 @@ class VariableSchedule(keras.callbacks.Callback):
         self.variable = variable
         self.schedule = schedule
 
-    def on_epoch_begin(self, epoch: int,
-                       logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         self.variable.assign(self.schedule(epoch))
 
 
@@ -130,12 +134,14 @@ class WarmUp(keras.callbacks.Callback):
     Example: `model.fit(..., epochs=5, callbacks=[WarmUp(epochs=1)])`.
     """
 
-    def __init__(self, epochs: int = 1,
-                 routing: str | Routing = "random") -> None:
+    def __init__(
+        self, epochs: int = 1, routing: str | Routing = "random"
+    ) -> None:
         super().__init__()
         if epochs < 0:
-            raise ValueError("`epochs` should be >= 0. Received: "
-                             f"epochs={epochs}")
+            raise ValueError(
+                f"`epochs` should be >= 0. Received: epochs={epochs}"
+            )
         self.epochs = epochs
         self.routing = routing
 
@@ -143,14 +149,17 @@ class WarmUp(keras.callbacks.Callback):
         if self.routing != "random":
             return self.routing
         plan = self.model.plan
-        return {q: [1.0 / len(plan.nodes[q].actions)] * len(
-            plan.nodes[q].actions) for q in plan.controllers}
+        return {
+            q: [1.0 / len(plan.nodes[q].actions)] * len(plan.nodes[q].actions)
+            for q in plan.controllers
+        }
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self._warming = False
 
-    def on_epoch_begin(self, epoch: int,
-                       logs: dict[str, Any] | None = None) -> None:
+    def on_epoch_begin(
+        self, epoch: int, logs: dict[str, Any] | None = None
+    ) -> None:
         # Decided by the epoch alone, so that a run resumed at any epoch
         # (BackupAndRestore, a checkpoint and `initial_epoch`) routes as an
         # uninterrupted one. Routing changes only when it must: each change
@@ -198,8 +207,9 @@ class D2NNSchedule:
         """The cost weight of `epoch` (0-based)."""
         if not self.ramp_epochs:
             return float(self.cost_weight)
-        return linear_ramp(0.0, self.cost_weight, self.ramp_epochs,
-                           delay=self.warmup_epochs)(epoch)
+        return linear_ramp(
+            0.0, self.cost_weight, self.ramp_epochs, delay=self.warmup_epochs
+        )(epoch)
 
     def cost_weights(self) -> list[float]:
         """The cost weight of every epoch, in order."""
@@ -210,27 +220,34 @@ class D2NNSchedule:
         cost_weight 0 -> 0.1 over 1 epoch; last epoch at 0.1`."""
         parts = []
         if self.warmup_epochs:
-            parts.append(f"{self.warmup_epochs} warm-up epoch"
-                         f"{'s' if self.warmup_epochs > 1 else ''} "
-                         "(random routing)")
+            parts.append(
+                f"{self.warmup_epochs} warm-up epoch"
+                f"{'s' if self.warmup_epochs > 1 else ''} "
+                "(random routing)"
+            )
         else:
             parts.append("no warm-up")
         if self.ramp_epochs:
-            parts.append(f"cost_weight ramped from 0 to {self.cost_weight:g}"
-                         f" over {self.ramp_epochs} epoch"
-                         f"{'s' if self.ramp_epochs > 1 else ''}")
+            parts.append(
+                f"cost_weight ramped from 0 to {self.cost_weight:g}"
+                f" over {self.ramp_epochs} epoch"
+                f"{'s' if self.ramp_epochs > 1 else ''}"
+            )
         else:
             parts.append(f"cost_weight {self.cost_weight:g} throughout")
         weights = ", ".join(f"{w:g}" for w in self.cost_weights())
         line = f"{'; '.join(parts)} (cost_weight per epoch: {weights})"
         if self.shortened:
-            line += (f"; shortened from {self.requested[0]} warm-up and "
-                     f"{self.requested[1]} ramp epochs so that the last "
-                     f"epoch trains at cost_weight {self.cost_weight:g}")
+            line += (
+                f"; shortened from {self.requested[0]} warm-up and "
+                f"{self.requested[1]} ramp epochs so that the last "
+                f"epoch trains at cost_weight {self.cost_weight:g}"
+            )
         return line
 
-    def callbacks(self, routing: str | Routing = "random",
-                  verbose: int = 0) -> list[keras.callbacks.Callback]:
+    def callbacks(
+        self, routing: str | Routing = "random", verbose: int = 0
+    ) -> list[keras.callbacks.Callback]:
         """`WarmUp` (if any) and `CostWeightSchedule` callbacks."""
         callbacks: list[keras.callbacks.Callback] = []
         if self.warmup_epochs:
@@ -239,8 +256,12 @@ class D2NNSchedule:
         return callbacks
 
 
-def d2nn_schedule(cost_weight: float, epochs: int, warmup_epochs: int = 1,
-                  ramp_epochs: int = 1) -> D2NNSchedule:
+def d2nn_schedule(
+    cost_weight: float,
+    epochs: int,
+    warmup_epochs: int = 1,
+    ramp_epochs: int = 1,
+) -> D2NNSchedule:
     """Fits a warm-up and a cost-weight ramp to a run of `epochs` epochs.
 
     The rule: warm-up `min(warmup_epochs, epochs - 1)` epochs, then the
@@ -262,26 +283,39 @@ def d2nn_schedule(cost_weight: float, epochs: int, warmup_epochs: int = 1,
     d2nn_schedule(0.1, epochs=1).warmup_epochs   # 0
     ```
     """
-    for label, value in (("epochs", epochs), ("warmup_epochs", warmup_epochs),
-                         ("ramp_epochs", ramp_epochs)):
+    for label, value in (
+        ("epochs", epochs),
+        ("warmup_epochs", warmup_epochs),
+        ("ramp_epochs", ramp_epochs),
+    ):
         if value < (1 if label == "epochs" else 0):
-            raise ValueError(f"`{label}` should be >= "
-                             f"{1 if label == 'epochs' else 0}. Received: "
-                             f"{value}")
+            raise ValueError(
+                f"`{label}` should be >= "
+                f"{1 if label == 'epochs' else 0}. Received: "
+                f"{value}"
+            )
     warmup = min(warmup_epochs, epochs - 1)
     ramp = min(ramp_epochs, epochs - warmup - 1)
-    return D2NNSchedule(epochs=epochs, warmup_epochs=warmup, ramp_epochs=ramp,
-                        cost_weight=float(cost_weight),
-                        requested=(warmup_epochs, ramp_epochs))
+    return D2NNSchedule(
+        epochs=epochs,
+        warmup_epochs=warmup,
+        ramp_epochs=ramp,
+        cost_weight=float(cost_weight),
+        requested=(warmup_epochs, ramp_epochs),
+    )
 
 
 def d2nn_callbacks(
-        cost_weight: float, epochs: int, warmup_epochs: int = 1,
-        ramp_epochs: int = 1) -> list[keras.callbacks.Callback]:
+    cost_weight: float,
+    epochs: int,
+    warmup_epochs: int = 1,
+    ramp_epochs: int = 1,
+) -> list[keras.callbacks.Callback]:
     """The callbacks of `d2nn_schedule(...)`: pass them to `fit` with the
     same `epochs`.
 
     Example: `model.fit(x, y, epochs=2, callbacks=d2nn_callbacks(0.1, 2))`.
     """
-    return d2nn_schedule(cost_weight, epochs, warmup_epochs,
-                         ramp_epochs).callbacks()
+    return d2nn_schedule(
+        cost_weight, epochs, warmup_epochs, ramp_epochs
+    ).callbacks()

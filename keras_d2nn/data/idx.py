@@ -27,19 +27,22 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     if dtype is None:
         raise ValueError(f"{path}: unsupported IDX element type {data[2]:#x}.")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
-                  for i in range(ndim))
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if len(data) - offset != expected:
         raise ValueError(
             f"{path} is truncated or corrupt: header says shape {shape} "
-            f"({expected} bytes), file holds {len(data) - offset} bytes.")
+            f"({expected} bytes), file holds {len(data) - offset} bytes."
+        )
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
 
 
-def find_idx(directory: str | os.PathLike[str],
-             stem: str) -> pathlib.Path | None:
+def find_idx(
+    directory: str | os.PathLike[str], stem: str
+) -> pathlib.Path | None:
     """`directory/stem.gz` or `directory/stem`, whichever exists, or None."""
     for name in (stem + ".gz", stem):
         path = pathlib.Path(directory) / name

@@ -31,8 +31,7 @@ DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_VAR = "KERAS_D2NN_FASHION_MNIST_DIR"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 # Image shape and class names of the datasets `load` knows.
-DATASETS = {"fashion_mnist": {"shape": (28, 28, 1),
-                              "class_names": CLASS_NAMES}}
+DATASETS = {"fashion_mnist": {"shape": (28, 28, 1), "class_names": CLASS_NAMES}}
 SPLITS = ("train", "test")
 
 
@@ -42,22 +41,31 @@ def fashion_mnist_dir(directory: str | os.PathLike[str] | None = None) -> str:
 
 
 def _has_idx_files(directory):
-    return all(idx.find_idx(directory, stem)
-               for stems in FILES.values() for stem in stems)
+    return all(
+        idx.find_idx(directory, stem)
+        for stems in FILES.values()
+        for stem in stems
+    )
 
 
-def missing_data_message(directory: str | os.PathLike[str],
-                         tried_tfds: bool = True) -> str:
+def missing_data_message(
+    directory: str | os.PathLike[str], tried_tfds: bool = True
+) -> str:
     """The one message for missing data, naming both ways to get it."""
-    tfds_part = (", and TFDS's fashion_mnist is neither prepared nor "
-                 "downloadable from here" if tried_tfds else "")
+    tfds_part = (
+        ", and TFDS's fashion_mnist is neither prepared nor "
+        "downloadable from here"
+        if tried_tfds
+        else ""
+    )
     return (
         f"Fashion-MNIST IDX files not found in {directory}{tfds_part}. "
         "Either install them (as root on Debian/Ubuntu: `apt-get install -y "
         f"{DEBIAN_PACKAGE}`, or `python -m keras_d2nn get_data`), or put the "
         "four *-ubyte.gz files in a directory and pass it as `manual_dir` / "
         f"--data_dir (or set {ENV_VAR}); with network access TFDS downloads "
-        "fashion_mnist itself.")
+        "fashion_mnist itself."
+    )
 
 
 def _server_reachable(builder_cls, timeout=3.0):
@@ -79,9 +87,12 @@ def _server_reachable(builder_cls, timeout=3.0):
 def _is_prepared(builder_cls, data_dir):
     # Looking before instantiating: a builder object creates its folder,
     # and TFDS then warns about a variant folder without dataset info.
-    path = os.path.join(data_dir or tfds.core.constants.DATA_DIR,
-                        builder_cls.name, str(builder_cls.VERSION),
-                        "dataset_info.json")
+    path = os.path.join(
+        data_dir or tfds.core.constants.DATA_DIR,
+        builder_cls.name,
+        str(builder_cls.VERSION),
+        "dataset_info.json",
+    )
     return os.path.exists(path)
 
 
@@ -92,15 +103,17 @@ def check_dataset(name: str) -> dict[str, Any]:
     Example: `check_dataset("fashion_mnist")["class_names"]`.
     """
     if name not in DATASETS:
-        raise ValueError(f"`dataset` should be one of {sorted(DATASETS)}. "
-                         f"Received: dataset={name!r}")
+        raise ValueError(
+            f"`dataset` should be one of {sorted(DATASETS)}. "
+            f"Received: dataset={name!r}"
+        )
     return DATASETS[name]
 
 
 def prepared_builder(
-        name: str = "fashion_mnist",
-        data_dir: str | os.PathLike[str] | None = None,
-        manual_dir: str | os.PathLike[str] | None = None,
+    name: str = "fashion_mnist",
+    data_dir: str | os.PathLike[str] | None = None,
+    manual_dir: str | os.PathLike[str] | None = None,
 ) -> tfds.core.DatasetBuilder:
     """A prepared TFDS builder for `name` (see the module docstring).
 
@@ -119,8 +132,8 @@ def prepared_builder(
     if local_prepared or _has_idx_files(directory):
         local = FashionMnistIdx(data_dir=data_dir)
         local.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=directory))
+            download_config=tfds.download.DownloadConfig(manual_dir=directory)
+        )
         return local
     raise FileNotFoundError(missing_data_message(directory))
 
@@ -129,12 +142,18 @@ def _normalise(image, label):
     return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
 
 
-def load(name: str = "fashion_mnist", split: str = "train",
-         batch_size: int = 128, *,
-         data_dir: str | os.PathLike[str] | None = None,
-         manual_dir: str | os.PathLike[str] | None = None,
-         shuffle: bool | None = None, take: int | None = None, seed: int = 0,
-         drop_remainder: bool = False) -> tf.data.Dataset:
+def load(
+    name: str = "fashion_mnist",
+    split: str = "train",
+    batch_size: int = 128,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    manual_dir: str | os.PathLike[str] | None = None,
+    shuffle: bool | None = None,
+    take: int | None = None,
+    seed: int = 0,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
     """A batched, prefetched `tf.data.Dataset` of `(image, label)` pairs.
 
     Images are float32 in [0, 1], shape `(batch, 28, 28, 1)`; labels int32.
@@ -161,42 +180,56 @@ def load(name: str = "fashion_mnist", split: str = "train",
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
             "`batch_size` should be an int >= 1. Received: "
-            f"batch_size={batch_size!r}")
+            f"batch_size={batch_size!r}"
+        )
     builder = prepared_builder(name, data_dir, manual_dir)
     base_split = split.split("[")[0]
     if base_split not in builder.info.splits:
         raise ValueError(
             f"Unknown split {split!r} for {name}; splits: "
-            f"{sorted(builder.info.splits)}.")
-    ds = builder.as_dataset(split=split, as_supervised=True,
-                            shuffle_files=False)
+            f"{sorted(builder.info.splits)}."
+        )
+    ds = builder.as_dataset(
+        split=split, as_supervised=True, shuffle_files=False
+    )
     if take is not None:
         ds = ds.take(take)
     if shuffle if shuffle is not None else base_split == "train":
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-        tf.data.AUTOTUNE)
+        tf.data.AUTOTUNE
+    )
 
 
 def load_arrays(
-        name: str = "fashion_mnist", split: str = "test", *,
-        data_dir: str | os.PathLike[str] | None = None,
-        manual_dir: str | os.PathLike[str] | None = None,
-        take: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    name: str = "fashion_mnist",
+    split: str = "test",
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    manual_dir: str | os.PathLike[str] | None = None,
+    take: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """A split as NumPy `(images, labels)`, normalised as in `load`.
 
     Example: `x_test, y_test = load_arrays("fashion_mnist", "test")`.
     """
-    ds = load(name, split, batch_size=10_000, data_dir=data_dir,
-              manual_dir=manual_dir, shuffle=False, take=take)
+    ds = load(
+        name,
+        split,
+        batch_size=10_000,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        shuffle=False,
+        take=take,
+    )
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
     return np.concatenate(images), np.concatenate(labels)
 
 
 def load_fashion_mnist(
-        split: str = "train",
-        directory: str | os.PathLike[str] | None = None,
+    split: str = "train",
+    directory: str | os.PathLike[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reads a Fashion-MNIST split straight from the IDX files (no TFDS).
 
@@ -207,10 +240,12 @@ def load_fashion_mnist(
     if split not in FILES:
         raise ValueError(
             f"`split` should be one of {tuple(FILES)}. Received: "
-            f"split={split!r}")
+            f"split={split!r}"
+        )
     directory = fashion_mnist_dir(directory)
-    image_path, label_path = (idx.find_idx(directory, stem)
-                              for stem in FILES[split])
+    image_path, label_path = (
+        idx.find_idx(directory, stem) for stem in FILES[split]
+    )
     if image_path is None or label_path is None:
         raise FileNotFoundError(missing_data_message(directory, False))
     images = idx.read_idx(image_path).astype(np.float32)[..., None] / 255.0
@@ -218,5 +253,6 @@ def load_fashion_mnist(
     if len(images) != len(labels):
         raise ValueError(
             f"{image_path} has {len(images)} images but {label_path} has "
-            f"{len(labels)} labels.")
+            f"{len(labels)} labels."
+        )
     return images, labels

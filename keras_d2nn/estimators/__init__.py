@@ -30,8 +30,7 @@ NAMED = {
     "q_learning": lambda: QLearning(epsilon=0.1),
     "gumbel": lambda: GumbelSoftmax(temperature=1.0),
     "full_information": lambda: FullInformation(objective="value"),
-    "full_information_expected": lambda: FullInformation(
-        objective="expected"),
+    "full_information_expected": lambda: FullInformation(objective="expected"),
 }
 
 
@@ -42,9 +41,18 @@ def by_name(name):
     """
     if name not in NAMED:
         raise ValueError(
-            f"unknown estimator {name!r}; expected one of {list(NAMED)}.")
+            f"unknown estimator {name!r}; expected one of {list(NAMED)}."
+        )
     return NAMED[name]()
 
 
-__all__ = ["NAMED", "Estimator", "FullInformation", "GumbelSoftmax",
-           "PolicyBatch", "QLearning", "Reinforce", "by_name"]
+__all__ = [
+    "NAMED",
+    "Estimator",
+    "FullInformation",
+    "GumbelSoftmax",
+    "PolicyBatch",
+    "QLearning",
+    "Reinforce",
+    "by_name",
+]

@@ -80,34 +80,52 @@ class FullInformation(Estimator):
     ```
     """
 
-    def __init__(self, objective="value", entropy_weight=0.0,
-                 module_routing="auto", max_joint_decisions=16,
-                 centered=True, **kwargs):
+    def __init__(
+        self,
+        objective="value",
+        entropy_weight=0.0,
+        module_routing="auto",
+        max_joint_decisions=16,
+        centered=True,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if objective not in OBJECTIVES:
             raise ValueError(
                 f"`objective` should be one of {OBJECTIVES}. Received: "
-                f"objective={objective!r}")
+                f"objective={objective!r}"
+            )
         entropy_weight = float(entropy_weight)
         if not entropy_weight >= 0:
-            raise ValueError(f"`entropy_weight` should be >= 0. Received: "
-                             f"entropy_weight={entropy_weight}")
-        if not (module_routing in (None, "auto", "continue")
-                or isinstance(module_routing, dict)):
+            raise ValueError(
+                f"`entropy_weight` should be >= 0. Received: "
+                f"entropy_weight={entropy_weight}"
+            )
+        if not (
+            module_routing in (None, "auto", "continue")
+            or isinstance(module_routing, dict)
+        ):
             raise ValueError(
                 "`module_routing` should be 'auto', 'continue', None or a "
                 "dict {controller: action}. Received: "
-                f"module_routing={module_routing!r}")
-        if isinstance(max_joint_decisions, bool) or not isinstance(
-                max_joint_decisions, int) or max_joint_decisions < 2:
+                f"module_routing={module_routing!r}"
+            )
+        if (
+            isinstance(max_joint_decisions, bool)
+            or not isinstance(max_joint_decisions, int)
+            or max_joint_decisions < 2
+        ):
             raise ValueError(
                 "`max_joint_decisions` should be an int >= 2. Received: "
-                f"max_joint_decisions={max_joint_decisions!r}")
+                f"max_joint_decisions={max_joint_decisions!r}"
+            )
         self.objective = objective
         self.entropy_weight = entropy_weight
-        self.module_routing = (dict(module_routing)
-                               if isinstance(module_routing, dict)
-                               else module_routing)
+        self.module_routing = (
+            dict(module_routing)
+            if isinstance(module_routing, dict)
+            else module_routing
+        )
         self.max_joint_decisions = max_joint_decisions
         self.centered = bool(centered)
         self._downstream = {}
@@ -118,14 +136,16 @@ class FullInformation(Estimator):
         for q in controllers:
             joints *= len(plan.nodes[q].actions)
         if joints > self.max_joint_decisions:
-            sizes = " x ".join(f"{len(plan.nodes[q].actions)} ({q})"
-                               for q in controllers)
+            sizes = " x ".join(
+                f"{len(plan.nodes[q].actions)} ({q})" for q in controllers
+            )
             raise ValueError(
                 f"FullInformation runs one forward pass per joint decision "
                 f"of the controllers it trains: {sizes} = {joints}, above "
                 f"max_joint_decisions={self.max_joint_decisions}. Raise the "
                 "limit, or give it fewer controllers "
-                "(compile(estimator={controller: ...})).")
+                "(compile(estimator={controller: ...}))."
+            )
         self._downstream = next_controllers(plan)
         self.training_routing = self._resolve_routing(model, controllers)
 
@@ -140,7 +160,8 @@ class FullInformation(Estimator):
                 raise ValueError(
                     f"`module_routing` names {unknown}, which are not "
                     f"controllers trained by this estimator: "
-                    f"{list(controllers)}")
+                    f"{list(controllers)}"
+                )
             resolved = {}
             for q, action in routing.items():
                 actions = plan.nodes[q].actions
@@ -148,16 +169,20 @@ class FullInformation(Estimator):
                     if action not in actions:
                         raise ValueError(
                             f"`module_routing`: controller '{q}' has no "
-                            f"action '{action}'; actions: {list(actions)}")
+                            f"action '{action}'; actions: {list(actions)}"
+                        )
                     action = actions.index(action)
                 if not 0 <= int(action) < len(actions):
                     raise ValueError(
                         f"`module_routing`: action {action} of '{q}' is not "
-                        f"in 0..{len(actions) - 1}")
+                        f"in 0..{len(actions) - 1}"
+                    )
                 resolved[q] = int(action)
             return resolved
-        exits = {e["controller"]: e["continue"]
-                 for e in model.graph.metadata.get("exits", [])}
+        exits = {
+            e["controller"]: e["continue"]
+            for e in model.graph.metadata.get("exits", [])
+        }
         missing = [q for q in controllers if q not in exits]
         if missing:
             if routing == "auto":
@@ -166,7 +191,8 @@ class FullInformation(Estimator):
                 f"`module_routing='continue'` needs the graph to declare an "
                 f"early exit (graph.metadata['exits']) for every controller; "
                 f"none for {missing}. Pass module_routing=None or a dict "
-                "{controller: action}.")
+                "{controller: action}."
+            )
         return {q: plan.nodes[q].actions.index(exits[q]) for q in controllers}
 
     # -- rewards ------------------------------------------------------------
@@ -184,7 +210,8 @@ class FullInformation(Estimator):
         if batch.reward_of is None:
             raise ValueError(
                 "FullInformation needs `PolicyBatch.reward_of` (the reward "
-                "of forced decisions); D2NNModel.train_step provides it.")
+                "of forced decisions); D2NNModel.train_step provides it."
+            )
         controllers = batch.controllers
         sizes = [self._num_actions(batch, q) for q in controllers]
         joints = list(itertools.product(*[range(k) for k in sizes]))
@@ -192,12 +219,15 @@ class FullInformation(Estimator):
             raise ValueError(
                 f"FullInformation: {len(joints)} joint decisions of "
                 f"{list(controllers)}, above max_joint_decisions="
-                f"{self.max_joint_decisions}.")
+                f"{self.max_joint_decisions}."
+            )
         size = tf.shape(batch.reward)[0]
         columns = []
         for joint in joints:
-            decisions = {q: tf.fill([size], tf.constant(a, tf.int32))
-                         for q, a in zip(controllers, joint)}
+            decisions = {
+                q: tf.fill([size], tf.constant(a, tf.int32))
+                for q, a in zip(controllers, joint)
+            }
             columns.append(tf.cast(batch.reward_of(decisions), tf.float32))
         return joints, tf.stop_gradient(tf.stack(columns, axis=-1))
 
@@ -225,8 +255,11 @@ class FullInformation(Estimator):
         targets = {}
         for i, q in enumerate(controllers):
             downstream = set(self._downstream.get(q, ()))
-            fixed = [(k, p) for k, p in enumerate(controllers)
-                     if p != q and p not in downstream]
+            fixed = [
+                (k, p)
+                for k, p in enumerate(controllers)
+                if p != q and p not in downstream
+            ]
             lowest = tf.reduce_min(rewards) - 1.0
             per_action = []
             for a in range(self._num_actions(batch, q)):
@@ -237,8 +270,9 @@ class FullInformation(Estimator):
                     value = rewards[:, j]
                     for k, p in fixed:
                         taken = trace.decisions[p]
-                        agrees = tf.logical_or(tf.equal(taken, joint[k]),
-                                               taken < 0)
+                        agrees = tf.logical_or(
+                            tf.equal(taken, joint[k]), taken < 0
+                        )
                         value = tf.where(agrees, value, lowest)
                     best = value if best is None else tf.maximum(best, value)
                 per_action.append(best)
@@ -275,11 +309,13 @@ class FullInformation(Estimator):
         probabilities, entropy = [], 0.0
         for q in batch.controllers:
             probs = self._controller(batch, q).action_probabilities(
-                tf.cast(trace.logits[q], tf.float32), training=False)
+                tf.cast(trace.logits[q], tf.float32), training=False
+            )
             probabilities.append(probs)
             ran = tf.cast(trace.executed[q], tf.float32)
-            entropy += tf.reduce_mean(ran * -tf.reduce_sum(
-                probs * tf.math.log(probs + 1e-8), axis=-1))
+            entropy += tf.reduce_mean(
+                ran * -tf.reduce_sum(probs * tf.math.log(probs + 1e-8), axis=-1)
+            )
         expected = 0.0
         for j, joint in enumerate(joints):
             weight = 1.0
@@ -290,11 +326,13 @@ class FullInformation(Estimator):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "objective": self.objective,
-            "entropy_weight": self.entropy_weight,
-            "module_routing": self.module_routing,
-            "max_joint_decisions": self.max_joint_decisions,
-            "centered": self.centered,
-        })
+        config.update(
+            {
+                "objective": self.objective,
+                "entropy_weight": self.entropy_weight,
+                "module_routing": self.module_routing,
+                "max_joint_decisions": self.max_joint_decisions,
+                "centered": self.centered,
+            }
+        )
         return config

@@ -66,14 +66,24 @@ class RewardSettings:
         if self.bag_size:
             task = rewards.minibag(self.bag_metric, self.bag_size, y, y_pred)
         else:
-            task = rewards.task_reward(self.task_reward, y, y_pred,
-                                       loss=self.loss)
+            task = rewards.task_reward(
+                self.task_reward, y, y_pred, loss=self.loss
+            )
         return tf.stop_gradient(
-            rewards.reward(task, cost_fraction, self.cost_weight))
+            rewards.reward(task, cost_fraction, self.cost_weight)
+        )
 
 
-def controllers_loss(estimator_groups, learned, trace, y, settings, plan,
-                     greedy_trace, forced_trace=None):
+def controllers_loss(
+    estimator_groups,
+    learned,
+    trace,
+    y,
+    settings,
+    plan,
+    greedy_trace,
+    forced_trace=None,
+):
     """The summed losses of the estimators, each over its learned
     controllers.
 
@@ -107,12 +117,18 @@ def controllers_loss(estimator_groups, learned, trace, y, settings, plan,
     for estimator, controllers in estimator_groups:
         mine = tuple(q for q in controllers if q in learned)
         if mine:
-            total += estimator.controller_loss(PolicyBatch(
-                trace=trace, controllers=mine, reward=reward,
-                greedy_reward=greedy_reward, plan=plan,
-                reward_of=reward_of if forced_trace is not None else None,
-                cost_weight=settings.cost_weight,
-                full_flops=settings.full_flops))
+            total += estimator.controller_loss(
+                PolicyBatch(
+                    trace=trace,
+                    controllers=mine,
+                    reward=reward,
+                    greedy_reward=greedy_reward,
+                    plan=plan,
+                    reward_of=reward_of if forced_trace is not None else None,
+                    cost_weight=settings.cost_weight,
+                    full_flops=settings.full_flops,
+                )
+            )
     return total
 
 
@@ -130,12 +146,16 @@ def supervision_loss(plan, loss, trace, y):
     for supervision in plan.supervised:
         target = y
         if supervision.label_map is not None:
-            target = tf.gather(supervision.label_map,
-                               tf.cast(tf.reshape(y, [-1]), tf.int32))
+            target = tf.gather(
+                supervision.label_map, tf.cast(tf.reshape(y, [-1]), tf.int32)
+            )
         per_example = rewards.per_example_loss(
-            first(loss), target, trace.values[supervision.node])
+            first(loss), target, trace.values[supervision.node]
+        )
         ran = tf.cast(trace.executed[supervision.node], per_example.dtype)
         total += supervision.weight * tf.reduce_sum(per_example * ran)
-    global_batch = tf.cast(tf.shape(trace.executed_flops)[0],
-                           tf.float32) * replicas.num_replicas()
+    global_batch = (
+        tf.cast(tf.shape(trace.executed_flops)[0], tf.float32)
+        * replicas.num_replicas()
+    )
     return total / global_batch

@@ -87,6 +87,7 @@ def empty_trace(plan):
 
     Example: `empty_trace(model.plan).outputs`.
     """
+
     def empty(node):
         spec = plan.specs[node]
         return tf.zeros([0] + list(spec.shape[1:]), spec.dtype)
@@ -102,9 +103,12 @@ def empty_trace(plan):
         decisions={q: tf.zeros([0], tf.int32) for q in controllers},
         log_probs={q: zeros for q in controllers},
         entropies={q: zeros for q in controllers},
-        logits={q: tf.zeros([0, plan.nodes[q].layer.num_logits])
-                for q in controllers},
-        executed_flops=zeros)
+        logits={
+            q: tf.zeros([0, plan.nodes[q].layer.num_logits])
+            for q in controllers
+        },
+        executed_flops=zeros,
+    )
 
 
 def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
@@ -142,10 +146,12 @@ def _run_single(fn, mask, args, empty_outputs):
     """Batch of one (static shape): `tf.cond` on the example's mask, no
     gather/scatter, so no tensor ever has zero size (LiteRT's XNNPACK
     delegate cannot prepare zero-size tensors) and shapes stay static."""
+
     def skipped():
         return _map_tensors(
             lambda e: tf.zeros([1] + list(e.shape[1:]), e.dtype),
-            empty_outputs())
+            empty_outputs(),
+        )
 
     return tf.cond(mask[0], lambda: fn(args), skipped)
 
@@ -164,7 +170,8 @@ def _map_tensors(fn, structure):
     """`tf.nest.map_structure` that leaves `None` fields (a `Decision`
     without a gate) as they are."""
     return tf.nest.map_structure(
-        lambda t: None if t is None else fn(t), structure)
+        lambda t: None if t is None else fn(t), structure
+    )
 
 
 def _broadcast_mask(mask, value):
@@ -177,8 +184,16 @@ def _masked_value(value, mask, default=0.0):
     return tf.where(_broadcast_mask(mask, value), value, fill)
 
 
-def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
-            straight_through=None, statistics=True):
+def execute(
+    plan,
+    inputs,
+    *,
+    training=False,
+    mode="routed",
+    decisions=None,
+    straight_through=None,
+    statistics=True,
+):
     """Runs `plan` on a batch and returns an `ExecutionTrace`.
 
     Args:
@@ -206,20 +221,28 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
     ```
     """
     if mode not in MODES:
-        raise ValueError(f"`mode` should be one of {MODES}. Received: "
-                         f"mode={mode!r}")
+        raise ValueError(
+            f"`mode` should be one of {MODES}. Received: mode={mode!r}"
+        )
     if training and not statistics:
         raise ValueError(
             "Training needs the controllers' log-probabilities: "
-            "statistics=False is for inference only.")
+            "statistics=False is for inference only."
+        )
     if straight_through and mode != "masked":
         raise ValueError(
             "Straight-through decisions need every branch computed: use "
-            f"mode='masked'. Received: mode={mode!r}")
-    run = _Run(plan, inputs, training=training, mode=mode,
-               forced=dict(decisions or {}),
-               straight_through=dict(straight_through or {}),
-               statistics=statistics)
+            f"mode='masked'. Received: mode={mode!r}"
+        )
+    run = _Run(
+        plan,
+        inputs,
+        training=training,
+        mode=mode,
+        forced=dict(decisions or {}),
+        straight_through=dict(straight_through or {}),
+        statistics=statistics,
+    )
     for node in plan.order:
         _RUNNERS[node.kind](run, node)
     return run.trace()
@@ -229,8 +252,17 @@ class _Run:
     """The state of one execution: what each node produced, for which
     examples, and what the controllers decided."""
 
-    def __init__(self, plan, inputs, *, training, mode, forced,
-                 straight_through, statistics):
+    def __init__(
+        self,
+        plan,
+        inputs,
+        *,
+        training,
+        mode,
+        forced,
+        straight_through,
+        statistics,
+    ):
         self.plan = plan
         self.inputs = inputs
         self.training = training
@@ -258,22 +290,24 @@ class _Run:
         mask = self.all_true
         if node.inputs:
             mask = tf.reduce_any(
-                tf.stack([self.executed[p] for p in node.inputs]), axis=0)
+                tf.stack([self.executed[p] for p in node.inputs]), axis=0
+            )
         for controller, actions in node.control.items():
             chosen = self.decisions[controller].action
             picked = tf.reduce_any(
-                tf.stack([tf.equal(chosen, a) for a in actions]), axis=0)
+                tf.stack([tf.equal(chosen, a) for a in actions]), axis=0
+            )
             mask = tf.logical_and(mask, picked)
         self.always[node.name] = not node.control and (
-            not node.inputs or any(self.always[p] for p in node.inputs))
+            not node.inputs or any(self.always[p] for p in node.inputs)
+        )
         if self.always[node.name]:
             mask = self.all_true
         self.executed[node.name] = mask
         if self.straight_through:
             self.soft[node.name] = self._soft_indicator(node)
         if self.plan.flops[node.name]:
-            self.flops += self.plan.flops[node.name] * tf.cast(mask,
-                                                               tf.float32)
+            self.flops += self.plan.flops[node.name] * tf.cast(mask, tf.float32)
         return mask
 
     def arguments(self, node):
@@ -281,7 +315,8 @@ class _Run:
         run."""
         return [
             _masked_value(self.values[p], self.executed[p], node.defaults[p])
-            if p in node.defaults else self.values[p]
+            if p in node.defaults
+            else self.values[p]
             for p in node.inputs
         ]
 
@@ -302,17 +337,25 @@ class _Run:
         in the straight-through gates: data part = max over data parents,
         control part = the selecting actions' gates of each controller."""
         soft = self.soft
-        value = (tf.reduce_max(tf.stack([soft[p] for p in node.inputs]),
-                               axis=0)
-                 if node.inputs else tf.ones([self.batch_size], tf.float32))
+        value = (
+            tf.reduce_max(tf.stack([soft[p] for p in node.inputs]), axis=0)
+            if node.inputs
+            else tf.ones([self.batch_size], tf.float32)
+        )
         for controller, actions in node.control.items():
             decision = self.decisions[controller]
             if decision.gate is not None:
                 picked = tf.add_n([decision.gate[:, a] for a in actions])
             else:
-                picked = tf.add_n([
-                    tf.cast(tf.equal(decision.action, a), tf.float32)
-                    for a in actions]) * soft[controller]
+                picked = (
+                    tf.add_n(
+                        [
+                            tf.cast(tf.equal(decision.action, a), tf.float32)
+                            for a in actions
+                        ]
+                    )
+                    * soft[controller]
+                )
             value = value * picked
         return value
 
@@ -321,9 +364,13 @@ class _Run:
         soft_flops = None
         if self.straight_through:
             soft_flops = tf.add_n(
-                [tf.zeros([self.batch_size], tf.float32)] + [
+                [tf.zeros([self.batch_size], tf.float32)]
+                + [
                     plan.flops[n.name] * self.soft[n.name]
-                    for n in plan.order if plan.flops[n.name]])
+                    for n in plan.order
+                    if plan.flops[n.name]
+                ]
+            )
         decisions = self.decisions
         return ExecutionTrace(
             outputs={out: self.values[name] for out, name in plan.outputs},
@@ -362,8 +409,9 @@ def _run_merge(run, node):
     args = run.arguments(node)
     merged = tf.zeros_like(args[0])
     for parent, value in zip(node.inputs, args):
-        merged = tf.where(_broadcast_mask(run.executed[parent], value),
-                          value, merged)
+        merged = tf.where(
+            _broadcast_mask(run.executed[parent], value), value, merged
+        )
     run.values[node.name] = merged
 
 
@@ -404,23 +452,34 @@ def _run_controller(run, node):
         # execution/sampling.py).
         noise = node.layer.exploration_noise(run.batch_size)
         args.append(noise)
-    fn = _controller_fn(node, run.training, forced is not None, temperature,
-                        run.statistics, noise is not None)
+    fn = _controller_fn(
+        node,
+        run.training,
+        forced is not None,
+        temperature,
+        run.statistics,
+        noise is not None,
+    )
     num_logits = node.layer.num_logits
     num_actions = len(node.actions)
 
     def empty():
         return Decision(
-            tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
-            tf.zeros([0], tf.float32), tf.zeros([0, num_logits], tf.float32),
-            None if temperature is None
-            else tf.zeros([0, num_actions], tf.float32))
+            tf.zeros([0], tf.int32),
+            tf.zeros([0], tf.float32),
+            tf.zeros([0], tf.float32),
+            tf.zeros([0, num_logits], tf.float32),
+            None
+            if temperature is None
+            else tf.zeros([0, num_actions], tf.float32),
+        )
 
     decision = run.call(node, fn, args, empty)
     # Scattering leaves 0 where the controller did not run; -1 makes "did
     # not decide" distinct from action 0.
     run.decisions[name] = decision._replace(
-        action=tf.where(mask, decision.action, -tf.ones_like(decision.action)))
+        action=tf.where(mask, decision.action, -tf.ones_like(decision.action))
+    )
 
 
 _RUNNERS = {
@@ -432,8 +491,9 @@ _RUNNERS = {
 }
 
 
-def _controller_fn(node, training, forced, temperature=None,
-                   statistics=True, noisy=False):
+def _controller_fn(
+    node, training, forced, temperature=None, statistics=True, noisy=False
+):
     """A function computing a controller's `Decision` from its arguments.
 
     When `forced`, the forced actions were appended to the arguments; then,
@@ -452,17 +512,28 @@ def _controller_fn(node, training, forced, temperature=None,
         raw = tf.cast(logits, tf.float32)
         if temperature is not None:
             action, log_prob, entropy, gate = controller.gumbel_decide(
-                logits, temperature, action=action, noise=noise)
-            return Decision(action, tf.cast(log_prob, tf.float32),
-                            tf.cast(entropy, tf.float32), raw, gate)
+                logits, temperature, action=action, noise=noise
+            )
+            return Decision(
+                action,
+                tf.cast(log_prob, tf.float32),
+                tf.cast(entropy, tf.float32),
+                raw,
+                gate,
+            )
         if not statistics:
             if action is None:
                 action = controller.greedy_action(logits)
             zeros = tf.zeros(tf.shape(logits)[:1], tf.float32)
             return Decision(tf.cast(action, tf.int32), zeros, zeros, raw)
         action, log_prob, entropy = controller.decide(
-            logits, training=training, action=action, noise=noise)
-        return Decision(action, tf.cast(log_prob, tf.float32),
-                        tf.cast(entropy, tf.float32), raw)
+            logits, training=training, action=action, noise=noise
+        )
+        return Decision(
+            action,
+            tf.cast(log_prob, tf.float32),
+            tf.cast(entropy, tf.float32),
+            raw,
+        )
 
     return fn

@@ -39,8 +39,9 @@ class Point:
         return dataclasses.asdict(self)
 
 
-def measure(model, x, y, decisions=None, batch_size=500,
-            count_controllers=True):
+def measure(
+    model, x, y, decisions=None, batch_size=500, count_controllers=True
+):
     """Top-1 accuracy and mean executed FLOPs of `model` on `(x, y)`.
 
     Args:
@@ -54,8 +55,11 @@ def measure(model, x, y, decisions=None, batch_size=500,
     Example: `accuracy, flops, _ = measure(model, x_test, y_test)`.
     """
     routes = model.route(x, batch_size, labels=y, decisions=decisions)
-    flops = (routes.executed_flops.astype(np.float64) if count_controllers
-             else routes.without_controller_flops(model.plan))
+    flops = (
+        routes.executed_flops.astype(np.float64)
+        if count_controllers
+        else routes.without_controller_flops(model.plan)
+    )
     return routes.accuracy, float(flops.mean()), routes.decisions
 
 
@@ -69,8 +73,9 @@ def action_rates(model, decisions):
         chosen = decisions[q][decisions[q] >= 0]
         counts = np.bincount(chosen, minlength=len(model.plan.nodes[q].actions))
         total = counts.sum()
-        rates[q] = (counts / total if total else
-                    np.full(len(counts), 1.0 / len(counts))).tolist()
+        rates[q] = (
+            counts / total if total else np.full(len(counts), 1.0 / len(counts))
+        ).tolist()
     return rates
 
 
@@ -96,18 +101,27 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
     if not exits:
         return []
     plan = model.plan
-    go_on = {e["controller"]: plan.nodes[e["controller"]].actions.index(
-        e["continue"]) for e in exits}
-    stop = {e["controller"]: plan.nodes[e["controller"]].actions.index(
-        e["stop"]) for e in exits}
+    go_on = {
+        e["controller"]: plan.nodes[e["controller"]].actions.index(
+            e["continue"]
+        )
+        for e in exits
+    }
+    stop = {
+        e["controller"]: plan.nodes[e["controller"]].actions.index(e["stop"])
+        for e in exits
+    }
     everything = {q: np.full(len(x), a, np.int32) for q, a in go_on.items()}
     confidences = _head_confidences(model, x, everything, exits, batch_size)
     if thresholds is None:
         # Quantiles of the confidences spread the sweep over exit rates
         # from all to none, however (un)confident the heads are.
         pooled = np.concatenate(list(confidences.values()))
-        thresholds = np.unique(np.concatenate([
-            np.quantile(pooled, np.linspace(0.0, 1.0, 11)), [1.01]]))
+        thresholds = np.unique(
+            np.concatenate(
+                [np.quantile(pooled, np.linspace(0.0, 1.0, 11)), [1.01]]
+            )
+        )
     points = []
     for t in thresholds:
         stopped = np.zeros(len(x), dtype=bool)
@@ -116,22 +130,30 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
             q = e["controller"]
             exit_here = (confidences[e["head"]] >= t) & ~stopped
             decisions[q] = np.where(exit_here, stop[q], go_on[q]).astype(
-                np.int32)
+                np.int32
+            )
             stopped |= exit_here
-        accuracy, flops, _ = measure(model, x, y, decisions, batch_size,
-                                     count_controllers=False)
-        points.append(Point(f"threshold {t:.3f}", "threshold", accuracy,
-                            flops,
-                            {"threshold": float(t),
-                             "exit_rate": float(stopped.mean())}))
+        accuracy, flops, _ = measure(
+            model, x, y, decisions, batch_size, count_controllers=False
+        )
+        points.append(
+            Point(
+                f"threshold {t:.3f}",
+                "threshold",
+                accuracy,
+                flops,
+                {"threshold": float(t), "exit_rate": float(stopped.mean())},
+            )
+        )
     return points
 
 
 def _head_confidences(model, x, decisions, exits, batch_size):
     """Each exit head's max softmax on every example of `x`."""
     heads = [e["head"] for e in exits]
-    values = model.route(x, batch_size, decisions=decisions,
-                         values=heads).node_values
+    values = model.route(
+        x, batch_size, decisions=decisions, values=heads
+    ).node_values
     return {h: np.max(_softmax(values[h]), axis=-1) for h in heads}
 
 
@@ -140,8 +162,7 @@ def _softmax(logits):
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def train_with_routing(build, routing, train, epochs, compile_model,
-                       verbose=0):
+def train_with_routing(build, routing, train, epochs, compile_model, verbose=0):
     """Builds a fresh model, forces `routing`, trains it; returns it.
 
     `compile_model(model)` compiles each new model (with a new optimizer:
@@ -161,8 +182,17 @@ def train_with_routing(build, routing, train, epochs, compile_model,
     return model
 
 
-def static_baselines(build, train, x_test, y_test, epochs, compile_model,
-                     max_routes=8, verbose=0, log=print):
+def static_baselines(
+    build,
+    train,
+    x_test,
+    y_test,
+    epochs,
+    compile_model,
+    max_routes=8,
+    verbose=0,
+    log=print,
+):
     """Trains and measures each static network of the architecture.
 
     Returns:
@@ -178,17 +208,27 @@ def static_baselines(build, train, x_test, y_test, epochs, compile_model,
     for name, route in static_routes(plan, max_routes):
         if log:
             log(f"baseline: static network {name}")
-        model = train_with_routing(build, route, train, epochs,
-                                   compile_model, verbose)
-        accuracy, flops, _ = measure(model, x_test, y_test,
-                                     count_controllers=False)
-        points.append(Point(f"static {name}", "static", accuracy, flops,
-                            {"route": {q: int(a) for q, a in route.items()}}))
+        model = train_with_routing(
+            build, route, train, epochs, compile_model, verbose
+        )
+        accuracy, flops, _ = measure(
+            model, x_test, y_test, count_controllers=False
+        )
+        points.append(
+            Point(
+                f"static {name}",
+                "static",
+                accuracy,
+                flops,
+                {"route": {q: int(a) for q, a in route.items()}},
+            )
+        )
     return points, model
 
 
-def random_routing_baseline(build, rates, train, x_test, y_test, epochs,
-                            compile_model, verbose=0):
+def random_routing_baseline(
+    build, rates, train, x_test, y_test, epochs, compile_model, verbose=0
+):
     """Trains and measures the graph under random routing at `rates`.
 
     Args:
@@ -197,8 +237,8 @@ def random_routing_baseline(build, rates, train, x_test, y_test, epochs,
 
     Example: `random_routing_baseline(build, rates, train, x, y, 3, kw)`.
     """
-    model = train_with_routing(build, rates, train, epochs, compile_model,
-                               verbose)
+    model = train_with_routing(
+        build, rates, train, epochs, compile_model, verbose
+    )
     accuracy, flops, _ = measure(model, x_test, y_test)
-    return Point("random routing", "random", accuracy, flops,
-                 {"rates": rates})
+    return Point("random routing", "random", accuracy, flops, {"rates": rates})

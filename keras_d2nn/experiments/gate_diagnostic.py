@@ -39,7 +39,8 @@ def gate_scores(model, x, y, batch_size=500):
     if len(exits) != 1:
         raise ValueError(
             "gate_scores needs a model with exactly one early exit "
-            f"(graph.metadata['exits']); this one has {len(exits)}.")
+            f"(graph.metadata['exits']); this one has {len(exits)}."
+        )
     exit_ = exits[0]
     q, head = exit_["controller"], exit_["head"]
     node = model.plan.nodes[q]
@@ -47,7 +48,7 @@ def gate_scores(model, x, y, batch_size=500):
     stop = node.actions.index(exit_["stop"])
     parts = {k: [] for k in ("head", "output", "logits")}
     for start in range(0, len(x), batch_size):
-        batch = x[start:start + batch_size]
+        batch = x[start : start + batch_size]
         forced = {q: tf.fill([len(batch)], go_on)}
         trace = model.trace(batch, decisions=forced, statistics=False)
         parts["head"].append(trace.values[head].numpy())
@@ -98,8 +99,9 @@ def auc(score, positive):
     if not n_pos or not n_neg:
         return float("nan")
     ranks = _average_ranks(np.asarray(score, np.float64))
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2)
-                 / (n_pos * n_neg))
+    return float(
+        (ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    )
 
 
 def within_class_auc(score, positive, groups):
@@ -147,17 +149,26 @@ def diagnose(arrays, shares=SHARES):
     for share in shares:
         a = accuracy_at_share(gate, stop_ok, go_ok, share)
         b = accuracy_at_share(threshold, stop_ok, go_ok, share)
-        rows.append({"share": share, "gate": a, "threshold": b,
-                     "difference_points": 100 * (a - b)})
+        rows.append(
+            {
+                "share": share,
+                "gate": a,
+                "threshold": b,
+                "difference_points": 100 * (a - b),
+            }
+        )
     fixes = go_ok & ~stop_ok
     predicted, greedy = arrays["predicted"], arrays["greedy"]
     return {
         "shares": rows,
         "auc_within_class": {
             "gate": within_class_auc(gate, fixes, predicted),
-            "confidence": within_class_auc(threshold, fixes, predicted)},
-        "auc_overall": {"gate": auc(gate, fixes),
-                        "confidence": auc(threshold, fixes)},
+            "confidence": within_class_auc(threshold, fixes, predicted),
+        },
+        "auc_overall": {
+            "gate": auc(gate, fixes),
+            "confidence": auc(threshold, fixes),
+        },
         "class_prior_agreement": class_prior_agreement(greedy, predicted),
         "greedy_share": float(greedy.mean()),
         "greedy_accuracy": float(np.mean(np.where(greedy, go_ok, stop_ok))),
@@ -172,26 +183,33 @@ def format_diagnostic(name, result):
 
     Example: `print(format_diagnostic("reinforce", diagnose(arrays)))`.
     """
-    lines = [f"== {name}",
-             f"cheap head alone {result['stop_accuracy']:.4f}, expensive "
-             f"branch alone {result['continue_accuracy']:.4f}, fixable "
-             f"{result['fixable_share']:.3f}; own greedy routing: "
-             f"{result['greedy_share']:.3f} sent, accuracy "
-             f"{result['greedy_accuracy']:.4f}",
-             f"{'share':>6} {'gate':>8} {'threshold':>10} "
-             f"{'gate-thr (pts)':>15}"]
+    lines = [
+        f"== {name}",
+        f"cheap head alone {result['stop_accuracy']:.4f}, expensive "
+        f"branch alone {result['continue_accuracy']:.4f}, fixable "
+        f"{result['fixable_share']:.3f}; own greedy routing: "
+        f"{result['greedy_share']:.3f} sent, accuracy "
+        f"{result['greedy_accuracy']:.4f}",
+        f"{'share':>6} {'gate':>8} {'threshold':>10} {'gate-thr (pts)':>15}",
+    ]
     for row in result["shares"]:
-        lines.append(f"{row['share']:>6.2f} {row['gate']:>8.4f} "
-                     f"{row['threshold']:>10.4f} "
-                     f"{row['difference_points']:>+15.2f}")
+        lines.append(
+            f"{row['share']:>6.2f} {row['gate']:>8.4f} "
+            f"{row['threshold']:>10.4f} "
+            f"{row['difference_points']:>+15.2f}"
+        )
     within, overall = result["auc_within_class"], result["auc_overall"]
-    lines.append(f"AUC for images the expensive branch fixes, within "
-                 f"predicted class: gate {within['gate']:.3f}, confidence "
-                 f"{within['confidence']:.3f} (overall: gate "
-                 f"{overall['gate']:.3f}, confidence "
-                 f"{overall['confidence']:.3f})")
-    lines.append(f"gate decisions reproduced by a per-predicted-class "
-                 f"majority rule: {result['class_prior_agreement']:.3f}")
+    lines.append(
+        f"AUC for images the expensive branch fixes, within "
+        f"predicted class: gate {within['gate']:.3f}, confidence "
+        f"{within['confidence']:.3f} (overall: gate "
+        f"{overall['gate']:.3f}, confidence "
+        f"{overall['confidence']:.3f})"
+    )
+    lines.append(
+        f"gate decisions reproduced by a per-predicted-class "
+        f"majority rule: {result['class_prior_agreement']:.3f}"
+    )
     return "\n".join(lines)
 
 
@@ -208,8 +226,9 @@ def _average_ranks(values):
     start = 0
     while start < len(values):
         stop = start + 1
-        while stop < len(values) and sorted_values[stop] == sorted_values[
-                start]:
+        while (
+            stop < len(values) and sorted_values[stop] == sorted_values[start]
+        ):
             stop += 1
         ranks[order[start:stop]] = (start + stop + 1) / 2.0
         start = stop

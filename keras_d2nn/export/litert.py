@@ -34,10 +34,12 @@ ENDPOINT = "serve"
 
 
 def write_saved_model(
-        models: Sequence[keras.Layer], fn: Callable[..., Any],
-        input_signature: Sequence[tf.TensorSpec],
-        path: str | os.PathLike[str],
-        functions: Mapping[str, Callable[[], Any]] | None = None) -> str:
+    models: Sequence[keras.Layer],
+    fn: Callable[..., Any],
+    input_signature: Sequence[tf.TensorSpec],
+    path: str | os.PathLike[str],
+    functions: Mapping[str, Callable[[], Any]] | None = None,
+) -> str:
     """Writes `fn` as the `serve` endpoint of a SavedModel at `path`.
 
     Args:
@@ -61,7 +63,8 @@ def write_saved_model(
     for model in models:
         if isinstance(model, keras.layers.Layer) and not model.built:
             raise ValueError(
-                f"'{model.name}' is not built; call it on data first.")
+                f"'{model.name}' is not built; call it on data first."
+            )
     # Not `archive.track(model)`: with it, Keras 3.15 stores every weight
     # twice (keras-team/keras#23553), doubling the file and the memory of
     # every server that loads it. The endpoint's traced function captures
@@ -74,12 +77,14 @@ def write_saved_model(
 
 
 def convert(
-        models: Sequence[keras.Layer], fn: Callable[..., Any],
-        input_signature: Sequence[tf.TensorSpec],
-        optimizations: Sequence[tf.lite.Optimize] | None = None,
-        representative_dataset: Callable[[], Iterator[list[np.ndarray]]]
-        | None = None,
-        supported_types: Sequence[tf.DType] | None = None) -> bytes:
+    models: Sequence[keras.Layer],
+    fn: Callable[..., Any],
+    input_signature: Sequence[tf.TensorSpec],
+    optimizations: Sequence[tf.lite.Optimize] | None = None,
+    representative_dataset: Callable[[], Iterator[list[np.ndarray]]]
+    | None = None,
+    supported_types: Sequence[tf.DType] | None = None,
+) -> bytes:
     """The LiteRT flatbuffer (bytes) of `fn`, with builtin ops only.
 
     Args:
@@ -95,11 +100,11 @@ def convert(
     Example: `data = convert([m], lambda x: m(x), [tf.TensorSpec([1, 8])])`.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        saved = write_saved_model(models, fn, input_signature,
-                                  pathlib.Path(tmp) / "saved_model")
+        saved = write_saved_model(
+            models, fn, input_signature, pathlib.Path(tmp) / "saved_model"
+        )
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if optimizations:
             converter.optimizations = list(optimizations)
         if representative_dataset is not None:
@@ -112,7 +117,8 @@ def convert(
             raise ValueError(
                 "LiteRT conversion with builtin ops only failed (an op "
                 "would need the Flex delegate, or a layer is not "
-                f"convertible): {error}") from error
+                f"convertible): {error}"
+            ) from error
 
 
 def constant_bytes(model_content: bytes) -> dict[str, int]:
@@ -124,10 +130,12 @@ def constant_bytes(model_content: bytes) -> dict[str, int]:
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    names = {value: key for key, value in vars(schema.TensorType).items()
-             if not key.startswith("_")}
-    model = flatbuffer_utils.read_model_from_bytearray(
-        bytearray(model_content))
+    names = {
+        value: key
+        for key, value in vars(schema.TensorType).items()
+        if not key.startswith("_")
+    }
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
     counts: dict[str, int] = {}
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
@@ -151,12 +159,12 @@ def unsupported_ops(message: str) -> set[str]:
 
 def _layer_op_types(layer, specs):
     """Op types of one call of `layer` on inputs like `specs`."""
-    signature = [tf.TensorSpec((1,) + tuple(s.shape[1:]), s.dtype)
-                 for s in specs]
+    signature = [
+        tf.TensorSpec((1,) + tuple(s.shape[1:]), s.dtype) for s in specs
+    ]
 
     def call(*args):
-        return layer(args[0] if len(args) == 1 else list(args),
-                     training=False)
+        return layer(args[0] if len(args) == 1 else list(args), training=False)
 
     graph = tf.function(call).get_concrete_function(*signature).graph
     return {op.type for op in graph.get_operations()}
@@ -178,25 +186,31 @@ def name_unconvertible_layers(model: D2NNModel, message: str) -> str:
             continue
         found = sorted(_layer_op_types(node.layer, specs) & ops)
         if found:
-            culprits.append(f"node '{node.name}' (layer "
-                            f"'{node.layer.name}', "
-                            f"{type(node.layer).__name__}) uses "
-                            f"{', '.join(found)}")
-    head = "\n".join(line for line in message.splitlines()[:12]
-                     if not line.startswith("  %"))
+            culprits.append(
+                f"node '{node.name}' (layer "
+                f"'{node.layer.name}', "
+                f"{type(node.layer).__name__}) uses "
+                f"{', '.join(found)}"
+            )
+    head = "\n".join(
+        line for line in message.splitlines()[:12] if not line.startswith("  %")
+    )
     if not culprits:
         return head
     return (
         "LiteRT conversion with builtin ops only failed: "
-        + "; ".join(culprits) + ". These TF ops are not TFLite builtins "
+        + "; ".join(culprits)
+        + ". These TF ops are not TFLite builtins "
         "(they would need the Flex delegate, which phones do not ship). "
         "Replace the layer by one made of builtin ops (see "
         "https://ai.google.dev/edge/litert/models/ops_compatibility), or "
-        "export a SavedModel or ONNX instead.")
+        "export a SavedModel or ONNX instead."
+    )
 
 
-def interpreter(model_content: bytes, num_threads: int = 1,
-                xnnpack: bool = True) -> Interpreter:
+def interpreter(
+    model_content: bytes, num_threads: int = 1, xnnpack: bool = True
+) -> Interpreter:
     """A LiteRT interpreter for `model_content`, tensors allocated.
 
     `xnnpack=False` runs the builtin kernels without the default XNNPACK
@@ -207,10 +221,15 @@ def interpreter(model_content: bytes, num_threads: int = 1,
     """
     from ai_edge_litert import interpreter as litert
 
-    resolver = (litert.OpResolverType.AUTO if xnnpack else
-                litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = (
+        litert.OpResolverType.AUTO
+        if xnnpack
+        else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     result = litert.Interpreter(
-        model_content=model_content, num_threads=num_threads,
-        experimental_op_resolver_type=resolver)
+        model_content=model_content,
+        num_threads=num_threads,
+        experimental_op_resolver_type=resolver,
+    )
     result.allocate_tensors()
     return result

@@ -31,10 +31,12 @@ OPSET = 18
 def _frozen_graph(fn, input_signature):
     from tensorflow.python.framework import convert_to_constants
 
-    concrete = tf.function(fn, input_signature=input_signature) \
-        .get_concrete_function()
+    concrete = tf.function(
+        fn, input_signature=input_signature
+    ).get_concrete_function()
     frozen = convert_to_constants.convert_variables_to_constants_v2(
-        concrete, lower_control_flow=True)
+        concrete, lower_control_flow=True
+    )
     # tf.nest flattens a dict in sorted key order, as the frozen outputs are.
     names = sorted(concrete.structured_outputs)
     return frozen, names
@@ -44,6 +46,7 @@ def _rename(proto, old, new):
     """Renames tensor `old` to `new` everywhere in the graph (not inside
     subgraphs: graph inputs and outputs are only referenced at top level
     or captured by name, which the rename covers too)."""
+
     def visit(graph):
         for node in graph.node:
             node.input[:] = [new if i == old else i for i in node.input]
@@ -76,9 +79,12 @@ def operator_types(proto: onnx.ModelProto) -> set[str]:
     return types
 
 
-def convert(fn: Callable[..., Mapping[str, tf.Tensor]],
-            input_signature: Sequence[tf.TensorSpec], conditional: bool = True,
-            opset: int = OPSET) -> onnx.ModelProto:
+def convert(
+    fn: Callable[..., Mapping[str, tf.Tensor]],
+    input_signature: Sequence[tf.TensorSpec],
+    conditional: bool = True,
+    opset: int = OPSET,
+) -> onnx.ModelProto:
     """The ONNX `ModelProto` of `fn`, inputs and outputs named as in TF.
 
     Args:
@@ -104,8 +110,8 @@ def convert(fn: Callable[..., Mapping[str, tf.Tensor]],
     outputs = [t.name for t in frozen.outputs]
     try:
         proto, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=inputs, output_names=outputs,
-            opset=opset)
+            graph_def, input_names=inputs, output_names=outputs, opset=opset
+        )
     except Exception as error:  # tf2onnx raises several types
         raise ValueError(f"ONNX conversion failed: {error}") from error
     for tensor, spec in zip(inputs, input_signature):
@@ -116,12 +122,14 @@ def convert(fn: Callable[..., Mapping[str, tf.Tensor]],
         warnings.warn(
             "The ONNX conversion kept no conditional (`If`) operator: the "
             "exported model computes every branch and saves no time.",
-            stacklevel=2)
+            stacklevel=2,
+        )
     return proto
 
 
-def session(model: bytes | str | os.PathLike[str],
-            num_threads: int = 1) -> onnxruntime.InferenceSession:
+def session(
+    model: bytes | str | os.PathLike[str], num_threads: int = 1
+) -> onnxruntime.InferenceSession:
     """An onnxruntime `InferenceSession` for a path or serialized model.
 
     Example: `session("model.onnx").run(None, {"image": images})`.
@@ -133,4 +141,6 @@ def session(model: bytes | str | os.PathLike[str],
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(
         model if isinstance(model, (bytes, str)) else str(model),
-        sess_options=options, providers=["CPUExecutionProvider"])
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
+    )

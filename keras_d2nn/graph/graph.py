@@ -29,8 +29,9 @@ NODE_KINDS = ("input", "f", "q", "dummy", "merge")
 # A controller's action, by index or by name.
 Action: TypeAlias = "int | np.integer | str"
 # `when=`: one `(controller, action)` pair, or several.
-When: TypeAlias = ("tuple[str, Action] | "
-                   "Iterable[tuple[str, Action] | list[str | Action]]")
+When: TypeAlias = (
+    "tuple[str, Action] | Iterable[tuple[str, Action] | list[str | Action]]"
+)
 
 
 def _as_names(value, what):
@@ -137,8 +138,9 @@ class Graph:
         self._nodes[node.name] = node
         return node.name
 
-    def input(self, name: str, shape: Iterable[int | None],
-              dtype: str = "float32") -> str:
+    def input(
+        self, name: str, shape: Iterable[int | None], dtype: str = "float32"
+    ) -> str:
         """Adds an input node; `shape` excludes the batch dimension.
 
         Example: `graph.input("image", shape=(28, 28, 1))`.
@@ -151,12 +153,19 @@ class Graph:
                 f"without the batch dimension. Received: shape={shape!r}"
             ) from None
         return self._add(
-            Node(name=name, kind="input", shape=shape, dtype=dtype))
+            Node(name=name, kind="input", shape=shape, dtype=dtype)
+        )
 
-    def f_node(self, name: str, layer: keras.Layer,
-               inputs: str | Iterable[str], *, when: When | None = None,
-               cost: float | None = None,
-               defaults: Mapping[str, float] | None = None) -> str:
+    def f_node(
+        self,
+        name: str,
+        layer: keras.Layer,
+        inputs: str | Iterable[str],
+        *,
+        when: When | None = None,
+        cost: float | None = None,
+        defaults: Mapping[str, float] | None = None,
+    ) -> str:
         """Adds an F-node: a Keras layer or model applied to `inputs`.
 
         Args:
@@ -177,14 +186,21 @@ class Graph:
                 f"F-node '{name}' needs a keras.layers.Layer (a layer or a "
                 f"model). Received: {type(layer).__name__}"
             )
-        return self._add(self._make(name, "f", layer, inputs, when, cost,
-                                    defaults))
+        return self._add(
+            self._make(name, "f", layer, inputs, when, cost, defaults)
+        )
 
-    def q_node(self, name: str, controller: keras.Layer,
-               inputs: str | Iterable[str], *,
-               actions: int | Iterable[str] | None = None,
-               when: When | None = None, cost: float | None = None,
-               defaults: Mapping[str, float] | None = None) -> str:
+    def q_node(
+        self,
+        name: str,
+        controller: keras.Layer,
+        inputs: str | Iterable[str],
+        *,
+        actions: int | Iterable[str] | None = None,
+        when: When | None = None,
+        cost: float | None = None,
+        defaults: Mapping[str, float] | None = None,
+    ) -> str:
         """Adds a Q-node: a controller choosing one of its actions.
 
         Args:
@@ -229,20 +245,32 @@ class Graph:
         node = self._make(name, "q", controller, inputs, when, cost, defaults)
         return self._add(dataclasses.replace(node, actions=actions))
 
-    def dummy(self, name: str, inputs: str | Iterable[str] | None = None, *,
-              when: When | None = None) -> str:
+    def dummy(
+        self,
+        name: str,
+        inputs: str | Iterable[str] | None = None,
+        *,
+        when: When | None = None,
+    ) -> str:
         """Adds a dummy node: passes its single input on, costs nothing.
 
         Without inputs it produces no value and only marks "do nothing".
 
         Example: `graph.dummy("stop", inputs="low_head", when=("gate", 0))`.
         """
-        return self._add(self._make(name, "dummy", None, inputs, when, 0.0,
-                                    None))
+        return self._add(
+            self._make(name, "dummy", None, inputs, when, 0.0, None)
+        )
 
-    def merge(self, name: str, inputs: Iterable[str], *,
-              combine: keras.Layer | None = None, when: When | None = None,
-              defaults: Mapping[str, float] | None = None) -> str:
+    def merge(
+        self,
+        name: str,
+        inputs: Iterable[str],
+        *,
+        combine: keras.Layer | None = None,
+        when: When | None = None,
+        defaults: Mapping[str, float] | None = None,
+    ) -> str:
         """Adds a merge node closing a conditional region.
 
         Args:
@@ -259,8 +287,9 @@ class Graph:
                 f"Merge '{name}': `combine` should be None or a Keras layer. "
                 f"Received: combine of type {type(combine).__name__}"
             )
-        return self._add(self._make(name, "merge", combine, inputs, when,
-                                    None, defaults))
+        return self._add(
+            self._make(name, "merge", combine, inputs, when, None, defaults)
+        )
 
     def output(self, node: str, name: str | None = None) -> str:
         """Marks `node`'s value as a model output (named `name` or `node`).
@@ -273,8 +302,12 @@ class Graph:
         self._outputs.append((name, node))
         return name
 
-    def supervise(self, node: str, weight: float = 1.0,
-                  label_map: Iterable[int] | None = None) -> str:
+    def supervise(
+        self,
+        node: str,
+        weight: float = 1.0,
+        label_map: Iterable[int] | None = None,
+    ) -> str:
         """Trains `node`'s value against the labels too (deep supervision).
 
         The model's loss is applied to `node` on the examples it ran for,
@@ -296,7 +329,8 @@ class Graph:
         if not (np.isfinite(weight) and weight > 0):
             raise ValueError(
                 f"Supervised node '{node}': `weight` should be > 0. "
-                f"Received: weight={weight}")
+                f"Received: weight={weight}"
+            )
         if any(existing.node == node for existing in self._supervised):
             raise ValueError(f"Node '{node}' is already supervised.")
         if label_map is not None:
@@ -305,7 +339,8 @@ class Graph:
                 raise ValueError(
                     f"Supervised node '{node}': `label_map` should list a "
                     "target class >= 0 per label. Received: "
-                    f"label_map={label_map}")
+                    f"label_map={label_map}"
+                )
         self._supervised.append(Supervision(node, weight, label_map))
         return node
 
@@ -370,26 +405,35 @@ class Graph:
             else:
                 seen[id(node.layer)] = node.name
                 layer = keras.saving.serialize_keras_object(node.layer)
-            nodes.append({
-                "name": node.name,
-                "kind": node.kind,
-                "inputs": list(node.inputs),
-                "layer": layer,
-                "when": [list(pair) for pair in node.when],
-                "cost": node.cost,
-                "defaults": dict(node.defaults),
-                "shape": None if node.shape is None else list(node.shape),
-                "dtype": node.dtype,
-                "actions": list(node.actions),
-            })
-        return {"nodes": nodes,
-                "outputs": [list(pair) for pair in self._outputs],
-                "supervised": [
-                    {"node": s.node, "weight": s.weight,
-                     "label_map": None if s.label_map is None
-                     else list(s.label_map)}
-                    for s in self._supervised],
-                "metadata": dict(self.metadata)}
+            nodes.append(
+                {
+                    "name": node.name,
+                    "kind": node.kind,
+                    "inputs": list(node.inputs),
+                    "layer": layer,
+                    "when": [list(pair) for pair in node.when],
+                    "cost": node.cost,
+                    "defaults": dict(node.defaults),
+                    "shape": None if node.shape is None else list(node.shape),
+                    "dtype": node.dtype,
+                    "actions": list(node.actions),
+                }
+            )
+        return {
+            "nodes": nodes,
+            "outputs": [list(pair) for pair in self._outputs],
+            "supervised": [
+                {
+                    "node": s.node,
+                    "weight": s.weight,
+                    "label_map": None
+                    if s.label_map is None
+                    else list(s.label_map),
+                }
+                for s in self._supervised
+            ],
+            "metadata": dict(self.metadata),
+        }
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
@@ -403,18 +447,22 @@ class Graph:
             elif layer is not None:
                 layer = keras.saving.deserialize_keras_object(layer)
             layers[item["name"]] = layer
-            graph._add(Node(
-                name=item["name"],
-                kind=item["kind"],
-                inputs=tuple(item["inputs"]),
-                layer=layer,
-                when=tuple(tuple(pair) for pair in item["when"]),
-                cost=item["cost"],
-                defaults=dict(item["defaults"]),
-                shape=None if item["shape"] is None else tuple(item["shape"]),
-                dtype=item["dtype"],
-                actions=tuple(item["actions"]),
-            ))
+            graph._add(
+                Node(
+                    name=item["name"],
+                    kind=item["kind"],
+                    inputs=tuple(item["inputs"]),
+                    layer=layer,
+                    when=tuple(tuple(pair) for pair in item["when"]),
+                    cost=item["cost"],
+                    defaults=dict(item["defaults"]),
+                    shape=None
+                    if item["shape"] is None
+                    else tuple(item["shape"]),
+                    dtype=item["dtype"],
+                    actions=tuple(item["actions"]),
+                )
+            )
         for name, node_name in config["outputs"]:
             graph.output(node_name, name)
         for supervision in config.get("supervised", []):

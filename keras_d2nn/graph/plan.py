@@ -38,7 +38,8 @@ class Node:
     dtype: str = "float32"
     actions: tuple[str, ...] = ()
     control: dict[str, tuple[int, ...]] = dataclasses.field(
-        default_factory=dict)
+        default_factory=dict
+    )
 
 
 @dataclasses.dataclass(frozen=True)

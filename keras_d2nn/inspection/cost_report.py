@@ -22,17 +22,29 @@ def cost_rows(plan, routes=None):
         rate = None
         if routes is not None:
             rate = float(np.mean(routes["executed"][node.name]))
-        rows.append({
-            "node": node.name, "kind": node.kind, "flops": flops,
-            "run_rate": rate,
-            "mean_flops": None if rate is None else flops * rate,
-        })
+        rows.append(
+            {
+                "node": node.name,
+                "kind": node.kind,
+                "flops": flops,
+                "run_rate": rate,
+                "mean_flops": None if rate is None else flops * rate,
+            }
+        )
     mean_total = None
     if routes is not None:
         mean_total = float(
-            np.asarray(routes["executed_flops"], np.float64).mean())
-    rows.append({"node": "total", "kind": "", "flops": plan.full_flops,
-                 "run_rate": None, "mean_flops": mean_total})
+            np.asarray(routes["executed_flops"], np.float64).mean()
+        )
+    rows.append(
+        {
+            "node": "total",
+            "kind": "",
+            "flops": plan.full_flops,
+            "run_rate": None,
+            "mean_flops": mean_total,
+        }
+    )
     return rows
 
 
@@ -41,8 +53,10 @@ def format_cost_table(rows, full_flops):
 
     Example: `print(format_cost_table(rows, model.full_flops))`.
     """
-    header = f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} " \
-             f"{'run rate':>9} {'mean FLOPs':>14}"
+    header = (
+        f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} "
+        f"{'run rate':>9} {'mean FLOPs':>14}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         share = row["flops"] / full_flops if full_flops else 0.0
@@ -50,5 +64,6 @@ def format_cost_table(rows, full_flops):
         mean = "" if row["mean_flops"] is None else f"{row['mean_flops']:,.0f}"
         lines.append(
             f"{row['node']:<20} {row['kind']:<6} {row['flops']:>14,.0f} "
-            f"{share:>7.1%} {rate:>9} {mean:>14}")
+            f"{share:>7.1%} {rate:>9} {mean:>14}"
+        )
     return "\n".join(lines)

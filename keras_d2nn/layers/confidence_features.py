@@ -46,7 +46,8 @@ class ConfidenceFeatures(keras.layers.Layer):
         if len(input_shape) != 2 or classes is None or classes < 2:
             raise ValueError(
                 "ConfidenceFeatures reads logits of shape (batch, classes) "
-                f"with classes >= 2. Received input shape: {input_shape}")
+                f"with classes >= 2. Received input shape: {input_shape}"
+            )
         self.built = True
 
     def call(self, logits):
@@ -56,8 +57,8 @@ class ConfidenceFeatures(keras.layers.Layer):
         probs = tf.nn.softmax(logits, axis=-1)
         top2 = tf.math.top_k(probs, k=2).values
         entropy = -tf.reduce_sum(
-            probs * tf.nn.log_softmax(logits, axis=-1), axis=-1,
-            keepdims=True)
+            probs * tf.nn.log_softmax(logits, axis=-1), axis=-1, keepdims=True
+        )
         stats = [top2[:, :1], top2[:, :1] - top2[:, 1:], entropy]
         parts = ([probs] if self.probabilities else []) + stats
         return tf.concat(parts, axis=-1)
@@ -75,6 +76,10 @@ class ConfidenceFeatures(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"probabilities": self.probabilities,
-                       "stop_gradient": self.stop_gradient})
+        config.update(
+            {
+                "probabilities": self.probabilities,
+                "stop_gradient": self.stop_gradient,
+            }
+        )
         return config

@@ -67,10 +67,17 @@ class Controller(SavesSeedState, keras.layers.Layer):
     # uninterrupted one would (see layers/seed_state.py).
     SEED_ATTRIBUTES = ("seed_generator",)
 
-    def __init__(self, num_actions: int, hidden_units: Sequence[int] = (32,),
-                 distribution: str = "categorical", epsilon: float = 0.0,
-                 temperature: float = 1.0, exploration: str = "softmax",
-                 seed: int | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_actions: int,
+        hidden_units: Sequence[int] = (32,),
+        distribution: str = "categorical",
+        epsilon: float = 0.0,
+        temperature: float = 1.0,
+        exploration: str = "softmax",
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if not isinstance(num_actions, int) or num_actions < 2:
             raise ValueError(
@@ -90,7 +97,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         if exploration not in EXPLORATIONS:
             raise ValueError(
                 f"`exploration` should be one of {EXPLORATIONS}. Received: "
-                f"exploration={exploration!r}")
+                f"exploration={exploration!r}"
+            )
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(
                 f"`epsilon` should be in [0, 1]. Received: epsilon={epsilon}"
@@ -110,18 +118,26 @@ class Controller(SavesSeedState, keras.layers.Layer):
         self.num_logits = 1 if distribution == "bernoulli" else num_actions
         self.network = keras.Sequential(
             [keras.layers.Flatten()]
-            + [keras.layers.Dense(u, activation="relu")
-               for u in self.hidden_units]
+            + [
+                keras.layers.Dense(u, activation="relu")
+                for u in self.hidden_units
+            ]
             + [keras.layers.Dense(self.num_logits)],
             name="network",
         )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epsilon = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(epsilon),
-            trainable=False, name="epsilon")
+            shape=(),
+            initializer=keras.initializers.Constant(epsilon),
+            trainable=False,
+            name="epsilon",
+        )
         self.temperature = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(temperature),
-            trainable=False, name="temperature")
+            shape=(),
+            initializer=keras.initializers.Constant(temperature),
+            trainable=False,
+            name="temperature",
+        )
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         self.network.build(input_shape)
@@ -130,7 +146,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         return self.network(inputs)
 
     def compute_output_shape(
-            self, input_shape: tuple[int | None, ...],
+        self,
+        input_shape: tuple[int | None, ...],
     ) -> tuple[int | None, int]:
         return (input_shape[0], self.num_logits)
 
@@ -138,8 +155,9 @@ class Controller(SavesSeedState, keras.layers.Layer):
         """FLOPs per example of the controller network (see `graph.flops`)."""
         return flops.layer_flops(self.network, inputs)
 
-    def action_probabilities(self, logits: tf.Tensor,
-                             training: bool = False) -> tf.Tensor:
+    def action_probabilities(
+        self, logits: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
         """Probabilities of each action, `(batch, num_actions)`.
 
         In training they include temperature and epsilon exploration.
@@ -148,8 +166,9 @@ class Controller(SavesSeedState, keras.layers.Layer):
         if training:
             logits = logits / tf.cast(self.temperature, logits.dtype)
         if training and self.exploration == "epsilon_greedy":
-            probs = tf.one_hot(self.greedy_action(logits), self.num_actions,
-                               dtype=logits.dtype)
+            probs = tf.one_hot(
+                self.greedy_action(logits), self.num_actions, dtype=logits.dtype
+            )
         elif self.distribution == "bernoulli":
             open_prob = tf.sigmoid(logits[:, 0])
             probs = tf.stack([1.0 - open_prob, open_prob], axis=-1)
@@ -161,8 +180,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         return probs
 
     def distribution_for(
-            self, logits: tf.Tensor,
-            training: bool = False) -> tfp.distributions.Distribution:
+        self, logits: tf.Tensor, training: bool = False
+    ) -> tfp.distributions.Distribution:
         """The `tfp.distributions` distribution over actions."""
         probs = self.action_probabilities(logits, training)
         if self.distribution == "bernoulli":
@@ -189,8 +208,11 @@ class Controller(SavesSeedState, keras.layers.Layer):
         return sampling.uniform_noise(seed, batch_size, self.num_actions)
 
     def decide(
-            self, logits: tf.Tensor, training: bool = False,
-            action: tf.Tensor | None = None, noise: tf.Tensor | None = None,
+        self,
+        logits: tf.Tensor,
+        training: bool = False,
+        action: tf.Tensor | None = None,
+        noise: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """Chooses actions and reports their log-probability and entropy.
 
@@ -212,15 +234,19 @@ class Controller(SavesSeedState, keras.layers.Layer):
                 if noise is None:
                     noise = self.exploration_noise(tf.shape(logits)[0])
                 action = sampling.categorical(
-                    self.action_probabilities(logits, training), noise)
+                    self.action_probabilities(logits, training), noise
+                )
             else:
                 action = self.greedy_action(logits)
         action = tf.cast(action, tf.int32)
         return action, dist.log_prob(action), dist.entropy()
 
     def gumbel_decide(
-            self, logits: tf.Tensor, temperature: float | tf.Tensor,
-            action: tf.Tensor | None = None, noise: tf.Tensor | None = None,
+        self,
+        logits: tf.Tensor,
+        temperature: float | tf.Tensor,
+        action: tf.Tensor | None = None,
+        noise: tf.Tensor | None = None,
     ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
         """Straight-through Gumbel-softmax decision.
 
@@ -248,7 +274,9 @@ class Controller(SavesSeedState, keras.layers.Layer):
             noise = self.exploration_noise(tf.shape(logits)[0])
         relaxed = tf.nn.softmax(
             (logits + sampling.gumbel(tf.cast(noise, logits.dtype)))
-            / temperature, axis=-1)
+            / temperature,
+            axis=-1,
+        )
         if action is None:
             action = tf.argmax(relaxed, axis=-1, output_type=tf.int32)
         hard = tf.one_hot(action, self.num_actions, dtype=relaxed.dtype)
@@ -260,13 +288,15 @@ class Controller(SavesSeedState, keras.layers.Layer):
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
-        config.update({
-            "num_actions": self.num_actions,
-            "hidden_units": list(self.hidden_units),
-            "distribution": self.distribution,
-            "epsilon": self.initial_epsilon,
-            "temperature": self.initial_temperature,
-            "exploration": self.exploration,
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "num_actions": self.num_actions,
+                "hidden_units": list(self.hidden_units),
+                "distribution": self.distribution,
+                "epsilon": self.initial_epsilon,
+                "temperature": self.initial_temperature,
+                "exploration": self.exploration,
+                "seed": self.seed,
+            }
+        )
         return config

@@ -15,11 +15,11 @@ from keras_d2nn.models import non_finite
 def is_concrete(value):
     """Whether `value` holds numbers now (NumPy, or an eager tensor)."""
     return isinstance(value, np.ndarray) or (
-        tf.is_tensor(value) and tf.executing_eagerly())
+        tf.is_tensor(value) and tf.executing_eagerly()
+    )
 
 
-def check_concrete_finite(name, value, what, offset=0,
-                          allow_non_finite=False):
+def check_concrete_finite(name, value, what, offset=0, allow_non_finite=False):
     """A ValueError naming the examples of a concrete `value` that hold NaN
     or Inf (`offset`: index of its first example in the data).
 
@@ -29,8 +29,9 @@ def check_concrete_finite(name, value, what, offset=0,
         non_finite.check_finite(name, value, what, offset)
 
 
-def checked_inputs(plan, input_names, inputs, allow_non_finite=False,
-                   what="trace", offset=0):
+def checked_inputs(
+    plan, input_names, inputs, allow_non_finite=False, what="trace", offset=0
+):
     """`{input name: tensor}` of `inputs`, cast to each node's dtype, after
     checking names, ranks, shapes, dtypes and that they are finite.
 
@@ -62,7 +63,5 @@ def check_call_inputs(plan, input_names, inputs, allow_non_finite=False):
     """
     for name, value in input_checks.pair_inputs(input_names, inputs):
         if hasattr(value, "shape") and hasattr(value, "dtype"):
-            input_checks.check_input(plan.nodes[name], value.shape,
-                                     value.dtype)
-            check_concrete_finite(name, value, "model(x)", 0,
-                                  allow_non_finite)
+            input_checks.check_input(plan.nodes[name], value.shape, value.dtype)
+            check_concrete_finite(name, value, "model(x)", 0, allow_non_finite)

@@ -26,9 +26,15 @@ from keras_d2nn.models import routes as routes_lib
 from keras_d2nn.models.multi_worker import MultiWorkerFixes
 
 # Compile arguments that Keras's own compile config does not know about.
-_D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
-                      "baseline_momentum", "estimator", "reward_bag_size",
-                      "bag_metric")
+_D2NN_COMPILE_KEYS = (
+    "cost_weight",
+    "task_reward",
+    "entropy_weight",
+    "baseline_momentum",
+    "estimator",
+    "reward_bag_size",
+    "bag_metric",
+)
 
 
 @keras_d2nn_export
@@ -76,19 +82,26 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
     SEED_ATTRIBUTES = ("routing_seed",)  # see layers/seed_state.py
 
-    def __init__(self, graph: Graph | dict, execution: str = "routed",
-                 allow_non_finite: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        graph: Graph | dict,
+        execution: str = "routed",
+        allow_non_finite: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         if isinstance(graph, dict):
             graph = Graph.from_config(graph)
         if not isinstance(graph, Graph):
             raise TypeError(
                 "D2NNModel needs a keras_d2nn.Graph. Received: "
-                f"{type(graph).__name__}")
+                f"{type(graph).__name__}"
+            )
         if execution not in engine.MODES:
             raise ValueError(
                 f"`execution` should be one of {engine.MODES}. "
-                f"Received: execution={execution!r}")
+                f"Received: execution={execution!r}"
+            )
         self.graph = graph
         self.execution = execution
         self._allow_non_finite = bool(allow_non_finite)
@@ -106,12 +119,13 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self.reward_bag_size: int | None = None
         self.bag_metric: Any = None
         self._cost_weight = self.add_weight(
-            shape=(), initializer="zeros", trainable=False,
-            name="cost_weight")
+            shape=(), initializer="zeros", trainable=False, name="cost_weight"
+        )
         self.task_reward: str | Callable = "correct"
         self.cost_tracker = keras.metrics.Mean(name="cost")
         self.action_names = [
-            (q, action) for q in self.plan.controllers
+            (q, action)
+            for q in self.plan.controllers
             for action in self.plan.nodes[q].actions
         ]
         self.rate_trackers = [
@@ -162,14 +176,22 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     def input_names(self):
         return [n.name for n in self.plan.order if n.kind == "input"]
 
-    def compile(self, optimizer: Any = "adam", loss: Any = None,
-                metrics: Any = None, *, cost_weight: float = 0.0,
-                task_reward: str | Callable = "correct",
-                estimator: Estimator | dict | None = None,
-                entropy_weight: float = 0.01, baseline_momentum: float = 0.9,
-                reward_bag_size: int | None = None,
-                bag_metric: str | Callable = "f1", jit_compile: bool = False,
-                **kwargs: Any) -> None:
+    def compile(
+        self,
+        optimizer: Any = "adam",
+        loss: Any = None,
+        metrics: Any = None,
+        *,
+        cost_weight: float = 0.0,
+        task_reward: str | Callable = "correct",
+        estimator: Estimator | dict | None = None,
+        entropy_weight: float = 0.01,
+        baseline_momentum: float = 0.9,
+        reward_bag_size: int | None = None,
+        bag_metric: str | Callable = "f1",
+        jit_compile: bool = False,
+        **kwargs: Any,
+    ) -> None:
         """Configures training; see `keras.Model.compile` for the rest.
 
         Args:
@@ -204,7 +226,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             raise ValueError(
                 "D2NNModel.compile needs a `loss` for the supervised part, "
                 "e.g. keras.losses.SparseCategoricalCrossentropy("
-                "from_logits=True).")
+                "from_logits=True)."
+            )
         cost_weight = rewards.check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
         bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
@@ -213,11 +236,19 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         # average let the gate collapse to the cheap path where the learned
         # critic kept a mixed policy (docs/estimators_and_schedules.md,
         # "Which estimator?").
-        default = Reinforce(baseline="value", entropy_weight=entropy_weight,
-                            baseline_momentum=baseline_momentum)
+        default = Reinforce(
+            baseline="value",
+            entropy_weight=entropy_weight,
+            baseline_momentum=baseline_momentum,
+        )
         groups = assignment.assign(self.plan.controllers, estimator, default)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                        jit_compile=jit_compile, **kwargs)
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            jit_compile=jit_compile,
+            **kwargs,
+        )
         self.cost_weight = cost_weight
         self.task_reward = task_reward
         self.reward_bag_size = reward_bag_size
@@ -230,22 +261,27 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         # FullInformation's module routing: every branch trains on every
         # example).
         self._training_routing = {
-            q: int(a) for est, controllers in groups
+            q: int(a)
+            for est, controllers in groups
             for q, a in getattr(est, "training_routing", {}).items()
-            if q in controllers}
+            if q in controllers
+        }
         # Built now with every variable: steps under forced routing give the
         # forced controllers no gradient, and a lazily built optimizer would
         # then never know them.
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
         # Estimators that differentiate through decisions need every branch.
-        self._training_mode = ("masked" if any(
-            est.needs_all_branches for est in self.estimators)
-            else self.execution)
+        self._training_mode = (
+            "masked"
+            if any(est.needs_all_branches for est in self.estimators)
+            else self.execution
+        )
         self.train_function = None
         self._d2nn_compile_config = {
             "cost_weight": cost_weight,
-            "task_reward": task_reward if isinstance(task_reward, str)
+            "task_reward": task_reward
+            if isinstance(task_reward, str)
             else "correct",
             "entropy_weight": entropy_weight,
             "baseline_momentum": baseline_momentum,
@@ -323,9 +359,11 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             if node is None or node.kind != "q":
                 raise ValueError(
                     f"set_routing: '{controller}' is not a controller of this "
-                    f"model; controllers: {list(self.plan.controllers)}")
-            parsed[controller] = forced_routing.parse(controller, node.actions,
-                                                      spec)
+                    f"model; controllers: {list(self.plan.controllers)}"
+                )
+            parsed[controller] = forced_routing.parse(
+                controller, node.actions, spec
+            )
         self._routing = parsed
         # Compiled functions captured the old routing. Rebuild those that
         # exist rather than dropping them: `fit` keeps calling the train
@@ -340,34 +378,49 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     # -- execution ----------------------------------------------------------
 
     def _check_values(self, name, value, what, offset=0):
-        batch_inputs.check_concrete_finite(name, value, what, offset,
-                                           self.allow_non_finite)
+        batch_inputs.check_concrete_finite(
+            name, value, what, offset, self.allow_non_finite
+        )
 
     def _input_dict(self, inputs, what="trace", offset=0):
-        return batch_inputs.checked_inputs(self.plan, self.input_names,
-                                           inputs, self.allow_non_finite,
-                                           what, offset)
+        return batch_inputs.checked_inputs(
+            self.plan,
+            self.input_names,
+            inputs,
+            self.allow_non_finite,
+            what,
+            offset,
+        )
 
     def __call__(self, *args, **kwargs):
         # Checked here rather than in `call`, where Keras would bury the
         # message under "Exception encountered when calling D2NNModel".
         inputs = args[0] if args else kwargs.get("inputs")
         if inputs is not None:
-            batch_inputs.check_call_inputs(self.plan, self.input_names,
-                                           inputs, self.allow_non_finite)
+            batch_inputs.check_call_inputs(
+                self.plan, self.input_names, inputs, self.allow_non_finite
+            )
         return super().__call__(*args, **kwargs)
 
     def _straight_through(self):
         """`{controller: temperature}` of learned straight-through ones."""
-        return {q: est.temperature
-                for est, controllers in self._estimator_groups
-                if est.straight_through
-                for q in controllers if q not in self._routing}
+        return {
+            q: est.temperature
+            for est, controllers in self._estimator_groups
+            if est.straight_through
+            for q in controllers
+            if q not in self._routing
+        }
 
-    def trace(self, inputs: Any, training: bool = False,
-              decisions: dict | None = None, mode: str | None = None,
-              straight_through: dict | None = None,
-              statistics: bool = True) -> engine.ExecutionTrace:
+    def trace(
+        self,
+        inputs: Any,
+        training: bool = False,
+        decisions: dict | None = None,
+        mode: str | None = None,
+        straight_through: dict | None = None,
+        statistics: bool = True,
+    ) -> engine.ExecutionTrace:
         """Runs the graph and returns the full `ExecutionTrace`.
 
         Args:
@@ -393,11 +446,17 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         if decisions is None and self._routing:
             batch_size = tf.shape(next(iter(inputs.values())))[0]
             decisions = forced_routing.forced_decisions(
-                self._routing, batch_size, self.routing_seed)
+                self._routing, batch_size, self.routing_seed
+            )
         return engine.execute(
-            self.plan, inputs, training=training,
-            mode=mode or self.execution, decisions=decisions,
-            straight_through=straight_through, statistics=statistics)
+            self.plan,
+            inputs,
+            training=training,
+            mode=mode or self.execution,
+            decisions=decisions,
+            straight_through=straight_through,
+            statistics=statistics,
+        )
 
     def _pack(self, outputs):
         if len(outputs) == 1:
@@ -416,8 +475,11 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         def run():
             # Inference needs only the decisions: no TFP ops in serving
             # graphs.
-            return self._pack(self.trace(inputs, training=training,
-                                         statistics=training).outputs)
+            return self._pack(
+                self.trace(
+                    inputs, training=training, statistics=training
+                ).outputs
+            )
 
         first = tf.nest.flatten(inputs)[0]
         if first.shape[0] == 0:
@@ -430,31 +492,37 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
     def _reward_settings(self):
         return objective.RewardSettings(
-            task_reward=self.task_reward, loss=self.loss,
-            full_flops=self.full_flops, cost_weight=self._cost_weight,
-            bag_size=self.reward_bag_size, bag_metric=self.bag_metric)
+            task_reward=self.task_reward,
+            loss=self.loss,
+            full_flops=self.full_flops,
+            cost_weight=self._cost_weight,
+            bag_size=self.reward_bag_size,
+            bag_metric=self.bag_metric,
+        )
 
     def _training_decisions(self, x):
         """The decisions the training pass forces: the estimators'
         `training_routing` for controllers not under `set_routing`, and
         the `set_routing` ones; None when nothing is forced."""
-        own = {q: a for q, a in self._training_routing.items()
-               if q not in self._routing}
+        own = {
+            q: a
+            for q, a in self._training_routing.items()
+            if q not in self._routing
+        }
         if not own:
             return None
         batch_size = tf.shape(tf.nest.flatten(x)[0])[0]
         decisions = forced_routing.forced_decisions(
-            self._routing, batch_size, self.routing_seed)
-        decisions.update({q: tf.fill([batch_size], a)
-                          for q, a in own.items()})
+            self._routing, batch_size, self.routing_seed
+        )
+        decisions.update({q: tf.fill([batch_size], a) for q, a in own.items()})
         return decisions
 
     def _update_routing_metrics(self, trace, greedy=()):
         """Cost and action rates of `trace`; for the controllers in
         `greedy` (forced in training by their estimator), the rates of
         the decisions they would take (argmax of their logits)."""
-        self.cost_tracker.update_state(
-            trace.executed_flops / self.full_flops)
+        self.cost_tracker.update_state(trace.executed_flops / self.full_flops)
         decisions = dict(trace.decisions)
         for q in greedy:
             taken = self.plan.nodes[q].layer.greedy_action(trace.logits[q])
@@ -462,17 +530,20 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         for (q, action), tracker in zip(self.action_names, self.rate_trackers):
             index = self.plan.nodes[q].actions.index(action)
             tracker.update_state(
-                tf.cast(tf.equal(decisions[q], index), tf.float32))
+                tf.cast(tf.equal(decisions[q], index), tf.float32)
+            )
 
     def _track_loss(self, loss, x):
         # compute_loss divides by the replica count; the tracker wants the
         # plain mean, as in Keras's own train_step.
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
-        self._loss_tracker.update_state(loss * replicas.num_replicas(),
-                                        sample_weight=batch)
+        self._loss_tracker.update_state(
+            loss * replicas.num_replicas(), sample_weight=batch
+        )
 
-    def fit(self, x: Any = None, y: Any = None, *args: Any,
-            **kwargs: Any) -> keras.callbacks.History:
+    def fit(
+        self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any
+    ) -> keras.callbacks.History:
         """`keras.Model.fit`, with the data checked first (see
         `keras_d2nn.models.input_checks`): a wrong shape, dtype or label, or no
         example at all, is a ValueError naming it before training starts.
@@ -484,19 +555,22 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         if isinstance(validation, tf.data.Dataset):
             input_checks.check_data(self, validation, what="validation_data")
         elif isinstance(validation, (list, tuple)) and len(validation) >= 2:
-            input_checks.check_data(self, validation[0], validation[1],
-                                    "validation_data")
+            input_checks.check_data(
+                self, validation[0], validation[1], "validation_data"
+            )
         with input_checks.clearer_step_errors("fit"):
             history = super().fit(x, y, *args, **kwargs)
         # A dataset of unknown size can turn out empty only now; Keras then
         # only warns, and logs nothing, not even a loss.
         if history.epoch and not history.history:
             raise ValueError(
-                "fit: the data yielded no batch, so nothing was trained.")
+                "fit: the data yielded no batch, so nothing was trained."
+            )
         return history
 
-    def evaluate(self, x: Any = None, y: Any = None, *args: Any,
-                 **kwargs: Any) -> Any:
+    def evaluate(
+        self, x: Any = None, y: Any = None, *args: Any, **kwargs: Any
+    ) -> Any:
         """`keras.Model.evaluate`, with the data checked first (as `fit`).
 
         Example: `model.evaluate(test_images, test_labels, return_dict=True)`.
@@ -533,54 +607,82 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         y = self._checked_labels(y)
         with tf.GradientTape() as tape:
             forced = self._training_decisions(x)
-            trace = self.trace(x, training=True, mode=self._training_mode,
-                               straight_through=self._straight_through(),
-                               decisions=forced)
+            trace = self.trace(
+                x,
+                training=True,
+                mode=self._training_mode,
+                straight_through=self._straight_through(),
+                decisions=forced,
+            )
             y_pred = self._pack(trace.outputs)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
-                                     sample_weight=sample_weight,
-                                     training=True)
+            loss = self.compute_loss(
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=True,
+            )
             self._track_loss(loss, x)
             # Unlike compute_loss, the policy term is not yet divided by the
             # replica count; gradients are summed across replicas.
             policy_loss = objective.controllers_loss(
                 self._estimator_groups,
-                set(self.plan.controllers) - set(self._routing), trace, y,
-                self._reward_settings(), self.plan,
+                set(self.plan.controllers) - set(self._routing),
+                trace,
+                y,
+                self._reward_settings(),
+                self.plan,
                 greedy_trace=lambda: self.trace(x, training=False),
                 forced_trace=lambda decisions: self.trace(
-                    x, training=False, decisions=decisions))
-            total = (loss + objective.supervision_loss(self.plan, self.loss,
-                                                       trace, y)
-                     + policy_loss / replicas.num_replicas())
+                    x, training=False, decisions=decisions
+                ),
+            )
+            total = (
+                loss
+                + objective.supervision_loss(self.plan, self.loss, trace, y)
+                + policy_loss / replicas.num_replicas()
+            )
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
         gradients = tape.gradient(total, weights)
         # Controllers under forced routing (set_routing) get no gradient.
         self.optimizer.apply_gradients(
-            [(g, w) for g, w in zip(gradients, weights) if g is not None])
-        self._update_routing_metrics(trace, greedy=[
-            q for q in self._training_routing if q not in self._routing])
+            [(g, w) for g, w in zip(gradients, weights) if g is not None]
+        )
+        self._update_routing_metrics(
+            trace,
+            greedy=[
+                q for q in self._training_routing if q not in self._routing
+            ],
+        )
         return self._step_logs(
-            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        )
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = self._checked_labels(y)
         trace = self.trace(x, training=False)
         y_pred = self._pack(trace.outputs)
-        loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
-                                 sample_weight=sample_weight, training=False)
+        loss = self.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
         self._track_loss(loss, x)
         self._update_routing_metrics(trace)
         return self._step_logs(
-            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        )
 
     # -- reports ------------------------------------------------------------
 
-    def route(self, data: Any, batch_size: int = 256, labels: Any = None,
-              decisions: dict | None = None,
-              values: Sequence[str] = ()) -> routes_lib.Routes:
+    def route(
+        self,
+        data: Any,
+        batch_size: int = 256,
+        labels: Any = None,
+        decisions: dict | None = None,
+        values: Sequence[str] = (),
+    ) -> routes_lib.Routes:
         """One inference pass over a dataset: what every example did.
 
         Args:
@@ -607,14 +709,19 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         routes.accuracy, routes.decisions["gate"].mean()
         ```
         """
-        return routes_lib.route(self, data, batch_size, labels, decisions,
-                                values)
+        return routes_lib.route(
+            self, data, batch_size, labels, decisions, values
+        )
 
-    def routing_report(self, data: Any = None, labels: Any = None,
-                       batch_size: int = 256,
-                       class_names: Sequence[str] | None = None,
-                       print_fn: Callable | None = print,
-                       routes: routes_lib.Routes | None = None) -> dict:
+    def routing_report(
+        self,
+        data: Any = None,
+        labels: Any = None,
+        batch_size: int = 256,
+        class_names: Sequence[str] | None = None,
+        print_fn: Callable | None = print,
+        routes: routes_lib.Routes | None = None,
+    ) -> dict:
         """Which examples take which route, and how each route does.
 
         Per controller: the rate of each action overall and per true
@@ -631,12 +738,22 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         ```
         """
         return routing_report_lib.routing_report(
-            self, data, labels, batch_size=batch_size,
-            class_names=class_names, print_fn=print_fn, routes=routes)
+            self,
+            data,
+            labels,
+            batch_size=batch_size,
+            class_names=class_names,
+            print_fn=print_fn,
+            routes=routes,
+        )
 
-    def cost_report(self, data: Any = None, batch_size: int = 256,
-                    print_fn: Callable | None = print,
-                    routes: routes_lib.Routes | None = None) -> list[dict]:
+    def cost_report(
+        self,
+        data: Any = None,
+        batch_size: int = 256,
+        print_fn: Callable | None = print,
+        routes: routes_lib.Routes | None = None,
+    ) -> list[dict]:
         """Prints and returns, per node, its FLOPs and how often it ran.
 
         Args:

@@ -25,9 +25,13 @@ class MultiWorkerFixes:
             return super()._maybe_symbolic_build(iterator, data_batch)
         for _, _, batches in iterator:
             data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v,
-                next(batches))
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                next(batches),
+            )
             break
         return super()._maybe_symbolic_build(data_batch=data_batch)
 

@@ -72,8 +72,8 @@ class Routes(collections.abc.Mapping):
         """Top-1 accuracy; needs the labels."""
         if self.labels is None:
             raise ValueError(
-                "accuracy needs labels: route `(x, y)` data or pass "
-                "`labels=`.")
+                "accuracy needs labels: route `(x, y)` data or pass `labels=`."
+            )
         return float(np.mean(self.predictions == self.labels))
 
     @property
@@ -93,8 +93,7 @@ class Routes(collections.abc.Mapping):
         return flops
 
 
-def route(model, data, batch_size=256, labels=None, decisions=None,
-          values=()):
+def route(model, data, batch_size=256, labels=None, decisions=None, values=()):
     """Routes `data` through `model` in inference mode; see
     `D2NNModel.route`.
 
@@ -102,28 +101,33 @@ def route(model, data, batch_size=256, labels=None, decisions=None,
     """
     if not isinstance(data, tf.data.Dataset):
         # Arrays whole, so that the message counts every bad example.
-        for name, value in input_checks.pair_inputs(model.input_names,
-                                                    data):
+        for name, value in input_checks.pair_inputs(model.input_names, data):
             model._check_values(name, value, "route")
     forced = {q: np.asarray(d, np.int32) for q, d in (decisions or {}).items()}
     unknown = sorted(set(forced) - set(model.plan.controllers))
     if unknown:
         raise ValueError(
             f"`decisions` should name controllers of the model "
-            f"{list(model.plan.controllers)}. Received: decisions={unknown}")
+            f"{list(model.plan.controllers)}. Received: decisions={unknown}"
+        )
     values = tuple(values)
     parts = collections.defaultdict(lambda: collections.defaultdict(list))
     seen = 0
     for x, y in batches_with_labels(data, labels, batch_size):
         inputs = model._input_dict(x, what="route", offset=seen)
         size = int(tf.shape(next(iter(inputs.values())))[0])
-        batch_forced = {q: tf.constant(d[seen:seen + size])
-                        for q, d in forced.items()}
+        batch_forced = {
+            q: tf.constant(d[seen : seen + size]) for q, d in forced.items()
+        }
         seen += size
-        ran, chosen, cost, output, kept = _traced(model)(inputs, batch_forced,
-                                                         values)
-        for name, part in (("executed", ran), ("decisions", chosen),
-                           ("values", kept)):
+        ran, chosen, cost, output, kept = _traced(model)(
+            inputs, batch_forced, values
+        )
+        for name, part in (
+            ("executed", ran),
+            ("decisions", chosen),
+            ("values", kept),
+        ):
             for k, v in part.items():
                 parts[name][k].append(v.numpy())
         parts["flat"]["executed_flops"].append(cost.numpy())
@@ -132,26 +136,41 @@ def route(model, data, batch_size=256, labels=None, decisions=None,
             parts["flat"]["labels"].append(np.asarray(y).reshape(-1))
     if not seen:
         raise ValueError("`data` is empty: no example to route.")
-    joined = {name: {k: np.concatenate(v) for k, v in part.items()}
-              for name, part in parts.items()}
+    joined = {
+        name: {k: np.concatenate(v) for k, v in part.items()}
+        for name, part in parts.items()
+    }
     flat = joined["flat"]
-    return Routes(executed=joined["executed"],
-                  decisions=joined.get("decisions", {}),
-                  executed_flops=flat["executed_flops"],
-                  predictions=flat["predictions"],
-                  labels=flat.get("labels"),
-                  node_values=joined.get("values", {}),
-                  full_flops=model.full_flops)
+    return Routes(
+        executed=joined["executed"],
+        decisions=joined.get("decisions", {}),
+        executed_flops=flat["executed_flops"],
+        predictions=flat["predictions"],
+        labels=flat.get("labels"),
+        node_values=joined.get("values", {}),
+        full_flops=model.full_flops,
+    )
 
 
 def _traced(model):
     """The model's compiled inference pass (rebuilt by `set_routing`)."""
     if model._trace_function is None:
+
         def run(batch, forced, values):
-            trace = model.trace(batch, training=False, statistics=False,
-                                decisions=forced or None)
+            trace = model.trace(
+                batch,
+                training=False,
+                statistics=False,
+                decisions=forced or None,
+            )
             output = next(iter(trace.outputs.values()))
-            return (trace.executed, trace.decisions, trace.executed_flops,
-                    output, {k: trace.values[k] for k in values})
+            return (
+                trace.executed,
+                trace.decisions,
+                trace.executed_flops,
+                output,
+                {k: trace.values[k] for k in values},
+            )
+
         model._trace_function = tf.function(run, reduce_retracing=True)
     return model._trace_function

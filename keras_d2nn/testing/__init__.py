@@ -8,5 +8,12 @@ from keras_d2nn.testing.toy_problem import LOSS
 from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
-__all__ = ["LOSS", "RoutingSpy", "TestCase", "random_graph", "small_high_low",
-           "toy_data", "write_every_export"]
+__all__ = [
+    "LOSS",
+    "RoutingSpy",
+    "TestCase",
+    "random_graph",
+    "small_high_low",
+    "toy_data",
+    "write_every_export",
+]

@@ -23,6 +23,7 @@ def write_every_export(model, directory):
         "saved_model": serving.export_saved_model(model, directory / "sm"),
         "litert": serving.export_litert(model, directory / "one.tflite"),
         "litert_batched": serving.export_litert(
-            model, directory / "any.tflite", batch_size=None),
+            model, directory / "any.tflite", batch_size=None
+        ),
         "onnx": serving.export_onnx(model, directory / "m.onnx"),
     }

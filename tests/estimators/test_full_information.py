@@ -24,10 +24,15 @@ from keras_d2nn.testing import toy_data
 def bernoulli_high_low():
     low = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8)])
     high = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-    return high_low(input_shape=(6,), num_classes=3, low_network=low,
-                    high_network=high,
-                    controller=Controller(2, hidden_units=(),
-                                          distribution="bernoulli", seed=0))
+    return high_low(
+        input_shape=(6,),
+        num_classes=3,
+        low_network=low,
+        high_network=high,
+        controller=Controller(
+            2, hidden_units=(), distribution="bernoulli", seed=0
+        ),
+    )
 
 
 def hand_batch(plan, logits, action_rewards, decisions=None):
@@ -35,8 +40,9 @@ def hand_batch(plan, logits, action_rewards, decisions=None):
     (a `(batch,)` list per joint decision of the plan's controllers)."""
     controllers = tuple(plan.controllers)
     size = len(next(iter(action_rewards.values())))
-    decisions = decisions or {q: tf.zeros([size], tf.int32)
-                              for q in controllers}
+    decisions = decisions or {
+        q: tf.zeros([size], tf.int32) for q in controllers
+    }
     calls = []
 
     def reward_of(forced):
@@ -45,13 +51,23 @@ def hand_batch(plan, logits, action_rewards, decisions=None):
         return tf.constant(action_rewards[joint], tf.float32)
 
     trace = ExecutionTrace(
-        outputs={}, values={},
+        outputs={},
+        values={},
         executed={q: tf.ones([size], tf.bool) for q in controllers},
-        decisions=decisions, log_probs={}, entropies={}, logits=logits,
-        executed_flops=tf.zeros([size]))
-    batch = PolicyBatch(trace=trace, controllers=controllers,
-                        reward=tf.zeros([size]), greedy_reward=None,
-                        plan=plan, reward_of=reward_of)
+        decisions=decisions,
+        log_probs={},
+        entropies={},
+        logits=logits,
+        executed_flops=tf.zeros([size]),
+    )
+    batch = PolicyBatch(
+        trace=trace,
+        controllers=controllers,
+        reward=tf.zeros([size]),
+        greedy_reward=None,
+        plan=plan,
+        reward_of=reward_of,
+    )
     return batch, calls
 
 
@@ -79,12 +95,11 @@ REWARDS = {(0,): [0.2, 1.0], (1,): [0.9, -0.1]}
 def test_value_objective_asks_every_action_and_regresses_to_rewards():
     model = small_high_low()
     estimator = configured(model, objective="value", centered=False)
-    batch, calls = hand_batch(model.plan, {"gate": tf.zeros([2, 2])},
-                              REWARDS)
+    batch, calls = hand_batch(model.plan, {"gate": tf.zeros([2, 2])}, REWARDS)
     loss = estimator.controller_loss(batch)
     assert sorted(calls) == [(0,), (1,)]
     # sum over actions of squared error, mean over examples.
-    expected = ((0.2 ** 2 + 0.9 ** 2) + (1.0 ** 2 + 0.1 ** 2)) / 2
+    expected = ((0.2**2 + 0.9**2) + (1.0**2 + 0.1**2)) / 2
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     logits, _ = descend(estimator, model.plan, [[0.0, 0.0]] * 2, REWARDS)
     np.testing.assert_allclose(logits, [[0.2, 0.9], [1.0, -0.1]], atol=1e-3)
@@ -96,11 +111,13 @@ def test_value_objective_asks_every_action_and_regresses_to_rewards():
 def test_centered_values_learn_the_differences_between_actions():
     model = small_high_low()
     estimator = configured(model, objective="value")
-    logits, loss = descend(estimator, model.plan, [[3.0, 0.0], [0.0, 0.0]],
-                           REWARDS)
+    logits, loss = descend(
+        estimator, model.plan, [[3.0, 0.0], [0.0, 0.0]], REWARDS
+    )
     assert loss < 1e-5
-    np.testing.assert_allclose(logits[:, 1] - logits[:, 0], [0.7, -1.1],
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        logits[:, 1] - logits[:, 0], [0.7, -1.1], atol=1e-3
+    )
 
 
 def test_bernoulli_gate_logit_regresses_to_the_reward_difference():
@@ -134,7 +151,9 @@ def test_entropy_bonus_lowers_the_loss_of_an_undecided_policy():
     batch, _ = hand_batch(model.plan, {"gate": tf.zeros([2, 2])}, REWARDS)
     np.testing.assert_allclose(
         plain.controller_loss(batch) - bonus.controller_loss(batch),
-        0.5 * np.log(2.0), rtol=1e-5)
+        0.5 * np.log(2.0),
+        rtol=1e-5,
+    )
 
 
 def test_nested_controllers_enumerate_joint_decisions():
@@ -143,8 +162,12 @@ def test_nested_controllers_enumerate_joint_decisions():
     # Joint rewards R[(exit1, exit2)] for one example.
     rewards = {(0, 0): [0.5], (0, 1): [0.5], (1, 0): [0.2], (1, 1): [0.8]}
     logits = {"exit1": tf.zeros([1, 2]), "exit2": tf.zeros([1, 2])}
-    batch, calls = hand_batch(model.plan, logits, rewards, decisions={
-        "exit1": tf.constant([1]), "exit2": tf.constant([0])})
+    batch, calls = hand_batch(
+        model.plan,
+        logits,
+        rewards,
+        decisions={"exit1": tf.constant([1]), "exit2": tf.constant([0])},
+    )
     joints, table = estimator.action_rewards(batch)
     assert sorted(calls) == sorted(rewards) and len(joints) == 4
     targets = estimator.value_targets(batch, joints, table)
@@ -155,43 +178,62 @@ def test_nested_controllers_enumerate_joint_decisions():
 
 
 def toy_cascade():
-    stages = [keras.Sequential([keras.Input((6,)),
-                                keras.layers.Dense(4, activation="relu")]),
-              keras.Sequential([keras.Input((4,)),
-                                keras.layers.Dense(4, activation="relu")]),
-              keras.Sequential([keras.Input((4,)),
-                                keras.layers.Dense(4, activation="relu")])]
-    return cascade(input_shape=(6,), num_classes=3, stages=stages,
-                   controller_hidden_units=())
+    stages = [
+        keras.Sequential(
+            [keras.Input((6,)), keras.layers.Dense(4, activation="relu")]
+        ),
+        keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(4, activation="relu")]
+        ),
+        keras.Sequential(
+            [keras.Input((4,)), keras.layers.Dense(4, activation="relu")]
+        ),
+    ]
+    return cascade(
+        input_shape=(6,),
+        num_classes=3,
+        stages=stages,
+        controller_hidden_units=(),
+    )
 
 
 def test_cascade_trains_end_to_end_with_every_stage_on_every_example():
     model = toy_cascade()
-    model.compile("adam", LOSS, cost_weight=0.1,
-                  estimator=FullInformation(objective="expected"))
+    model.compile(
+        "adam",
+        LOSS,
+        cost_weight=0.1,
+        estimator=FullInformation(objective="expected"),
+    )
     assert model._training_routing == {"exit1": 1, "exit2": 1}
     x, y = toy_data(128)
     history = model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     # The progress bar shows the greedy decisions, not the forced ones.
     assert history.history["cost"][-1] == pytest.approx(1.0)
-    rates = (history.history["exit1_stop"][-1]
-             + history.history["exit1_continue"][-1])
+    rates = (
+        history.history["exit1_stop"][-1]
+        + history.history["exit1_continue"][-1]
+    )
     assert rates == pytest.approx(1.0)
 
 
 def test_too_many_joint_decisions_is_a_clear_error():
     model = toy_cascade()
     with pytest.raises(ValueError, match="max_joint_decisions=3"):
-        model.compile("adam", LOSS,
-                      estimator=FullInformation(max_joint_decisions=3))
+        model.compile(
+            "adam", LOSS, estimator=FullInformation(max_joint_decisions=3)
+        )
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"objective": "reinforce"}, "objective"),
-    ({"entropy_weight": -1.0}, "entropy_weight"),
-    ({"module_routing": "everything"}, "module_routing"),
-    ({"max_joint_decisions": 1}, "max_joint_decisions"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"objective": "reinforce"}, "objective"),
+        ({"entropy_weight": -1.0}, "entropy_weight"),
+        ({"module_routing": "everything"}, "module_routing"),
+        ({"max_joint_decisions": 1}, "max_joint_decisions"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         FullInformation(**kwargs)
@@ -200,19 +242,25 @@ def test_bad_arguments_are_refused(kwargs, match):
 def test_module_routing_is_checked_against_the_graph():
     model = small_high_low()
     with pytest.raises(ValueError, match="no action 'fast'"):
-        model.compile("adam", LOSS, estimator=FullInformation(
-            module_routing={"gate": "fast"}))
+        model.compile(
+            "adam",
+            LOSS,
+            estimator=FullInformation(module_routing={"gate": "fast"}),
+        )
     with pytest.raises(ValueError, match="not controllers"):
-        model.compile("adam", LOSS, estimator=FullInformation(
-            module_routing={"other": 0}))
-    model.compile("adam", LOSS, estimator=FullInformation(
-        module_routing={"gate": "stop"}))
+        model.compile(
+            "adam", LOSS, estimator=FullInformation(module_routing={"other": 0})
+        )
+    model.compile(
+        "adam", LOSS, estimator=FullInformation(module_routing={"gate": "stop"})
+    )
     assert model._training_routing == {"gate": 0}
     no_exits = exit_rule_model()
     del no_exits.graph.metadata["exits"]
     with pytest.raises(ValueError, match="early exit"):
-        no_exits.compile("adam", LOSS,
-                         estimator=FullInformation(module_routing="continue"))
+        no_exits.compile(
+            "adam", LOSS, estimator=FullInformation(module_routing="continue")
+        )
     no_exits.compile("adam", LOSS, estimator=FullInformation())  # "auto"
     assert no_exits._training_routing == {}
 
@@ -232,17 +280,36 @@ def exit_rule_model():
     graph = Graph()
     graph.input("x", shape=(6,))
     graph.f_node("low", keras.layers.Dense(2, name="low"), inputs="x")
-    graph.q_node("gate", Controller(2, hidden_units=(16,), seed=0),
-                 inputs="x", actions=("stop", "high"))
+    graph.q_node(
+        "gate",
+        Controller(2, hidden_units=(16,), seed=0),
+        inputs="x",
+        actions=("stop", "high"),
+    )
     graph.dummy("stop", inputs="low", when=("gate", "stop"))
-    graph.f_node("high", keras.Sequential([
-        keras.Input((6,)), keras.layers.Dense(32, activation="relu"),
-        keras.layers.Dense(2)]), inputs="x", when=("gate", "high"))
+    graph.f_node(
+        "high",
+        keras.Sequential(
+            [
+                keras.Input((6,)),
+                keras.layers.Dense(32, activation="relu"),
+                keras.layers.Dense(2),
+            ]
+        ),
+        inputs="x",
+        when=("gate", "high"),
+    )
     graph.merge("logits", inputs=["stop", "high"])
     graph.output("logits")
     graph.supervise("low")
-    graph.metadata["exits"] = [{"controller": "gate", "stop": "stop",
-                                "continue": "high", "head": "low"}]
+    graph.metadata["exits"] = [
+        {
+            "controller": "gate",
+            "stop": "stop",
+            "continue": "high",
+            "head": "low",
+        }
+    ]
     return D2NNModel(graph)
 
 
@@ -261,8 +328,12 @@ def exit_rule_data(n, seed=0):
 def test_gate_learns_which_examples_need_the_expensive_branch(objective):
     keras.utils.set_random_seed(0)
     model = exit_rule_model()
-    model.compile(keras.optimizers.Adam(1e-2), LOSS, cost_weight=0.3,
-                  estimator=FullInformation(objective=objective))
+    model.compile(
+        keras.optimizers.Adam(1e-2),
+        LOSS,
+        cost_weight=0.3,
+        estimator=FullInformation(objective=objective),
+    )
     x, y = exit_rule_data(2048)
     model.fit(x, y, epochs=10, batch_size=128, verbose=0)
     x_test, y_test = exit_rule_data(1000, seed=1)
@@ -274,21 +345,35 @@ def test_gate_learns_which_examples_need_the_expensive_branch(objective):
 
 def test_save_and_load_keep_the_estimator(tmp_path):
     model = small_high_low()
-    model.compile("adam", LOSS, cost_weight=0.1, estimator=FullInformation(
-        objective="expected", entropy_weight=0.01, centered=False,
-        module_routing={"gate": "high"}, max_joint_decisions=4))
+    model.compile(
+        "adam",
+        LOSS,
+        cost_weight=0.1,
+        estimator=FullInformation(
+            objective="expected",
+            entropy_weight=0.01,
+            centered=False,
+            module_routing={"gate": "high"},
+            max_joint_decisions=4,
+        ),
+    )
     x, y = toy_data(128)
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
     assert isinstance(loaded.policy, FullInformation)
     config = loaded.policy.get_config()
-    assert (config["objective"], config["entropy_weight"], config["centered"],
-            config["module_routing"], config["max_joint_decisions"]) == (
-        "expected", 0.01, False, {"gate": "high"}, 4)
+    assert (
+        config["objective"],
+        config["entropy_weight"],
+        config["centered"],
+        config["module_routing"],
+        config["max_joint_decisions"],
+    ) == ("expected", 0.01, False, {"gate": "high"}, 4)
     assert loaded._training_routing == {"gate": 1}
-    np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                               model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
     loaded.fit(x, y, epochs=1, batch_size=64, verbose=0)
 
 

@@ -19,8 +19,9 @@ def test_features_are_probabilities_max_margin_and_entropy():
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     np.testing.assert_allclose(out[:, :3], probs, rtol=1e-6)
     np.testing.assert_allclose(out[:, 3], probs.max(-1), rtol=1e-6)
-    np.testing.assert_allclose(out[:, 4], [probs[0, 0] - probs[0, 1], 0.0],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        out[:, 4], [probs[0, 0] - probs[0, 1], 0.0], atol=1e-6
+    )
     entropy = -(probs * np.log(probs)).sum(-1)
     np.testing.assert_allclose(out[:, 5], entropy, rtol=1e-5)
     np.testing.assert_allclose(out[1, 5], np.log(3.0), rtol=1e-5)
@@ -32,11 +33,13 @@ def test_gradient_into_the_head_is_stopped_unless_asked():
     logits = tf.Variable([[1.0, 0.0]])
     for stop, has_gradient in ((True, False), (False, True)):
         with tf.GradientTape() as tape:
-            total = tf.reduce_sum(ConfidenceFeatures(stop_gradient=stop)(
-                logits)[:, 2:])
+            total = tf.reduce_sum(
+                ConfidenceFeatures(stop_gradient=stop)(logits)[:, 2:]
+            )
         gradient = tape.gradient(total, logits)
-        assert (gradient is not None
-                and np.any(gradient.numpy() != 0)) == has_gradient
+        assert (
+            gradient is not None and np.any(gradient.numpy() != 0)
+        ) == has_gradient
 
 
 def test_config_round_trip_and_shape():
@@ -45,7 +48,8 @@ def test_config_round_trip_and_shape():
     assert (copy.probabilities, copy.stop_gradient) == (False, False)
     assert ConfidenceFeatures().compute_output_shape((None, 10)) == (None, 13)
     restored = keras.saving.deserialize_keras_object(
-        keras.saving.serialize_keras_object(layer))
+        keras.saving.serialize_keras_object(layer)
+    )
     assert isinstance(restored, ConfidenceFeatures)
 
 
@@ -56,30 +60,40 @@ def test_bad_input_shape_is_refused(shape):
 
 
 def small_confidence_high_low():
-    low = keras.Sequential([keras.Input((6,)),
-                            keras.layers.Dense(8, activation="relu")])
+    low = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="relu")]
+    )
     high = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
-    return high_low(input_shape=(6,), num_classes=3, low_network=low,
-                    high_network=high, gate_input="confidence",
-                    controller=Controller(2, hidden_units=(), seed=0))
+    return high_low(
+        input_shape=(6,),
+        num_classes=3,
+        low_network=low,
+        high_network=high,
+        gate_input="confidence",
+        controller=Controller(2, hidden_units=(), seed=0),
+    )
 
 
-def test_high_low_gate_reads_the_low_head_through_confidence_features(
-        tmp_path):
+def test_high_low_gate_reads_the_low_head_through_confidence_features(tmp_path):
     model = small_confidence_high_low()
     node = model.plan.nodes["gate_features"]
     assert isinstance(node.layer, ConfidenceFeatures)
     assert tuple(node.inputs) == ("low_head",)
     assert tuple(model.plan.nodes["gate"].inputs) == ("gate_features",)
     assert model.plan.flops["gate_features"] == 7 * 3 + 1
-    model.compile("adam", LOSS, cost_weight=0.1,
-                  estimator=FullInformation(objective="expected"))
+    model.compile(
+        "adam",
+        LOSS,
+        cost_weight=0.1,
+        estimator=FullInformation(objective="expected"),
+    )
     x, y = toy_data(128)
     model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     model.save(tmp_path / "model.keras")
     loaded = keras.models.load_model(tmp_path / "model.keras")
-    np.testing.assert_allclose(loaded.predict(x, verbose=0),
-                               model.predict(x, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
 
 
 def test_high_low_default_gate_still_reads_the_features():
