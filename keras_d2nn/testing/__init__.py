@@ -5,6 +5,7 @@ from keras_d2nn.testing.random_graphs import random_graph
 from keras_d2nn.testing.routing_spy import RoutingSpy
 from keras_d2nn.testing.test_case import TestCase
 from keras_d2nn.testing.toy_problem import LOSS
+from keras_d2nn.testing.toy_problem import routing_data
 from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
@@ -13,6 +14,7 @@ __all__ = [
     "RoutingSpy",
     "TestCase",
     "random_graph",
+    "routing_data",
     "small_high_low",
     "toy_data",
     "write_every_export",
