@@ -17,8 +17,8 @@ moves the cost weight, as a Lagrange multiplier, towards a FLOP budget.
 """
 
 from keras_d2nn.estimators.base import Estimator
-from keras_d2nn.estimators.budget import CostBudget
 from keras_d2nn.estimators.base import PolicyBatch
+from keras_d2nn.estimators.budget import CostBudget
 from keras_d2nn.estimators.full_information import FullInformation
 from keras_d2nn.estimators.gumbel import GumbelSoftmax
 from keras_d2nn.estimators.q_learning import QLearning

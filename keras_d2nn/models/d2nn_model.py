@@ -231,7 +231,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         reward_bag_size: int | None = None,
         bag_metric: str | Callable = "f1",
         target_cost: float | None = None,
-        budget_learning_rate: float = budget_lib.DEFAULT_LEARNING_RATE,
+        budget_learning_rate: float | None = None,
         jit_compile: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -270,7 +270,12 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 model. Warns when the budget is below the cost of the
                 graph's cheapest route.
             budget_learning_rate: the multiplier's step per training step
-                and unit of overspending (> 0; default 0.005).
+                and unit of overspending (> 0). Default: the smallest
+                `budget_learning_rate` of the estimators (0.005 for
+                REINFORCE, Q-learning and Gumbel, whose controllers follow
+                a change of the reward gradually; 0.02 for
+                `FullInformation`, whose controllers follow it within a
+                few steps).
             jit_compile: default False: routed execution has data-dependent
                 shapes, which XLA cannot compile.
 
@@ -291,16 +296,6 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             )
         cost_weight = rewards.check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
-        cost_budget = None
-        if target_cost is not None:
-            cost_budget = budget_lib.CostBudget(
-                target_cost, budget_learning_rate, name="cost_budget"
-            )
-            budget_lib.warn_if_out_of_reach(self.plan, cost_budget.target_cost)
-        else:
-            budget_learning_rate = budget_lib.check_budget_learning_rate(
-                budget_learning_rate
-            )
         bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
         # The value baseline: in benchmarks/estimators.py the moving
@@ -313,6 +308,21 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             baseline_momentum=baseline_momentum,
         )
         groups = assignment.assign(self.plan.controllers, estimator, default)
+        if budget_learning_rate is None:
+            budget_learning_rate = min(
+                (est.budget_learning_rate for est, _ in groups),
+                default=budget_lib.DEFAULT_LEARNING_RATE,
+            )
+        cost_budget = None
+        if target_cost is not None:
+            cost_budget = budget_lib.CostBudget(
+                target_cost, budget_learning_rate, name="cost_budget"
+            )
+            budget_lib.warn_if_out_of_reach(self.plan, cost_budget.target_cost)
+        else:
+            budget_learning_rate = budget_lib.check_budget_learning_rate(
+                budget_learning_rate
+            )
         super().compile(
             optimizer=optimizer,
             loss=loss,

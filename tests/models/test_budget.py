@@ -95,9 +95,10 @@ def test_a_short_fit_lands_near_the_budget(target):
         keras.optimizers.Adam(0.003),
         LOSS,
         target_cost=target,
-        budget_learning_rate=0.02,
         estimator=keras_d2nn.FullInformation(),
     )
+    # FullInformation's step: its controllers follow the reward at once.
+    assert model.cost_budget.learning_rate == 0.02
     x, y = routing_data(1024)
     history = model.fit(
         x,
@@ -150,6 +151,24 @@ def test_target_cost_and_multiplier_survive_saving(tmp_path):
     history = loaded.fit(x, y, epochs=1, batch_size=64, verbose=0)
     assert "cost_weight" in history.history
     assert loaded.cost_weight != before
+
+
+def test_the_multipliers_step_suits_the_estimators():
+    model = small_high_low()
+    model.compile("adam", LOSS, target_cost=0.3)  # REINFORCE
+    assert model.cost_budget.learning_rate == 0.005
+    model.compile(
+        "adam", LOSS, target_cost=0.3, estimator=keras_d2nn.FullInformation()
+    )
+    assert model.cost_budget.learning_rate == 0.02
+    model.compile(
+        "adam",
+        LOSS,
+        target_cost=0.3,
+        estimator=keras_d2nn.FullInformation(),
+        budget_learning_rate=0.1,
+    )
+    assert model.cost_budget.learning_rate == 0.1
 
 
 def test_files_without_a_budget_load_without_one(tmp_path):
