@@ -309,13 +309,21 @@ def budget_warnings(config, landed, cheapest):
         ]
     if abs(landed - config.budget) <= LANDING_TOLERANCE:
         return []
+    advice = (
+        "At a constant learning rate the gate's decisions move by several "
+        "points of the FLOPs from one step to the next, so the last step "
+        "decides where the cost lands"
+    )
+    if config.estimator != "full_information":
+        advice += (
+            "; --estimator=full_information follows a budget more closely "
+            f"than {config.estimator}"
+        )
     return [
         f"WARNING: budget {config.budget:.2f}: landed at {landed:.2f} of "
         f"the full FLOPs on the test split, more than "
-        f"{LANDING_TOLERANCE:g} away. Train longer (more than "
-        f"--epochs={config.epochs}); --estimator=full_information "
-        "follows a budget more closely (docs/estimators_and_schedules.md, "
-        "Budgets)."
+        f"{LANDING_TOLERANCE:g} away. {advice} "
+        "(docs/estimators_and_schedules.md, Budgets)."
     ]
 
 

@@ -180,7 +180,7 @@ def test_budget_is_checked_and_its_misses_warned():
     assert train_job.budget_warnings(train_job.TrainConfig(), 0.9, 0.0) == []
     [miss] = train_job.budget_warnings(config, 0.36, 0.006)
     assert "budget 0.30: landed at 0.36" in miss
-    assert "more than --epochs=2" in miss
+    assert "--estimator=full_information follows a budget" in miss
     [below] = train_job.budget_warnings(
         train_job.TrainConfig(budget=0.001), 0.0056, 0.0056
     )
