@@ -27,9 +27,13 @@ from keras_d2nn import architectures
 from keras_d2nn import estimators
 from keras_d2nn import schedules
 from keras_d2nn.data import pipelines
-from keras_d2nn.estimators import budget as budget_lib
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+RECIPES = (
+    "full_information:none",
+    "full_information:cosine",
+    "reinforce_value:none",
+)
 TOLERANCE = 0.02
 
 
@@ -38,9 +42,11 @@ def parse_args():
     parser.add_argument("--arch", default="high_low")
     parser.add_argument("--budgets", default="0.2,0.3,0.5")
     parser.add_argument(
-        "--estimators",
-        default="full_information,reinforce_value",
-        help=f"comma-separated names of {list(estimators.NAMED)}",
+        "--recipes",
+        default=",".join(RECIPES),
+        help="comma-separated ESTIMATOR:DECAY, ESTIMATOR one of "
+        f"{list(estimators.NAMED)}, DECAY none (a constant learning rate, "
+        "as the main job) or cosine (decayed to 0 over the run)",
     )
     parser.add_argument(
         "--gate_input",
@@ -61,15 +67,10 @@ def parse_args():
         "this momentum, and the model ends with it (Keras's use_ema)",
     )
     parser.add_argument(
-        "--decays",
-        default="none",
-        help="comma-separated: none (a constant learning rate, as the "
-        "main job) and/or cosine (decayed to 0 over the run)",
-    )
-    parser.add_argument(
         "--budget_learning_rate",
         type=float,
-        default=budget_lib.DEFAULT_LEARNING_RATE,
+        default=None,
+        help="default: the estimator's (compile's default)",
     )
     parser.add_argument(
         "--cost_weight",
@@ -157,6 +158,7 @@ def run_one(args, name, decay, budget, seed, x_test, y_test):
     return {
         "arch": args.arch,
         "estimator": name,
+        "budget_learning_rate": model.cost_budget.learning_rate,
         "decay": decay,
         "seed": seed,
         "budget": budget,
@@ -219,17 +221,16 @@ def main():
         manual_dir=args.data_dir,
     )
     rows = []
-    for decay in args.decays.split(","):
-        if decay not in ("none", "cosine"):
-            raise SystemExit(f"--decays: unknown {decay!r}")
-        for name in args.estimators.split(","):
-            for budget in map(float, args.budgets.split(",")):
-                for seed in map(int, args.seeds.split(",")):
-                    row = run_one(
-                        args, name, decay, budget, seed, x_test, y_test
-                    )
-                    print(json.dumps(row), flush=True)
-                    rows.append(row)
+    for recipe in args.recipes.split(","):
+        name, _, decay = recipe.partition(":")
+        decay = decay or "none"
+        if decay not in ("none", "cosine") or name not in estimators.NAMED:
+            raise SystemExit(f"--recipes: unknown {recipe!r}")
+        for budget in map(float, args.budgets.split(",")):
+            for seed in map(int, args.seeds.split(",")):
+                row = run_one(args, name, decay, budget, seed, x_test, y_test)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
     summary = summarize(rows)
     print(
         f"\n{args.arch}, {args.epochs} epochs ({args.warmup_epochs} "

@@ -95,8 +95,7 @@ def test_budget_benchmark_writes_asked_and_landed(tmp_path, tfds_dir):
     stdout = run_script(
         "budget.py",
         "--budgets=0.5",
-        "--estimators=full_information",
-        "--decays=none",
+        "--recipes=full_information:none",
         "--seeds=0",
         "--epochs=2",
         "--train_examples=256",
