@@ -24,8 +24,9 @@ import keras
 import keras_tuner
 
 from keras_d2nn import architectures
-from keras_d2nn import estimators as estimators_lib
 from keras_d2nn.callbacks import schedules
+from keras_d2nn.estimators import NAMED
+from keras_d2nn.estimators import by_name
 from keras_d2nn.experiments import baselines
 from keras_d2nn.experiments import train_job
 
@@ -172,11 +173,11 @@ class D2NNHyperModel(keras_tuner.HyperModel):
                 "max (log scale). Received: "
                 f"cost_weight_range={cost_weight_range!r}"
             )
-        unknown = [e for e in estimators if e not in estimators_lib.NAMED]
+        unknown = [e for e in estimators if e not in NAMED]
         if not estimators or unknown:
             raise ValueError(
                 f"`estimators` should name some of "
-                f"{list(estimators_lib.NAMED)}. Received: "
+                f"{list(NAMED)}. Received: "
                 f"estimators={estimators!r}"
             )
         for label, value in (
@@ -212,7 +213,7 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
             cost_weight=cost_weight,
-            estimator=estimators_lib.by_name(name),
+            estimator=by_name(name),
         )
         return model
 

@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras_d2nn import inspection
 from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import Reinforce
@@ -18,11 +19,10 @@ from keras_d2nn.execution import forced_routing
 from keras_d2nn.execution import replicas
 from keras_d2nn.graph import Graph
 from keras_d2nn.inspection import cost_report
-from keras_d2nn.inspection import routing_report as routing_report_lib
 from keras_d2nn.layers.seed_state import SavesSeedState
 from keras_d2nn.models import batch_inputs
 from keras_d2nn.models import input_checks
-from keras_d2nn.models import routes as routes_lib
+from keras_d2nn.models import routing_pass
 from keras_d2nn.models.multi_worker import MultiWorkerFixes
 
 # Compile arguments that Keras's own compile config does not know about.
@@ -682,7 +682,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         labels: Any = None,
         decisions: dict | None = None,
         values: Sequence[str] = (),
-    ) -> routes_lib.Routes:
+    ) -> routing_pass.Routes:
         """One inference pass over a dataset: what every example did.
 
         Args:
@@ -696,7 +696,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 (`routes.node_values`).
 
         Returns:
-            A `keras_d2nn.models.routes.Routes`: `executed`, `decisions`
+            A `keras_d2nn.models.Routes`: `executed`, `decisions`
             (-1 where a controller did not decide), `executed_flops`,
             `predictions` (argmax of the first output), `labels`, and
             `accuracy`, `mean_flops`, `mean_cost_fraction`. Every report
@@ -709,7 +709,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         routes.accuracy, routes.decisions["gate"].mean()
         ```
         """
-        return routes_lib.route(
+        return routing_pass.route(
             self, data, batch_size, labels, decisions, values
         )
 
@@ -720,7 +720,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         batch_size: int = 256,
         class_names: Sequence[str] | None = None,
         print_fn: Callable | None = print,
-        routes: routes_lib.Routes | None = None,
+        routes: routing_pass.Routes | None = None,
     ) -> dict:
         """Which examples take which route, and how each route does.
 
@@ -737,7 +737,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         report["routes"][0]["route"], report["routes"][0]["accuracy"]
         ```
         """
-        return routing_report_lib.routing_report(
+        return inspection.routing_report.routing_report(
             self,
             data,
             labels,
@@ -752,7 +752,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         data: Any = None,
         batch_size: int = 256,
         print_fn: Callable | None = print,
-        routes: routes_lib.Routes | None = None,
+        routes: routing_pass.Routes | None = None,
     ) -> list[dict]:
         """Prints and returns, per node, its FLOPs and how often it ran.
 
