@@ -12,6 +12,15 @@ Runs of any length train a D2NN: the warm-up and the cost-weight ramp are
 shortened to fit (`schedules.d2nn_schedule`), so the last epoch always
 trains at `cost_weight`. A run whose controllers end up taking one action
 for every test example says so (`report["warnings"]`, printed last).
+
+Example:
+
+```python
+from keras_d2nn.experiments import train_job
+
+config = train_job.TrainConfig(arch="cascade", epochs=2).check()
+config.schedule().describe()
+```
 """
 
 import dataclasses

@@ -71,7 +71,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True),
                   metrics=["accuracy"], cost_weight=0.5)
-    model.fit(images, labels, epochs=1)
+    model.fit(images, labels, epochs=1, verbose=0)
     model.cost_report(images)
     ```
 
@@ -767,7 +767,12 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             A list of `{"node", "kind", "flops", "run_rate",
             "mean_flops"}` dicts, plus a final `"total"` row.
 
-        Example: `rows = model.cost_report(test_images)`.
+        Example:
+
+        ```python
+        rows = model.cost_report(test_images)
+        rows[-1]["mean_flops"] / model.full_flops  # the mean cost fraction
+        ```
         """
         if routes is None and data is not None:
             routes = self.route(data, batch_size)

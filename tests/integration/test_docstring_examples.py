@@ -64,46 +64,6 @@ ALLOWED_WITHOUT_EXAMPLE = {
     "keras_d2nn.testing.LOSS": "a constant (a Keras loss object)",
     # Exceptions: raised by the library, not called.
     "keras_d2nn.UncountableLayerError": "an exception class",
-    # example pending: file being edited (keras_d2nn/models/d2nn_model.py)
-    "keras_d2nn.D2NNModel": "example pending: file being edited",
-    "keras_d2nn.D2NNModel.set_routing": "example pending: file being edited",
-    "keras_d2nn.D2NNModel.trace": "example pending: file being edited",
-    "keras_d2nn.D2NNModel.route": "example pending: file being edited",
-    "keras_d2nn.D2NNModel.routing_report": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.D2NNModel.cost_report": "example pending: file being edited",
-    # example pending: file being edited (keras_d2nn/callbacks/schedules.py)
-    "keras_d2nn.schedules": "example pending: file being edited",
-    "keras_d2nn.callbacks.CostWeightSchedule": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.D2NNSchedule": "example pending: file being edited",
-    "keras_d2nn.callbacks.D2NNSchedule.cost_weight_at": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.D2NNSchedule.cost_weights": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.D2NNSchedule.describe": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.D2NNSchedule.callbacks": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.VariableSchedule": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.WarmUp": "example pending: file being edited",
-    "keras_d2nn.callbacks.constant": "example pending: file being edited",
-    "keras_d2nn.callbacks.d2nn_callbacks": (
-        "example pending: file being edited"
-    ),
-    "keras_d2nn.callbacks.d2nn_schedule": "example pending: file being edited",
-    "keras_d2nn.callbacks.linear_ramp": "example pending: file being edited",
-    # example pending: file being edited
-    # (keras_d2nn/experiments/train_job.py)
-    "keras_d2nn.experiments.train_job": "example pending: file being edited",
     # example pending: file being edited (keras_d2nn/testing/exports.py)
     "keras_d2nn.testing.write_every_export": (
         "example pending: file being edited"
