@@ -49,17 +49,28 @@ def parse_args():
     parser.add_argument("--bag_size", type=int, default=16)
     parser.add_argument("--skip_imbalanced", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output",
-                        default="benchmarks/results/estimators.json")
+    parser.add_argument(
+        "--output", default="benchmarks/results/estimators.json"
+    )
     return parser.parse_args()
 
 
 def train(model, x, y, args, **compile_kwargs):
-    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"],
-                  **compile_kwargs)
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        LOSS,
+        metrics=["accuracy"],
+        **compile_kwargs,
+    )
     start = time.time()
-    model.fit(x, y, epochs=args.epochs, batch_size=args.batch_size,
-              verbose=0, callbacks=[schedules.WarmUp(args.warmup_epochs)])
+    model.fit(
+        x,
+        y,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        verbose=0,
+        callbacks=[schedules.WarmUp(args.warmup_epochs)],
+    )
     return time.time() - start
 
 
@@ -70,15 +81,25 @@ def compare_estimators(args, x, y, x_test, y_test):
             for cost_weight in map(float, args.cost_weights.split(",")):
                 keras.utils.set_random_seed(args.seed)
                 model = architectures.ARCHITECTURES[arch]()
-                seconds = train(model, x, y, args, cost_weight=cost_weight,
-                                estimator=ESTIMATORS[name]())
+                seconds = train(
+                    model,
+                    x,
+                    y,
+                    args,
+                    cost_weight=cost_weight,
+                    estimator=ESTIMATORS[name](),
+                )
                 accuracy, flops, _ = baselines.measure(model, x_test, y_test)
-                row = {"arch": arch, "estimator": name,
-                       "cost_weight": cost_weight, "test_accuracy": accuracy,
-                       "mean_flops": flops,
-                       "cost_fraction": flops / model.full_flops,
-                       "full_flops": model.full_flops,
-                       "train_seconds": seconds}
+                row = {
+                    "arch": arch,
+                    "estimator": name,
+                    "cost_weight": cost_weight,
+                    "test_accuracy": accuracy,
+                    "mean_flops": flops,
+                    "cost_fraction": flops / model.full_flops,
+                    "full_flops": model.full_flops,
+                    "train_seconds": seconds,
+                }
                 print(json.dumps(row), flush=True)
                 rows.append(row)
         thresholds[arch] = threshold_curve(arch, args, x, y, x_test, y_test)
@@ -90,14 +111,23 @@ def threshold_curve(arch, args, x, y, x_test, y_test):
     the same epochs on every example (so every head is trained)."""
     build = architectures.ARCHITECTURES[arch]
     _, route = static_network.static_routes(build().plan)[-1]
-    train_ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(
-        10_000, seed=args.seed).batch(args.batch_size)
+    train_ds = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .shuffle(10_000, seed=args.seed)
+        .batch(args.batch_size)
+    )
     keras.utils.set_random_seed(args.seed)
     full = baselines.train_with_routing(
-        build, route, train_ds, args.epochs,
-        lambda m: m.compile(keras.optimizers.Adam(1e-3), LOSS))
-    return [p.as_dict() for p in baselines.threshold_exit_curve(
-        full, x_test, y_test)]
+        build,
+        route,
+        train_ds,
+        args.epochs,
+        lambda m: m.compile(keras.optimizers.Adam(1e-3), LOSS),
+    )
+    return [
+        p.as_dict()
+        for p in baselines.threshold_exit_curve(full, x_test, y_test)
+    ]
 
 
 def compare_bag_rewards(args, x, y, x_test, y_test):
@@ -110,16 +140,22 @@ def compare_bag_rewards(args, x, y, x_test, y_test):
         for cost_weight in map(float, args.cost_weights.split(",")):
             keras.utils.set_random_seed(args.seed)
             model = architectures.high_low(num_classes=2)
-            extra = ({"reward_bag_size": args.bag_size,
-                      "bag_metric": f1_positive}
-                     if reward == "minibag_f1" else {})
+            extra = (
+                {"reward_bag_size": args.bag_size, "bag_metric": f1_positive}
+                if reward == "minibag_f1"
+                else {}
+            )
             train(model, x, y_binary, args, cost_weight=cost_weight, **extra)
             logits = model.predict(x_test, batch_size=500, verbose=0)
             f1 = float(f1_positive(y_test_binary, logits))
             _, flops, _ = baselines.measure(model, x_test, y_test_binary)
-            row = {"reward": reward, "cost_weight": cost_weight,
-                   "test_f1": f1, "mean_flops": flops,
-                   "cost_fraction": flops / model.full_flops}
+            row = {
+                "reward": reward,
+                "cost_weight": cost_weight,
+                "test_f1": f1,
+                "mean_flops": flops,
+                "cost_fraction": flops / model.full_flops,
+            }
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -137,19 +173,30 @@ def plot(rows, thresholds, imbalanced, path):
     axes = np.atleast_1d(axes)
     for ax, arch in zip(axes, archs):
         for name in ESTIMATORS:
-            mine = sorted((r for r in rows if r["arch"] == arch
-                           and r["estimator"] == name),
-                          key=lambda r: r["cost_fraction"])
+            mine = sorted(
+                (
+                    r
+                    for r in rows
+                    if r["arch"] == arch and r["estimator"] == name
+                ),
+                key=lambda r: r["cost_fraction"],
+            )
             if mine:
-                ax.plot([r["cost_fraction"] for r in mine],
-                        [r["test_accuracy"] for r in mine], "o-", label=name)
-        curve = sorted(thresholds.get(arch, []),
-                       key=lambda p: p["mean_flops"])
+                ax.plot(
+                    [r["cost_fraction"] for r in mine],
+                    [r["test_accuracy"] for r in mine],
+                    "o-",
+                    label=name,
+                )
+        curve = sorted(thresholds.get(arch, []), key=lambda p: p["mean_flops"])
         if curve:
             full = next(r["full_flops"] for r in rows if r["arch"] == arch)
-            ax.plot([p["mean_flops"] / full for p in curve],
-                    [p["test_accuracy"] for p in curve], "k--",
-                    label="threshold exit")
+            ax.plot(
+                [p["mean_flops"] / full for p in curve],
+                [p["test_accuracy"] for p in curve],
+                "k--",
+                label="threshold exit",
+            )
         ax.set_title(f"{arch} on Fashion-MNIST")
         ax.set_xlabel("mean FLOPs / full network")
         ax.set_ylabel("test accuracy")
@@ -158,10 +205,16 @@ def plot(rows, thresholds, imbalanced, path):
     if imbalanced:
         ax = axes[-1]
         for reward in ("per_example", "minibag_f1"):
-            mine = sorted((r for r in imbalanced if r["reward"] == reward),
-                          key=lambda r: r["cost_fraction"])
-            ax.plot([r["cost_fraction"] for r in mine],
-                    [r["test_f1"] for r in mine], "o-", label=reward)
+            mine = sorted(
+                (r for r in imbalanced if r["reward"] == reward),
+                key=lambda r: r["cost_fraction"],
+            )
+            ax.plot(
+                [r["cost_fraction"] for r in mine],
+                [r["test_f1"] for r in mine],
+                "o-",
+                label=reward,
+            )
         ax.set_title("'Bag' vs rest (10% positives), high-low")
         ax.set_xlabel("mean FLOPs / full network")
         ax.set_ylabel("test F1 of 'Bag'")
@@ -173,17 +226,29 @@ def plot(rows, thresholds, imbalanced, path):
 
 def main():
     args = parse_args()
-    x, y = data.load_arrays("fashion_mnist", "train",
-                            take=args.train_examples or None)
+    x, y = data.load_arrays(
+        "fashion_mnist", "train", take=args.train_examples or None
+    )
     x_test, y_test = data.load_arrays("fashion_mnist", "test")
     rows, thresholds = compare_estimators(args, x, y, x_test, y_test)
-    imbalanced = ([] if args.skip_imbalanced
-                  else compare_bag_rewards(args, x, y, x_test, y_test))
+    imbalanced = (
+        []
+        if args.skip_imbalanced
+        else compare_bag_rewards(args, x, y, x_test, y_test)
+    )
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({
-        "settings": vars(args), "rows": rows, "thresholds": thresholds,
-        "imbalanced": imbalanced}, indent=2))
+    output.write_text(
+        json.dumps(
+            {
+                "settings": vars(args),
+                "rows": rows,
+                "thresholds": thresholds,
+                "imbalanced": imbalanced,
+            },
+            indent=2,
+        )
+    )
     plot(rows, thresholds, imbalanced, output.with_suffix(".png"))
     print(f"wrote {output} and {output.with_suffix('.png')}")
 

@@ -29,10 +29,14 @@ def parse_args():
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--fraction", type=float, default=0.3)
-    parser.add_argument("--worker", default=None,
-                        help="internal: 'arch,mode' to measure in-process")
-    parser.add_argument("--output",
-                        default="benchmarks/results/serving_memory.json")
+    parser.add_argument(
+        "--worker",
+        default=None,
+        help="internal: 'arch,mode' to measure in-process",
+    )
+    parser.add_argument(
+        "--output", default="benchmarks/results/serving_memory.json"
+    )
     return parser.parse_args()
 
 
@@ -54,27 +58,47 @@ def worker(arch, mode, args):
     x, _ = data.load_fashion_mnist("test")
     n = args.batch * args.batches
     decisions = bench_networks.forced_decisions(
-        model.plan, args.fraction, n, np.random.default_rng(0))
+        model.plan, args.fraction, n, np.random.default_rng(0)
+    )
     spec = tf.TensorSpec([args.batch, 28, 28, 1], tf.float32)
     if mode == "static":
         network = static_network.static_network(model)
         fn = tf.function(lambda images, forced: network(images))
     else:
-        fn = tf.function(lambda images, forced: model.trace(
-            images, decisions=forced, mode=mode, statistics=False).outputs)
-    forced_spec = {q: tf.TensorSpec([args.batch], tf.int32)
-                   for q in model.plan.controllers}
+        fn = tf.function(
+            lambda images, forced: (
+                model.trace(
+                    images, decisions=forced, mode=mode, statistics=False
+                ).outputs
+            )
+        )
+    forced_spec = {
+        q: tf.TensorSpec([args.batch], tf.int32) for q in model.plan.controllers
+    }
     run = fn.get_concrete_function(spec, forced_spec)
     before = peak_mib()
     for i in range(0, n, args.batch):
-        run(tf.constant(x[i:i + args.batch]),
-            {q: tf.constant(d[i:i + args.batch])
-             for q, d in decisions.items()})
+        run(
+            tf.constant(x[i : i + args.batch]),
+            {
+                q: tf.constant(d[i : i + args.batch])
+                for q, d in decisions.items()
+            },
+        )
     after = peak_mib()
-    print(json.dumps({"arch": arch, "mode": mode, "batch": args.batch,
-                      "routed_fraction": args.fraction,
-                      "peak_before_mib": before, "peak_after_mib": after,
-                      "serving_mib": after - before}))
+    print(
+        json.dumps(
+            {
+                "arch": arch,
+                "mode": mode,
+                "batch": args.batch,
+                "routed_fraction": args.fraction,
+                "peak_before_mib": before,
+                "peak_after_mib": after,
+                "serving_mib": after - before,
+            }
+        )
+    )
 
 
 def main():
@@ -87,28 +111,40 @@ def main():
     for arch in args.archs.split(","):
         for mode in MODES:
             result = subprocess.run(
-                [sys.executable, __file__, f"--worker={arch},{mode}",
-                 f"--batch={args.batch}", f"--batches={args.batches}",
-                 f"--fraction={args.fraction}"],
-                capture_output=True, text=True, check=True)
+                [
+                    sys.executable,
+                    __file__,
+                    f"--worker={arch},{mode}",
+                    f"--batch={args.batch}",
+                    f"--batches={args.batches}",
+                    f"--fraction={args.fraction}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
-        static = next(r for r in rows if r["arch"] == arch
-                      and r["mode"] == "static")
+        static = next(
+            r for r in rows if r["arch"] == arch and r["mode"] == "static"
+        )
         for row in rows:
             if row["arch"] == arch:
-                row["vs_static"] = (row["serving_mib"]
-                                    / max(static["serving_mib"], 1e-9))
-                row["total_vs_static"] = (row["peak_after_mib"]
-                                          / static["peak_after_mib"])
-                print(f"{arch:9s} {row['mode']:7s} serving adds "
-                      f"{row['serving_mib']:7.1f} MiB (x"
-                      f"{row['vs_static']:.2f} of static); peak "
-                      f"{row['peak_after_mib']:7.1f} MiB (x"
-                      f"{row['total_vs_static']:.2f})")
+                row["vs_static"] = row["serving_mib"] / max(
+                    static["serving_mib"], 1e-9
+                )
+                row["total_vs_static"] = (
+                    row["peak_after_mib"] / static["peak_after_mib"]
+                )
+                print(
+                    f"{arch:9s} {row['mode']:7s} serving adds "
+                    f"{row['serving_mib']:7.1f} MiB (x"
+                    f"{row['vs_static']:.2f} of static); peak "
+                    f"{row['peak_after_mib']:7.1f} MiB (x"
+                    f"{row['total_vs_static']:.2f})"
+                )
     output = pathlib.Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps({"args": vars(args), "rows": rows},
-                                 indent=1))
+    output.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
     print(f"wrote {output}")
 
 

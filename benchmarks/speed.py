@@ -47,12 +47,20 @@ def parse_args():
     parser.add_argument("--runtimes", default="tf,litert")
     parser.add_argument("--tf_batches", default="1,32,256")
     parser.add_argument("--litert_batches", default="1,32")
-    parser.add_argument("--examples", type=int, default=2048,
-                        help="most examples timed per configuration and "
-                        "repeat (8 batches, at least 256, below that)")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=2048,
+        help="most examples timed per configuration and "
+        "repeat (8 batches, at least 256, below that)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train_examples", type=int, default=20000,
-                        help="images to train the policy of `trained` rows")
+    parser.add_argument(
+        "--train_examples",
+        type=int,
+        default=20000,
+        help="images to train the policy of `trained` rows",
+    )
     parser.add_argument("--cost_weight", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="benchmarks/results/speed.json")
@@ -60,6 +68,7 @@ def parse_args():
 
 
 # -- runners: f(images, decisions (batch, controllers) int32) -> outputs ------
+
 
 def mode_functions(model, static):
     """Python functions of `(images, decisions)` for each mode; column `i`
@@ -76,14 +85,19 @@ def mode_functions(model, static):
     cheap, expensive = bench_networks.cheap_and_expensive_routes(model.plan)
     unpruned = {
         name: static_network.static_network(model, route, prune=False)
-        for name, route in (("static_cheap", cheap),
-                            ("static_equivalent", expensive))}
+        for name, route in (
+            ("static_cheap", cheap),
+            ("static_equivalent", expensive),
+        )
+    }
 
     def d2nn(mode):
         def run(images, decisions):
             forced = {q: decisions[:, i] for i, q in enumerate(controllers)}
-            return model.trace(images, decisions=forced, mode=mode,
-                               statistics=False).outputs
+            return model.trace(
+                images, decisions=forced, mode=mode, statistics=False
+            ).outputs
+
         return run
 
     def plain(network):
@@ -95,22 +109,27 @@ def mode_functions(model, static):
         "static_equivalent": plain(unpruned["static_equivalent"]),
         "routed": d2nn("routed"),
         "masked": d2nn("masked"),
-        "trained_routed": lambda images, decisions: model.trace(
-            images, statistics=False).outputs,
+        "trained_routed": lambda images, decisions: (
+            model.trace(images, statistics=False).outputs
+        ),
     }
 
 
 def signature(model, batch):
-    return [tf.TensorSpec([batch, 28, 28, 1], tf.float32, name="images"),
-            tf.TensorSpec([batch, len(model.plan.controllers)], tf.int32,
-                          name="decisions")]
+    return [
+        tf.TensorSpec([batch, 28, 28, 1], tf.float32, name="images"),
+        tf.TensorSpec(
+            [batch, len(model.plan.controllers)], tf.int32, name="decisions"
+        ),
+    ]
 
 
 def tf_runners(model, static, batch):
     """Concrete TF functions for each mode at a fixed batch size."""
-    return {mode: tf.function(fn).get_concrete_function(
-        *signature(model, batch))
-        for mode, fn in mode_functions(model, static).items()}
+    return {
+        mode: tf.function(fn).get_concrete_function(*signature(model, batch))
+        for mode, fn in mode_functions(model, static).items()
+    }
 
 
 def litert_runners(model, static, batch):
@@ -119,25 +138,29 @@ def litert_runners(model, static, batch):
     runners = {}
     for mode, fn in mode_functions(model, static).items():
         content = litert.convert([model], fn, signature(model, batch))
-        runner = litert.interpreter(content, xnnpack=batch == 1) \
-            .get_signature_runner()
+        runner = litert.interpreter(
+            content, xnnpack=batch == 1
+        ).get_signature_runner()
         names = set(runner.get_input_details())
 
         def call(images, decisions, runner=runner, names=names):
             feed = {"images": images, "decisions": decisions}
             return runner(**{k: v for k, v in feed.items() if k in names})
+
         runners[mode] = call
     return runners
 
 
 # -- timing ------------------------------------------------------------------
 
+
 def batches_of(x, decisions, batch):
     """`(images, decisions (batch, controllers))` pairs covering `x`."""
     matrix = np.stack(list(decisions.values()), axis=1).astype(np.int32)
     n = len(x) - len(x) % batch
-    return [(x[i:i + batch], matrix[i:i + batch])
-            for i in range(0, n, batch)]
+    return [
+        (x[i : i + batch], matrix[i : i + batch]) for i in range(0, n, batch)
+    ]
 
 
 def time_modes(runners, work, repeats):
@@ -164,10 +187,20 @@ def mean_flops(model, x, decisions):
 def train_policy(model, args):
     """One warm-up epoch of random routing, then one of learning."""
     x, y = data.load_fashion_mnist("train")
-    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"],
-                  cost_weight=args.cost_weight)
-    model.fit(x[:args.train_examples], y[:args.train_examples], epochs=2,
-              batch_size=128, verbose=0, callbacks=[schedules.WarmUp(1)])
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        LOSS,
+        metrics=["accuracy"],
+        cost_weight=args.cost_weight,
+    )
+    model.fit(
+        x[: args.train_examples],
+        y[: args.train_examples],
+        epochs=2,
+        batch_size=128,
+        verbose=0,
+        callbacks=[schedules.WarmUp(1)],
+    )
 
 
 def bench_arch(arch, args, x_test, log=print):
@@ -176,14 +209,21 @@ def bench_arch(arch, args, x_test, log=print):
     train_policy(model, args)
     static = static_network.static_network(model)
     full = static_network.static_flops(model)
-    route_flops = [_route_flops(model, route) for route in
-                   bench_networks.cheap_and_expensive_routes(model.plan)]
+    route_flops = [
+        _route_flops(model, route)
+        for route in bench_networks.cheap_and_expensive_routes(model.plan)
+    ]
     rng = np.random.default_rng(args.seed)
     rows = []
-    plans = [("tf", int(b)) for b in args.tf_batches.split(",")
-             if "tf" in args.runtimes] + [
-        ("litert", int(b)) for b in args.litert_batches.split(",")
-        if "litert" in args.runtimes]
+    plans = [
+        ("tf", int(b))
+        for b in args.tf_batches.split(",")
+        if "tf" in args.runtimes
+    ] + [
+        ("litert", int(b))
+        for b in args.litert_batches.split(",")
+        if "litert" in args.runtimes
+    ]
     for runtime, batch in plans:
         log(f"{arch}: {runtime} batch {batch}")
         maker = tf_runners if runtime == "tf" else litert_runners
@@ -191,59 +231,92 @@ def bench_arch(arch, args, x_test, log=print):
             runners = maker(model, static, batch)
         except ValueError as error:  # a conversion failure: say, go on
             log(f"{arch}: {runtime} batch {batch} skipped: {error}")
-            rows.append({"arch": arch, "runtime": runtime, "batch": batch,
-                         "error": str(error)[:500]})
+            rows.append(
+                {
+                    "arch": arch,
+                    "runtime": runtime,
+                    "batch": batch,
+                    "error": str(error)[:500],
+                }
+            )
             continue
         n = max(256, min(args.examples, 8 * batch))
         x = x_test[:n]
-        cases = [(f, bench_networks.forced_decisions(model.plan, f, n, rng))
-                 for f in FRACTIONS] + [
-            ("trained", {q: np.asarray(d) for q, d in
-                         model.route(x)["decisions"].items()})]
+        cases = [
+            (f, bench_networks.forced_decisions(model.plan, f, n, rng))
+            for f in FRACTIONS
+        ] + [
+            (
+                "trained",
+                {
+                    q: np.asarray(d)
+                    for q, d in model.route(x)["decisions"].items()
+                },
+            )
+        ]
         for fraction, decisions in cases:
-            modes = (["static", "trained_routed"] if fraction == "trained"
-                     else ["static", "static_cheap", "static_equivalent",
-                           "routed", "masked"])
+            modes = (
+                ["static", "trained_routed"]
+                if fraction == "trained"
+                else [
+                    "static",
+                    "static_cheap",
+                    "static_equivalent",
+                    "routed",
+                    "masked",
+                ]
+            )
             chosen = {m: runners[m] for m in modes}
-            times = time_modes(chosen, batches_of(x, decisions, batch),
-                               args.repeats)
+            times = time_modes(
+                chosen, batches_of(x, decisions, batch), args.repeats
+            )
             flops = mean_flops(model, x, decisions)
             expensive = _expensive_fraction(model.plan, decisions)
             for mode, ms in times.items():
-                mode_flops = {"static": full,
-                              "static_cheap": route_flops[0],
-                              "static_equivalent": route_flops[1]}.get(
-                                  mode, flops)
+                mode_flops = {
+                    "static": full,
+                    "static_cheap": route_flops[0],
+                    "static_equivalent": route_flops[1],
+                }.get(mode, flops)
                 flop_speedup = full / mode_flops
                 time_speedup = times["static"] / ms
                 extra = {}
                 if mode == "routed":
                     # What routing would cost with zero overhead: each
                     # example through its own route's static network.
-                    mix = ((1 - expensive) * times["static_cheap"]
-                           + expensive * times["static_equivalent"])
-                    extra = {"route_mix_ms": mix,
-                             "routing_overhead": ms / mix}
-                rows.append({
-                    "arch": arch, "runtime": runtime, "batch": batch,
-                    "routed_fraction": expensive,
-                    "policy": "trained" if fraction == "trained"
-                    else "forced",
-                    "mode": mode.replace("trained_", ""),
-                    "ms_per_example": ms,
-                    "flop_speedup": flop_speedup,
-                    "time_speedup": time_speedup,
-                    "efficiency": time_speedup / flop_speedup,
-                    **extra,
-                })
+                    mix = (1 - expensive) * times[
+                        "static_cheap"
+                    ] + expensive * times["static_equivalent"]
+                    extra = {"route_mix_ms": mix, "routing_overhead": ms / mix}
+                rows.append(
+                    {
+                        "arch": arch,
+                        "runtime": runtime,
+                        "batch": batch,
+                        "routed_fraction": expensive,
+                        "policy": "trained"
+                        if fraction == "trained"
+                        else "forced",
+                        "mode": mode.replace("trained_", ""),
+                        "ms_per_example": ms,
+                        "flop_speedup": flop_speedup,
+                        "time_speedup": time_speedup,
+                        "efficiency": time_speedup / flop_speedup,
+                        **extra,
+                    }
+                )
                 log(format_row(rows[-1]))
     return rows
 
 
 def _route_flops(model, route):
     """FLOPs of everything the D2NN runs on `route` (controllers too)."""
-    return float(sum(model.plan.flops[n] for n in static_network.route_nodes(
-        model.plan, route)))
+    return float(
+        sum(
+            model.plan.flops[n]
+            for n in static_network.route_nodes(model.plan, route)
+        )
+    )
 
 
 def _expensive_fraction(plan, decisions):
@@ -253,13 +326,18 @@ def _expensive_fraction(plan, decisions):
 
 
 def format_row(row):
-    return (f"{row['arch']:9s} {row['runtime']:6s} b={row['batch']:<4d} "
-            f"{row['policy']:7s} f={row['routed_fraction']:.2f} "
-            f"{row['mode']:17s} {row['ms_per_example']:8.4f} ms/ex  "
-            f"FLOPx{row['flop_speedup']:6.2f}  timex{row['time_speedup']:6.2f}"
-            f"  eff {row['efficiency']:.2f}" + (
-                f"  overhead x{row['routing_overhead']:.2f}"
-                if "routing_overhead" in row else ""))
+    return (
+        f"{row['arch']:9s} {row['runtime']:6s} b={row['batch']:<4d} "
+        f"{row['policy']:7s} f={row['routed_fraction']:.2f} "
+        f"{row['mode']:17s} {row['ms_per_example']:8.4f} ms/ex  "
+        f"FLOPx{row['flop_speedup']:6.2f}  timex{row['time_speedup']:6.2f}"
+        f"  eff {row['efficiency']:.2f}"
+        + (
+            f"  overhead x{row['routing_overhead']:.2f}"
+            if "routing_overhead" in row
+            else ""
+        )
+    )
 
 
 def main():

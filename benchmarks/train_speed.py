@@ -45,8 +45,9 @@ def parse_args():
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output",
-                        default="benchmarks/results/train_bench_networks.json")
+    parser.add_argument(
+        "--output", default="benchmarks/results/train_bench_networks.json"
+    )
     return parser.parse_args()
 
 
@@ -66,6 +67,7 @@ def forced_routing(plan, fraction):
 
 def trainers(arch, fractions):
     """`{(mode, fraction): model ready to fit}`."""
+
     def d2nn(execution, routing=None):
         model = bench_networks.BUILDERS[arch]()
         model.execution = execution
@@ -102,8 +104,13 @@ def bench_arch(arch, args, x, y, log=print):
     models = trainers(arch, fractions)
     examples = args.steps * args.batch_size
     b = args.batch_size
-    batches = [(tf.constant(x[i * b:(i + 1) * b]),
-                tf.constant(y[i * b:(i + 1) * b])) for i in range(args.steps)]
+    batches = [
+        (
+            tf.constant(x[i * b : (i + 1) * b]),
+            tf.constant(y[i * b : (i + 1) * b]),
+        )
+        for i in range(args.steps)
+    ]
     for model in models.values():  # warm-up: traces the train step
         timed_steps(model, batches[:2])
     seconds = {key: [] for key in models}
@@ -117,13 +124,18 @@ def bench_arch(arch, args, x, y, log=print):
         if mode == "learned":
             learned = models[(mode, fraction)]
             fraction = _expensive_rate(learned, learned.last_logs)
-        rows.append({
-            "arch": arch, "runtime": "tf_train", "batch": args.batch_size,
-            "routed_fraction": fraction, "mode": mode,
-            "examples_per_second": examples / s,
-            "ms_per_example": s * 1e3 / examples,
-            "time_speedup": static_s / s,
-        })
+        rows.append(
+            {
+                "arch": arch,
+                "runtime": "tf_train",
+                "batch": args.batch_size,
+                "routed_fraction": fraction,
+                "mode": mode,
+                "examples_per_second": examples / s,
+                "ms_per_example": s * 1e3 / examples,
+                "time_speedup": static_s / s,
+            }
+        )
         log(format_row(rows[-1]))
     return rows
 
@@ -141,10 +153,12 @@ def _expensive_rate(model, metrics):
 def format_row(row):
     fraction = row["routed_fraction"]
     fraction = "  - " if fraction is None else f"{fraction:.2f}"
-    return (f"{row['arch']:9s} b={row['batch']:<4d} f={fraction} "
-            f"{row['mode']:8s} {row['examples_per_second']:9.1f} ex/s  "
-            f"{row['ms_per_example']:7.3f} ms/ex  "
-            f"x{row['time_speedup']:.2f} vs static")
+    return (
+        f"{row['arch']:9s} b={row['batch']:<4d} f={fraction} "
+        f"{row['mode']:8s} {row['examples_per_second']:9.1f} ex/s  "
+        f"{row['ms_per_example']:7.3f} ms/ex  "
+        f"x{row['time_speedup']:.2f} vs static"
+    )
 
 
 def main():

@@ -24,13 +24,18 @@ model.compile(
 )
 model.fit(train, epochs=2, shuffle=False)
 results = model.evaluate(x_test, y_test, return_dict=True, verbose=0)
-print(f"test accuracy {results['accuracy']:.4f}, "
-      f"mean cost {results['cost']:.3f} of the full network")
+print(
+    f"test accuracy {results['accuracy']:.4f}, "
+    f"mean cost {results['cost']:.3f} of the full network"
+)
 decisions = model.route(x_test)["decisions"]
 
 regions = model.plan.nodes["look"].actions
 for label, name in enumerate(data.DATASETS["fashion_mnist"]["class_names"]):
-    chosen = np.bincount(decisions["look"][y_test == label],
-                         minlength=len(regions))
-    print(f"{name:<12} mostly {regions[chosen.argmax()]} "
-          f"({chosen.max() / chosen.sum():.0%})")
+    chosen = np.bincount(
+        decisions["look"][y_test == label], minlength=len(regions)
+    )
+    print(
+        f"{name:<12} mostly {regions[chosen.argmax()]} "
+        f"({chosen.max() / chosen.sum():.0%})"
+    )

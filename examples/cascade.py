@@ -24,15 +24,20 @@ model.compile(
 )
 model.fit(train, epochs=2, shuffle=False)
 results = model.evaluate(x_test, y_test, return_dict=True, verbose=0)
-print(f"test accuracy {results['accuracy']:.4f}, "
-      f"mean cost {results['cost']:.3f} of the full network")
+print(
+    f"test accuracy {results['accuracy']:.4f}, "
+    f"mean cost {results['cost']:.3f} of the full network"
+)
 decisions = model.route(x_test)["decisions"]
 
 predicted = model.predict(x_test, verbose=0).argmax(axis=-1)
-stopped_at = np.where(decisions["exit1"] == 0, 1,
-                      np.where(decisions["exit2"] == 0, 2, 3))
+stopped_at = np.where(
+    decisions["exit1"] == 0, 1, np.where(decisions["exit2"] == 0, 2, 3)
+)
 for stage in (1, 2, 3):
     here = stopped_at == stage
     accuracy = np.mean(predicted[here] == y_test[here]) if here.any() else 0
-    print(f"stopped after stage {stage}: {here.mean():6.1%} of images, "
-          f"accuracy {accuracy:.3f}")
+    print(
+        f"stopped after stage {stage}: {here.mean():6.1%} of images, "
+        f"accuracy {accuracy:.3f}"
+    )

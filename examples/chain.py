@@ -24,12 +24,18 @@ model.compile(
 )
 model.fit(train, epochs=2, shuffle=False)
 results = model.evaluate(x_test, y_test, return_dict=True, verbose=0)
-print(f"test accuracy {results['accuracy']:.4f}, "
-      f"mean cost {results['cost']:.3f} of the full network")
+print(
+    f"test accuracy {results['accuracy']:.4f}, "
+    f"mean cost {results['cost']:.3f} of the full network"
+)
 decisions = model.route(x_test)["decisions"]
 
 for controller in model.plan.controllers:
     actions = model.plan.nodes[controller].actions
     shares = np.bincount(decisions[controller], minlength=len(actions))
-    print(controller, ", ".join(
-        f"{a} {s / len(y_test):.1%}" for a, s in zip(actions, shares)))
+    print(
+        controller,
+        ", ".join(
+            f"{a} {s / len(y_test):.1%}" for a, s in zip(actions, shares)
+        ),
+    )

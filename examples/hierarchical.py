@@ -24,8 +24,10 @@ model.compile(
 )
 model.fit(train, epochs=2, shuffle=False)
 results = model.evaluate(x_test, y_test, return_dict=True, verbose=0)
-print(f"test accuracy {results['accuracy']:.4f}, "
-      f"mean cost {results['cost']:.3f} of the full network")
+print(
+    f"test accuracy {results['accuracy']:.4f}, "
+    f"mean cost {results['cost']:.3f} of the full network"
+)
 decisions = model.route(x_test)["decisions"]
 
 groups = model.graph.metadata["groups"]
@@ -33,5 +35,9 @@ experts = model.plan.nodes["route"].actions
 for group, labels in groups.items():
     members = np.isin(y_test, labels)
     shares = np.bincount(decisions["route"][members], minlength=len(experts))
-    print(f"{group:<7} ->", ", ".join(
-        f"{e} {s / members.sum():.1%}" for e, s in zip(experts, shares)))
+    print(
+        f"{group:<7} ->",
+        ", ".join(
+            f"{e} {s / members.sum():.1%}" for e, s in zip(experts, shares)
+        ),
+    )

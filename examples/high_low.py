@@ -25,8 +25,10 @@ model.compile(
 )
 model.fit(train, epochs=2, shuffle=False)
 results = model.evaluate(x_test, y_test, return_dict=True, verbose=0)
-print(f"test accuracy {results['accuracy']:.4f}, "
-      f"mean cost {results['cost']:.3f} of the full network")
+print(
+    f"test accuracy {results['accuracy']:.4f}, "
+    f"mean cost {results['cost']:.3f} of the full network"
+)
 decisions = model.route(x_test)["decisions"]
 
 high = decisions["gate"] == 1

@@ -26,6 +26,7 @@ Commands:
 TensorFlow's C++ log lines are hidden (see `tf_logging`) unless
 TF_CPP_MIN_LOG_LEVEL is set.
 """
+
 import dataclasses
 import os
 import shutil
@@ -50,107 +51,189 @@ EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 _DEFAULTS = train_job.TrainConfig()
 _TUNE = tune_job.TuneConfig()
 
-flags.DEFINE_string("arch", _DEFAULTS.arch,
-                    f"Architecture: one of {list(ARCHITECTURES)}.")
-flags.DEFINE_string("dataset", _DEFAULTS.dataset,
-                    f"Dataset: one of {list(pipelines.DATASETS)}.")
-flags.DEFINE_string("data_dir", None,
-                    "Directory with the Fashion-MNIST IDX files (default: "
-                    f"${pipelines.ENV_VAR} or {pipelines.DEFAULT_DIR}).")
-flags.DEFINE_string("tfds_dir", None, "TFDS data directory (default: "
-                    "~/tensorflow_datasets).")
+flags.DEFINE_string(
+    "arch", _DEFAULTS.arch, f"Architecture: one of {list(ARCHITECTURES)}."
+)
+flags.DEFINE_string(
+    "dataset", _DEFAULTS.dataset, f"Dataset: one of {list(pipelines.DATASETS)}."
+)
+flags.DEFINE_string(
+    "data_dir",
+    None,
+    "Directory with the Fashion-MNIST IDX files (default: "
+    f"${pipelines.ENV_VAR} or {pipelines.DEFAULT_DIR}).",
+)
+flags.DEFINE_string(
+    "tfds_dir", None, "TFDS data directory (default: ~/tensorflow_datasets)."
+)
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
-flags.DEFINE_float("cost_weight", _DEFAULTS.cost_weight,
-                   "Weight of the normalised FLOP cost in the reward (>= 0).")
-flags.DEFINE_float("entropy_weight", _DEFAULTS.entropy_weight,
-                   "Entropy bonus of the controllers.")
-flags.DEFINE_float("learning_rate", _DEFAULTS.learning_rate,
-                   "Adam learning rate.")
+flags.DEFINE_float(
+    "cost_weight",
+    _DEFAULTS.cost_weight,
+    "Weight of the normalised FLOP cost in the reward (>= 0).",
+)
+flags.DEFINE_float(
+    "entropy_weight",
+    _DEFAULTS.entropy_weight,
+    "Entropy bonus of the controllers.",
+)
+flags.DEFINE_float(
+    "learning_rate", _DEFAULTS.learning_rate, "Adam learning rate."
+)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Batch size.")
-flags.DEFINE_integer("train_examples", _DEFAULTS.train_examples,
-                     "Use only the first N training images (0: all).")
-flags.DEFINE_string("estimator", _DEFAULTS.estimator,
-                    f"How controllers learn: one of {list(estimators.NAMED)}.")
-flags.DEFINE_integer("warmup_epochs", _DEFAULTS.warmup_epochs,
-                     "Epochs of random routing before controllers learn.")
-flags.DEFINE_integer("cost_weight_ramp_epochs",
-                     _DEFAULTS.cost_weight_ramp_epochs,
-                     "Ramp cost_weight linearly from 0, in the first epoch "
-                     "after the warm-up, to --cost_weight, reached this "
-                     "many epochs later (0: constant).")
-flags.DEFINE_bool("baselines", _DEFAULTS.baselines,
-                  "Also train and measure the baselines (static networks, "
-                  "random routing, threshold exit).")
-flags.DEFINE_integer("baseline_epochs", _DEFAULTS.baseline_epochs,
-                     "Epochs for each baseline network (0: same as --epochs).")
-flags.DEFINE_string("output_dir", _DEFAULTS.output_dir,
-                    "Where report.json, tradeoff.png and model.keras go.")
+flags.DEFINE_integer(
+    "train_examples",
+    _DEFAULTS.train_examples,
+    "Use only the first N training images (0: all).",
+)
+flags.DEFINE_string(
+    "estimator",
+    _DEFAULTS.estimator,
+    f"How controllers learn: one of {list(estimators.NAMED)}.",
+)
+flags.DEFINE_integer(
+    "warmup_epochs",
+    _DEFAULTS.warmup_epochs,
+    "Epochs of random routing before controllers learn.",
+)
+flags.DEFINE_integer(
+    "cost_weight_ramp_epochs",
+    _DEFAULTS.cost_weight_ramp_epochs,
+    "Ramp cost_weight linearly from 0, in the first epoch "
+    "after the warm-up, to --cost_weight, reached this "
+    "many epochs later (0: constant).",
+)
+flags.DEFINE_bool(
+    "baselines",
+    _DEFAULTS.baselines,
+    "Also train and measure the baselines (static networks, "
+    "random routing, threshold exit).",
+)
+flags.DEFINE_integer(
+    "baseline_epochs",
+    _DEFAULTS.baseline_epochs,
+    "Epochs for each baseline network (0: same as --epochs).",
+)
+flags.DEFINE_string(
+    "output_dir",
+    _DEFAULTS.output_dir,
+    "Where report.json, tradeoff.png and model.keras go.",
+)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
-flags.DEFINE_integer("verbose", _DEFAULTS.verbose,
-                     "Keras verbosity: 0 silent, 1 progress bar, 2 one line "
-                     "per epoch.")
-flags.DEFINE_bool("save_optimizer", _DEFAULTS.save_optimizer,
-                  "train: keep the optimizer state in model.keras (needed "
-                  "to resume training; --nosave_optimizer makes the file "
-                  "three times smaller, enough to predict and export).")
-flags.DEFINE_bool("tensorboard", _DEFAULTS.tensorboard,
-                  "train: write TensorBoard logs (loss, accuracy, cost, "
-                  "action rates, cost weight, controller confidence) to "
-                  "OUTPUT_DIR/logs.")
-flags.DEFINE_float("budget", _TUNE.budget, "tune: the most accurate model "
-                   "within this fraction of the full network's FLOPs.")
-flags.DEFINE_float("target_accuracy", _TUNE.target_accuracy,
-                   "tune: the cheapest model with at least this validation "
-                   "accuracy.")
-flags.DEFINE_float("reward_cost_weight", _TUNE.reward_cost_weight,
-                   "tune: maximise accuracy - this * FLOP fraction (the "
-                   "default objective, with 0.1).")
-flags.DEFINE_string("tuner", _TUNE.tuner,
-                    f"tune: one of {list(tune_job.TUNERS)}.")
+flags.DEFINE_integer(
+    "verbose",
+    _DEFAULTS.verbose,
+    "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.",
+)
+flags.DEFINE_bool(
+    "save_optimizer",
+    _DEFAULTS.save_optimizer,
+    "train: keep the optimizer state in model.keras (needed "
+    "to resume training; --nosave_optimizer makes the file "
+    "three times smaller, enough to predict and export).",
+)
+flags.DEFINE_bool(
+    "tensorboard",
+    _DEFAULTS.tensorboard,
+    "train: write TensorBoard logs (loss, accuracy, cost, "
+    "action rates, cost weight, controller confidence) to "
+    "OUTPUT_DIR/logs.",
+)
+flags.DEFINE_float(
+    "budget",
+    _TUNE.budget,
+    "tune: the most accurate model "
+    "within this fraction of the full network's FLOPs.",
+)
+flags.DEFINE_float(
+    "target_accuracy",
+    _TUNE.target_accuracy,
+    "tune: the cheapest model with at least this validation accuracy.",
+)
+flags.DEFINE_float(
+    "reward_cost_weight",
+    _TUNE.reward_cost_weight,
+    "tune: maximise accuracy - this * FLOP fraction (the "
+    "default objective, with 0.1).",
+)
+flags.DEFINE_string(
+    "tuner", _TUNE.tuner, f"tune: one of {list(tune_job.TUNERS)}."
+)
 flags.DEFINE_integer("max_trials", _TUNE.max_trials, "tune: trials to run.")
-flags.DEFINE_integer("val_examples", _TUNE.val_examples,
-                     "tune: the last N training images, held out to score "
-                     "trials on.")
-flags.DEFINE_float("cost_weight_min", _TUNE.cost_weight_min,
-                   "tune: smallest cost_weight searched (log scale).")
-flags.DEFINE_float("cost_weight_max", _TUNE.cost_weight_max,
-                   "tune: largest cost_weight searched.")
-flags.DEFINE_string("estimators", _TUNE.estimators,
-                    "tune: comma-separated estimators to search over.")
+flags.DEFINE_integer(
+    "val_examples",
+    _TUNE.val_examples,
+    "tune: the last N training images, held out to score trials on.",
+)
+flags.DEFINE_float(
+    "cost_weight_min",
+    _TUNE.cost_weight_min,
+    "tune: smallest cost_weight searched (log scale).",
+)
+flags.DEFINE_float(
+    "cost_weight_max",
+    _TUNE.cost_weight_max,
+    "tune: largest cost_weight searched.",
+)
+flags.DEFINE_string(
+    "estimators",
+    _TUNE.estimators,
+    "tune: comma-separated estimators to search over.",
+)
 flags.DEFINE_string("model", None, "export: the trained .keras file.")
-flags.DEFINE_bool("unsafe_load", False,
-                  "export, verify: load --model with Keras safe mode off, "
-                  "which runs code stored in the file (Lambda layers). Only "
-                  "for files you trust.")
-flags.DEFINE_enum("format", "saved_model", EXPORT_FORMATS,
-                  "export: what to write.")
+flags.DEFINE_bool(
+    "unsafe_load",
+    False,
+    "export, verify: load --model with Keras safe mode off, "
+    "which runs code stored in the file (Lambda layers). Only "
+    "for files you trust.",
+)
+flags.DEFINE_enum(
+    "format", "saved_model", EXPORT_FORMATS, "export: what to write."
+)
 flags.DEFINE_string("output", None, "export: the output path.")
-flags.DEFINE_integer("export_batch_size", None,
-                     "export: fixed batch size (default: any for "
-                     "saved_model and onnx, 1 for litert; 0 for any).")
-flags.DEFINE_enum("quantize", "none", ("none", "float16", "int8"),
-                  "export --format=litert: post-training quantisation.")
-flags.DEFINE_integer("calibration_examples", 500,
-                     "export --quantize=int8: training images of --dataset "
-                     "to calibrate activation ranges on.")
-flags.DEFINE_string("exported", None,
-                    "verify: the exported model (SavedModel directory, "
-                    ".tflite or .onnx).")
-flags.DEFINE_integer("n", 10_000, "verify: number of test images (the "
-                     "first N of the test split).")
-flags.DEFINE_string("report", None, "verify: also write the report as JSON "
-                    "to this path.")
+flags.DEFINE_integer(
+    "export_batch_size",
+    None,
+    "export: fixed batch size (default: any for "
+    "saved_model and onnx, 1 for litert; 0 for any).",
+)
+flags.DEFINE_enum(
+    "quantize",
+    "none",
+    ("none", "float16", "int8"),
+    "export --format=litert: post-training quantisation.",
+)
+flags.DEFINE_integer(
+    "calibration_examples",
+    500,
+    "export --quantize=int8: training images of --dataset "
+    "to calibrate activation ranges on.",
+)
+flags.DEFINE_string(
+    "exported",
+    None,
+    "verify: the exported model (SavedModel directory, .tflite or .onnx).",
+)
+flags.DEFINE_integer(
+    "n",
+    10_000,
+    "verify: number of test images (the first N of the test split).",
+)
+flags.DEFINE_string(
+    "report", None, "verify: also write the report as JSON to this path."
+)
 
 
 # What `python -m keras_d2nn --help` says of each command (one line each).
 SUMMARIES = {
     "get_data": "installs or finds Fashion-MNIST and Graphviz (run it first)",
     "train": "trains a D2NN and its baselines; writes a report, plots, "
-             "model.keras",
+    "model.keras",
     "export": "exports a model as a SavedModel, LiteRT .tflite or ONNX file",
     "verify": "checks an export against its model on real test images",
     "tune": "searches cost_weight for a FLOP budget or accuracy target "
-            "(keras-tuner)",
+    "(keras-tuner)",
 }
 # Flags every data-reading command shares.
 DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
@@ -160,10 +243,17 @@ TUNE_OWN_DEFAULTS = ("train_examples", "output_dir")
 COMMAND_FLAGS = {
     "get_data": ("data_dir",),
     "train": tuple(f.name for f in dataclasses.fields(train_job.TrainConfig)),
-    "export": ("model", "output", "format", "export_batch_size", "quantize",
-               "calibration_examples", "unsafe_load", *DATA_FLAGS),
-    "verify": ("model", "exported", "n", "report", "unsafe_load",
-               *DATA_FLAGS),
+    "export": (
+        "model",
+        "output",
+        "format",
+        "export_batch_size",
+        "quantize",
+        "calibration_examples",
+        "unsafe_load",
+        *DATA_FLAGS,
+    ),
+    "verify": ("model", "exported", "n", "report", "unsafe_load", *DATA_FLAGS),
     "tune": tuple(f.name for f in dataclasses.fields(tune_job.TuneConfig)),
 }
 # Help strings that read differently for one command.
@@ -181,15 +271,21 @@ _COMMAND_HELP = {
 _LOGGING_HELP = (
     "TensorFlow's C++ log lines are hidden; set TF_CPP_MIN_LOG_LEVEL to see "
     "them (0: all, 1: no INFO, 2: no WARNING either, 3: no ERROR either), "
-    "e.g. `TF_CPP_MIN_LOG_LEVEL=0 python -m keras_d2nn train`.")
+    "e.g. `TF_CPP_MIN_LOG_LEVEL=0 python -m keras_d2nn train`."
+)
 _HELP_ARGS = ("--help", "-help", "-h", "-?", "--helpshort", "-helpshort")
 _WIDTH = 79
 
 
 def _wrap(text, indent):
-    return textwrap.fill(text, _WIDTH, initial_indent=indent,
-                         subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        text,
+        _WIDTH,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
 
 
 def tool_help():
@@ -203,8 +299,11 @@ def tool_help():
         "commands:",
         *(f"  {c:<{width}}  {SUMMARIES[c]}" for c in COMMANDS),
         "",
-        _wrap("`python -m keras_d2nn COMMAND --help` lists a command's "
-              "flags; --helpfull lists every flag.", ""),
+        _wrap(
+            "`python -m keras_d2nn COMMAND --help` lists a command's "
+            "flags; --helpfull lists every flag.",
+            "",
+        ),
         _wrap(_LOGGING_HELP, ""),
     ]
     return "\n".join(lines) + "\n"
@@ -245,14 +344,25 @@ def command_help(command):
     """What `python -m keras_d2nn COMMAND --help` prints."""
     own = [n for n in COMMAND_FLAGS[command] if n not in DATA_FLAGS]
     shared = [n for n in DATA_FLAGS if n in COMMAND_FLAGS[command]]
-    lines = [f"usage: python -m keras_d2nn {command} [--flags]", "",
-             _wrap(f"{command}: {SUMMARIES[command]}.", ""), ""]
+    lines = [
+        f"usage: python -m keras_d2nn {command} [--flags]",
+        "",
+        _wrap(f"{command}: {SUMMARIES[command]}.", ""),
+        "",
+    ]
     if own:
-        lines += [f"{command} flags:",
-                  *(_flag_help(command, n) for n in own), ""]
-    lines += ["data flags (shared by the commands that read data):",
-              *(_flag_help(command, n) for n in shared), "",
-              "--helpfull lists every flag.", _wrap(_LOGGING_HELP, "")]
+        lines += [
+            f"{command} flags:",
+            *(_flag_help(command, n) for n in own),
+            "",
+        ]
+    lines += [
+        "data flags (shared by the commands that read data):",
+        *(_flag_help(command, n) for n in shared),
+        "",
+        "--helpfull lists every flag.",
+        _wrap(_LOGGING_HELP, ""),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -269,8 +379,10 @@ def _help(args):
     elif words[0] in COMMANDS:
         sys.stdout.write(command_help(words[0]))
     else:
-        _fail(f"no command {words[0]!r}; expected one of {list(COMMANDS)}. "
-              "`python -m keras_d2nn --help` lists them.")
+        _fail(
+            f"no command {words[0]!r}; expected one of {list(COMMANDS)}. "
+            "`python -m keras_d2nn --help` lists them."
+        )
     return True
 
 
@@ -286,7 +398,8 @@ GRAPHVIZ_HINT = (
     "command's graph.png need it (everything else works without). Install "
     "it: as root on Debian/Ubuntu `apt-get install -y graphviz` (or run "
     "`python -m keras_d2nn get_data` as root), on macOS `brew install "
-    "graphviz`, elsewhere see https://graphviz.org/download/.")
+    "graphviz`, elsewhere see https://graphviz.org/download/."
+)
 
 
 def _apt_get_install(packages):
@@ -296,15 +409,19 @@ def _apt_get_install(packages):
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     install = ["apt-get", "install", "-y", "-q", *packages]
     update = ["apt-get", "update", "-q"]
-    if not any("_Packages" in name for name in (
-            os.listdir(APT_LISTS) if os.path.isdir(APT_LISTS) else ())):
-        print("No apt package lists yet: running apt-get update -q",
-              flush=True)
+    if not any(
+        "_Packages" in name
+        for name in (os.listdir(APT_LISTS) if os.path.isdir(APT_LISTS) else ())
+    ):
+        print("No apt package lists yet: running apt-get update -q", flush=True)
         subprocess.run(update, env=env)
     print(f"Running: {' '.join(install)}", flush=True)
     if subprocess.run(install, env=env).returncode != 0:
-        print("apt-get install failed: running apt-get update -q and trying "
-              "again", flush=True)
+        print(
+            "apt-get install failed: running apt-get update -q and trying "
+            "again",
+            flush=True,
+        )
         subprocess.run(update, env=env)
         subprocess.run(install, env=env)
 
@@ -329,22 +446,29 @@ def get_data():
         print(f"Fashion-MNIST found in {directory}")
     if dot:
         print(f"Graphviz found: {dot}")
-    if not have_data and (os.path.abspath(directory)
-                          != os.path.abspath(pipelines.DEFAULT_DIR)):
+    if not have_data and (
+        os.path.abspath(directory) != os.path.abspath(pipelines.DEFAULT_DIR)
+    ):
         # The Debian package would put the files elsewhere.
         if not dot:
             print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
-        _fail(f"Fashion-MNIST is not in {directory}, and the Debian package "
-              f"{pipelines.DEBIAN_PACKAGE} installs it only in "
-              f"{pipelines.DEFAULT_DIR}. "
-              "Put the four *-ubyte.gz files of Fashion-MNIST in "
-              f"{directory}, or leave out --data_dir (and {pipelines.ENV_VAR}) "
-              "to use the Debian package.")
+        _fail(
+            f"Fashion-MNIST is not in {directory}, and the Debian package "
+            f"{pipelines.DEBIAN_PACKAGE} installs it only in "
+            f"{pipelines.DEFAULT_DIR}. "
+            "Put the four *-ubyte.gz files of Fashion-MNIST in "
+            f"{directory}, or leave out --data_dir (and {pipelines.ENV_VAR}) "
+            "to use the Debian package."
+        )
     missing = ([] if have_data else [pipelines.DEBIAN_PACKAGE]) + (
-        [] if dot else [GRAPHVIZ_PACKAGE])
+        [] if dot else [GRAPHVIZ_PACKAGE]
+    )
     if missing and can_install:
-        print(f"Installing the Debian package{'s' * (len(missing) > 1)} "
-              f"{' and '.join(missing)} with apt-get ...", flush=True)
+        print(
+            f"Installing the Debian package{'s' * (len(missing) > 1)} "
+            f"{' and '.join(missing)} with apt-get ...",
+            flush=True,
+        )
         _apt_get_install(missing)
         if not have_data:
             have_data = found()
@@ -356,11 +480,13 @@ def get_data():
                 print(f"Graphviz installed: {dot}")
     if not have_data:
         if can_install:
-            _fail(f"apt-get could not install {pipelines.DEBIAN_PACKAGE} (see "
-                  "its output above). Either fix that and run get_data "
-                  "again, or put the four *-ubyte.gz files of Fashion-MNIST "
-                  "in a directory and pass --data_dir=DIR (or set "
-                  f"{pipelines.ENV_VAR}=DIR).")
+            _fail(
+                f"apt-get could not install {pipelines.DEBIAN_PACKAGE} (see "
+                "its output above). Either fix that and run get_data "
+                "again, or put the four *-ubyte.gz files of Fashion-MNIST "
+                "in a directory and pass --data_dir=DIR (or set "
+                f"{pipelines.ENV_VAR}=DIR)."
+            )
         if not dot:
             print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
         _fail(
@@ -368,16 +494,20 @@ def get_data():
             "here (that needs root and apt-get). Either run, as root, "
             f"`apt-get install -y {pipelines.DEBIAN_PACKAGE}`, or put the four "
             "*-ubyte.gz files of Fashion-MNIST in a directory and pass "
-            f"--data_dir=DIR (or set {pipelines.ENV_VAR}=DIR).")
+            f"--data_dir=DIR (or set {pipelines.ENV_VAR}=DIR)."
+        )
     if not dot:
         # Optional (graph drawings only): a warning, not a failure.
         if can_install:
-            print(f"warning: apt-get could not install {GRAPHVIZ_PACKAGE} "
-                  "(see its output above), so graph drawings will be "
-                  "skipped: keras_d2nn.plot_graph and the train command's "
-                  "graph.png need Graphviz's `dot` (everything else works "
-                  "without). Install it later as root: `apt-get install -y "
-                  f"{GRAPHVIZ_PACKAGE}`.", file=sys.stderr)
+            print(
+                f"warning: apt-get could not install {GRAPHVIZ_PACKAGE} "
+                "(see its output above), so graph drawings will be "
+                "skipped: keras_d2nn.plot_graph and the train command's "
+                "graph.png need Graphviz's `dot` (everything else works "
+                "without). Install it later as root: `apt-get install -y "
+                f"{GRAPHVIZ_PACKAGE}`.",
+                file=sys.stderr,
+            )
         else:
             print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
     print("Ready: `python -m keras_d2nn train` (or --help) is next.")
@@ -388,16 +518,22 @@ def _config_from_flags(cls, own_defaults=None):
     (or a one-line failure). Flags named in `own_defaults` keep the
     config's default unless given on the command line."""
     defaults = cls()
-    config = cls(**{
-        field.name: (getattr(defaults, field.name)
-                     if field.name in (own_defaults or ())
-                     and not FLAGS[field.name].present
-                     else getattr(FLAGS, field.name))
-        for field in dataclasses.fields(cls)})
+    config = cls(
+        **{
+            field.name: (
+                getattr(defaults, field.name)
+                if field.name in (own_defaults or ())
+                and not FLAGS[field.name].present
+                else getattr(FLAGS, field.name)
+            )
+            for field in dataclasses.fields(cls)
+        }
+    )
     try:
         config.check()
-        pipelines.prepared_builder(config.dataset, config.tfds_dir,
-                              config.data_dir)
+        pipelines.prepared_builder(
+            config.dataset, config.tfds_dir, config.data_dir
+        )
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     return config
@@ -411,8 +547,11 @@ def train():
 def tune():
     """Searches cost_weight (see `tune_job`)."""
     # Flags shared with `train` whose defaults differ for a search.
-    tune_job.run(_config_from_flags(
-        tune_job.TuneConfig, own_defaults=("train_examples", "output_dir")))
+    tune_job.run(
+        _config_from_flags(
+            tune_job.TuneConfig, own_defaults=("train_examples", "output_dir")
+        )
+    )
 
 
 def _load_d2nn():
@@ -420,38 +559,54 @@ def _load_d2nn():
     import keras
 
     if not os.path.isfile(FLAGS.model):
-        _fail(f"--model: no file {FLAGS.model!r}; expected a .keras file "
-              "written by `model.save` or by the train command.")
+        _fail(
+            f"--model: no file {FLAGS.model!r}; expected a .keras file "
+            "written by `model.save` or by the train command."
+        )
     # Keras reports a file that is not a zip archive as "File not found".
     if not zipfile.is_zipfile(FLAGS.model):
-        _fail(f"--model: {FLAGS.model!r} is not a .keras file (a zip "
-              "archive): truncated, corrupt or another format.")
+        _fail(
+            f"--model: {FLAGS.model!r} is not a .keras file (a zip "
+            "archive): truncated, corrupt or another format."
+        )
     try:
-        model = keras.models.load_model(FLAGS.model,
-                                        safe_mode=not FLAGS.unsafe_load)
+        model = keras.models.load_model(
+            FLAGS.model, safe_mode=not FLAGS.unsafe_load
+        )
     except Exception as error:  # Keras raises several types on bad files
         if "safe_mode" in str(error):
-            _fail(f"--model: {FLAGS.model!r} carries code (a Lambda layer "
-                  "or another Python function), which Keras safe mode "
-                  "refuses to load because loading would run it. If you "
-                  "trust the file, add --unsafe_load.")
-        _fail(f"--model: could not load {FLAGS.model!r} as a Keras model "
-              f"({type(error).__name__}: {error}).")
+            _fail(
+                f"--model: {FLAGS.model!r} carries code (a Lambda layer "
+                "or another Python function), which Keras safe mode "
+                "refuses to load because loading would run it. If you "
+                "trust the file, add --unsafe_load."
+            )
+        _fail(
+            f"--model: could not load {FLAGS.model!r} as a Keras model "
+            f"({type(error).__name__}: {error})."
+        )
     if not hasattr(model, "plan"):
-        _fail(f"--model: {FLAGS.model!r} is a Keras model but not a D2NN "
-              "(keras_d2nn.D2NNModel).")
+        _fail(
+            f"--model: {FLAGS.model!r} is a Keras model but not a D2NN "
+            "(keras_d2nn.D2NNModel)."
+        )
     return model
 
 
 def _calibration_images():
     try:
-        images, _ = pipelines.load_arrays(FLAGS.dataset, "train",
-                                     data_dir=FLAGS.tfds_dir,
-                                     manual_dir=FLAGS.data_dir,
-                                     take=FLAGS.calibration_examples)
+        images, _ = pipelines.load_arrays(
+            FLAGS.dataset,
+            "train",
+            data_dir=FLAGS.tfds_dir,
+            manual_dir=FLAGS.data_dir,
+            take=FLAGS.calibration_examples,
+        )
     except (ValueError, FileNotFoundError) as error:
-        _fail(f"int8 calibration needs the {FLAGS.dataset} training split: "
-              f"{error}")
+        _fail(
+            f"int8 calibration needs the {FLAGS.dataset} training split: "
+            f"{error}"
+        )
     return images
 
 
@@ -463,16 +618,19 @@ def export():
         _fail("export needs --model=PATH.keras and --output=PATH.")
     quantization = None if FLAGS.quantize == "none" else FLAGS.quantize
     if quantization and FLAGS.format != "litert":
-        _fail(f"--quantize={FLAGS.quantize} applies to --format=litert "
-              f"only; received --format={FLAGS.format}.")
+        _fail(
+            f"--quantize={FLAGS.quantize} applies to --format=litert "
+            f"only; received --format={FLAGS.format}."
+        )
     if FLAGS.calibration_examples < 1:
-        _fail("--calibration_examples should be >= 1; received "
-              f"{FLAGS.calibration_examples}.")
+        _fail(
+            "--calibration_examples should be >= 1; received "
+            f"{FLAGS.calibration_examples}."
+        )
     model = _load_d2nn()
     batch = FLAGS.export_batch_size
     if batch is not None and batch < 0:
-        _fail(f"--export_batch_size should be >= 0 (0: any); received "
-              f"{batch}.")
+        _fail(f"--export_batch_size should be >= 0 (0: any); received {batch}.")
     batch = None if batch == 0 else batch
     try:
         if FLAGS.format == "saved_model":
@@ -481,11 +639,14 @@ def export():
             path = serving.export_onnx(model, FLAGS.output, batch)
         else:
             path = serving.export_litert(
-                model, FLAGS.output,
+                model,
+                FLAGS.output,
                 1 if FLAGS.export_batch_size is None else batch,
                 quantization=quantization,
                 representative_images=_calibration_images()
-                if quantization == "int8" else None)
+                if quantization == "int8"
+                else None,
+            )
     except ValueError as error:
         _fail(str(error))
     print(f"wrote {path}")
@@ -508,10 +669,13 @@ def verify():
         _fail(f"--exported: {error}")
     model = _load_d2nn()
     try:
-        images, labels = pipelines.load_arrays(FLAGS.dataset, "test",
-                                          data_dir=FLAGS.tfds_dir,
-                                          manual_dir=FLAGS.data_dir,
-                                          take=FLAGS.n)
+        images, labels = pipelines.load_arrays(
+            FLAGS.dataset,
+            "test",
+            data_dir=FLAGS.tfds_dir,
+            manual_dir=FLAGS.data_dir,
+            take=FLAGS.n,
+        )
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     try:
@@ -535,9 +699,11 @@ def parse_flags(argv):
         return FLAGS(argv)
     except flags.Error as error:
         command = next((a for a in argv[1:] if not a.startswith("-")), "")
-        where = " ".join(["python -m keras_d2nn"]
-                         + ([command] if command in COMMANDS else [])
-                         + ["--help"])
+        where = " ".join(
+            ["python -m keras_d2nn"]
+            + ([command] if command in COMMANDS else [])
+            + ["--help"]
+        )
         text = str(error).rstrip()
         end = "" if text.endswith(("?", ".")) else "."
         _fail(f"{text}{end} `{where}` lists the flags.")
@@ -546,17 +712,23 @@ def parse_flags(argv):
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         given = argv[1] if len(argv) > 1 else "nothing"
-        _fail(f"expected a command, one of {list(COMMANDS)}; received "
-              f"{given}. Usage: python -m keras_d2nn "
-              f"{'|'.join(COMMANDS)} [--flags]; "
-              "--help lists the commands.")
+        _fail(
+            f"expected a command, one of {list(COMMANDS)}; received "
+            f"{given}. Usage: python -m keras_d2nn "
+            f"{'|'.join(COMMANDS)} [--flags]; "
+            "--help lists the commands."
+        )
     if len(argv) > 2:
-        _fail(f"unexpected arguments {argv[2:]}; flags look like "
-              "--epochs=3.")
+        _fail(f"unexpected arguments {argv[2:]}; flags look like --epochs=3.")
     # absl would print every INFO line of TFDS; keep the output for people.
     logging.set_verbosity(logging.WARNING)
-    {"get_data": get_data, "train": train, "export": export,
-     "verify": verify, "tune": tune}[argv[1]]()
+    {
+        "get_data": get_data,
+        "train": train,
+        "export": export,
+        "verify": verify,
+        "tune": tune,
+    }[argv[1]]()
 
 
 def run():

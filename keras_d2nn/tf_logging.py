@@ -108,11 +108,11 @@ def _forward(level, source=0, sink=1):
         if not chunk:  # the end: the last line, if it has no newline
             lines, newline, pending = lines + newline + pending, b"", b""
         text = filter_log_lines(
-            (lines + newline).decode("utf-8", errors="surrogateescape"),
-            level).encode("utf-8", errors="surrogateescape")
+            (lines + newline).decode("utf-8", errors="surrogateescape"), level
+        ).encode("utf-8", errors="surrogateescape")
         while text and sink is not None:
             try:
-                text = text[os.write(sink, text):]
+                text = text[os.write(sink, text) :]
             except OSError:  # stderr is gone: keep draining the pipe
                 sink = None
         if not chunk:
@@ -130,9 +130,17 @@ def _start_forwarder(level):
         try:
             # -I -S: only the standard library, whatever the environment.
             forwarder = subprocess.Popen(
-                [sys.executable, "-I", "-S", __file__,
-                 str(min(level, _ALWAYS_SHOWN))],
-                stdin=read_end, stdout=saved, stderr=saved)
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    __file__,
+                    str(min(level, _ALWAYS_SHOWN)),
+                ],
+                stdin=read_end,
+                stdout=saved,
+                stderr=saved,
+            )
         except BaseException:
             os.close(write_end)
             raise

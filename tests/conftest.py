@@ -41,5 +41,7 @@ def tfds_dir(tmp_path_factory, fashion_mnist):
     directory = str(tmp_path_factory.mktemp("tfds"))
     FashionMnistIdx(data_dir=directory).download_and_prepare(
         download_config=tfds.download.DownloadConfig(
-            manual_dir=data.fashion_mnist_dir()))
+            manual_dir=data.fashion_mnist_dir()
+        )
+    )
     return directory

@@ -61,10 +61,13 @@ def imported_modules(source, module):
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = module.split(".")[:-node.level]
+                anchor = module.split(".")[: -node.level]
                 base = ".".join(anchor + ([base] if base else []))
-            names = ([f"{base}.{alias.name}" for alias in node.names]
-                     if base == "keras_d2nn" else [base])
+            names = (
+                [f"{base}.{alias.name}" for alias in node.names]
+                if base == "keras_d2nn"
+                else [base]
+            )
         else:
             continue
         for name in names:
@@ -75,26 +78,31 @@ def imported_modules(source, module):
 def upward_imports(path, source):
     """Imports in `source` (the file at `path`) of a higher layer."""
     own = rank(component_of(path))
-    module = ".".join(("keras_d2nn",) + path.relative_to(PACKAGE).with_suffix(
-        "").parts)
+    module = ".".join(
+        ("keras_d2nn",) + path.relative_to(PACKAGE).with_suffix("").parts
+    )
     found = []
     for name, line in imported_modules(source, module):
         parts = name.split(".")
         target = TOP if len(parts) == 1 else rank(parts[1])
         if target > own:
-            found.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports "
-                         f"{name} (layer {target}) from layer {own}")
+            found.append(
+                f"{path.relative_to(PACKAGE.parent)}:{line} imports "
+                f"{name} (layer {target}) from layer {own}"
+            )
     return found
 
 
 def package_files():
-    return sorted(p for p in PACKAGE.rglob("*.py")
-                  if p != PACKAGE / "__init__.py")
+    return sorted(
+        p for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py"
+    )
 
 
 def test_every_sub_package_and_module_has_one_layer():
-    components = {p.name for p in PACKAGE.iterdir()
-                  if (p / "__init__.py").exists()}
+    components = {
+        p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()
+    }
     components |= {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
     listed = [name for layer in LAYERS for name in layer]
     assert len(listed) == len(set(listed))
@@ -102,19 +110,27 @@ def test_every_sub_package_and_module_has_one_layer():
 
 
 def test_imports_point_down_the_layers():
-    found = [line for path in package_files()
-             for line in upward_imports(path, path.read_text())]
+    found = [
+        line
+        for path in package_files()
+        for line in upward_imports(path, path.read_text())
+    ]
     assert found == []
 
 
 def test_the_check_sees_upward_and_lazy_imports():
     path = PACKAGE / "graph" / "plan.py"
-    source = ("from keras_d2nn.models import D2NNModel\n"
-              "from keras_d2nn.graph import flops\n"
-              "from . import validation\n"
-              "def f():\n"
-              "    from keras_d2nn import export\n"
-              "    import keras_d2nn\n")
+    source = (
+        "from keras_d2nn.models import D2NNModel\n"
+        "from keras_d2nn.graph import flops\n"
+        "from . import validation\n"
+        "def f():\n"
+        "    from keras_d2nn import export\n"
+        "    import keras_d2nn\n"
+    )
     found = upward_imports(path, source)
     assert [f.split(" imports ")[1].split(" ")[0] for f in found] == [
-        "keras_d2nn.models", "keras_d2nn.export", "keras_d2nn"]
+        "keras_d2nn.models",
+        "keras_d2nn.export",
+        "keras_d2nn",
+    ]

@@ -12,15 +12,32 @@ import keras_d2nn
 PACKAGE = pathlib.Path(keras_d2nn.__file__).parent
 SUB_PACKAGES = sorted(
     ".".join(("keras_d2nn",) + p.parent.relative_to(PACKAGE).parts)
-    for p in PACKAGE.rglob("__init__.py") if p.parent != PACKAGE)
+    for p in PACKAGE.rglob("__init__.py")
+    if p.parent != PACKAGE
+)
 
 # `keras_d2nn.__all__` of 0.1.0, before the sub-packages: kept.
 TOP_LEVEL_0_1_0 = [
-    "Controller", "D2NNModel", "Estimator", "GumbelSoftmax",
-    "ExecutionTrace", "Graph", "Plan", "QLearning", "Reinforce",
-    "RoutingTensorBoard", "UncountableLayerError", "__version__",
-    "architectures", "execute", "gallery", "layer_flops", "plot_graph",
-    "routing_report", "schedules", "static_network",
+    "Controller",
+    "D2NNModel",
+    "Estimator",
+    "GumbelSoftmax",
+    "ExecutionTrace",
+    "Graph",
+    "Plan",
+    "QLearning",
+    "Reinforce",
+    "RoutingTensorBoard",
+    "UncountableLayerError",
+    "__version__",
+    "architectures",
+    "execute",
+    "gallery",
+    "layer_flops",
+    "plot_graph",
+    "routing_report",
+    "schedules",
+    "static_network",
 ]
 # Dotted paths the README and docs use.
 DOCUMENTED = [
@@ -68,8 +85,9 @@ def test_every_sub_package_has_an_explicit_all(name):
 HIDING_BY_DESIGN = ("keras_d2nn.architectures",)
 
 
-@pytest.mark.parametrize("name", [n for n in SUB_PACKAGES
-                                  if n not in HIDING_BY_DESIGN])
+@pytest.mark.parametrize(
+    "name", [n for n in SUB_PACKAGES if n not in HIDING_BY_DESIGN]
+)
 def test_no_export_hides_a_module_of_the_same_name(name):
     # `from package.verify import verify` in an `__init__` would make
     # `package.verify` the function and break `import package.verify`.
@@ -79,7 +97,8 @@ def test_no_export_hides_a_module_of_the_same_name(name):
         value = vars(package).get(module.stem)
         assert value is None or isinstance(value, types.ModuleType), (
             f"{name}.{module.stem} is a {type(value).__name__}, not the "
-            "module of that name")
+            "module of that name"
+        )
 
 
 def test_top_level_names_of_0_1_0_are_kept():

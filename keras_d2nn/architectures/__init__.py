@@ -14,5 +14,11 @@ ARCHITECTURES = {
     "attention": attention,
 }
 
-__all__ = ["ARCHITECTURES", "attention", "cascade", "chain", "hierarchical",
-           "high_low"]
+__all__ = [
+    "ARCHITECTURES",
+    "attention",
+    "cascade",
+    "chain",
+    "hierarchical",
+    "high_low",
+]

@@ -19,7 +19,8 @@ def image_shape(builder, input_shape):
         raise ValueError(
             f"{builder}: `input_shape` should be an image shape (height, "
             f"width, channels) of positive ints; its default networks are "
-            f"convolutional. Received: input_shape={input_shape!r}")
+            f"convolutional. Received: input_shape={input_shape!r}"
+        )
     return shape
 
 
@@ -28,9 +29,13 @@ def class_count(builder, num_classes):
 
     Example: `class_count("chain", 10)  # 10`.
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) \
-            or num_classes < 2:
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, int)
+        or num_classes < 2
+    ):
         raise ValueError(
             f"{builder}: `num_classes` should be an int >= 2. Received: "
-            f"num_classes={num_classes!r}")
+            f"num_classes={num_classes!r}"
+        )
     return num_classes

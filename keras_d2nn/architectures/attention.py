@@ -10,34 +10,50 @@ from keras_d2nn.models import D2NNModel
 # (top, left) corners of the default 20x20 glimpses on a 28x28 image: the
 # four corners and the centre.
 DEFAULT_REGIONS = ((0, 0), (0, 8), (8, 0), (8, 8), (4, 4))
-REGION_NAMES = ("top_left", "top_right", "bottom_left", "bottom_right",
-                "centre")
+REGION_NAMES = (
+    "top_left",
+    "top_right",
+    "bottom_left",
+    "bottom_right",
+    "centre",
+)
 
 
 def _glimpse_network(size, channels):
-    return keras.Sequential([
-        keras.Input((size, size, channels)),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-    ], name="glimpse_network")
+    return keras.Sequential(
+        [
+            keras.Input((size, size, channels)),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(64, activation="relu"),
+        ],
+        name="glimpse_network",
+    )
 
 
 def _head(context_units, glimpse_units, num_classes):
     context = keras.Input((context_units,))
     glimpse = keras.Input((glimpse_units,))
     joined = keras.layers.Concatenate()([glimpse, context])
-    return keras.Model([glimpse, context],
-                       keras.layers.Dense(num_classes)(joined),
-                       name="head_network")
+    return keras.Model(
+        [glimpse, context],
+        keras.layers.Dense(num_classes)(joined),
+        name="head_network",
+    )
 
 
-def attention(input_shape=(28, 28, 1), num_classes=10, regions=None,
-              region_names=None, glimpse_size=20, downsample=4,
-              name="attention"):
+def attention(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    regions=None,
+    region_names=None,
+    glimpse_size=20,
+    downsample=4,
+    name="attention",
+):
     """Builds an attention (glimpse) D2NN: from a low-resolution view, a
     controller picks one region to process at full resolution.
 
@@ -84,43 +100,69 @@ def attention(input_shape=(28, 28, 1), num_classes=10, regions=None,
     height, width, channels = tuple(input_shape)
     regions = tuple(tuple(r) for r in (regions or DEFAULT_REGIONS))
     if region_names is None:
-        region_names = (REGION_NAMES if regions == DEFAULT_REGIONS
-                        else tuple(f"region{i}" for i in range(len(regions))))
+        region_names = (
+            REGION_NAMES
+            if regions == DEFAULT_REGIONS
+            else tuple(f"region{i}" for i in range(len(regions)))
+        )
     if len(region_names) != len(regions) or len(regions) < 2:
         raise ValueError(
             "`regions` and `region_names` should have the same length, at "
-            f"least 2. Received: {regions} and {region_names}")
+            f"least 2. Received: {regions} and {region_names}"
+        )
     for top, left in regions:
-        if not (0 <= top <= height - glimpse_size
-                and 0 <= left <= width - glimpse_size):
+        if not (
+            0 <= top <= height - glimpse_size
+            and 0 <= left <= width - glimpse_size
+        ):
             raise ValueError(
                 f"Region ({top}, {left}) of size {glimpse_size} does not fit "
-                f"in a {height}x{width} image.")
+                f"in a {height}x{width} image."
+            )
     graph = Graph()
     graph.input("image", shape=(height, width, channels))
     graph.metadata["architecture"] = "attention"
-    graph.f_node("lowres", keras.layers.AveragePooling2D(downsample,
-                                                         name="lowres"),
-                 inputs="image")
-    graph.f_node("context", keras.Sequential([
-        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-    ], name="context_network"), inputs="lowres")
-    graph.q_node("look", Controller(len(regions), hidden_units=(16,)),
-                 inputs="context", actions=tuple(region_names))
+    graph.f_node(
+        "lowres",
+        keras.layers.AveragePooling2D(downsample, name="lowres"),
+        inputs="image",
+    )
+    graph.f_node(
+        "context",
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+                keras.layers.Flatten(),
+                keras.layers.Dense(32, activation="relu"),
+            ],
+            name="context_network",
+        ),
+        inputs="lowres",
+    )
+    graph.q_node(
+        "look",
+        Controller(len(regions), hidden_units=(16,)),
+        inputs="context",
+        actions=tuple(region_names),
+    )
     glimpse = _glimpse_network(glimpse_size, channels)
     branches = []
     for (top, left), region in zip(regions, region_names):
         crop = keras.layers.Cropping2D(
-            ((top, height - glimpse_size - top),
-             (left, width - glimpse_size - left)), name=f"crop_{region}")
-        graph.f_node(f"crop_{region}", crop, inputs="image",
-                     when=("look", region))
+            (
+                (top, height - glimpse_size - top),
+                (left, width - glimpse_size - left),
+            ),
+            name=f"crop_{region}",
+        )
+        graph.f_node(
+            f"crop_{region}", crop, inputs="image", when=("look", region)
+        )
         graph.f_node(f"glimpse_{region}", glimpse, inputs=f"crop_{region}")
         branches.append(f"glimpse_{region}")
     graph.merge("glimpse", inputs=branches)
-    graph.f_node("head", _head(32, 64, num_classes),
-                 inputs=["glimpse", "context"])
+    graph.f_node(
+        "head", _head(32, 64, num_classes), inputs=["glimpse", "context"]
+    )
     graph.output("head")
     return D2NNModel(graph, name=name)

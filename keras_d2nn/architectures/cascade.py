@@ -12,30 +12,46 @@ def default_stages(input_shape):
     """Three convolutional stages of growing cost (about 30 kFLOPs, 0.9
     MFLOPs and 5.4 MFLOPs per 28x28 image)."""
     return [
-        keras.Sequential([
-            keras.Input(input_shape),
-            keras.layers.Conv2D(8, 3, strides=2, padding="same",
-                                activation="relu"),
-        ], name="stage1_network"),
-        keras.Sequential([
-            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-            keras.layers.MaxPooling2D(2),
-        ], name="stage2_network"),
-        keras.Sequential([
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
-        ], name="stage3_network"),
+        keras.Sequential(
+            [
+                keras.Input(input_shape),
+                keras.layers.Conv2D(
+                    8, 3, strides=2, padding="same", activation="relu"
+                ),
+            ],
+            name="stage1_network",
+        ),
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+                keras.layers.MaxPooling2D(2),
+            ],
+            name="stage2_network",
+        ),
+        keras.Sequential(
+            [
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+                keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            ],
+            name="stage3_network",
+        ),
     ]
 
 
 def _head(num_classes, index):
-    return keras.Sequential([keras.layers.Flatten(),
-                             keras.layers.Dense(num_classes)],
-                            name=f"head{index}_network")
+    return keras.Sequential(
+        [keras.layers.Flatten(), keras.layers.Dense(num_classes)],
+        name=f"head{index}_network",
+    )
 
 
-def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
-            controller_hidden_units=(16,), name="cascade"):
+def cascade(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    stages=None,
+    controller_hidden_units=(16,),
+    name="cascade",
+):
     """Builds a cascade D2NN: after each stage, stop or continue.
 
     ```
@@ -80,7 +96,8 @@ def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
     stages = stages or default_stages(tuple(input_shape))
     if len(stages) < 2:
         raise ValueError(
-            f"A cascade needs at least 2 stages. Received: {len(stages)}")
+            f"A cascade needs at least 2 stages. Received: {len(stages)}"
+        )
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "cascade"
@@ -93,14 +110,23 @@ def cascade(input_shape=(28, 28, 1), num_classes=10, stages=None,
             finals.append(f"head{i}")
             break
         controller = f"exit{i}"
-        graph.q_node(controller,
-                     Controller(2, hidden_units=controller_hidden_units),
-                     inputs=f"head{i}", actions=("stop", "continue"))
+        graph.q_node(
+            controller,
+            Controller(2, hidden_units=controller_hidden_units),
+            inputs=f"head{i}",
+            actions=("stop", "continue"),
+        )
         graph.dummy(f"stop{i}", inputs=f"head{i}", when=(controller, "stop"))
         graph.supervise(f"head{i}")
         finals.append(f"stop{i}")
-        exits.append({"controller": controller, "stop": "stop",
-                      "continue": "continue", "head": f"head{i}"})
+        exits.append(
+            {
+                "controller": controller,
+                "stop": "stop",
+                "continue": "continue",
+                "head": f"head{i}",
+            }
+        )
         previous, when = f"stage{i}", (controller, "continue")
     graph.merge("logits", inputs=finals)
     graph.output("logits")

@@ -12,16 +12,23 @@ def residual_block(shape, width, name):
     """`relu(x + conv(conv_width(x)))`: keeps the shape, so versions of a
     stage (and skipping it) are interchangeable."""
     inputs = keras.Input(shape)
-    hidden = keras.layers.Conv2D(width, 3, padding="same",
-                                 activation="relu")(inputs)
+    hidden = keras.layers.Conv2D(width, 3, padding="same", activation="relu")(
+        inputs
+    )
     residual = keras.layers.Conv2D(shape[-1], 3, padding="same")(hidden)
     outputs = keras.layers.ReLU()(keras.layers.Add()([inputs, residual]))
     return keras.Model(inputs, outputs, name=name)
 
 
-def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
-          widths=(32, 16, 8), version_names=("full", "half", "quarter"),
-          name="chain"):
+def chain(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    num_stages=3,
+    channels=16,
+    widths=(32, 16, 8),
+    version_names=("full", "half", "quarter"),
+    name="chain",
+):
     """Builds a chain D2NN: before each stage a controller picks one of
     several versions of the stage (widths) or skips it.
 
@@ -64,16 +71,25 @@ def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
     if len(widths) != len(version_names):
         raise ValueError(
             f"`widths` {widths} and `version_names` {version_names} should "
-            "have the same length.")
+            "have the same length."
+        )
     if num_stages < 1:
         raise ValueError(f"`num_stages` should be >= 1. Received: {num_stages}")
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "chain"
-    graph.f_node("stem", keras.layers.Conv2D(channels, 3, strides=2,
-                                             padding="same",
-                                             activation="relu", name="stem"),
-                 inputs="image")
+    graph.f_node(
+        "stem",
+        keras.layers.Conv2D(
+            channels,
+            3,
+            strides=2,
+            padding="same",
+            activation="relu",
+            name="stem",
+        ),
+        inputs="image",
+    )
     height = -(-input_shape[0] // 2)
     width = -(-input_shape[1] // 2)
     shape = (height, width, channels)
@@ -81,22 +97,37 @@ def chain(input_shape=(28, 28, 1), num_classes=10, num_stages=3, channels=16,
     actions = tuple(version_names) + ("skip",)
     for i in range(1, num_stages + 1):
         controller = f"choose{i}"
-        graph.f_node(f"summary{i}", keras.layers.GlobalAveragePooling2D(),
-                     inputs=previous)
-        graph.q_node(controller, Controller(len(actions), hidden_units=(16,)),
-                     inputs=f"summary{i}", actions=actions)
+        graph.f_node(
+            f"summary{i}",
+            keras.layers.GlobalAveragePooling2D(),
+            inputs=previous,
+        )
+        graph.q_node(
+            controller,
+            Controller(len(actions), hidden_units=(16,)),
+            inputs=f"summary{i}",
+            actions=actions,
+        )
         branches = []
         for version, inner in zip(version_names, widths):
             node = f"block{i}_{version}"
-            graph.f_node(node, residual_block(shape, inner, node),
-                         inputs=previous, when=(controller, version))
+            graph.f_node(
+                node,
+                residual_block(shape, inner, node),
+                inputs=previous,
+                when=(controller, version),
+            )
             branches.append(node)
         graph.dummy(f"skip{i}", inputs=previous, when=(controller, "skip"))
         graph.merge(f"stage{i}", inputs=branches + [f"skip{i}"])
         previous = f"stage{i}"
-    graph.f_node("head", keras.Sequential([keras.layers.Flatten(),
-                                           keras.layers.Dense(num_classes)],
-                                          name="head_network"),
-                 inputs=previous)
+    graph.f_node(
+        "head",
+        keras.Sequential(
+            [keras.layers.Flatten(), keras.layers.Dense(num_classes)],
+            name="head_network",
+        ),
+        inputs=previous,
+    )
     graph.output("head")
     return D2NNModel(graph, name=name)

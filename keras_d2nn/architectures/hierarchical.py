@@ -9,8 +9,11 @@ from keras_d2nn.models import D2NNModel
 
 # Fashion-MNIST classes by group: tops (T-shirt/top, Pullover, Coat, Shirt),
 # shoes (Sandal, Sneaker, Ankle boot), others (Trouser, Dress, Bag).
-FASHION_MNIST_GROUPS = {"tops": (0, 2, 4, 6), "shoes": (5, 7, 9),
-                        "others": (1, 3, 8)}
+FASHION_MNIST_GROUPS = {
+    "tops": (0, 2, 4, 6),
+    "shoes": (5, 7, 9),
+    "others": (1, 3, 8),
+}
 
 
 def _label_map(groups, num_classes):
@@ -25,16 +28,20 @@ def _label_map(groups, num_classes):
 
 
 def _fine_network(shape, num_classes, name):
-    return keras.Sequential([
-        keras.Input(shape),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.Flatten(),
-        keras.layers.Dense(num_classes),
-    ], name=name)
+    return keras.Sequential(
+        [
+            keras.Input(shape),
+            keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(num_classes),
+        ],
+        name=name,
+    )
 
 
-def hierarchical(input_shape=(28, 28, 1), num_classes=10, groups=None,
-                 name="hierarchical"):
+def hierarchical(
+    input_shape=(28, 28, 1), num_classes=10, groups=None, name="hierarchical"
+):
     """Builds a hierarchical D2NN: a coarse classifier routes each example
     to one fine-grained expert.
 
@@ -75,23 +82,33 @@ def hierarchical(input_shape=(28, 28, 1), num_classes=10, groups=None,
     num_classes = arguments.class_count("hierarchical", num_classes)
     groups = dict(groups or FASHION_MNIST_GROUPS)
     if len(groups) < 2:
-        raise ValueError(f"`groups` should name at least 2 groups. Received: "
-                         f"{list(groups)}")
+        raise ValueError(
+            f"`groups` should name at least 2 groups. Received: {list(groups)}"
+        )
     label_map = _label_map(groups, num_classes)
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "hierarchical"
     graph.metadata["groups"] = {k: list(v) for k, v in groups.items()}
-    trunk = keras.Sequential([
-        keras.Input(tuple(input_shape)),
-        keras.layers.Conv2D(16, 3, strides=2, padding="same",
-                            activation="relu"),
-        keras.layers.MaxPooling2D(2),
-    ], name="trunk_network")
+    trunk = keras.Sequential(
+        [
+            keras.Input(tuple(input_shape)),
+            keras.layers.Conv2D(
+                16, 3, strides=2, padding="same", activation="relu"
+            ),
+            keras.layers.MaxPooling2D(2),
+        ],
+        name="trunk_network",
+    )
     graph.f_node("trunk", trunk, inputs="image")
-    graph.f_node("coarse", keras.Sequential([
-        keras.layers.Flatten(), keras.layers.Dense(len(groups))],
-        name="coarse_network"), inputs="trunk")
+    graph.f_node(
+        "coarse",
+        keras.Sequential(
+            [keras.layers.Flatten(), keras.layers.Dense(len(groups))],
+            name="coarse_network",
+        ),
+        inputs="trunk",
+    )
     graph.supervise("coarse", label_map=label_map)
     controller = Controller(len(groups), hidden_units=())
     graph.q_node("route", controller, inputs="coarse", actions=tuple(groups))
@@ -99,8 +116,12 @@ def hierarchical(input_shape=(28, 28, 1), num_classes=10, groups=None,
     experts = []
     for group in groups:
         node = f"fine_{group}"
-        graph.f_node(node, _fine_network(shape, num_classes, node),
-                     inputs="trunk", when=("route", group))
+        graph.f_node(
+            node,
+            _fine_network(shape, num_classes, node),
+            inputs="trunk",
+            when=("route", group),
+        )
         experts.append(node)
     graph.merge("logits", inputs=experts)
     graph.output("logits")

@@ -10,31 +10,43 @@ from keras_d2nn.models import D2NNModel
 
 def default_low_network(input_shape):
     """A cheap feature extractor: one small strided convolution."""
-    return keras.Sequential([
-        keras.Input(input_shape),
-        keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(32, activation="relu"),
-    ], name="low_network")
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(8, 3, strides=2, activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(32, activation="relu"),
+        ],
+        name="low_network",
+    )
 
 
 def default_high_network(input_shape, num_classes):
     """An expensive classifier: two full-resolution convolutions."""
-    return keras.Sequential([
-        keras.Input(input_shape),
-        keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(num_classes),
-    ], name="high_network")
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            keras.layers.Conv2D(32, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, 3, activation="relu", padding="same"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu"),
+            keras.layers.Dense(num_classes),
+        ],
+        name="high_network",
+    )
 
 
-def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
-             high_network=None, controller=None, name="high_low"):
+def high_low(
+    input_shape=(28, 28, 1),
+    num_classes=10,
+    low_network=None,
+    high_network=None,
+    controller=None,
+    name="high_low",
+):
     """Builds the high-low capacity D2NN: a cheap path, and an expensive one
     that a controller runs only for the examples that need it.
 
@@ -82,19 +94,35 @@ def high_low(input_shape=(28, 28, 1), num_classes=10, low_network=None,
     graph.input("image", shape=input_shape)
     graph.metadata["architecture"] = "high_low"
     # The early exit, read by the confidence-threshold baseline.
-    graph.metadata["exits"] = [{"controller": "gate", "stop": "stop",
-                                "continue": "high", "head": "low_head"}]
-    graph.f_node("low", low_network or default_low_network(input_shape),
-                 inputs="image")
-    graph.f_node("low_head", keras.layers.Dense(num_classes, name="low_head"),
-                 inputs="low")
-    graph.q_node("gate", controller or Controller(2, hidden_units=(16,)),
-                 inputs="low", actions=("stop", "high"))
+    graph.metadata["exits"] = [
+        {
+            "controller": "gate",
+            "stop": "stop",
+            "continue": "high",
+            "head": "low_head",
+        }
+    ]
+    graph.f_node(
+        "low", low_network or default_low_network(input_shape), inputs="image"
+    )
+    graph.f_node(
+        "low_head",
+        keras.layers.Dense(num_classes, name="low_head"),
+        inputs="low",
+    )
+    graph.q_node(
+        "gate",
+        controller or Controller(2, hidden_units=(16,)),
+        inputs="low",
+        actions=("stop", "high"),
+    )
     graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
-    graph.f_node("high",
-                 high_network or default_high_network(input_shape,
-                                                      num_classes),
-                 inputs="image", when=("gate", "high"))
+    graph.f_node(
+        "high",
+        high_network or default_high_network(input_shape, num_classes),
+        inputs="image",
+        when=("gate", "high"),
+    )
     graph.merge("logits", inputs=["stop", "high"])
     graph.output("logits")
     # The low head's prediction is used only for the examples that stop;

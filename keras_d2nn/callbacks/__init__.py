@@ -11,6 +11,14 @@ from keras_d2nn.callbacks.schedules import d2nn_callbacks
 from keras_d2nn.callbacks.schedules import d2nn_schedule
 from keras_d2nn.callbacks.schedules import linear_ramp
 
-__all__ = ["CostWeightSchedule", "D2NNSchedule", "RoutingTensorBoard",
-           "VariableSchedule", "WarmUp", "constant", "d2nn_callbacks",
-           "d2nn_schedule", "linear_ramp"]
+__all__ = [
+    "CostWeightSchedule",
+    "D2NNSchedule",
+    "RoutingTensorBoard",
+    "VariableSchedule",
+    "WarmUp",
+    "constant",
+    "d2nn_callbacks",
+    "d2nn_schedule",
+    "linear_ramp",
+]

@@ -44,14 +44,14 @@ class RoutingTensorBoard(keras.callbacks.Callback):
     ```
     """
 
-    def __init__(self, log_dir, data=None, max_examples=1000,
-                 histogram_freq=1):
+    def __init__(self, log_dir, data=None, max_examples=1000, histogram_freq=1):
         super().__init__()
         if histogram_freq < 1 or max_examples < 1:
             raise ValueError(
                 "`histogram_freq` and `max_examples` should be >= 1. "
                 f"Received: histogram_freq={histogram_freq}, "
-                f"max_examples={max_examples}")
+                f"max_examples={max_examples}"
+            )
         self.log_dir = str(log_dir)
         self.data = data
         self.max_examples = int(max_examples)
@@ -61,7 +61,8 @@ class RoutingTensorBoard(keras.callbacks.Callback):
     def _writer(self, run):
         if run not in self._writers:
             self._writers[run] = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, run))
+                os.path.join(self.log_dir, run)
+            )
         return self._writers[run]
 
     def _confidences(self):
@@ -73,8 +74,11 @@ class RoutingTensorBoard(keras.callbacks.Callback):
         for q in model.plan.controllers:
             decided = trace.decisions[q].numpy()
             ran = decided >= 0
-            probabilities = model.plan.nodes[q].layer.action_probabilities(
-                trace.logits[q][ran]).numpy()
+            probabilities = (
+                model.plan.nodes[q]
+                .layer.action_probabilities(trace.logits[q][ran])
+                .numpy()
+            )
             chosen = decided[ran]
             found[q] = (probabilities[np.arange(len(chosen)), chosen], chosen)
         return found, trace.executed_flops.numpy()

@@ -124,8 +124,10 @@ class WarmUp(keras.callbacks.Callback):
         if self.routing != "random":
             return self.routing
         plan = self.model.plan
-        return {q: [1.0 / len(plan.nodes[q].actions)] * len(
-            plan.nodes[q].actions) for q in plan.controllers}
+        return {
+            q: [1.0 / len(plan.nodes[q].actions)] * len(plan.nodes[q].actions)
+            for q in plan.controllers
+        }
 
     def on_train_begin(self, logs=None):
         self._warming = False
@@ -178,8 +180,9 @@ class D2NNSchedule:
         """The cost weight of `epoch` (0-based)."""
         if not self.ramp_epochs:
             return float(self.cost_weight)
-        return linear_ramp(0.0, self.cost_weight, self.ramp_epochs,
-                           delay=self.warmup_epochs)(epoch)
+        return linear_ramp(
+            0.0, self.cost_weight, self.ramp_epochs, delay=self.warmup_epochs
+        )(epoch)
 
     def cost_weights(self):
         """The cost weight of every epoch, in order."""
@@ -190,23 +193,29 @@ class D2NNSchedule:
         cost_weight 0 -> 0.1 over 1 epoch; last epoch at 0.1`."""
         parts = []
         if self.warmup_epochs:
-            parts.append(f"{self.warmup_epochs} warm-up epoch"
-                         f"{'s' if self.warmup_epochs > 1 else ''} "
-                         "(random routing)")
+            parts.append(
+                f"{self.warmup_epochs} warm-up epoch"
+                f"{'s' if self.warmup_epochs > 1 else ''} "
+                "(random routing)"
+            )
         else:
             parts.append("no warm-up")
         if self.ramp_epochs:
-            parts.append(f"cost_weight ramped from 0 to {self.cost_weight:g}"
-                         f" over {self.ramp_epochs} epoch"
-                         f"{'s' if self.ramp_epochs > 1 else ''}")
+            parts.append(
+                f"cost_weight ramped from 0 to {self.cost_weight:g}"
+                f" over {self.ramp_epochs} epoch"
+                f"{'s' if self.ramp_epochs > 1 else ''}"
+            )
         else:
             parts.append(f"cost_weight {self.cost_weight:g} throughout")
         weights = ", ".join(f"{w:g}" for w in self.cost_weights())
         line = f"{'; '.join(parts)} (cost_weight per epoch: {weights})"
         if self.shortened:
-            line += (f"; shortened from {self.requested[0]} warm-up and "
-                     f"{self.requested[1]} ramp epochs so that the last "
-                     f"epoch trains at cost_weight {self.cost_weight:g}")
+            line += (
+                f"; shortened from {self.requested[0]} warm-up and "
+                f"{self.requested[1]} ramp epochs so that the last "
+                f"epoch trains at cost_weight {self.cost_weight:g}"
+            )
         return line
 
     def callbacks(self, routing="random", verbose=0):
@@ -240,17 +249,26 @@ def d2nn_schedule(cost_weight, epochs, warmup_epochs=1, ramp_epochs=1):
     d2nn_schedule(0.1, epochs=1).warmup_epochs   # 0
     ```
     """
-    for label, value in (("epochs", epochs), ("warmup_epochs", warmup_epochs),
-                         ("ramp_epochs", ramp_epochs)):
+    for label, value in (
+        ("epochs", epochs),
+        ("warmup_epochs", warmup_epochs),
+        ("ramp_epochs", ramp_epochs),
+    ):
         if value < (1 if label == "epochs" else 0):
-            raise ValueError(f"`{label}` should be >= "
-                             f"{1 if label == 'epochs' else 0}. Received: "
-                             f"{value}")
+            raise ValueError(
+                f"`{label}` should be >= "
+                f"{1 if label == 'epochs' else 0}. Received: "
+                f"{value}"
+            )
     warmup = min(warmup_epochs, epochs - 1)
     ramp = min(ramp_epochs, epochs - warmup - 1)
-    return D2NNSchedule(epochs=epochs, warmup_epochs=warmup, ramp_epochs=ramp,
-                        cost_weight=float(cost_weight),
-                        requested=(warmup_epochs, ramp_epochs))
+    return D2NNSchedule(
+        epochs=epochs,
+        warmup_epochs=warmup,
+        ramp_epochs=ramp,
+        cost_weight=float(cost_weight),
+        requested=(warmup_epochs, ramp_epochs),
+    )
 
 
 def d2nn_callbacks(cost_weight, epochs, warmup_epochs=1, ramp_epochs=1):
@@ -259,5 +277,6 @@ def d2nn_callbacks(cost_weight, epochs, warmup_epochs=1, ramp_epochs=1):
 
     Example: `model.fit(x, y, epochs=2, callbacks=d2nn_callbacks(0.1, 2))`.
     """
-    return d2nn_schedule(cost_weight, epochs, warmup_epochs,
-                         ramp_epochs).callbacks()
+    return d2nn_schedule(
+        cost_weight, epochs, warmup_epochs, ramp_epochs
+    ).callbacks()

@@ -14,5 +14,13 @@ from keras_d2nn.data.pipelines import load
 from keras_d2nn.data.pipelines import load_arrays
 from keras_d2nn.data.pipelines import load_fashion_mnist
 
-__all__ = ["CLASS_NAMES", "DATASETS", "SPLITS", "FashionMnistIdx",
-           "fashion_mnist_dir", "load", "load_arrays", "load_fashion_mnist"]
+__all__ = [
+    "CLASS_NAMES",
+    "DATASETS",
+    "SPLITS",
+    "FashionMnistIdx",
+    "fashion_mnist_dir",
+    "load",
+    "load_arrays",
+    "load_fashion_mnist",
+]

@@ -12,8 +12,18 @@ import tensorflow_datasets as tfds
 
 from keras_d2nn.data import idx
 
-CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-               "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -39,15 +49,18 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
         "Put the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, "
         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
         "t10k-labels-idx1-ubyte.gz) in the manual directory, e.g. by "
-        "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu).")
+        "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu)."
+    )
 
     def _info(self):
         return self.dataset_info_from_configs(
             description="Fashion-MNIST (Zalando), from local IDX files.",
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(28, 28, 1)),
-                "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
-            }),
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(28, 28, 1)),
+                    "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+                }
+            ),
             supervised_keys=("image", "label"),
             homepage="https://github.com/zalandoresearch/fashion-mnist",
         )
@@ -60,12 +73,14 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, directory, split):
         image_stem, label_stem = FILES[split]
-        paths = [idx.find_idx(directory, stem)
-                 for stem in (image_stem, label_stem)]
+        paths = [
+            idx.find_idx(directory, stem) for stem in (image_stem, label_stem)
+        ]
         if None in paths:
             raise FileNotFoundError(
                 f"Fashion-MNIST IDX files for '{split}' not found in "
-                f"{directory}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+                f"{directory}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
+            )
         images, labels = (idx.read_idx(p) for p in paths)
         for i, (image, label) in enumerate(zip(images, labels)):
             yield i, {"image": image[..., None], "label": int(label)}

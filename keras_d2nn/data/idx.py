@@ -24,14 +24,16 @@ def read_idx(path):
     if dtype is None:
         raise ValueError(f"{path}: unsupported IDX element type {data[2]:#x}.")
     ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big")
-                  for i in range(ndim))
+    shape = tuple(
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
+    )
     offset = 4 + 4 * ndim
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     if len(data) - offset != expected:
         raise ValueError(
             f"{path} is truncated or corrupt: header says shape {shape} "
-            f"({expected} bytes), file holds {len(data) - offset} bytes.")
+            f"({expected} bytes), file holds {len(data) - offset} bytes."
+        )
     return np.frombuffer(data, dtype=dtype, offset=offset).reshape(shape)
 
 

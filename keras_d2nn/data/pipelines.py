@@ -28,8 +28,7 @@ DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_VAR = "KERAS_D2NN_FASHION_MNIST_DIR"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
 # Image shape and class names of the datasets `load` knows.
-DATASETS = {"fashion_mnist": {"shape": (28, 28, 1),
-                              "class_names": CLASS_NAMES}}
+DATASETS = {"fashion_mnist": {"shape": (28, 28, 1), "class_names": CLASS_NAMES}}
 SPLITS = ("train", "test")
 
 
@@ -39,21 +38,29 @@ def fashion_mnist_dir(directory=None):
 
 
 def _has_idx_files(directory):
-    return all(idx.find_idx(directory, stem)
-               for stems in FILES.values() for stem in stems)
+    return all(
+        idx.find_idx(directory, stem)
+        for stems in FILES.values()
+        for stem in stems
+    )
 
 
 def missing_data_message(directory, tried_tfds=True):
     """The one message for missing data, naming both ways to get it."""
-    tfds_part = (", and TFDS's fashion_mnist is neither prepared nor "
-                 "downloadable from here" if tried_tfds else "")
+    tfds_part = (
+        ", and TFDS's fashion_mnist is neither prepared nor "
+        "downloadable from here"
+        if tried_tfds
+        else ""
+    )
     return (
         f"Fashion-MNIST IDX files not found in {directory}{tfds_part}. "
         "Either install them (as root on Debian/Ubuntu: `apt-get install -y "
         f"{DEBIAN_PACKAGE}`, or `python -m keras_d2nn get_data`), or put the "
         "four *-ubyte.gz files in a directory and pass it as `manual_dir` / "
         f"--data_dir (or set {ENV_VAR}); with network access TFDS downloads "
-        "fashion_mnist itself.")
+        "fashion_mnist itself."
+    )
 
 
 def _server_reachable(builder_cls, timeout=3.0):
@@ -75,9 +82,12 @@ def _server_reachable(builder_cls, timeout=3.0):
 def _is_prepared(builder_cls, data_dir):
     # Looking before instantiating: a builder object creates its folder,
     # and TFDS then warns about a variant folder without dataset info.
-    path = os.path.join(data_dir or tfds.core.constants.DATA_DIR,
-                        builder_cls.name, str(builder_cls.VERSION),
-                        "dataset_info.json")
+    path = os.path.join(
+        data_dir or tfds.core.constants.DATA_DIR,
+        builder_cls.name,
+        str(builder_cls.VERSION),
+        "dataset_info.json",
+    )
     return os.path.exists(path)
 
 
@@ -85,7 +95,8 @@ def check_dataset(name):
     """Raises a clear error for an unknown dataset name."""
     if name not in DATASETS:
         raise ValueError(
-            f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)}.")
+            f"Unknown dataset {name!r}; known datasets: {sorted(DATASETS)}."
+        )
     return DATASETS[name]
 
 
@@ -107,8 +118,8 @@ def prepared_builder(name="fashion_mnist", data_dir=None, manual_dir=None):
     if local_prepared or _has_idx_files(directory):
         local = FashionMnistIdx(data_dir=data_dir)
         local.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(
-                manual_dir=directory))
+            download_config=tfds.download.DownloadConfig(manual_dir=directory)
+        )
         return local
     raise FileNotFoundError(missing_data_message(directory))
 
@@ -117,9 +128,18 @@ def _normalise(image, label):
     return tf.cast(image, tf.float32) / 255.0, tf.cast(label, tf.int32)
 
 
-def load(name="fashion_mnist", split="train", batch_size=128, *,
-         data_dir=None, manual_dir=None, shuffle=None, take=None, seed=0,
-         drop_remainder=False):
+def load(
+    name="fashion_mnist",
+    split="train",
+    batch_size=128,
+    *,
+    data_dir=None,
+    manual_dir=None,
+    shuffle=None,
+    take=None,
+    seed=0,
+    drop_remainder=False,
+):
     """A batched, prefetched `tf.data.Dataset` of `(image, label)` pairs.
 
     Images are float32 in [0, 1], shape `(batch, 28, 28, 1)`; labels int32.
@@ -145,32 +165,49 @@ def load(name="fashion_mnist", split="train", batch_size=128, *,
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(
-            f"`batch_size` should be an int >= 1. Received: {batch_size!r}")
+            f"`batch_size` should be an int >= 1. Received: {batch_size!r}"
+        )
     builder = prepared_builder(name, data_dir, manual_dir)
     base_split = split.split("[")[0]
     if base_split not in builder.info.splits:
         raise ValueError(
             f"Unknown split {split!r} for {name}; splits: "
-            f"{sorted(builder.info.splits)}.")
-    ds = builder.as_dataset(split=split, as_supervised=True,
-                            shuffle_files=False)
+            f"{sorted(builder.info.splits)}."
+        )
+    ds = builder.as_dataset(
+        split=split, as_supervised=True, shuffle_files=False
+    )
     if take is not None:
         ds = ds.take(take)
     if shuffle if shuffle is not None else base_split == "train":
         ds = ds.shuffle(10_000, seed=seed, reshuffle_each_iteration=True)
     ds = ds.map(_normalise, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(
-        tf.data.AUTOTUNE)
+        tf.data.AUTOTUNE
+    )
 
 
-def load_arrays(name="fashion_mnist", split="test", *, data_dir=None,
-                manual_dir=None, take=None):
+def load_arrays(
+    name="fashion_mnist",
+    split="test",
+    *,
+    data_dir=None,
+    manual_dir=None,
+    take=None,
+):
     """A split as NumPy `(images, labels)`, normalised as in `load`.
 
     Example: `x_test, y_test = load_arrays("fashion_mnist", "test")`.
     """
-    ds = load(name, split, batch_size=10_000, data_dir=data_dir,
-              manual_dir=manual_dir, shuffle=False, take=take)
+    ds = load(
+        name,
+        split,
+        batch_size=10_000,
+        data_dir=data_dir,
+        manual_dir=manual_dir,
+        shuffle=False,
+        take=take,
+    )
     images, labels = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
     return np.concatenate(images), np.concatenate(labels)
 
@@ -184,7 +221,8 @@ def load_fashion_mnist(split="train", directory=None):
     """
     if split not in FILES:
         raise ValueError(
-            f"`split` should be one of {tuple(FILES)}. Received: {split!r}")
+            f"`split` should be one of {tuple(FILES)}. Received: {split!r}"
+        )
     directory = fashion_mnist_dir(directory)
     paths = [idx.find_idx(directory, stem) for stem in FILES[split]]
     if None in paths:
@@ -194,5 +232,6 @@ def load_fashion_mnist(split="train", directory=None):
     if len(images) != len(labels):
         raise ValueError(
             f"{paths[0]} has {len(images)} images but {paths[1]} has "
-            f"{len(labels)} labels.")
+            f"{len(labels)} labels."
+        )
     return images, labels

@@ -35,9 +35,17 @@ def by_name(name):
     """
     if name not in NAMED:
         raise ValueError(
-            f"unknown estimator {name!r}; expected one of {list(NAMED)}.")
+            f"unknown estimator {name!r}; expected one of {list(NAMED)}."
+        )
     return NAMED[name]()
 
 
-__all__ = ["NAMED", "Estimator", "GumbelSoftmax", "PolicyBatch",
-           "QLearning", "Reinforce", "by_name"]
+__all__ = [
+    "NAMED",
+    "Estimator",
+    "GumbelSoftmax",
+    "PolicyBatch",
+    "QLearning",
+    "Reinforce",
+    "by_name",
+]

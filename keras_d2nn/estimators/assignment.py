@@ -22,19 +22,21 @@ def assign(controllers, estimator, default):
         if unknown:
             raise ValueError(
                 f"`estimator` names {sorted(unknown)}, which are not "
-                f"controllers; controllers: {list(controllers)}")
-        mapping = {q: estimator.get(q, default)
-                   for q in controllers}
+                f"controllers; controllers: {list(controllers)}"
+            )
+        mapping = {q: estimator.get(q, default) for q in controllers}
     else:
         raise TypeError(
             "`estimator` should be a keras_d2nn estimator (Reinforce, "
             "QLearning, GumbelSoftmax) or a dict of them by controller. "
-            f"Received: {type(estimator).__name__}")
+            f"Received: {type(estimator).__name__}"
+        )
     for q, est in mapping.items():
         if not isinstance(est, Estimator):
             raise TypeError(
                 f"`estimator` for '{q}' should be a keras_d2nn estimator. "
-                f"Received: {type(est).__name__}")
+                f"Received: {type(est).__name__}"
+            )
     groups = {}
     for q, est in mapping.items():
         groups.setdefault(id(est), (est, []))[1].append(q)
@@ -47,8 +49,10 @@ def serialize(estimator):
     Example: `deserialize(serialize({"gate": QLearning()}))`.
     """
     if isinstance(estimator, dict):
-        return {q: keras.saving.serialize_keras_object(e)
-                for q, e in estimator.items()}
+        return {
+            q: keras.saving.serialize_keras_object(e)
+            for q, e in estimator.items()
+        }
     if estimator is None:
         return None
     return keras.saving.serialize_keras_object(estimator)
@@ -63,5 +67,6 @@ def deserialize(config):
         return None
     if "class_name" in config:
         return keras.saving.deserialize_keras_object(config)
-    return {q: keras.saving.deserialize_keras_object(c)
-            for q, c in config.items()}
+    return {
+        q: keras.saving.deserialize_keras_object(c) for q, c in config.items()
+    }

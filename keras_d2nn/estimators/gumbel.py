@@ -40,23 +40,31 @@ class GumbelSoftmax(Estimator):
     def __init__(self, temperature=1.0, entropy_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         if not temperature > 0:
-            raise ValueError(f"`temperature` should be > 0. Received: "
-                             f"temperature={temperature}")
+            raise ValueError(
+                f"`temperature` should be > 0. Received: "
+                f"temperature={temperature}"
+            )
         self.initial_temperature = float(temperature)
         self.entropy_weight = float(entropy_weight)
         self.temperature = self.add_weight(
-            shape=(), initializer="ones", trainable=False, name="temperature")
+            shape=(), initializer="ones", trainable=False, name="temperature"
+        )
         self.temperature.assign(self.initial_temperature)
 
     def controller_loss(self, batch):
         trace = batch.trace
         cost = tf.reduce_mean(trace.soft_executed_flops) / batch.full_flops
-        entropy = tf.add_n([tf.reduce_mean(trace.entropies[q])
-                            for q in batch.controllers])
+        entropy = tf.add_n(
+            [tf.reduce_mean(trace.entropies[q]) for q in batch.controllers]
+        )
         return batch.cost_weight * cost - self.entropy_weight * entropy
 
     def get_config(self):
         config = super().get_config()
-        config.update({"temperature": self.initial_temperature,
-                       "entropy_weight": self.entropy_weight})
+        config.update(
+            {
+                "temperature": self.initial_temperature,
+                "entropy_weight": self.entropy_weight,
+            }
+        )
         return config

@@ -64,11 +64,13 @@ class QLearning(Estimator):
     def __init__(self, epsilon=0.1, discount=1.0, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= epsilon <= 1.0:
-            raise ValueError(f"`epsilon` should be in [0, 1]. Received: "
-                             f"epsilon={epsilon}")
+            raise ValueError(
+                f"`epsilon` should be in [0, 1]. Received: epsilon={epsilon}"
+            )
         if not 0.0 <= discount <= 1.0:
-            raise ValueError(f"`discount` should be in [0, 1]. Received: "
-                             f"discount={discount}")
+            raise ValueError(
+                f"`discount` should be in [0, 1]. Received: discount={discount}"
+            )
         self.epsilon = float(epsilon)
         self.discount = float(discount)
         self._next = {}
@@ -81,7 +83,8 @@ class QLearning(Estimator):
                 raise ValueError(
                     f"QLearning needs one Q-value per action, but controller "
                     f"'{q}' is a {controller.distribution} gate with one "
-                    "logit. Use Controller(..., distribution='categorical').")
+                    "logit. Use Controller(..., distribution='categorical')."
+                )
             controller.exploration = "epsilon_greedy"
             controller.epsilon.assign(self.epsilon)
         self._next = next_controllers(plan)
@@ -99,7 +102,8 @@ class QLearning(Estimator):
             # one that ran for an example wins.
             for follower in reversed(self._next.get(q, ())):
                 value = self.discount * tf.reduce_max(
-                    trace.logits[follower], axis=-1)
+                    trace.logits[follower], axis=-1
+                )
                 target = tf.where(trace.executed[follower], value, target)
             targets[q] = tf.stop_gradient(target)
         return targets

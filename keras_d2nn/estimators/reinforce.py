@@ -50,14 +50,22 @@ class Reinforce(Estimator):
         Rennie et al., "Self-critical sequence training", CVPR 2017.
     """
 
-    def __init__(self, baseline="moving_average", entropy_weight=0.01,
-                 baseline_momentum=0.9, normalize_advantage=False,
-                 value_units=32, value_weight=0.5, **kwargs):
+    def __init__(
+        self,
+        baseline="moving_average",
+        entropy_weight=0.01,
+        baseline_momentum=0.9,
+        normalize_advantage=False,
+        value_units=32,
+        value_weight=0.5,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if baseline not in BASELINES:
             raise ValueError(
                 f"`baseline` should be one of {BASELINES}. Received: "
-                f"baseline={baseline!r}")
+                f"baseline={baseline!r}"
+            )
         self.baseline = baseline
         self.entropy_weight = entropy_weight
         self.baseline_momentum = baseline_momentum
@@ -67,11 +75,19 @@ class Reinforce(Estimator):
         # Under tf.distribute every replica assigns the same values: the
         # mean reward is taken over the global batch (`replicas.mean`).
         self.reward_average = self.add_weight(
-            shape=(), initializer="zeros", trainable=False,
-            name="reward_average", aggregation="mean")
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            name="reward_average",
+            aggregation="mean",
+        )
         self.updates = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="updates",
-            aggregation="only_first_replica")
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            name="updates",
+            aggregation="only_first_replica",
+        )
         self.critic = None
 
     @property
@@ -83,7 +99,8 @@ class Reinforce(Estimator):
         value = float(value)
         if not value >= 0:
             raise ValueError(
-                f"`entropy_weight` should be >= 0. Received: {value}")
+                f"`entropy_weight` should be >= 0. Received: {value}"
+            )
         self._entropy_weight = value
 
     @property
@@ -95,18 +112,23 @@ class Reinforce(Estimator):
         value = float(value)
         if not 0.0 <= value < 1.0:
             raise ValueError(
-                f"`baseline_momentum` should be in [0, 1). Received: {value}")
+                f"`baseline_momentum` should be in [0, 1). Received: {value}"
+            )
         self._baseline_momentum = value
 
     def configure(self, model, controllers):
         if self.baseline != "value":
             return
-        width = sum(model.plan.nodes[q].layer.num_logits + 1
-                    for q in controllers)
-        self.critic = keras.Sequential([
-            keras.layers.Dense(self.value_units, activation="relu"),
-            keras.layers.Dense(1),
-        ], name="critic")
+        width = sum(
+            model.plan.nodes[q].layer.num_logits + 1 for q in controllers
+        )
+        self.critic = keras.Sequential(
+            [
+                keras.layers.Dense(self.value_units, activation="relu"),
+                keras.layers.Dense(1),
+            ],
+            name="critic",
+        )
         self.critic.build((None, width))
 
     def moving_average(self):
@@ -122,8 +144,7 @@ class Reinforce(Estimator):
             parts.append(tf.cast(trace.executed[q], tf.float32)[:, None])
         return tf.stop_gradient(tf.concat(parts, axis=-1))
 
-    def policy_gradient_loss(self, log_prob_sum, entropy_sum, reward,
-                             baseline):
+    def policy_gradient_loss(self, log_prob_sum, entropy_sum, reward, baseline):
         """The REINFORCE surrogate for given log-probs, rewards, baseline.
 
         Example: `loss = estimator.policy_gradient_loss(lp, h, r, b)`.
@@ -145,33 +166,39 @@ class Reinforce(Estimator):
         extra = 0.0
         mean_reward = replicas.mean(reward)
         if self.baseline == "moving_average":
-            baseline = tf.where(self.updates > 0, self.moving_average(),
-                                mean_reward)
+            baseline = tf.where(
+                self.updates > 0, self.moving_average(), mean_reward
+            )
         elif self.baseline == "value":
             value = self.critic(self._critic_features(batch))[:, 0]
             extra = self.value_weight * tf.reduce_mean(
-                tf.square(value - reward))
+                tf.square(value - reward)
+            )
             baseline = value
         elif self.baseline == "self_critical":
             baseline = tf.stop_gradient(batch.greedy_reward())
         else:
             baseline = tf.zeros_like(reward)
-        loss = self.policy_gradient_loss(log_prob_sum, entropy_sum, reward,
-                                         baseline)
+        loss = self.policy_gradient_loss(
+            log_prob_sum, entropy_sum, reward, baseline
+        )
         momentum = self.baseline_momentum
         self.reward_average.assign(
-            momentum * self.reward_average + (1 - momentum) * mean_reward)
+            momentum * self.reward_average + (1 - momentum) * mean_reward
+        )
         self.updates.assign_add(1.0)
         return loss + extra
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "baseline": self.baseline,
-            "entropy_weight": self.entropy_weight,
-            "baseline_momentum": self.baseline_momentum,
-            "normalize_advantage": self.normalize_advantage,
-            "value_units": self.value_units,
-            "value_weight": self.value_weight,
-        })
+        config.update(
+            {
+                "baseline": self.baseline,
+                "entropy_weight": self.entropy_weight,
+                "baseline_momentum": self.baseline_momentum,
+                "normalize_advantage": self.normalize_advantage,
+                "value_units": self.value_units,
+                "value_weight": self.value_weight,
+            }
+        )
         return config

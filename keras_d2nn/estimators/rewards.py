@@ -26,8 +26,10 @@ def correct(y_true, y_pred):
     y_pred = tf.convert_to_tensor(y_pred)
     y_true = tf.convert_to_tensor(y_true)
     predicted = tf.argmax(y_pred, axis=-1, output_type=tf.int32)
-    if y_true.shape.rank == y_pred.shape.rank and y_pred.shape[-1] != 1 and (
-        y_true.shape[-1] == y_pred.shape[-1]
+    if (
+        y_true.shape.rank == y_pred.shape.rank
+        and y_pred.shape[-1] != 1
+        and (y_true.shape[-1] == y_pred.shape[-1])
     ):
         labels = tf.argmax(y_true, axis=-1, output_type=tf.int32)
     else:
@@ -48,7 +50,8 @@ def per_example_loss(loss, y_true, y_pred):
     per_example = tf.convert_to_tensor(per_example)
     if per_example.shape.rank > 1:
         per_example = tf.reduce_mean(
-            per_example, axis=list(range(1, per_example.shape.rank)))
+            per_example, axis=list(range(1, per_example.shape.rank))
+        )
     return tf.cast(per_example, tf.float32)
 
 
@@ -106,13 +109,16 @@ def f1_score(y_true, y_pred, positive_class=None):
     denominator = 2 * true_positive + false_positive + false_negative
     per_class = tf.math.divide_no_nan(2 * true_positive, denominator)
     if positive_class is not None:
-        return tf.where(denominator[positive_class] > 0,
-                        per_class[positive_class], 1.0)
+        return tf.where(
+            denominator[positive_class] > 0, per_class[positive_class], 1.0
+        )
     present = tf.cast(denominator > 0, tf.float32)
     count = tf.reduce_sum(present)
-    return tf.where(count > 0,
-                    tf.reduce_sum(per_class * present) / tf.maximum(count, 1),
-                    1.0)
+    return tf.where(
+        count > 0,
+        tf.reduce_sum(per_class * present) / tf.maximum(count, 1),
+        1.0,
+    )
 
 
 BAG_METRICS = {"f1": f1_score}
@@ -124,14 +130,16 @@ def check_bag(bag_size, metric):
         return None
     if not isinstance(bag_size, int) or bag_size < 1:
         raise ValueError(
-            f"`reward_bag_size` should be an int >= 1. Received: {bag_size!r}")
+            f"`reward_bag_size` should be an int >= 1. Received: {bag_size!r}"
+        )
     if callable(metric):
         return metric
     if metric in BAG_METRICS:
         return BAG_METRICS[metric]
     raise ValueError(
         f"`bag_metric` should be one of {sorted(BAG_METRICS)} or a callable "
-        f"(y_true, y_pred) -> scalar. Received: {metric!r}")
+        f"(y_true, y_pred) -> scalar. Received: {metric!r}"
+    )
 
 
 def minibag(metric, bag_size, y_true, y_pred):
@@ -150,8 +158,9 @@ def minibag(metric, bag_size, y_true, y_pred):
 
     def score(start):
         stop = tf.minimum(start + bag_size, size)
-        return tf.cast(metric(labels[start:stop], y_pred[start:stop]),
-                       tf.float32)
+        return tf.cast(
+            metric(labels[start:stop], y_pred[start:stop]), tf.float32
+        )
 
     scores = tf.map_fn(score, starts, fn_output_signature=tf.float32)
     return tf.gather(scores, tf.range(size) // bag_size)

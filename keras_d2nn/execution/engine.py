@@ -93,10 +93,12 @@ def _run_single(fn, mask, args, empty_outputs):
     """Batch of one (static shape): `tf.cond` on the example's mask, no
     gather/scatter, so no tensor ever has zero size (LiteRT's XNNPACK
     delegate cannot prepare zero-size tensors) and shapes stay static."""
+
     def skipped():
         return tf.nest.map_structure(
             lambda e: tf.zeros([1] + list(e.shape[1:]), e.dtype),
-            empty_outputs())
+            empty_outputs(),
+        )
 
     return tf.cond(mask[0], lambda: fn(args), skipped)
 
@@ -125,8 +127,16 @@ def _masked_value(value, mask, default=0.0):
     return tf.where(_broadcast_mask(mask, value), value, fill)
 
 
-def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
-            straight_through=None, statistics=True):
+def execute(
+    plan,
+    inputs,
+    *,
+    training=False,
+    mode="routed",
+    decisions=None,
+    straight_through=None,
+    statistics=True,
+):
     """Runs `plan` on a batch and returns an `ExecutionTrace`.
 
     Args:
@@ -158,13 +168,15 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
     if training and not statistics:
         raise ValueError(
             "Training needs the controllers' log-probabilities: "
-            "statistics=False is for inference only.")
+            "statistics=False is for inference only."
+        )
     decisions = dict(decisions or {})
     straight_through = dict(straight_through or {})
     if straight_through and mode != "masked":
         raise ValueError(
             "Straight-through decisions need every branch computed: use "
-            f"mode='masked'. Received: mode={mode!r}")
+            f"mode='masked'. Received: mode={mode!r}"
+        )
     first = next(iter(inputs.values()))
     batch_size = tf.shape(first)[0]
     all_true = tf.ones([batch_size], dtype=tf.bool)
@@ -190,14 +202,17 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         mask = all_true
         if node.inputs:
             mask = tf.reduce_any(
-                tf.stack([executed[p] for p in node.inputs]), axis=0)
+                tf.stack([executed[p] for p in node.inputs]), axis=0
+            )
         for controller, actions in node.control.items():
             picked = tf.reduce_any(
                 tf.stack([tf.equal(chosen[controller], a) for a in actions]),
-                axis=0)
+                axis=0,
+            )
             mask = tf.logical_and(mask, picked)
         always[name] = not node.control and (
-            not node.inputs or any(always[p] for p in node.inputs))
+            not node.inputs or any(always[p] for p in node.inputs)
+        )
         if always[name]:
             mask = all_true
         executed[name] = mask
@@ -206,7 +221,8 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
 
         args = [
             _masked_value(values[p], executed[p], node.defaults[p])
-            if p in node.defaults else values[p]
+            if p in node.defaults
+            else values[p]
             for p in node.inputs
         ]
 
@@ -217,8 +233,9 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         if node.kind == "merge" and node.layer is None:
             merged = tf.zeros_like(args[0])
             for parent, value in zip(node.inputs, args):
-                merged = tf.where(_broadcast_mask(executed[parent], value),
-                                  value, merged)
+                merged = tf.where(
+                    _broadcast_mask(executed[parent], value), value, merged
+                )
             values[name] = merged
             continue
 
@@ -232,14 +249,24 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
             noise = None
             if training and (forced is None or temperature is not None):
                 noise = node.layer.exploration_noise(batch_size)
-            fn = _controller_fn(node, training, forced, temperature,
-                                statistics, noise is not None)
+            fn = _controller_fn(
+                node,
+                training,
+                forced,
+                temperature,
+                statistics,
+                noise is not None,
+            )
             num_logits = node.layer.num_logits
 
             def empty(num_logits=num_logits):
-                return (tf.zeros([0], tf.int32), tf.zeros([0], tf.float32),
-                        tf.zeros([0], tf.float32),
-                        tf.zeros([0, num_logits], tf.float32))
+                return (
+                    tf.zeros([0], tf.int32),
+                    tf.zeros([0], tf.float32),
+                    tf.zeros([0], tf.float32),
+                    tf.zeros([0, num_logits], tf.float32),
+                )
+
             q_args = list(args)
             if forced is not None:
                 # -1 ("did not decide", as a trace reports it) where the
@@ -250,8 +277,10 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
                 q_args.append(noise)
         else:
             fn = _layer_fn(node, training)
+
             def empty(spec=spec):
                 return _empty_like_spec(spec)
+
             q_args = args
 
         if mode == "routed" and always[name]:
@@ -266,8 +295,9 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
         if node.kind == "q" and name in straight_through:
             out, gates[name] = out[:4], out[4]
         elif straight_through and node.kind != "q":
-            out = out * tf.reshape(soft[name], [-1] + [1] * (
-                len(out.shape) - 1))
+            out = out * tf.reshape(
+                soft[name], [-1] + [1] * (len(out.shape) - 1)
+            )
         if node.kind == "q":
             action, log_prob, entropy, raw = out
             # Scattering leaves 0 where the controller did not run; -1 makes
@@ -283,9 +313,14 @@ def execute(plan, inputs, *, training=False, mode="routed", decisions=None,
 
     soft_flops = None
     if straight_through:
-        soft_flops = tf.add_n([ones * 0.0] + [
-            plan.flops[n.name] * soft[n.name]
-            for n in plan.order if plan.flops[n.name]])
+        soft_flops = tf.add_n(
+            [ones * 0.0]
+            + [
+                plan.flops[n.name] * soft[n.name]
+                for n in plan.order
+                if plan.flops[n.name]
+            ]
+        )
     outputs = {out: values[node_name] for out, node_name in plan.outputs}
     return ExecutionTrace(
         outputs=outputs,
@@ -304,15 +339,24 @@ def _soft_indicator(node, soft, gates, chosen):
     """Float (batch,) equal to the node's execution mask, differentiable in
     the straight-through gates: data part = max over data parents,
     control part = the selecting actions' gates of each controller."""
-    value = (tf.reduce_max(tf.stack([soft[p] for p in node.inputs]), axis=0)
-             if node.inputs else tf.ones_like(next(iter(soft.values()))))
+    value = (
+        tf.reduce_max(tf.stack([soft[p] for p in node.inputs]), axis=0)
+        if node.inputs
+        else tf.ones_like(next(iter(soft.values())))
+    )
     for controller, actions in node.control.items():
         if controller in gates:
             picked = tf.add_n([gates[controller][:, a] for a in actions])
         else:
-            picked = tf.add_n([
-                tf.cast(tf.equal(chosen[controller], a), tf.float32)
-                for a in actions]) * soft[controller]
+            picked = (
+                tf.add_n(
+                    [
+                        tf.cast(tf.equal(chosen[controller], a), tf.float32)
+                        for a in actions
+                    ]
+                )
+                * soft[controller]
+            )
         value = value * picked
     return value
 
@@ -327,8 +371,9 @@ def _layer_fn(node, training):
     return fn
 
 
-def _controller_fn(node, training, forced, temperature=None,
-                   statistics=True, noisy=False):
+def _controller_fn(
+    node, training, forced, temperature=None, statistics=True, noisy=False
+):
     """A function computing a controller's (action, log_prob, entropy,
     logits).
 
@@ -347,17 +392,28 @@ def _controller_fn(node, training, forced, temperature=None,
         logits = controller(call_args, training=training)
         if temperature is not None:
             action, log_prob, entropy, gate = controller.gumbel_decide(
-                logits, temperature, action=action, noise=noise)
-            return (action, log_prob, entropy, tf.cast(logits, tf.float32),
-                    gate)
+                logits, temperature, action=action, noise=noise
+            )
+            return (
+                action,
+                log_prob,
+                entropy,
+                tf.cast(logits, tf.float32),
+                gate,
+            )
         if not statistics:
             if action is None:
                 action = controller.greedy_action(logits)
             zeros = tf.zeros(tf.shape(logits)[:1], tf.float32)
-            return (tf.cast(action, tf.int32), zeros, zeros,
-                    tf.cast(logits, tf.float32))
-        decision = controller.decide(logits, training=training, action=action,
-                                     noise=noise)
+            return (
+                tf.cast(action, tf.int32),
+                zeros,
+                zeros,
+                tf.cast(logits, tf.float32),
+            )
+        decision = controller.decide(
+            logits, training=training, action=action, noise=noise
+        )
         return decision + (tf.cast(logits, tf.float32),)
 
     return fn

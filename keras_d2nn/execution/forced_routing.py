@@ -16,19 +16,25 @@ def parse(controller, actions, spec):
             if spec not in actions:
                 raise ValueError(
                     f"set_routing: controller '{controller}' has no action "
-                    f"'{spec}'; actions: {list(actions)}")
+                    f"'{spec}'; actions: {list(actions)}"
+                )
             return "constant", actions.index(spec)
         if not 0 <= int(spec) < len(actions):
             raise ValueError(
                 f"set_routing: controller '{controller}' has actions "
-                f"0..{len(actions) - 1}; received {spec}.")
+                f"0..{len(actions) - 1}; received {spec}."
+            )
         return "constant", int(spec)
     probs = np.asarray(spec, dtype=np.float64)
-    if probs.shape != (len(actions),) or np.any(probs < 0) or not np.isclose(
-            probs.sum(), 1.0):
+    if (
+        probs.shape != (len(actions),)
+        or np.any(probs < 0)
+        or not np.isclose(probs.sum(), 1.0)
+    ):
         raise ValueError(
             f"set_routing: controller '{controller}' needs one probability per "
-            f"action {list(actions)}, >= 0 and summing to 1. Received: {spec}")
+            f"action {list(actions)}, >= 0 and summing to 1. Received: {spec}"
+        )
     return "random", [float(p) for p in probs]
 
 
@@ -42,9 +48,10 @@ def forced_decisions(routing, batch_size, seed_generator):
         if kind == "constant":
             decisions[controller] = tf.fill([batch_size], value)
         else:
-            noise = sampling.uniform_noise(seed_generator.next(), batch_size,
-                                           len(value))
+            noise = sampling.uniform_noise(
+                seed_generator.next(), batch_size, len(value)
+            )
             decisions[controller] = sampling.categorical(
-                tf.broadcast_to(tf.constant([value]), tf.shape(noise)),
-                noise)
+                tf.broadcast_to(tf.constant([value]), tf.shape(noise)), noise
+            )
     return decisions

@@ -35,8 +35,10 @@ def multi_worker():
     Example: `if replicas.multi_worker(): ...`.
     """
     strategy = tf.distribute.get_strategy()
-    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode())
+    return (
+        isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        and strategy.extended._in_multi_worker_mode()
+    )
 
 
 def _replica_context():
@@ -78,8 +80,10 @@ def mean(values):
     context = _replica_context()
     if context is None:
         return tf.reduce_mean(values)
-    total, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [
-        tf.reduce_sum(values), tf.cast(tf.size(values), values.dtype)])
+    total, count = context.all_reduce(
+        tf.distribute.ReduceOp.SUM,
+        [tf.reduce_sum(values), tf.cast(tf.size(values), values.dtype)],
+    )
     return total / count
 
 
@@ -93,8 +97,13 @@ def moments(values):
     if context is None:
         return tf.nn.moments(values, axes=[0])
     # One collective for both: E[x] and E[x^2].
-    total, squares, count = context.all_reduce(tf.distribute.ReduceOp.SUM, [
-        tf.reduce_sum(values), tf.reduce_sum(tf.square(values)),
-        tf.cast(tf.size(values), values.dtype)])
+    total, squares, count = context.all_reduce(
+        tf.distribute.ReduceOp.SUM,
+        [
+            tf.reduce_sum(values),
+            tf.reduce_sum(tf.square(values)),
+            tf.cast(tf.size(values), values.dtype),
+        ],
+    )
     center = total / count
     return center, tf.maximum(squares / count - tf.square(center), 0.0)

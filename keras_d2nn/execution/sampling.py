@@ -27,9 +27,12 @@ def uniform_noise(seed, batch_size, width):
     batch_size = tf.cast(batch_size, tf.int32)
     offset, total = replicas.batch_slice(batch_size)
     draw = tf.random.stateless_uniform(
-        tf.stack([total, width]), tf.cast(seed, tf.int32),
-        minval=1e-9, maxval=1.0)
-    return draw[offset:offset + batch_size]
+        tf.stack([total, width]),
+        tf.cast(seed, tf.int32),
+        minval=1e-9,
+        maxval=1.0,
+    )
+    return draw[offset : offset + batch_size]
 
 
 def gumbel(noise):
@@ -49,5 +52,6 @@ def categorical(probs, noise):
     """
     probs = tf.convert_to_tensor(probs)
     noise = tf.cast(noise, probs.dtype)
-    return tf.argmax(tf.math.log(probs) + gumbel(noise), axis=-1,
-                     output_type=tf.int32)
+    return tf.argmax(
+        tf.math.log(probs) + gumbel(noise), axis=-1, output_type=tf.int32
+    )

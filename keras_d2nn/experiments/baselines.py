@@ -41,12 +41,15 @@ class Point:
 
 
 def _controller_flops(model, executed):
-    return sum(model.plan.flops[q] * tf.cast(executed[q], tf.float32)
-               for q in model.plan.controllers)
+    return sum(
+        model.plan.flops[q] * tf.cast(executed[q], tf.float32)
+        for q in model.plan.controllers
+    )
 
 
-def measure(model, x, y, decisions=None, batch_size=500,
-            count_controllers=True):
+def measure(
+    model, x, y, decisions=None, batch_size=500, count_controllers=True
+):
     """Top-1 accuracy and mean executed FLOPs of `model` on `(x, y)`.
 
     Args:
@@ -72,8 +75,14 @@ def measure(model, x, y, decisions=None, batch_size=500,
     correct, total_flops, taken = 0, 0.0, {}
     for start in range(0, len(x), batch_size):
         stop = start + batch_size
-        forced = ({q: tf.constant(d[start:stop], tf.int32)
-                   for q, d in decisions.items()} if decisions else {})
+        forced = (
+            {
+                q: tf.constant(d[start:stop], tf.int32)
+                for q, d in decisions.items()
+            }
+            if decisions
+            else {}
+        )
         output, flops, chosen = run(x[start:stop], forced)
         predicted = np.argmax(output.numpy(), axis=-1)
         correct += int(np.sum(predicted == np.asarray(y[start:stop])))
@@ -94,8 +103,9 @@ def action_rates(model, decisions):
         chosen = decisions[q][decisions[q] >= 0]
         counts = np.bincount(chosen, minlength=len(model.plan.nodes[q].actions))
         total = counts.sum()
-        rates[q] = (counts / total if total else
-                    np.full(len(counts), 1.0 / len(counts))).tolist()
+        rates[q] = (
+            counts / total if total else np.full(len(counts), 1.0 / len(counts))
+        ).tolist()
     return rates
 
 
@@ -121,18 +131,27 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
     if not exits:
         return []
     plan = model.plan
-    go_on = {e["controller"]: plan.nodes[e["controller"]].actions.index(
-        e["continue"]) for e in exits}
-    stop = {e["controller"]: plan.nodes[e["controller"]].actions.index(
-        e["stop"]) for e in exits}
+    go_on = {
+        e["controller"]: plan.nodes[e["controller"]].actions.index(
+            e["continue"]
+        )
+        for e in exits
+    }
+    stop = {
+        e["controller"]: plan.nodes[e["controller"]].actions.index(e["stop"])
+        for e in exits
+    }
     everything = {q: np.full(len(x), a, np.int32) for q, a in go_on.items()}
     confidences = _head_confidences(model, x, everything, exits, batch_size)
     if thresholds is None:
         # Quantiles of the confidences spread the sweep over exit rates
         # from all to none, however (un)confident the heads are.
         pooled = np.concatenate(list(confidences.values()))
-        thresholds = np.unique(np.concatenate([
-            np.quantile(pooled, np.linspace(0.0, 1.0, 11)), [1.01]]))
+        thresholds = np.unique(
+            np.concatenate(
+                [np.quantile(pooled, np.linspace(0.0, 1.0, 11)), [1.01]]
+            )
+        )
     points = []
     for t in thresholds:
         stopped = np.zeros(len(x), dtype=bool)
@@ -141,14 +160,21 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
             q = e["controller"]
             exit_here = (confidences[e["head"]] >= t) & ~stopped
             decisions[q] = np.where(exit_here, stop[q], go_on[q]).astype(
-                np.int32)
+                np.int32
+            )
             stopped |= exit_here
-        accuracy, flops, _ = measure(model, x, y, decisions, batch_size,
-                                     count_controllers=False)
-        points.append(Point(f"threshold {t:.3f}", "threshold", accuracy,
-                            flops,
-                            {"threshold": float(t),
-                             "exit_rate": float(stopped.mean())}))
+        accuracy, flops, _ = measure(
+            model, x, y, decisions, batch_size, count_controllers=False
+        )
+        points.append(
+            Point(
+                f"threshold {t:.3f}",
+                "threshold",
+                accuracy,
+                flops,
+                {"threshold": float(t), "exit_rate": float(stopped.mean())},
+            )
+        )
     return points
 
 
@@ -158,8 +184,10 @@ def _head_confidences(model, x, decisions, exits, batch_size):
     @tf.function(reduce_retracing=True)
     def run(batch, forced):
         trace = model.trace(batch, decisions=forced)
-        return {h: tf.reduce_max(tf.nn.softmax(trace.values[h]), axis=-1)
-                for h in heads}
+        return {
+            h: tf.reduce_max(tf.nn.softmax(trace.values[h]), axis=-1)
+            for h in heads
+        }
 
     parts = {h: [] for h in heads}
     for start in range(0, len(x), batch_size):
@@ -170,8 +198,7 @@ def _head_confidences(model, x, decisions, exits, batch_size):
     return {h: np.concatenate(c) for h, c in parts.items()}
 
 
-def train_with_routing(build, routing, train, epochs, compile_model,
-                       verbose=0):
+def train_with_routing(build, routing, train, epochs, compile_model, verbose=0):
     """Builds a fresh model, forces `routing`, trains it; returns it.
 
     `compile_model(model)` compiles each new model (with a new optimizer:
@@ -191,8 +218,17 @@ def train_with_routing(build, routing, train, epochs, compile_model,
     return model
 
 
-def static_baselines(build, train, x_test, y_test, epochs, compile_model,
-                     max_routes=8, verbose=0, log=print):
+def static_baselines(
+    build,
+    train,
+    x_test,
+    y_test,
+    epochs,
+    compile_model,
+    max_routes=8,
+    verbose=0,
+    log=print,
+):
     """Trains and measures each static network of the architecture.
 
     Returns:
@@ -208,17 +244,27 @@ def static_baselines(build, train, x_test, y_test, epochs, compile_model,
     for name, route in static_routes(plan, max_routes):
         if log:
             log(f"baseline: static network {name}")
-        model = train_with_routing(build, route, train, epochs,
-                                   compile_model, verbose)
-        accuracy, flops, _ = measure(model, x_test, y_test,
-                                     count_controllers=False)
-        points.append(Point(f"static {name}", "static", accuracy, flops,
-                            {"route": {q: int(a) for q, a in route.items()}}))
+        model = train_with_routing(
+            build, route, train, epochs, compile_model, verbose
+        )
+        accuracy, flops, _ = measure(
+            model, x_test, y_test, count_controllers=False
+        )
+        points.append(
+            Point(
+                f"static {name}",
+                "static",
+                accuracy,
+                flops,
+                {"route": {q: int(a) for q, a in route.items()}},
+            )
+        )
     return points, model
 
 
-def random_routing_baseline(build, rates, train, x_test, y_test, epochs,
-                            compile_model, verbose=0):
+def random_routing_baseline(
+    build, rates, train, x_test, y_test, epochs, compile_model, verbose=0
+):
     """Trains and measures the graph under random routing at `rates`.
 
     Args:
@@ -227,8 +273,8 @@ def random_routing_baseline(build, rates, train, x_test, y_test, epochs,
 
     Example: `random_routing_baseline(build, rates, train, x, y, 3, kw)`.
     """
-    model = train_with_routing(build, rates, train, epochs, compile_model,
-                               verbose)
+    model = train_with_routing(
+        build, rates, train, epochs, compile_model, verbose
+    )
     accuracy, flops, _ = measure(model, x_test, y_test)
-    return Point("random routing", "random", accuracy, flops,
-                 {"rates": rates})
+    return Point("random routing", "random", accuracy, flops, {"rates": rates})

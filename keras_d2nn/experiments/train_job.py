@@ -68,34 +68,46 @@ class TrainConfig:
         if self.arch not in architectures.ARCHITECTURES:
             raise ValueError(
                 f"unknown --arch {self.arch!r}; expected one of "
-                f"{list(architectures.ARCHITECTURES)}.")
+                f"{list(architectures.ARCHITECTURES)}."
+            )
         if self.dataset not in pipelines.DATASETS:
             raise ValueError(
                 f"unknown --dataset {self.dataset!r}; expected one of "
-                f"{list(pipelines.DATASETS)}.")
+                f"{list(pipelines.DATASETS)}."
+            )
         check_cost_weight(self.cost_weight)
         if self.estimator not in estimators.NAMED:
             raise ValueError(
                 f"unknown --estimator {self.estimator!r}; expected one of "
-                f"{list(estimators.NAMED)}.")
+                f"{list(estimators.NAMED)}."
+            )
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} should be >= 1; received "
-                                 f"{getattr(self, name)}.")
-        for name in ("train_examples", "baseline_epochs", "warmup_epochs",
-                     "cost_weight_ramp_epochs"):
+                raise ValueError(
+                    f"--{name} should be >= 1; received {getattr(self, name)}."
+                )
+        for name in (
+            "train_examples",
+            "baseline_epochs",
+            "warmup_epochs",
+            "cost_weight_ramp_epochs",
+        ):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name} should be >= 0; received "
-                                 f"{getattr(self, name)}.")
+                raise ValueError(
+                    f"--{name} should be >= 0; received {getattr(self, name)}."
+                )
         return self
 
     def schedule(self):
         """The warm-up and cost-weight ramp fitted to `epochs` (shortened
         so that the last epoch trains at `cost_weight`; see
         `schedules.d2nn_schedule`)."""
-        return schedules.d2nn_schedule(self.cost_weight, self.epochs,
-                                       self.warmup_epochs,
-                                       self.cost_weight_ramp_epochs)
+        return schedules.d2nn_schedule(
+            self.cost_weight,
+            self.epochs,
+            self.warmup_epochs,
+            self.cost_weight_ramp_epochs,
+        )
 
 
 def builder(config):
@@ -107,8 +119,9 @@ def builder(config):
     factory = architectures.ARCHITECTURES[config.arch]
 
     def build():
-        return factory(input_shape=info["shape"],
-                       num_classes=len(info["class_names"]))
+        return factory(
+            input_shape=info["shape"], num_classes=len(info["class_names"])
+        )
 
     return build
 
@@ -151,15 +164,30 @@ def routing_collapse(model, x, decisions, sample=256):
         costs = []
         for a in range(len(plan.nodes[q].actions)):
             forced = {q: tf.fill([len(probe)], a)}
-            costs.append(float(np.mean(model.trace(
-                probe, decisions=forced, statistics=False)
-                .executed_flops.numpy())))
-        rank = ("costliest" if costs[action] >= max(costs) else
-                "cheapest" if costs[action] <= min(costs) else "middle")
-        collapsed.append({"controller": q,
-                          "action": plan.nodes[q].actions[action],
-                          "ran": float(len(decided) / len(decisions[q])),
-                          "rank": rank})
+            costs.append(
+                float(
+                    np.mean(
+                        model.trace(
+                            probe, decisions=forced, statistics=False
+                        ).executed_flops.numpy()
+                    )
+                )
+            )
+        rank = (
+            "costliest"
+            if costs[action] >= max(costs)
+            else "cheapest"
+            if costs[action] <= min(costs)
+            else "middle"
+        )
+        collapsed.append(
+            {
+                "controller": q,
+                "action": plan.nodes[q].actions[action],
+                "ran": float(len(decided) / len(decisions[q])),
+                "rank": rank,
+            }
+        )
     return {"routes": routes, "controllers": collapsed}
 
 
@@ -175,27 +203,39 @@ def collapse_warnings(collapse, cost_weight, epochs):
         return lines
     ranks = {c["rank"] for c in collapsed}
     if ranks == {"costliest"}:
-        advice = (f"raise --cost_weight (was {cost_weight:g}) or train "
-                  f"longer (more than --epochs={epochs})")
+        advice = (
+            f"raise --cost_weight (was {cost_weight:g}) or train "
+            f"longer (more than --epochs={epochs})"
+        )
     elif ranks == {"cheapest"}:
-        advice = (f"lower --cost_weight (was {cost_weight:g}) or train "
-                  f"longer (more than --epochs={epochs})")
+        advice = (
+            f"lower --cost_weight (was {cost_weight:g}) or train "
+            f"longer (more than --epochs={epochs})"
+        )
     else:
         advice = f"train longer (more than --epochs={epochs})"
     if collapse["routes"] == 1:
-        route = ", ".join(f"{c['controller']}={c['action']}"
-                          for c in collapsed)
-        which = (f", the {next(iter(ranks))} action of every controller"
-                 if len(ranks) == 1 and "middle" not in ranks else "")
-        lines.append(f"WARNING: no routing: every test example took the same "
-                     f"route ({route}{which}); this D2NN is a static "
-                     f"network. To get routing, {advice}.")
+        route = ", ".join(f"{c['controller']}={c['action']}" for c in collapsed)
+        which = (
+            f", the {next(iter(ranks))} action of every controller"
+            if len(ranks) == 1 and "middle" not in ranks
+            else ""
+        )
+        lines.append(
+            f"WARNING: no routing: every test example took the same "
+            f"route ({route}{which}); this D2NN is a static "
+            f"network. To get routing, {advice}."
+        )
     else:
         actions = "; ".join(
             f"{c['controller']} took {c['action']} ({c['rank']} action) "
-            "for every test example it decided for" for c in collapsed)
-        lines.append(f"WARNING: some controllers do not route: {actions}. "
-                     f"To get routing there, {advice}.")
+            "for every test example it decided for"
+            for c in collapsed
+        )
+        lines.append(
+            f"WARNING: some controllers do not route: {actions}. "
+            f"To get routing there, {advice}."
+        )
     return lines
 
 
@@ -240,12 +280,21 @@ def run(config, log=print):
         estimator.entropy_weight = config.entropy_weight
     model.compile(**_compile_kwargs(config), estimator=estimator)
     take = config.train_examples or None
-    train = pipelines.load(config.dataset, "train", config.batch_size,
-                           data_dir=config.tfds_dir, manual_dir=config.data_dir,
-                           take=take, seed=config.seed)
-    x_test, y_test = pipelines.load_arrays(config.dataset, "test",
-                                           data_dir=config.tfds_dir,
-                                           manual_dir=config.data_dir)
+    train = pipelines.load(
+        config.dataset,
+        "train",
+        config.batch_size,
+        data_dir=config.tfds_dir,
+        manual_dir=config.data_dir,
+        take=take,
+        seed=config.seed,
+    )
+    x_test, y_test = pipelines.load_arrays(
+        config.dataset,
+        "test",
+        data_dir=config.tfds_dir,
+        manual_dir=config.data_dir,
+    )
 
     output_dir = pathlib.Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -255,27 +304,43 @@ def run(config, log=print):
         # Histograms of the controllers' confidence on test images: for
         # watching only, nothing is chosen by them.
         logs = str(output_dir / "logs")
-        callbacks += [keras.callbacks.TensorBoard(logs),
-                      RoutingTensorBoard(logs, data=x_test[:1000])]
+        callbacks += [
+            keras.callbacks.TensorBoard(logs),
+            RoutingTensorBoard(logs, data=x_test[:1000]),
+        ]
 
-    log(f"Training {config.arch} on {config.dataset} for {config.epochs} "
+    log(
+        f"Training {config.arch} on {config.dataset} for {config.epochs} "
         f"epoch{'s' if config.epochs > 1 else ''}, cost_weight="
-        f"{config.cost_weight}: {schedule.describe()}.")
+        f"{config.cost_weight}: {schedule.describe()}."
+    )
     start = time.time()
     # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
-    model.fit(train, epochs=config.epochs, verbose=config.verbose,
-              shuffle=False, callbacks=callbacks)
+    model.fit(
+        train,
+        epochs=config.epochs,
+        verbose=config.verbose,
+        shuffle=False,
+        callbacks=callbacks,
+    )
     train_seconds = time.time() - start
 
     accuracy, mean_flops, decisions = baselines.measure(model, x_test, y_test)
-    d2nn = baselines.Point("D2NN", "d2nn", accuracy, mean_flops,
-                           {"cost_weight": config.cost_weight})
+    d2nn = baselines.Point(
+        "D2NN",
+        "d2nn",
+        accuracy,
+        mean_flops,
+        {"cost_weight": config.cost_weight},
+    )
     rows = model.cost_report(x_test, print_fn=log)
     class_names = pipelines.DATASETS[config.dataset]["class_names"]
-    routing = model.routing_report(x_test, y_test, class_names=class_names,
-                                   print_fn=log)
-    action_rates = {q: entry["actions"]
-                    for q, entry in routing["controllers"].items()}
+    routing = model.routing_report(
+        x_test, y_test, class_names=class_names, print_fn=log
+    )
+    action_rates = {
+        q: entry["actions"] for q, entry in routing["controllers"].items()
+    }
     collapse = routing_collapse(model, x_test, decisions)
     warnings = collapse_warnings(collapse, config.cost_weight, config.epochs)
 
@@ -283,12 +348,21 @@ def run(config, log=print):
     if config.baselines:
         epochs = config.baseline_epochs or config.epochs
         statics, full_network = baselines.static_baselines(
-            build, train, x_test, y_test, epochs, compiler(config), log=log)
+            build, train, x_test, y_test, epochs, compiler(config), log=log
+        )
         points += statics
         log("baseline: random routing at the D2NN's action rates")
-        points.append(baselines.random_routing_baseline(
-            build, baselines.action_rates(model, decisions), train, x_test,
-            y_test, epochs, compiler(config)))
+        points.append(
+            baselines.random_routing_baseline(
+                build,
+                baselines.action_rates(model, decisions),
+                train,
+                x_test,
+                y_test,
+                epochs,
+                compiler(config),
+            )
+        )
         # Exits sweep on the full static network: the D2NN's own later
         # stages were trained only on the examples routed to them.
         full_network.set_routing(None)
@@ -310,8 +384,13 @@ def run(config, log=print):
             "cost_weights": schedule.cost_weights(),
         },
         "baselines": [
-            {"name": p.name, "kind": p.kind, "test_accuracy": p.test_accuracy,
-             "mean_flops": p.mean_flops, **p.details}
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "test_accuracy": p.test_accuracy,
+                "mean_flops": p.mean_flops,
+                **p.details,
+            }
             for p in points
         ],
         "config": dataclasses.asdict(config),
@@ -320,15 +399,19 @@ def run(config, log=print):
         "routing": routing,
     }
     (output_dir / "report.json").write_text(json.dumps(report, indent=2))
-    gallery.route_gallery(model, x_test, y_test, output_dir / "routes.png",
-                          class_names)
+    gallery.route_gallery(
+        model, x_test, y_test, output_dir / "routes.png", class_names
+    )
     try:
         plot_graph(model, output_dir / "graph.png", data=x_test)
     except (RuntimeError, ImportError) as error:  # Graphviz is optional
         log(f"graph.png not drawn: {error}")
-    tradeoff_plot.tradeoff_plot([d2nn] + points, output_dir / "tradeoff.png",
-                                model.full_flops,
-                                title=f"{config.arch} on {config.dataset}")
+    tradeoff_plot.tradeoff_plot(
+        [d2nn] + points,
+        output_dir / "tradeoff.png",
+        model.full_flops,
+        title=f"{config.arch} on {config.dataset}",
+    )
     _save(model, output_dir / "model.keras", config.save_optimizer)
     _log_summary(report, log, output_dir)
     return report
@@ -345,27 +428,40 @@ def _save(model, path, save_optimizer):
         for node in copy.plan.order:
             if node.layer is not None:
                 node.layer.set_weights(
-                    model.plan.nodes[node.name].layer.get_weights())
+                    model.plan.nodes[node.name].layer.get_weights()
+                )
         model = copy
     model.save(path)
 
 
 def _log_summary(report, log, output_dir):
     log(f"\ntest accuracy:      {report['test_accuracy']:.4f}")
-    log(f"mean cost:          {report['mean_cost_fraction']:.4f} of the full "
+    log(
+        f"mean cost:          {report['mean_cost_fraction']:.4f} of the full "
         f"network ({report['mean_flops']:,.0f} of "
-        f"{report['full_flops']:,.0f} FLOPs per example)")
+        f"{report['full_flops']:,.0f} FLOPs per example)"
+    )
     for q, rates in report["action_rates"].items():
         shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
         log(f"controller {q}: {shares}")
     if report["baselines"]:
         log(f"\n{'baseline':<44} {'accuracy':>9} {'mean FLOPs':>14}")
         for b in report["baselines"]:
-            log(f"{b['name']:<44} {b['test_accuracy']:>9.4f} "
-                f"{b['mean_flops']:>14,.0f}")
-    written = ", ".join(name for name in (
-        "report.json", "tradeoff.png", "routes.png", "graph.png", "logs/")
-        if (output_dir / name).exists())
+            log(
+                f"{b['name']:<44} {b['test_accuracy']:>9.4f} "
+                f"{b['mean_flops']:>14,.0f}"
+            )
+    written = ", ".join(
+        name
+        for name in (
+            "report.json",
+            "tradeoff.png",
+            "routes.png",
+            "graph.png",
+            "logs/",
+        )
+        if (output_dir / name).exists()
+    )
     log(f"\nwrote to {output_dir}: {written} and model.keras")
     for line in report["warnings"]:
         log(f"\n{line}")

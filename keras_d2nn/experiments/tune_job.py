@@ -77,52 +77,71 @@ class TuneConfig:
 
     def objective(self):
         """The `tuning` objective the settings choose."""
-        chosen = [(name, value) for name, value in (
-            ("budget", self.budget), ("target_accuracy",
-                                      self.target_accuracy),
-            ("reward_cost_weight", self.reward_cost_weight)) if value]
+        chosen = [
+            (name, value)
+            for name, value in (
+                ("budget", self.budget),
+                ("target_accuracy", self.target_accuracy),
+                ("reward_cost_weight", self.reward_cost_weight),
+            )
+            if value
+        ]
         if len(chosen) > 1:
             raise ValueError(
                 "Give one objective: --budget, --target_accuracy or "
-                f"--reward_cost_weight; received {dict(chosen)}.")
+                f"--reward_cost_weight; received {dict(chosen)}."
+            )
         if not chosen:
             return tuning.Reward(0.1)
         name, value = chosen[0]
-        return {"budget": tuning.Budget, "target_accuracy":
-                tuning.AccuracyTarget,
-                "reward_cost_weight": tuning.Reward}[name](value)
+        return {
+            "budget": tuning.Budget,
+            "target_accuracy": tuning.AccuracyTarget,
+            "reward_cost_weight": tuning.Reward,
+        }[name](value)
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
         if self.arch not in architectures.ARCHITECTURES:
             raise ValueError(
                 f"unknown --arch {self.arch!r}; expected one of "
-                f"{list(architectures.ARCHITECTURES)}.")
+                f"{list(architectures.ARCHITECTURES)}."
+            )
         pipelines.check_dataset(self.dataset)
         if self.tuner not in TUNERS:
-            raise ValueError(f"unknown --tuner {self.tuner!r}; expected one "
-                             f"of {list(TUNERS)}.")
-        for name in ("max_trials", "epochs", "batch_size", "train_examples",
-                     "val_examples"):
+            raise ValueError(
+                f"unknown --tuner {self.tuner!r}; expected one "
+                f"of {list(TUNERS)}."
+            )
+        for name in (
+            "max_trials",
+            "epochs",
+            "batch_size",
+            "train_examples",
+            "val_examples",
+        ):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} should be >= 1; received "
-                                 f"{getattr(self, name)}.")
+                raise ValueError(
+                    f"--{name} should be >= 1; received {getattr(self, name)}."
+                )
         if self.train_examples + self.val_examples > 60_000:
             raise ValueError(
                 "--train_examples + --val_examples should be at most the "
                 "60000 training images (the validation images are the last "
                 f"ones); received {self.train_examples} + "
-                f"{self.val_examples}.")
+                f"{self.val_examples}."
+            )
         for name in self.estimator_names():
             if name not in estimators.NAMED:
-                raise ValueError(f"unknown estimator {name!r} in "
-                                 f"--estimators; expected some of "
-                                 f"{list(estimators.NAMED)}.")
+                raise ValueError(
+                    f"unknown estimator {name!r} in "
+                    f"--estimators; expected some of "
+                    f"{list(estimators.NAMED)}."
+                )
         self.objective()  # raises for several or bad objectives
 
     def estimator_names(self):
-        return tuple(n.strip() for n in self.estimators.split(",")
-                     if n.strip())
+        return tuple(n.strip() for n in self.estimators.split(",") if n.strip())
 
 
 class _RecordingMixin:
@@ -139,10 +158,18 @@ def make_tuner(config, hypermodel):
 
     Example: `tuner = make_tuner(config, D2NNHyperModel("high_low"))`.
     """
-    cls = type(f"Recording{TUNERS[config.tuner].__name__}",
-               (_RecordingMixin, TUNERS[config.tuner]), {})
-    common = dict(objective=tuning.OBJECTIVE, directory=config.output_dir,
-                  project_name="search", overwrite=False, seed=config.seed)
+    cls = type(
+        f"Recording{TUNERS[config.tuner].__name__}",
+        (_RecordingMixin, TUNERS[config.tuner]),
+        {},
+    )
+    common = dict(
+        objective=tuning.OBJECTIVE,
+        directory=config.output_dir,
+        project_name="search",
+        overwrite=False,
+        seed=config.seed,
+    )
     if config.tuner == "hyperband":
         return cls(hypermodel, max_epochs=config.epochs, **common)
     return cls(hypermodel, max_trials=config.max_trials, **common)
@@ -151,17 +178,22 @@ def make_tuner(config, hypermodel):
 def _splits(config):
     load = dict(data_dir=config.tfds_dir, manual_dir=config.data_dir)
     x_train, y_train = pipelines.load_arrays(
-        config.dataset, f"train[:{config.train_examples}]", **load)
+        config.dataset, f"train[:{config.train_examples}]", **load
+    )
     x_val, y_val = pipelines.load_arrays(
-        config.dataset, f"train[-{config.val_examples}:]", **load)
+        config.dataset, f"train[-{config.val_examples}:]", **load
+    )
     x_test, y_test = pipelines.load_arrays(config.dataset, "test", **load)
     return (x_train, y_train), (x_val, y_val), (x_test, y_test)
 
 
 def _threshold_at(points, budget):
     """The most accurate threshold-exit point within `budget`."""
-    within = [p for p in points if p["kind"] == "threshold"
-              and p["flop_fraction"] <= budget + 1e-9]
+    within = [
+        p
+        for p in points
+        if p["kind"] == "threshold" and p["flop_fraction"] <= budget + 1e-9
+    ]
     return max(within, key=lambda p: p["test_accuracy"]) if within else None
 
 
@@ -180,27 +212,44 @@ def run(config, log=print):
     objective = config.objective()
     (x_train, y_train), validation, (x_test, y_test) = _splits(config)
     hypermodel = tuning.D2NNHyperModel(
-        config.arch, objective,
+        config.arch,
+        objective,
         cost_weight_range=(config.cost_weight_min, config.cost_weight_max),
-        estimators=config.estimator_names(), input_shape=x_train.shape[1:],
-        num_classes=int(y_test.max()) + 1)
+        estimators=config.estimator_names(),
+        input_shape=x_train.shape[1:],
+        num_classes=int(y_test.max()) + 1,
+    )
     tuner = make_tuner(config, hypermodel)
-    log(f"Searching cost_weight for {config.arch} on {config.dataset}, "
+    log(
+        f"Searching cost_weight for {config.arch} on {config.dataset}, "
         f"objective {objective}, {config.tuner} tuner, project "
-        f"{tuner.project_dir}.")
-    tuner.search(x_train, y_train, epochs=config.epochs,
-                 batch_size=config.batch_size, validation_data=validation,
-                 verbose=config.verbose)
+        f"{tuner.project_dir}."
+    )
+    tuner.search(
+        x_train,
+        y_train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        validation_data=validation,
+        verbose=config.verbose,
+    )
     tuner_id = os.environ.get("KERASTUNER_TUNER_ID")
     output = pathlib.Path(config.output_dir)
     if tuner_id and tuner_id != "chief":
         # A worker of a distributed search: it reports what it ran; the
         # chief's (or a later plain) run writes the results.
-        (output / f"worker_{tuner_id}.json").write_text(json.dumps(
-            {"tuner_id": tuner_id,
-             "trials": getattr(tuner, "ran_trials", [])}))
-        return {"tuner_id": tuner_id,
-                "trials": getattr(tuner, "ran_trials", [])}
+        (output / f"worker_{tuner_id}.json").write_text(
+            json.dumps(
+                {
+                    "tuner_id": tuner_id,
+                    "trials": getattr(tuner, "ran_trials", []),
+                }
+            )
+        )
+        return {
+            "tuner_id": tuner_id,
+            "trials": getattr(tuner, "ran_trials", []),
+        }
     if tuner_id == "chief":
         # keras-tuner 1.4.8 saves the oracle before it drops the last
         # finished trial from the ongoing ones, and the chief stops right
@@ -209,8 +258,7 @@ def run(config, log=print):
         # The chief only hands out trials; its results (with the workers'
         # checkpoints) are read back by a plain run of the same command.
         return {"tuner_id": tuner_id}
-    return _report(config, tuner, objective, hypermodel, (x_test, y_test),
-                   log)
+    return _report(config, tuner, objective, hypermodel, (x_test, y_test), log)
 
 
 def _report(config, tuner, objective, hypermodel, test, log):
@@ -242,8 +290,10 @@ def _report(config, tuner, objective, hypermodel, test, log):
     summary = {
         "arch": config.arch,
         "dataset": config.dataset,
-        "objective": {"kind": type(objective).__name__,
-                      **dataclasses.asdict(objective)},
+        "objective": {
+            "kind": type(objective).__name__,
+            **dataclasses.asdict(objective),
+        },
         "trials": len(points),
         # The trials this run trained (not those an earlier run or other
         # workers finished).
@@ -255,22 +305,33 @@ def _report(config, tuner, objective, hypermodel, test, log):
         "config": dataclasses.asdict(config),
     }
     if isinstance(objective, tuning.Budget) and reference:
-        summary["threshold_at_budget"] = _threshold_at(reference,
-                                                       objective.budget)
-    (output / "pareto.json").write_text(json.dumps(
-        {"points": points, **summary}, indent=2))
+        summary["threshold_at_budget"] = _threshold_at(
+            reference, objective.budget
+        )
+    (output / "pareto.json").write_text(
+        json.dumps({"points": points, **summary}, indent=2)
+    )
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     plot_points = [
-        {"name": f"cw {p['cost_weight']:.3g}", "kind": "d2nn",
-         "test_accuracy": p["test_accuracy"],
-         "mean_flops": p["test_flop_fraction"] * full_flops}
-        for p in front] + [
+        {
+            "name": f"cw {p['cost_weight']:.3g}",
+            "kind": "d2nn",
+            "test_accuracy": p["test_accuracy"],
+            "mean_flops": p["test_flop_fraction"] * full_flops,
+        }
+        for p in front
+    ] + [
         {k: p[k] for k in ("name", "kind", "test_accuracy", "mean_flops")}
-        for p in reference]
-    tradeoff_plot.tradeoff_plot(plot_points, output / "pareto.png", full_flops,
-                                title=f"Pareto front of {len(points)} trials: "
-                                f"{config.arch} on {config.dataset}",
-                                budget=getattr(objective, "budget", None))
+        for p in reference
+    ]
+    tradeoff_plot.tradeoff_plot(
+        plot_points,
+        output / "pareto.png",
+        full_flops,
+        title=f"Pareto front of {len(points)} trials: "
+        f"{config.arch} on {config.dataset}",
+        budget=getattr(objective, "budget", None),
+    )
     _log_summary(summary, log, output)
     return summary
 
@@ -280,55 +341,86 @@ def _baselines(config, tuner, hypermodel, test, log):
     were (same epochs, same training images)."""
     x_test, y_test = test
     train_config = train_job.TrainConfig(
-        arch=config.arch, dataset=config.dataset, epochs=config.epochs,
-        batch_size=config.batch_size, data_dir=config.data_dir,
-        tfds_dir=config.tfds_dir, seed=config.seed)
-    train = pipelines.load(config.dataset, f"train[:{config.train_examples}]",
-                           config.batch_size, data_dir=config.tfds_dir,
-                           manual_dir=config.data_dir, seed=config.seed)
+        arch=config.arch,
+        dataset=config.dataset,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        data_dir=config.data_dir,
+        tfds_dir=config.tfds_dir,
+        seed=config.seed,
+    )
+    train = pipelines.load(
+        config.dataset,
+        f"train[:{config.train_examples}]",
+        config.batch_size,
+        data_dir=config.tfds_dir,
+        manual_dir=config.data_dir,
+        seed=config.seed,
+    )
     build = train_job.builder(train_config)
     statics, full_network = baselines.static_baselines(
-        build, train, x_test, y_test, config.epochs,
-        train_job.compiler(train_config), log=log)
+        build,
+        train,
+        x_test,
+        y_test,
+        config.epochs,
+        train_job.compiler(train_config),
+        log=log,
+    )
     full_network.set_routing(None)
-    points = statics + baselines.threshold_exit_curve(full_network, x_test,
-                                                      y_test)
+    points = statics + baselines.threshold_exit_curve(
+        full_network, x_test, y_test
+    )
     full = full_network.full_flops
-    return [{**p.as_dict(), "flop_fraction": p.mean_flops / full}
-            for p in points]
+    return [
+        {**p.as_dict(), "flop_fraction": p.mean_flops / full} for p in points
+    ]
 
 
 def _warnings(config, points, best, objective):
     """Trials that did not route; no trial meeting the constraint."""
-    flags = {"epochs": config.epochs,
-             "cost_weight_min": config.cost_weight_min,
-             "cost_weight_max": config.cost_weight_max}
-    return (tuning.no_routing_warnings(points, best, flags)
-            + tuning.infeasible_warnings(points, best, objective, flags))
+    flags = {
+        "epochs": config.epochs,
+        "cost_weight_min": config.cost_weight_min,
+        "cost_weight_max": config.cost_weight_max,
+    }
+    return tuning.no_routing_warnings(
+        points, best, flags
+    ) + tuning.infeasible_warnings(points, best, objective, flags)
 
 
 def _log_summary(summary, log, output):
     log(f"\n{summary['trials']} trials; Pareto front (validation -> test):")
-    log(f"{'cost_weight':>12} {'val acc':>8} {'val cost':>9} {'test acc':>9} "
-        f"{'test cost':>10}")
+    log(
+        f"{'cost_weight':>12} {'val acc':>8} {'val cost':>9} {'test acc':>9} "
+        f"{'test cost':>10}"
+    )
     for p in summary["front"]:
-        log(f"{p['cost_weight']:>12.4f} {p['val_accuracy']:>8.4f} "
+        log(
+            f"{p['cost_weight']:>12.4f} {p['val_accuracy']:>8.4f} "
             f"{p['val_flop_fraction']:>9.3f} {p['test_accuracy']:>9.4f} "
-            f"{p['test_flop_fraction']:>10.3f}")
+            f"{p['test_flop_fraction']:>10.3f}"
+        )
     best = summary["best"]
     if best is None:
         log("No trial met the objective's constraint; no best_model.keras.")
     else:
-        log(f"chosen: cost_weight {best['cost_weight']:.4f}, test accuracy "
+        log(
+            f"chosen: cost_weight {best['cost_weight']:.4f}, test accuracy "
             f"{best['test_accuracy']:.4f} at {best['test_flop_fraction']:.3f}"
-            " of the FLOPs")
+            " of the FLOPs"
+        )
     threshold = summary.get("threshold_at_budget")
     if threshold:
-        log(f"threshold exit within the budget: test accuracy "
+        log(
+            f"threshold exit within the budget: test accuracy "
             f"{threshold['test_accuracy']:.4f} at "
-            f"{threshold['flop_fraction']:.3f} of the FLOPs")
-    log(f"wrote {output / 'pareto.json'}, {output / 'pareto.png'}, "
+            f"{threshold['flop_fraction']:.3f} of the FLOPs"
+        )
+    log(
+        f"wrote {output / 'pareto.json'}, {output / 'pareto.png'}, "
         f"{output / 'summary.json'}"
-        + (f", {output / 'best_model.keras'}" if best else ""))
+        + (f", {output / 'best_model.keras'}" if best else "")
+    )
     for line in summary["warnings"]:
         log(f"\n{line}")

@@ -50,7 +50,8 @@ class Budget:
         if not 0 < self.budget <= 1:
             raise ValueError(
                 "`budget` is a fraction of the full network's FLOPs, in "
-                f"(0, 1]. Received: {self.budget!r}")
+                f"(0, 1]. Received: {self.budget!r}"
+            )
 
     def feasible(self, accuracy, flop_fraction):
         return flop_fraction <= self.budget
@@ -73,8 +74,8 @@ class AccuracyTarget:
     def __post_init__(self):
         if not 0 < self.target <= 1:
             raise ValueError(
-                f"`target` is an accuracy in (0, 1]. Received: "
-                f"{self.target!r}")
+                f"`target` is an accuracy in (0, 1]. Received: {self.target!r}"
+            )
 
     def feasible(self, accuracy, flop_fraction):
         return accuracy >= self.target
@@ -98,8 +99,8 @@ class Reward:
     def __post_init__(self):
         if not self.cost_weight >= 0:
             raise ValueError(
-                f"`cost_weight` should be >= 0. Received: "
-                f"{self.cost_weight!r}")
+                f"`cost_weight` should be >= 0. Received: {self.cost_weight!r}"
+            )
 
     def feasible(self, accuracy, flop_fraction):
         return True
@@ -138,32 +139,43 @@ class D2NNHyperModel(keras_tuner.HyperModel):
     ```
     """
 
-    def __init__(self, arch="high_low", objective=None,
-                 cost_weight_range=(0.01, 0.5),
-                 estimators=("reinforce_value",), input_shape=(28, 28, 1),
-                 num_classes=10, learning_rate=1e-3, warmup_epochs=1,
-                 cost_weight_ramp_epochs=1, name=None):
+    def __init__(
+        self,
+        arch="high_low",
+        objective=None,
+        cost_weight_range=(0.01, 0.5),
+        estimators=("reinforce_value",),
+        input_shape=(28, 28, 1),
+        num_classes=10,
+        learning_rate=1e-3,
+        warmup_epochs=1,
+        cost_weight_ramp_epochs=1,
+        name=None,
+    ):
         super().__init__(name=name, tunable=True)
         if arch not in architectures.ARCHITECTURES:
             raise ValueError(
                 f"Unknown architecture {arch!r}; expected one of "
-                f"{list(architectures.ARCHITECTURES)}.")
+                f"{list(architectures.ARCHITECTURES)}."
+            )
         low, high = cost_weight_range
         if not 0 < low < high:
             raise ValueError(
                 "`cost_weight_range` should be (min, max) with 0 < min < "
-                f"max (log scale). Received: {cost_weight_range!r}")
+                f"max (log scale). Received: {cost_weight_range!r}"
+            )
         unknown = [e for e in estimators if e not in estimators_lib.NAMED]
         if not estimators or unknown:
             raise ValueError(
                 f"`estimators` should name some of "
-                f"{list(estimators_lib.NAMED)}. Received: {estimators!r}")
-        for label, value in (("warmup_epochs", warmup_epochs),
-                             ("cost_weight_ramp_epochs",
-                              cost_weight_ramp_epochs)):
+                f"{list(estimators_lib.NAMED)}. Received: {estimators!r}"
+            )
+        for label, value in (
+            ("warmup_epochs", warmup_epochs),
+            ("cost_weight_ramp_epochs", cost_weight_ramp_epochs),
+        ):
             if value < 0:
-                raise ValueError(f"`{label}` should be >= 0. Received: "
-                                 f"{value}")
+                raise ValueError(f"`{label}` should be >= 0. Received: {value}")
         self.arch = arch
         self.objective = objective or Reward(0.1)
         self.cost_weight_range = (float(low), float(high))
@@ -175,17 +187,24 @@ class D2NNHyperModel(keras_tuner.HyperModel):
         self.cost_weight_ramp_epochs = cost_weight_ramp_epochs
 
     def build(self, hp):
-        cost_weight = hp.Float("cost_weight", *self.cost_weight_range,
-                               sampling="log")
-        name = (hp.Choice("estimator", list(self.estimators))
-                if len(self.estimators) > 1 else self.estimators[0])
+        cost_weight = hp.Float(
+            "cost_weight", *self.cost_weight_range, sampling="log"
+        )
+        name = (
+            hp.Choice("estimator", list(self.estimators))
+            if len(self.estimators) > 1
+            else self.estimators[0]
+        )
         model = architectures.ARCHITECTURES[self.arch](
-            input_shape=self.input_shape, num_classes=self.num_classes)
+            input_shape=self.input_shape, num_classes=self.num_classes
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"], cost_weight=cost_weight,
-            estimator=estimators_lib.by_name(name))
+            metrics=["accuracy"],
+            cost_weight=cost_weight,
+            estimator=estimators_lib.by_name(name),
+        )
         return model
 
     def schedule(self, hp, epochs):
@@ -199,24 +218,36 @@ class D2NNHyperModel(keras_tuner.HyperModel):
         """
         if "tuner/trial_id" in hp.values:
             return schedules.d2nn_schedule(hp.get("cost_weight"), epochs, 0, 0)
-        return schedules.d2nn_schedule(hp.get("cost_weight"), epochs,
-                                       self.warmup_epochs,
-                                       self.cost_weight_ramp_epochs)
+        return schedules.d2nn_schedule(
+            hp.get("cost_weight"),
+            epochs,
+            self.warmup_epochs,
+            self.cost_weight_ramp_epochs,
+        )
 
-    def fit(self, hp, model, *args, validation_data=None, epochs=1,
-            callbacks=None, **kwargs):
+    def fit(
+        self,
+        hp,
+        model,
+        *args,
+        validation_data=None,
+        epochs=1,
+        callbacks=None,
+        **kwargs,
+    ):
         """Trains with warm-up and cost-weight ramp, then measures on
         `validation_data` (required: an `(x, y)` pair of arrays)."""
         if validation_data is None or len(validation_data) != 2:
             raise ValueError(
                 "D2NNHyperModel measures every trial on held-out data: "
-                "pass `validation_data=(x_val, y_val)` to `search`.")
-        callbacks = list(callbacks or []) + self.schedule(
-            hp, epochs).callbacks()
+                "pass `validation_data=(x_val, y_val)` to `search`."
+            )
+        callbacks = (
+            list(callbacks or []) + self.schedule(hp, epochs).callbacks()
+        )
         model.fit(*args, epochs=epochs, callbacks=callbacks, **kwargs)
         x_val, y_val = validation_data
-        accuracy, mean_flops, decisions = baselines.measure(model, x_val,
-                                                            y_val)
+        accuracy, mean_flops, decisions = baselines.measure(model, x_val, y_val)
         fraction = mean_flops / model.full_flops
         collapse = train_job.routing_collapse(model, x_val, decisions)
         ranks = {c["rank"] for c in collapse["controllers"]}
@@ -228,9 +259,14 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             # With no routing (val_routes 1): 1 if the controllers took
             # their costliest actions, -1 their cheapest, 0 otherwise.
             "val_no_routing": float(
-                0 if collapse["routes"] > 1 else
-                1 if ranks == {"costliest"} else
-                -1 if ranks == {"cheapest"} else 0),
+                0
+                if collapse["routes"] > 1
+                else 1
+                if ranks == {"costliest"}
+                else -1
+                if ranks == {"cheapest"}
+                else 0
+            ),
         }
 
 
@@ -247,25 +283,32 @@ def trial_points(tuner):
     for trial in tuner.oracle.trials.values():
         if trial.status != "COMPLETED":
             continue
-        metrics = {name: trial.metrics.get_last_value(name)
-                   for name in ("score", "val_accuracy",
-                                "val_flop_fraction")}
-        if any(v is None or (isinstance(v, float) and math.isnan(v))
-               for v in metrics.values()):
+        metrics = {
+            name: trial.metrics.get_last_value(name)
+            for name in ("score", "val_accuracy", "val_flop_fraction")
+        }
+        if any(
+            v is None or (isinstance(v, float) and math.isnan(v))
+            for v in metrics.values()
+        ):
             continue
         # Recorded since routing checks came in: absent from older trials.
         routes = trial.metrics.get_last_value("val_routes")
         no_routing = None
         if routes == 1:
             no_routing = {1: "costliest", -1: "cheapest"}.get(
-                trial.metrics.get_last_value("val_no_routing"), "mixed")
-        points.append({"trial_id": trial.trial_id,
-                       "cost_weight": trial.hyperparameters.get(
-                           "cost_weight"),
-                       **metrics,
-                       "val_routes": None if routes is None else int(routes),
-                       "no_routing": no_routing,
-                       "hyperparameters": dict(trial.hyperparameters.values)})
+                trial.metrics.get_last_value("val_no_routing"), "mixed"
+            )
+        points.append(
+            {
+                "trial_id": trial.trial_id,
+                "cost_weight": trial.hyperparameters.get("cost_weight"),
+                **metrics,
+                "val_routes": None if routes is None else int(routes),
+                "no_routing": no_routing,
+                "hyperparameters": dict(trial.hyperparameters.values),
+            }
+        )
     # Trial ids are "0", "1", ..., "10": order them as numbers.
     return sorted(points, key=lambda p: (len(p["trial_id"]), p["trial_id"]))
 
@@ -281,9 +324,12 @@ def pareto_front(points):
         dominated = any(
             q["val_accuracy"] >= p["val_accuracy"]
             and q["val_flop_fraction"] <= p["val_flop_fraction"]
-            and (q["val_accuracy"] > p["val_accuracy"]
-                 or q["val_flop_fraction"] < p["val_flop_fraction"])
-            for q in points)
+            and (
+                q["val_accuracy"] > p["val_accuracy"]
+                or q["val_flop_fraction"] < p["val_flop_fraction"]
+            )
+            for q in points
+        )
         if not dominated:
             front.append(p)
     return sorted(front, key=lambda p: p["val_flop_fraction"])
@@ -295,13 +341,19 @@ def best_point(points, objective):
 
     Example: `best_point(trial_points(tuner), Budget(0.3))`.
     """
-    feasible = [p for p in points
-                if objective.feasible(p["val_accuracy"],
-                                      p["val_flop_fraction"])]
+    feasible = [
+        p
+        for p in points
+        if objective.feasible(p["val_accuracy"], p["val_flop_fraction"])
+    ]
     if not feasible:
         return None
-    return max(feasible, key=lambda p: objective.score(
-        p["val_accuracy"], p["val_flop_fraction"]))
+    return max(
+        feasible,
+        key=lambda p: objective.score(
+            p["val_accuracy"], p["val_flop_fraction"]
+        ),
+    )
 
 
 def measure_on_test(model, x_test, y_test):
@@ -310,8 +362,10 @@ def measure_on_test(model, x_test, y_test):
     Example: `measure_on_test(tuner.load_model(trial), x_test, y_test)`.
     """
     accuracy, mean_flops, _ = baselines.measure(model, x_test, y_test)
-    return {"test_accuracy": float(accuracy),
-            "test_flop_fraction": float(mean_flops / model.full_flops)}
+    return {
+        "test_accuracy": float(accuracy),
+        "test_flop_fraction": float(mean_flops / model.full_flops),
+    }
 
 
 def no_routing_warnings(points, best, config_flags):
@@ -332,27 +386,35 @@ def no_routing_warnings(points, best, config_flags):
     listed = ", ".join(
         f"trial {p['trial_id']} (cost_weight {p['cost_weight']:.3g}: "
         f"{p['no_routing']} route, {p['val_flop_fraction']:.3f} of the "
-        "FLOPs)" for p in stuck)
+        "FLOPs)"
+        for p in stuck
+    )
     kinds = {p["no_routing"] for p in stuck}
     epochs = config_flags["epochs"]
     if kinds == {"costliest"}:
-        advice = (f"raise --cost_weight_min (was "
-                  f"{config_flags['cost_weight_min']:g}) or train longer "
-                  f"(more than --epochs={epochs})")
+        advice = (
+            f"raise --cost_weight_min (was "
+            f"{config_flags['cost_weight_min']:g}) or train longer "
+            f"(more than --epochs={epochs})"
+        )
     elif kinds == {"cheapest"}:
-        advice = (f"lower --cost_weight_max (was "
-                  f"{config_flags['cost_weight_max']:g}) or train longer "
-                  f"(more than --epochs={epochs})")
+        advice = (
+            f"lower --cost_weight_max (was "
+            f"{config_flags['cost_weight_max']:g}) or train longer "
+            f"(more than --epochs={epochs})"
+        )
     else:
         advice = f"train longer (more than --epochs={epochs})"
     lines.append(
         f"WARNING: {len(stuck)} of {len(points)} trials did not route "
         f"(every validation example took the same route): {listed}. "
-        f"To search among D2NNs that route, {advice}.")
+        f"To search among D2NNs that route, {advice}."
+    )
     if best is not None and best.get("no_routing"):
         lines.append(
             f"WARNING: the chosen trial {best['trial_id']} does not route: "
-            "best_model.keras is a static network.")
+            "best_model.keras is a static network."
+        )
     return lines
 
 
@@ -364,8 +426,10 @@ def infeasible_warnings(points, best, objective, config_flags):
     """
     if best is not None or not points:
         return []
-    more = (f"run more trials (--max_trials) or train longer (more than "
-            f"--epochs={config_flags['epochs']})")
+    more = (
+        f"run more trials (--max_trials) or train longer (more than "
+        f"--epochs={config_flags['epochs']})"
+    )
     if isinstance(objective, Budget):
         cheapest = min(points, key=lambda p: p["val_flop_fraction"])
         return [
@@ -374,7 +438,8 @@ def infeasible_warnings(points, best, objective, config_flags):
             f"cost_weight {cheapest['cost_weight']:.3g}) used "
             f"{cheapest['val_flop_fraction']:.3f}. Search larger cost "
             f"weights (raise --cost_weight_min, was "
-            f"{config_flags['cost_weight_min']:g}), or {more}."]
+            f"{config_flags['cost_weight_min']:g}), or {more}."
+        ]
     if isinstance(objective, AccuracyTarget):
         best_accuracy = max(points, key=lambda p: p["val_accuracy"])
         return [
@@ -384,10 +449,21 @@ def infeasible_warnings(points, best, objective, config_flags):
             f"{best_accuracy['cost_weight']:.3g}) reached "
             f"{best_accuracy['val_accuracy']:.4f}. Search smaller cost "
             f"weights (lower --cost_weight_max, was "
-            f"{config_flags['cost_weight_max']:g}), or {more}."]
+            f"{config_flags['cost_weight_max']:g}), or {more}."
+        ]
     return []
 
 
-__all__ = ["OBJECTIVE", "Budget", "AccuracyTarget", "Reward",
-           "D2NNHyperModel", "trial_points", "pareto_front", "best_point",
-           "measure_on_test", "no_routing_warnings", "infeasible_warnings"]
+__all__ = [
+    "OBJECTIVE",
+    "Budget",
+    "AccuracyTarget",
+    "Reward",
+    "D2NNHyperModel",
+    "trial_points",
+    "pareto_front",
+    "best_point",
+    "measure_on_test",
+    "no_routing_warnings",
+    "infeasible_warnings",
+]

@@ -27,6 +27,14 @@ from keras_d2nn.export.serving import export_onnx
 from keras_d2nn.export.serving import export_saved_model
 from keras_d2nn.export.serving import serving_function
 
-__all__ = ["QUANTIZATIONS", "ExportedModel", "export_litert", "export_onnx",
-           "export_saved_model", "load_exported", "serving_function",
-           "static_network", "verify"]
+__all__ = [
+    "QUANTIZATIONS",
+    "ExportedModel",
+    "export_litert",
+    "export_onnx",
+    "export_saved_model",
+    "load_exported",
+    "serving_function",
+    "static_network",
+    "verify",
+]

@@ -42,7 +42,8 @@ def write_saved_model(models, fn, input_signature, path, functions=None):
     for model in models:
         if isinstance(model, keras.layers.Layer) and not model.built:
             raise ValueError(
-                f"'{model.name}' is not built; call it on data first.")
+                f"'{model.name}' is not built; call it on data first."
+            )
     # Not `archive.track(model)`: with it, Keras 3.15 stores every weight
     # twice (keras-team/keras#23553), doubling the file and the memory of
     # every server that loads it. The endpoint's traced function captures
@@ -54,8 +55,14 @@ def write_saved_model(models, fn, input_signature, path, functions=None):
     return str(path)
 
 
-def convert(models, fn, input_signature, optimizations=None,
-            representative_dataset=None, supported_types=None):
+def convert(
+    models,
+    fn,
+    input_signature,
+    optimizations=None,
+    representative_dataset=None,
+    supported_types=None,
+):
     """The LiteRT flatbuffer (bytes) of `fn`, with builtin ops only.
 
     Args:
@@ -71,11 +78,11 @@ def convert(models, fn, input_signature, optimizations=None,
     Example: `data = convert([m], lambda x: m(x), [tf.TensorSpec([1, 8])])`.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        saved = write_saved_model(models, fn, input_signature,
-                                  pathlib.Path(tmp) / "saved_model")
+        saved = write_saved_model(
+            models, fn, input_signature, pathlib.Path(tmp) / "saved_model"
+        )
         converter = tf.lite.TFLiteConverter.from_saved_model(saved)
-        converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.TFLITE_BUILTINS]
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if optimizations:
             converter.optimizations = list(optimizations)
         if representative_dataset is not None:
@@ -88,7 +95,8 @@ def convert(models, fn, input_signature, optimizations=None,
             raise ValueError(
                 "LiteRT conversion with builtin ops only failed (an op "
                 "would need the Flex delegate, or a layer is not "
-                f"convertible): {error}") from error
+                f"convertible): {error}"
+            ) from error
 
 
 def constant_bytes(model_content):
@@ -100,10 +108,12 @@ def constant_bytes(model_content):
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
-    names = {value: key for key, value in vars(schema.TensorType).items()
-             if not key.startswith("_")}
-    model = flatbuffer_utils.read_model_from_bytearray(
-        bytearray(model_content))
+    names = {
+        value: key
+        for key, value in vars(schema.TensorType).items()
+        if not key.startswith("_")
+    }
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_content))
     counts = {}
     for subgraph in model.subgraphs:
         for tensor in subgraph.tensors:
@@ -127,12 +137,12 @@ def unsupported_ops(message):
 
 def _layer_op_types(layer, specs):
     """Op types of one call of `layer` on inputs like `specs`."""
-    signature = [tf.TensorSpec((1,) + tuple(s.shape[1:]), s.dtype)
-                 for s in specs]
+    signature = [
+        tf.TensorSpec((1,) + tuple(s.shape[1:]), s.dtype) for s in specs
+    ]
 
     def call(*args):
-        return layer(args[0] if len(args) == 1 else list(args),
-                     training=False)
+        return layer(args[0] if len(args) == 1 else list(args), training=False)
 
     graph = tf.function(call).get_concrete_function(*signature).graph
     return {op.type for op in graph.get_operations()}
@@ -154,21 +164,26 @@ def name_unconvertible_layers(model, message):
             continue
         found = sorted(_layer_op_types(node.layer, specs) & ops)
         if found:
-            culprits.append(f"node '{node.name}' (layer "
-                            f"'{node.layer.name}', "
-                            f"{type(node.layer).__name__}) uses "
-                            f"{', '.join(found)}")
-    head = "\n".join(line for line in message.splitlines()[:12]
-                     if not line.startswith("  %"))
+            culprits.append(
+                f"node '{node.name}' (layer "
+                f"'{node.layer.name}', "
+                f"{type(node.layer).__name__}) uses "
+                f"{', '.join(found)}"
+            )
+    head = "\n".join(
+        line for line in message.splitlines()[:12] if not line.startswith("  %")
+    )
     if not culprits:
         return head
     return (
         "LiteRT conversion with builtin ops only failed: "
-        + "; ".join(culprits) + ". These TF ops are not TFLite builtins "
+        + "; ".join(culprits)
+        + ". These TF ops are not TFLite builtins "
         "(they would need the Flex delegate, which phones do not ship). "
         "Replace the layer by one made of builtin ops (see "
         "https://ai.google.dev/edge/litert/models/ops_compatibility), or "
-        "export a SavedModel or ONNX instead.")
+        "export a SavedModel or ONNX instead."
+    )
 
 
 def interpreter(model_content, num_threads=1, xnnpack=True):
@@ -182,10 +197,15 @@ def interpreter(model_content, num_threads=1, xnnpack=True):
     """
     from ai_edge_litert import interpreter as litert
 
-    resolver = (litert.OpResolverType.AUTO if xnnpack else
-                litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    resolver = (
+        litert.OpResolverType.AUTO
+        if xnnpack
+        else litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     result = litert.Interpreter(
-        model_content=model_content, num_threads=num_threads,
-        experimental_op_resolver_type=resolver)
+        model_content=model_content,
+        num_threads=num_threads,
+        experimental_op_resolver_type=resolver,
+    )
     result.allocate_tensors()
     return result

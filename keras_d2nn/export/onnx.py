@@ -20,10 +20,12 @@ OPSET = 18
 def _frozen_graph(fn, input_signature):
     from tensorflow.python.framework import convert_to_constants
 
-    concrete = tf.function(fn, input_signature=input_signature) \
-        .get_concrete_function()
+    concrete = tf.function(
+        fn, input_signature=input_signature
+    ).get_concrete_function()
     frozen = convert_to_constants.convert_variables_to_constants_v2(
-        concrete, lower_control_flow=True)
+        concrete, lower_control_flow=True
+    )
     # tf.nest flattens a dict in sorted key order, as the frozen outputs are.
     names = sorted(concrete.structured_outputs)
     return frozen, names
@@ -33,6 +35,7 @@ def _rename(proto, old, new):
     """Renames tensor `old` to `new` everywhere in the graph (not inside
     subgraphs: graph inputs and outputs are only referenced at top level
     or captured by name, which the rename covers too)."""
+
     def visit(graph):
         for node in graph.node:
             node.input[:] = [new if i == old else i for i in node.input]
@@ -91,8 +94,8 @@ def convert(fn, input_signature, conditional=True, opset=OPSET):
     outputs = [t.name for t in frozen.outputs]
     try:
         proto, _ = tf2onnx.convert.from_graph_def(
-            graph_def, input_names=inputs, output_names=outputs,
-            opset=opset)
+            graph_def, input_names=inputs, output_names=outputs, opset=opset
+        )
     except Exception as error:  # tf2onnx raises several types
         raise ValueError(f"ONNX conversion failed: {error}") from error
     for tensor, spec in zip(inputs, input_signature):
@@ -103,7 +106,8 @@ def convert(fn, input_signature, conditional=True, opset=OPSET):
         warnings.warn(
             "The ONNX conversion kept no conditional (`If`) operator: the "
             "exported model computes every branch and saves no time.",
-            stacklevel=2)
+            stacklevel=2,
+        )
     return proto
 
 
@@ -119,4 +123,6 @@ def session(model, num_threads=1):
     options.inter_op_num_threads = 1
     return onnxruntime.InferenceSession(
         model if isinstance(model, (bytes, str)) else str(model),
-        sess_options=options, providers=["CPUExecutionProvider"])
+        sess_options=options,
+        providers=["CPUExecutionProvider"],
+    )

@@ -23,8 +23,7 @@ import pathlib
 
 import numpy as np
 
-FORMAT_NAMES = {"saved_model": "SavedModel", "litert": "LiteRT",
-                "onnx": "ONNX"}
+FORMAT_NAMES = {"saved_model": "SavedModel", "litert": "LiteRT", "onnx": "ONNX"}
 FORMATS = tuple(FORMAT_NAMES)
 
 
@@ -44,7 +43,8 @@ def detect_format(path):
         raise FileNotFoundError(f"No exported model at {str(path)!r}.")
     raise ValueError(
         f"{str(path)!r} is not an exported model: expected a SavedModel "
-        "directory (with saved_model.pb), a .tflite file or an .onnx file.")
+        "directory (with saved_model.pb), a .tflite file or an .onnx file."
+    )
 
 
 class ExportedModel:
@@ -71,13 +71,23 @@ class ExportedModel:
     ```
     """
 
-    def __init__(self, path, fmt, call, input_name, input_shape, batch_size,
-                 quantized=False, input_dtype=np.float32):
+    def __init__(
+        self,
+        path,
+        fmt,
+        call,
+        input_name,
+        input_shape,
+        batch_size,
+        quantized=False,
+        input_dtype=np.float32,
+    ):
         self.path = str(path)
         self.format = fmt
         self.input_name = input_name
-        self.input_shape = None if input_shape is None else tuple(
-            int(d) for d in input_shape)
+        self.input_shape = (
+            None if input_shape is None else tuple(int(d) for d in input_shape)
+        )
         self.batch_size = batch_size
         self.quantized = quantized
         self.input_dtype = np.dtype(input_dtype)
@@ -92,7 +102,8 @@ class ExportedModel:
             raise ValueError(
                 f"This {name} export takes numbers ({want} "
                 f"{'images' if want.kind == 'f' else 'values'}); received "
-                f"an array of dtype {images.dtype}.")
+                f"an array of dtype {images.dtype}."
+            )
         if want.kind == "f":
             if images.dtype.kind != "f":
                 raise ValueError(
@@ -100,20 +111,25 @@ class ExportedModel:
                     f"training; received an array of dtype {images.dtype}. "
                     "It cannot know how integers (such as raw 0..255 "
                     "pixels) were scaled: convert them as the training "
-                    "data was, e.g. images.astype('float32') / 255.")
+                    "data was, e.g. images.astype('float32') / 255."
+                )
             return
         # An integer or bool input (token ids, say): declared by the graph.
-        declared = (f"This {name} export takes {want} values (its input "
-                    f"'{self.input_name}' is declared {want})")
+        declared = (
+            f"This {name} export takes {want} values (its input "
+            f"'{self.input_name}' is declared {want})"
+        )
         if images.dtype.kind == "f":
             raise ValueError(
                 f"{declared}; received an array of dtype {images.dtype}, "
-                f"which converting would truncate. Pass {want} values.")
+                f"which converting would truncate. Pass {want} values."
+            )
         if want.kind == "b":
             if images.dtype.kind != "b":
                 raise ValueError(
                     f"{declared}; received an array of dtype "
-                    f"{images.dtype}. Pass bool values.")
+                    f"{images.dtype}. Pass bool values."
+                )
             return
         if images.size and not np.can_cast(images.dtype, want):
             info = np.iinfo(want)
@@ -122,7 +138,8 @@ class ExportedModel:
                 raise ValueError(
                     f"{declared}; received {images.dtype} values from "
                     f"{low} to {high}, outside {want}'s range "
-                    f"[{info.min}, {info.max}].")
+                    f"[{info.min}, {info.max}]."
+                )
 
     def _checked(self, images):
         """`images` as an array, after checks of dtype (against the
@@ -134,12 +151,14 @@ class ExportedModel:
         if images.ndim == 0 or len(images) == 0:
             raise ValueError(f"This {name} export received no image.")
         if self.input_shape is not None and (
-                images.ndim != len(self.input_shape) + 1 or
-                tuple(images.shape[1:]) != self.input_shape):
+            images.ndim != len(self.input_shape) + 1
+            or tuple(images.shape[1:]) != self.input_shape
+        ):
             raise ValueError(
                 f"This {name} export takes images of shape (batch,) + "
                 f"{self.input_shape}; received an array of shape "
-                f"{images.shape}.")
+                f"{images.shape}."
+            )
         if self.format == "saved_model" and images.dtype.kind == "f":
             # Integers and bools cannot be NaN or Inf.
             finite = np.isfinite(images.reshape(len(images), -1)).all(1)
@@ -151,7 +170,8 @@ class ExportedModel:
                     f"Inf: {len(bad)} of {len(images)} do (at indices "
                     f"[{named}{', ...' if len(bad) > 20 else ''}]). "
                     "(LiteRT and ONNX exports return them with `valid` "
-                    "False instead.)")
+                    "False instead.)"
+                )
         return images
 
     def __call__(self, images):
@@ -162,7 +182,8 @@ class ExportedModel:
                 f"batches of exactly {self.batch_size}; received a batch of "
                 f"{len(images)}. Feed {self.batch_size} at a time "
                 "(`ExportedModel.run` does), or export with any batch size "
-                "(`batch_size=None`; CLI --export_batch_size=0).")
+                "(`batch_size=None`; CLI --export_batch_size=0)."
+            )
         return self._call(images.astype(self.input_dtype))
 
     def run(self, images, batch_size=256):
@@ -175,11 +196,14 @@ class ExportedModel:
         if self.batch_size is not None and len(images) % step:
             raise ValueError(
                 f"This model takes batches of exactly {step}: "
-                f"{len(images)} images do not split into them.")
-        parts = [self(images[i:i + step])
-                 for i in range(0, len(images), step)]
-        return {key: np.concatenate([p[key] for p in parts])
-                for key in parts[0]}
+                f"{len(images)} images do not split into them."
+            )
+        parts = [
+            self(images[i : i + step]) for i in range(0, len(images), step)
+        ]
+        return {
+            key: np.concatenate([p[key] for p in parts]) for key in parts[0]
+        }
 
 
 def _load_saved_model(path):
@@ -187,14 +211,19 @@ def _load_saved_model(path):
 
     loaded = tf.saved_model.load(str(path))
     signature = loaded.signatures["serving_default"]
-    (name, spec), = signature.structured_input_signature[1].items()
+    ((name, spec),) = signature.structured_input_signature[1].items()
     shape = spec.shape
     if shape.rank is None and "serving_input_shape" in loaded.signatures:
         # The input is declared of unknown shape (the graph checks it, see
         # `export.serving_function`); a second signature gives the shape.
-        shape = tf.TensorShape([None if d < 0 else int(d) for d in
-                                loaded.signatures["serving_input_shape"]()
-                                ["shape"].numpy()])
+        shape = tf.TensorShape(
+            [
+                None if d < 0 else int(d)
+                for d in loaded.signatures["serving_input_shape"]()[
+                    "shape"
+                ].numpy()
+            ]
+        )
 
     def call(images):
         try:
@@ -203,18 +232,28 @@ def _load_saved_model(path):
             # The graph's own checks: keep the assertion's message only.
             message = str(error)
             if "assertion failed: [" in message:
-                message = message.split("assertion failed: [", 1)[1] \
-                    .split("]\n", 1)[0]
-            raise ValueError(f"The SavedModel refused the images: "
-                             f"{message.strip()}") from None
+                message = message.split("assertion failed: [", 1)[1].split(
+                    "]\n", 1
+                )[0]
+            raise ValueError(
+                f"The SavedModel refused the images: {message.strip()}"
+            ) from None
         return {k: v.numpy() for k, v in outputs.items()}
 
     dtype = spec.dtype.as_numpy_dtype
     if shape.rank is None:  # an export of unknown shape, not by keras_d2nn
-        return ExportedModel(path, "saved_model", call, name, None, None,
-                             input_dtype=dtype)
-    return ExportedModel(path, "saved_model", call, name,
-                         shape[1:].as_list(), shape[0], input_dtype=dtype)
+        return ExportedModel(
+            path, "saved_model", call, name, None, None, input_dtype=dtype
+        )
+    return ExportedModel(
+        path,
+        "saved_model",
+        call,
+        name,
+        shape[1:].as_list(),
+        shape[0],
+        input_dtype=dtype,
+    )
 
 
 def _load_litert(path, num_threads):
@@ -222,37 +261,58 @@ def _load_litert(path, num_threads):
 
     content = pathlib.Path(path).read_bytes()
     probe = litert.interpreter(content, xnnpack=False)
-    (name, detail), = probe.get_signature_runner() \
-        .get_input_details().items()
+    ((name, detail),) = probe.get_signature_runner().get_input_details().items()
     signature_shape = list(detail["shape_signature"])
     batch = None if signature_shape[0] == -1 else int(signature_shape[0])
-    quantized = any(t["dtype"] in (np.int8, np.float16)
-                    for t in probe.get_tensor_details())
+    quantized = any(
+        t["dtype"] in (np.int8, np.float16) for t in probe.get_tensor_details()
+    )
     # XNNPACK cannot prepare the zero-size tensors of gather/scatter
     # routing (a branch no example takes); batch 1 has none.
-    runner = litert.interpreter(content, num_threads=num_threads,
-                                xnnpack=batch == 1).get_signature_runner()
+    runner = litert.interpreter(
+        content, num_threads=num_threads, xnnpack=batch == 1
+    ).get_signature_runner()
 
     def call(images):
         return {k: np.asarray(v) for k, v in runner(**{name: images}).items()}
 
-    return ExportedModel(path, "litert", call, name, signature_shape[1:],
-                         batch, quantized, input_dtype=detail["dtype"])
+    return ExportedModel(
+        path,
+        "litert",
+        call,
+        name,
+        signature_shape[1:],
+        batch,
+        quantized,
+        input_dtype=detail["dtype"],
+    )
 
 
 # onnxruntime's input types ("tensor(float)") -> NumPy dtypes.
-_ONNX_DTYPES = {"float": np.float32, "float16": np.float16,
-                "double": np.float64, "int8": np.int8, "int16": np.int16,
-                "int32": np.int32, "int64": np.int64, "uint8": np.uint8,
-                "uint16": np.uint16, "uint32": np.uint32,
-                "uint64": np.uint64, "bool": np.bool_}
+_ONNX_DTYPES = {
+    "float": np.float32,
+    "float16": np.float16,
+    "double": np.float64,
+    "int8": np.int8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "uint32": np.uint32,
+    "uint64": np.uint64,
+    "bool": np.bool_,
+}
 
 
 def _onnx_dtype(type_name):
     """The NumPy dtype of an onnxruntime input type such as
     `"tensor(int32)"`."""
-    inner = type_name[len("tensor("):-1] if type_name.startswith(
-        "tensor(") else type_name
+    inner = (
+        type_name[len("tensor(") : -1]
+        if type_name.startswith("tensor(")
+        else type_name
+    )
     if inner not in _ONNX_DTYPES:
         raise ValueError(f"unsupported ONNX input type {type_name!r}")
     return _ONNX_DTYPES[inner]
@@ -269,8 +329,15 @@ def _load_onnx(path, num_threads):
     def call(images):
         return dict(zip(names, session.run(names, {info.name: images})))
 
-    return ExportedModel(path, "onnx", call, info.name, info.shape[1:],
-                         batch, input_dtype=_onnx_dtype(info.type))
+    return ExportedModel(
+        path,
+        "onnx",
+        call,
+        info.name,
+        info.shape[1:],
+        batch,
+        input_dtype=_onnx_dtype(info.type),
+    )
 
 
 def load_exported(path, num_threads=1):
@@ -279,9 +346,11 @@ def load_exported(path, num_threads=1):
     Example: `load_exported("exported/1")(images)["decision_gate"]`.
     """
     fmt = detect_format(path)
-    loaders = {"saved_model": _load_saved_model,
-               "litert": lambda p: _load_litert(p, num_threads),
-               "onnx": lambda p: _load_onnx(p, num_threads)}
+    loaders = {
+        "saved_model": _load_saved_model,
+        "litert": lambda p: _load_litert(p, num_threads),
+        "onnx": lambda p: _load_onnx(p, num_threads),
+    }
     try:
         return loaders[fmt](path)
     except Exception as error:  # each runtime raises its own types
@@ -289,4 +358,5 @@ def load_exported(path, num_threads=1):
         raise ValueError(
             f"{str(path)!r} is not a readable {FORMAT_NAMES[fmt]} export "
             "(truncated, corrupt or not an export of keras_d2nn): "
-            f"{type(error).__name__}: {reason}") from None
+            f"{type(error).__name__}: {reason}"
+        ) from None

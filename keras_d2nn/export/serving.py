@@ -54,7 +54,8 @@ def _check_model(model):
         raise TypeError(
             "Export takes a keras_d2nn.D2NNModel (for a plain Keras model "
             "use keras.export or model.export). Received: "
-            f"{type(model).__name__}")
+            f"{type(model).__name__}"
+        )
 
 
 def _single_input(model):
@@ -63,7 +64,8 @@ def _single_input(model):
     if len(inputs) != 1:
         raise ValueError(
             "Export supports models with one input; this one has "
-            f"{[n.name for n in inputs]}.")
+            f"{[n.name for n in inputs]}."
+        )
     return inputs[0]
 
 
@@ -74,10 +76,12 @@ def input_signature(model, batch_size=None):
     """
     node = _single_input(model)
     if batch_size is not None and (
-            not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+    ):
         raise ValueError(
             f"`batch_size` should be None (any) or an int >= 1. Received: "
-            f"{batch_size!r}")
+            f"{batch_size!r}"
+        )
     if node.shape is None or None in node.shape:
         # D2NNModel refuses such graphs (FLOPs need static shapes); a model
         # restored from an edited config could still carry one.
@@ -85,9 +89,13 @@ def input_signature(model, batch_size=None):
             f"Input '{node.name}' has shape {node.shape}: export needs "
             "every dimension but the batch known (the exported function "
             "is traced once for that shape). Declare it in the graph, "
-            "e.g. graph.input(name, shape=(28, 28, 1)).")
-    return [tf.TensorSpec([batch_size] + list(node.shape), node.dtype,
-                          name=node.name)]
+            "e.g. graph.input(name, shape=(28, 28, 1))."
+        )
+    return [
+        tf.TensorSpec(
+            [batch_size] + list(node.shape), node.dtype, name=node.name
+        )
+    ]
 
 
 def _integer_flops(model, trace):
@@ -101,8 +109,9 @@ def _integer_flops(model, trace):
     for name, mask in trace.executed.items():
         flops = int(round(model.plan.flops.get(name, 0)))
         if flops:
-            term = tf.where(mask, tf.constant(flops, tf.int64),
-                            tf.constant(0, tf.int64))
+            term = tf.where(
+                mask, tf.constant(flops, tf.int64), tf.constant(0, tf.int64)
+            )
             total = term if total is None else total + term
     if total is None:
         return tf.zeros_like(trace.executed_flops)
@@ -117,8 +126,7 @@ _NAMED_INDICES = 20
 
 def _shape_text(shape):
     """`"(2, 28, 28)"` for an int tensor `shape` (a string tensor)."""
-    items = tf.strings.reduce_join(tf.strings.as_string(shape),
-                                   separator=", ")
+    items = tf.strings.reduce_join(tf.strings.as_string(shape), separator=", ")
     comma = tf.where(tf.equal(tf.size(shape), 1), ",", "")
     return tf.strings.join(["(", items, comma, ")"])
 
@@ -143,22 +151,30 @@ def _checked_shape(inputs, node, batch_size):
     aborts the process.
     """
     expected = [batch_size] + [int(d) for d in node.shape]
-    shown = ", ".join(["batch" if batch_size is None else str(batch_size)]
-                      + [str(d) for d in node.shape])
+    shown = ", ".join(
+        ["batch" if batch_size is None else str(batch_size)]
+        + [str(d) for d in node.shape]
+    )
     shape = tf.shape(inputs, out_type=tf.int64)
     rank_ok = tf.equal(tf.size(shape), len(expected))
     # Padded so that the slice exists whatever the rank received.
     padded = tf.concat([shape, tf.zeros([len(expected)], tf.int64)], 0)
     start = 0 if batch_size is not None else 1
     want = tf.constant([d for d in expected[start:]], tf.int64)
-    dims_ok = tf.reduce_all(tf.equal(
-        padded[start:len(expected)], want))
+    dims_ok = tf.reduce_all(tf.equal(padded[start : len(expected)], want))
     check = tf.debugging.Assert(
         tf.logical_and(rank_ok, dims_ok),
-        [tf.strings.join([
-            # Backquotes: the assertion would print quotes escaped.
-            f"input `{node.name}` should have shape ({shown}) "
-            f"({_dtype_text(node)}); received shape ", _shape_text(shape)])])
+        [
+            tf.strings.join(
+                [
+                    # Backquotes: the assertion would print quotes escaped.
+                    f"input `{node.name}` should have shape ({shown}) "
+                    f"({_dtype_text(node)}); received shape ",
+                    _shape_text(shape),
+                ]
+            )
+        ],
+    )
     with tf.control_dependencies([check]):
         inputs = tf.identity(inputs)
     # Not `tf.ensure_shape`: with a fully known shape (a fixed batch size)
@@ -180,8 +196,7 @@ def _finite_rows(inputs, bitwise):
     # the input to whatever it is fed, a request of another size per
     # example then fails here (RESHAPE failed to prepare) instead of
     # being run on misread values.
-    flat_shape = ([tf.shape(inputs)[0], -1] if size is None else
-                  [-1, size])
+    flat_shape = [tf.shape(inputs)[0], -1] if size is None else [-1, size]
     if not inputs.dtype.is_floating:
         # From the reshaped input, so that the reshape (and its check of
         # the size per example) stays in the graph.
@@ -192,8 +207,9 @@ def _finite_rows(inputs, bitwise):
         return tf.reduce_all(tf.math.is_finite(flat), axis=1)
     # Bitcast first, the input itself: int8 quantisation would quantise
     # a Reshape (or any op with an int8 kernel) of the float input.
-    bits = tf.reshape(tf.bitcast(tf.cast(inputs, tf.float32), tf.int32),
-                      flat_shape)
+    bits = tf.reshape(
+        tf.bitcast(tf.cast(inputs, tf.float32), tf.int32), flat_shape
+    )
     # Arithmetic shift: the exponent with the sign bit above it, so an
     # exponent of all ones (NaN or Inf) is 255, or -1 when negative.
     exponent = tf.bitwise.right_shift(bits, 23)
@@ -207,13 +223,26 @@ def _refuse_non_finite(inputs, finite, node):
     bad = tf.reshape(tf.where(tf.logical_not(finite)), [-1])
     count = tf.size(bad)
     named = tf.strings.reduce_join(
-        tf.strings.as_string(bad[:_NAMED_INDICES]), separator=", ")
+        tf.strings.as_string(bad[:_NAMED_INDICES]), separator=", "
+    )
     more = tf.where(count > _NAMED_INDICES, ", ...", "")
-    check = tf.debugging.Assert(tf.reduce_all(finite), [tf.strings.join([
-        f"input `{node.name}`: ", tf.strings.as_string(count), " of ",
-        tf.strings.as_string(tf.size(finite)),
-        " images hold NaN or Inf values (at indices [", named, more,
-        "]); images should hold finite numbers"])])
+    check = tf.debugging.Assert(
+        tf.reduce_all(finite),
+        [
+            tf.strings.join(
+                [
+                    f"input `{node.name}`: ",
+                    tf.strings.as_string(count),
+                    " of ",
+                    tf.strings.as_string(tf.size(finite)),
+                    " images hold NaN or Inf values (at indices [",
+                    named,
+                    more,
+                    "]); images should hold finite numbers",
+                ]
+            )
+        ],
+    )
     with tf.control_dependencies([check]):
         return tf.identity(inputs)
 
@@ -230,8 +259,7 @@ def _nan_where(value, valid, bitwise):
     return tf.cast(tf.bitcast(bits, tf.float32), value.dtype)
 
 
-def serving_function(model, on_invalid="flag", bitwise=False,
-                     batch_size=None):
+def serving_function(model, on_invalid="flag", bitwise=False, batch_size=None):
     """The exported function: a batch of inputs -> a dict of outputs.
 
     Keys: `logits` and `probabilities` (softmax of the model's output;
@@ -260,8 +288,10 @@ def serving_function(model, on_invalid="flag", bitwise=False,
     """
     node = _single_input(model)
     if on_invalid not in ON_INVALID:
-        raise ValueError(f"`on_invalid` should be one of {ON_INVALID}. "
-                         f"Received: {on_invalid!r}")
+        raise ValueError(
+            f"`on_invalid` should be one of {ON_INVALID}. "
+            f"Received: {on_invalid!r}"
+        )
 
     def serve(inputs):
         inputs = tf.convert_to_tensor(inputs)
@@ -279,8 +309,7 @@ def serving_function(model, on_invalid="flag", bitwise=False,
             input_checks.check_input(node, inputs.shape, inputs.dtype)
             valid = _finite_rows(inputs, bitwise)
             if floating:
-                mask = tf.reshape(valid,
-                                  [-1] + [1] * (inputs.shape.rank - 1))
+                mask = tf.reshape(valid, [-1] + [1] * (inputs.shape.rank - 1))
                 inputs = tf.where(mask, inputs, tf.zeros_like(inputs))
         # Checked (and flagged) above: no Assert op for LiteRT and ONNX.
         with non_finite.unchecked():
@@ -293,13 +322,15 @@ def serving_function(model, on_invalid="flag", bitwise=False,
         else:
             results.update(trace.outputs)
         if on_invalid == "flag":
-            results = {k: _nan_where(v, valid, bitwise)
-                       if v.dtype.is_floating else v
-                       for k, v in results.items()}
+            results = {
+                k: _nan_where(v, valid, bitwise) if v.dtype.is_floating else v
+                for k, v in results.items()
+            }
         for q, decision in trace.decisions.items():
             if on_invalid == "flag":
-                decision = tf.where(valid, decision,
-                                    tf.constant(-1, decision.dtype))
+                decision = tf.where(
+                    valid, decision, tf.constant(-1, decision.dtype)
+                )
             results[f"decision_{q}"] = decision
         results["executed_flops"] = _integer_flops(model, trace)
         results["valid"] = valid
@@ -315,7 +346,7 @@ def saved_model_signature(model, batch_size=None):
 
     Example: `saved_model_signature(model)  # [TensorSpec(None, ...)]`.
     """
-    spec, = input_signature(model, batch_size)
+    (spec,) = input_signature(model, batch_size)
     return [tf.TensorSpec(None, spec.dtype, name=spec.name)]
 
 
@@ -338,16 +369,19 @@ def export_saved_model(model, path, batch_size=None):
     # saved_model_cli show --dir exported/1 --all
     ```
     """
-    spec, = input_signature(model, batch_size)  # checks model, batch size
+    (spec,) = input_signature(model, batch_size)  # checks model, batch size
     shape = [-1 if d is None else int(d) for d in spec.shape]
 
     def expected_shape():
         return {"shape": tf.constant(shape, tf.int64)}
 
     return litert.write_saved_model(
-        [model], serving_function(model, "raise", batch_size=batch_size),
-        saved_model_signature(model, batch_size), pathlib.Path(path),
-        functions={SERVING_INPUT_SHAPE: expected_shape})
+        [model],
+        serving_function(model, "raise", batch_size=batch_size),
+        saved_model_signature(model, batch_size),
+        pathlib.Path(path),
+        functions={SERVING_INPUT_SHAPE: expected_shape},
+    )
 
 
 def _representative(images, batch_size, dtype=tf.float32):
@@ -359,13 +393,14 @@ def _representative(images, batch_size, dtype=tf.float32):
 
     def generate():
         for start in range(0, len(images) - step + 1, step):
-            yield [images[start:start + step]]
+            yield [images[start : start + step]]
 
     return generate
 
 
-def export_litert(model, path, batch_size=1, quantization=None,
-                  representative_images=None):
+def export_litert(
+    model, path, batch_size=1, quantization=None, representative_images=None
+):
     """Writes a LiteRT (`.tflite`) model with builtin ops only.
 
     Args:
@@ -396,7 +431,8 @@ def export_litert(model, path, batch_size=1, quantization=None,
     if quantization not in QUANTIZATIONS:
         raise ValueError(
             f"`quantization` should be one of {QUANTIZATIONS}. Received: "
-            f"{quantization!r}")
+            f"{quantization!r}"
+        )
     signature = input_signature(model, batch_size)
     options = {}
     if quantization is not None:
@@ -408,29 +444,39 @@ def export_litert(model, path, batch_size=1, quantization=None,
             raise ValueError(
                 "int8 quantisation needs `representative_images`: real "
                 "inputs to calibrate activation ranges on (a few hundred "
-                "training images).")
+                "training images)."
+            )
         expected = tuple(signature[0].shape[1:])
-        if (not signature[0].dtype.is_floating
-                and np.asarray(representative_images).dtype.kind == "f"):
+        if (
+            not signature[0].dtype.is_floating
+            and np.asarray(representative_images).dtype.kind == "f"
+        ):
             raise ValueError(
                 f"`representative_images` should hold "
                 f"{signature[0].dtype.name} values, as the model's input "
                 f"'{signature[0].name}' is declared; received dtype "
                 f"{np.asarray(representative_images).dtype}, which "
-                "converting would truncate.")
+                "converting would truncate."
+            )
         if tuple(np.shape(representative_images)[1:]) != expected:
             raise ValueError(
                 "`representative_images` should have shape (n,) + "
-                f"{expected}. Received: {np.shape(representative_images)}")
+                f"{expected}. Received: {np.shape(representative_images)}"
+            )
         options["representative_dataset"] = _representative(
-            representative_images, batch_size, signature[0].dtype)
+            representative_images, batch_size, signature[0].dtype
+        )
     try:
         content = litert.convert(
-            [model], serving_function(model, "flag", bitwise=True),
-            signature, **options)
+            [model],
+            serving_function(model, "flag", bitwise=True),
+            signature,
+            **options,
+        )
     except ValueError as error:
-        raise ValueError(litert.name_unconvertible_layers(
-            model, str(error))) from error
+        raise ValueError(
+            litert.name_unconvertible_layers(model, str(error))
+        ) from error
     if quantization == "int8":
         _warn_uncalibrated(content)
     path = pathlib.Path(path)
@@ -453,7 +499,8 @@ def _warn_uncalibrated(content):
             "branch, and a branch that none takes has no activation ranges. "
             "Pass more, or more varied, `representative_images` (for a "
             "trained model, a few hundred real training images).",
-            stacklevel=3)
+            stacklevel=3,
+        )
 
 
 def export_onnx(model, path, batch_size=None):
@@ -474,8 +521,11 @@ def export_onnx(model, path, batch_size=None):
     ```
     """
     signature = input_signature(model, batch_size)  # checks the model
-    proto = onnx.convert(serving_function(model, "flag"), signature,
-                         conditional=bool(model.plan.controllers))
+    proto = onnx.convert(
+        serving_function(model, "flag"),
+        signature,
+        conditional=bool(model.plan.controllers),
+    )
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(proto.SerializeToString())

@@ -29,17 +29,20 @@ def route_nodes(plan, route):
     if missing:
         raise ValueError(
             f"A static route needs an action for every controller; missing: "
-            f"{missing}. Received: route={route}")
+            f"{missing}. Received: route={route}"
+        )
     for q, action in route.items():
         actions = plan.nodes[q].actions if q in plan.nodes else None
         if actions is None or q not in plan.controllers:
             raise ValueError(
                 f"'{q}' is not a controller of this graph; controllers: "
-                f"{list(plan.controllers)}")
+                f"{list(plan.controllers)}"
+            )
         if not 0 <= int(action) < len(actions):
             raise ValueError(
                 f"Controller '{q}' has actions 0..{len(actions) - 1} "
-                f"{list(actions)}; received {action}.")
+                f"{list(actions)}; received {action}."
+            )
     sizes = [len(plan.nodes[q].actions) for q in plan.controllers]
     joint = tuple(int(route[q]) for q in plan.controllers)
     index = int(np.ravel_multi_index(joint, sizes)) if sizes else 0
@@ -63,18 +66,29 @@ def static_routes(plan, max_routes=8):
     controllers = plan.controllers
     actions = [plan.nodes[q].actions for q in controllers]
     seen, routes = set(), []
-    for index, joint in enumerate(itertools.product(
-            *[range(len(a)) for a in actions])):
-        executed = frozenset(n for n, c in plan.conditions.items()
-                             if c[index])
+    for index, joint in enumerate(
+        itertools.product(*[range(len(a)) for a in actions])
+    ):
+        executed = frozenset(n for n, c in plan.conditions.items() if c[index])
         if executed in seen:
             continue
         seen.add(executed)
-        name = ", ".join(f"{q}={a[d]}" for q, a, d in zip(
-            controllers, actions, joint) if q in executed)
+        name = ", ".join(
+            f"{q}={a[d]}"
+            for q, a, d in zip(controllers, actions, joint)
+            if q in executed
+        )
         cost = sum(plan.flops[n] for n in executed if n not in controllers)
-        uniform = len({a[d] for a, d, q in zip(actions, joint, controllers)
-                       if q in executed}) == 1
+        uniform = (
+            len(
+                {
+                    a[d]
+                    for a, d, q in zip(actions, joint, controllers)
+                    if q in executed
+                }
+            )
+            == 1
+        )
         routes.append((cost, name, dict(zip(controllers, joint)), uniform))
     routes.sort(key=lambda r: r[0])
     if len(routes) > max_routes:
@@ -132,39 +146,52 @@ def static_network(model, route=None, name=None, prune=True):
             continue
         if node.kind == "input":
             inputs[node.name] = keras.Input(
-                shape=tuple(node.shape), dtype=node.dtype, name=node.name)
+                shape=tuple(node.shape), dtype=node.dtype, name=node.name
+            )
             values[node.name] = inputs[node.name]
             continue
         reference = next(iter(inputs.values()))
         args = [
-            values[p] if p in on_route else FillLike(
-                tuple(plan.specs[p].shape[1:]), node.defaults.get(p, 0.0),
-                name=f"{node.name}_default_{p}")(reference)
+            values[p]
+            if p in on_route
+            else FillLike(
+                tuple(plan.specs[p].shape[1:]),
+                node.defaults.get(p, 0.0),
+                name=f"{node.name}_default_{p}",
+            )(reference)
             for p in node.inputs
         ]
         if node.kind == "dummy":
             values[node.name] = args[0] if args else None
         elif node.kind == "merge" and node.layer is None:
             # A merge of alternatives: exactly one input runs on a route.
-            values[node.name] = next(values[p] for p in node.inputs
-                                     if p in on_route)
+            values[node.name] = next(
+                values[p] for p in node.inputs if p in on_route
+            )
         else:
-            values[node.name] = node.layer(args[0] if len(args) == 1
-                                           else args)
+            values[node.name] = node.layer(args[0] if len(args) == 1 else args)
     outputs = {out: values[node] for out, node in plan.outputs}
     if not prune:
         produced = {node for _, node in plan.outputs}
-        read = {p for n in plan.order if n.name in values
-                for p in n.inputs}
-        outputs.update({n: v for n, v in values.items()
-                        if n not in read and n not in inputs
-                        and v is not None and n not in produced})
+        read = {p for n in plan.order if n.name in values for p in n.inputs}
+        outputs.update(
+            {
+                n: v
+                for n, v in values.items()
+                if n not in read
+                and n not in inputs
+                and v is not None
+                and n not in produced
+            }
+        )
     model_inputs = [inputs[n.name] for n in plan.order if n.name in inputs]
     return keras.Model(
         inputs=model_inputs[0] if len(model_inputs) == 1 else model_inputs,
-        outputs=(next(iter(outputs.values())) if len(outputs) == 1
-                 else outputs),
-        name=name or f"{model.name}_static")
+        outputs=(
+            next(iter(outputs.values())) if len(outputs) == 1 else outputs
+        ),
+        name=name or f"{model.name}_static",
+    )
 
 
 def static_nodes(plan, route):
@@ -196,4 +223,3 @@ def static_flops(model, route=None):
     plan = model.plan
     route = most_expensive_route(plan) if route is None else dict(route)
     return float(sum(plan.flops[n] for n in static_nodes(plan, route)))
-

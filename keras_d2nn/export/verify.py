@@ -27,9 +27,13 @@ def keras_outputs(model, images, batch_size=256):
     Example: `keras_outputs(model, x_test)["decision_gate"]`.
     """
     serve = tf.function(serving.serving_function(model), reduce_retracing=True)
-    parts = [{k: v.numpy() for k, v in
-              serve(tf.constant(images[i:i + batch_size])).items()}
-             for i in range(0, len(images), batch_size)]
+    parts = [
+        {
+            k: v.numpy()
+            for k, v in serve(tf.constant(images[i : i + batch_size])).items()
+        }
+        for i in range(0, len(images), batch_size)
+    ]
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -43,9 +47,11 @@ def _valid(outputs):
 
 def _predictions(outputs):
     """Top-1 classes, -1 for the examples flagged invalid."""
-    return np.where(_valid(outputs),
-                    np.argmax(np.nan_to_num(outputs["probabilities"]), -1),
-                    -1)
+    return np.where(
+        _valid(outputs),
+        np.argmax(np.nan_to_num(outputs["probabilities"]), -1),
+        -1,
+    )
 
 
 def _summary(outputs, labels, full_flops):
@@ -87,34 +93,45 @@ def verify(model, exported, images, labels, batch_size=256):
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(
             f"verify needs as many labels as images, at least one; "
-            f"received {len(images)} images and {len(labels)} labels.")
+            f"received {len(images)} images and {len(labels)} labels."
+        )
     want = keras_outputs(model, images, batch_size)
     got = exported.run(images, batch_size)
     if "probabilities" not in got:
         raise ValueError(
             f"{exported.path} has no `probabilities` output (outputs: "
-            f"{sorted(got)}); was it written by keras_d2nn.export?")
+            f"{sorted(got)}); was it written by keras_d2nn.export?"
+        )
     decisions = sorted(k for k in want if k.startswith("decision_"))
     missing = [k for k in decisions if k not in got]
     if missing:
         raise ValueError(
             f"{exported.path} lacks the outputs {missing} of this model: "
-            "was it exported from a different model?")
+            "was it exported from a different model?"
+        )
     full = model.plan.full_flops
     top1 = _predictions(want) == _predictions(got)
-    agreement = {k[len("decision_"):]: float(np.mean(want[k] == got[k]))
-                 for k in decisions}
+    agreement = {
+        k[len("decision_") :]: float(np.mean(want[k] == got[k]))
+        for k in decisions
+    }
     valid = _valid(want)
     valid_agreement = float(np.mean(valid == _valid(got)))
     both = valid & _valid(got)
-    difference = float(np.max(np.abs(
-        want["probabilities"][both] - got["probabilities"][both]),
-        initial=0.0))
+    difference = float(
+        np.max(
+            np.abs(want["probabilities"][both] - got["probabilities"][both]),
+            initial=0.0,
+        )
+    )
     passed = None
     if not exported.quantized:
-        passed = bool(top1.all() and all(v == 1.0 for v in agreement.values())
-                      and valid_agreement == 1.0
-                      and difference <= PROBABILITY_TOLERANCE)
+        passed = bool(
+            top1.all()
+            and all(v == 1.0 for v in agreement.values())
+            and valid_agreement == 1.0
+            and difference <= PROBABILITY_TOLERANCE
+        )
     return {
         "n": int(len(images)),
         "format": exported.format,
@@ -145,19 +162,26 @@ def format_report(report):
     for q, value in report["decision_agreement"].items():
         lines.append(f"  decisions of {q:<9} {value:.4f}")
     if report.get("invalid_images"):
-        lines.append(f"  NaN/Inf images         {report['invalid_images']}"
-                     f" (flagged alike: {report['valid_agreement']:.4f})")
-    lines.append(f"  max |d probability|    "
-                 f"{report['max_abs_probability_difference']:.2e}")
+        lines.append(
+            f"  NaN/Inf images         {report['invalid_images']}"
+            f" (flagged alike: {report['valid_agreement']:.4f})"
+        )
+    lines.append(
+        f"  max |d probability|    "
+        f"{report['max_abs_probability_difference']:.2e}"
+    )
     for side in ("keras", "exported"):
         s = report[side]
-        lines.append(f"  {side:<9} accuracy {s['accuracy']:.4f}, mean FLOPs "
-                     f"{s['mean_flops']:,.0f} ({s['mean_flop_fraction']:.3f}"
-                     " of the full network)")
-    verdict = {True: "PASSED: agrees on every image",
-               False: "FAILED: a float export must agree on every image "
-                      f"(probabilities within {PROBABILITY_TOLERANCE})",
-               None: "quantised: figures reported, exact agreement not "
-                     "required"}[report["passed"]]
+        lines.append(
+            f"  {side:<9} accuracy {s['accuracy']:.4f}, mean FLOPs "
+            f"{s['mean_flops']:,.0f} ({s['mean_flop_fraction']:.3f}"
+            " of the full network)"
+        )
+    verdict = {
+        True: "PASSED: agrees on every image",
+        False: "FAILED: a float export must agree on every image "
+        f"(probabilities within {PROBABILITY_TOLERANCE})",
+        None: "quantised: figures reported, exact agreement not required",
+    }[report["passed"]]
     lines.append(f"  {verdict}")
     return "\n".join(lines)

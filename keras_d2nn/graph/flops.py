@@ -17,16 +17,33 @@ import math
 import keras
 from keras import layers as L
 
-_ELEMENTWISE_ACTIVATIONS = (L.Activation, L.ReLU, L.LeakyReLU, L.ELU,
-                            L.PReLU, L.Softmax)
+_ELEMENTWISE_ACTIVATIONS = (
+    L.Activation,
+    L.ReLU,
+    L.LeakyReLU,
+    L.ELU,
+    L.PReLU,
+    L.Softmax,
+)
 _CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
 _DEPTHWISE = (L.DepthwiseConv1D, L.DepthwiseConv2D)
 _SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_POOL = (L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D,
-         L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D)
-_GLOBAL_POOL = (L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-                L.GlobalMaxPooling3D, L.GlobalAveragePooling1D,
-                L.GlobalAveragePooling2D, L.GlobalAveragePooling3D)
+_POOL = (
+    L.MaxPooling1D,
+    L.MaxPooling2D,
+    L.MaxPooling3D,
+    L.AveragePooling1D,
+    L.AveragePooling2D,
+    L.AveragePooling3D,
+)
+_GLOBAL_POOL = (
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D,
+    L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+    L.GlobalAveragePooling3D,
+)
 _NORMALISATION = (L.BatchNormalization, L.Rescaling, L.Normalization)
 _MERGING = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
 _FREE_WITH_WEIGHTS = (L.Embedding,)
@@ -75,26 +92,37 @@ def _table_flops(layer, input_shape, output_shape):
     if isinstance(layer, L.Dense):
         positions = _elements(output_shape) // layer.units
         macs = input_shape[-1] * layer.units * positions
-        return (2 * macs + _bias_flops(layer, output_shape)
-                + _activation_flops(layer, output_shape))
+        return (
+            2 * macs
+            + _bias_flops(layer, output_shape)
+            + _activation_flops(layer, output_shape)
+        )
     if isinstance(layer, _SEPARABLE):
         positions = _spatial_out(output_shape, layer)
         c_in = _channels(input_shape, layer)
         depthwise = math.prod(layer.kernel_size) * c_in * layer.depth_multiplier
         pointwise = c_in * layer.depth_multiplier * layer.filters
-        return (2 * (depthwise + pointwise) * positions
-                + _bias_flops(layer, output_shape)
-                + _activation_flops(layer, output_shape))
+        return (
+            2 * (depthwise + pointwise) * positions
+            + _bias_flops(layer, output_shape)
+            + _activation_flops(layer, output_shape)
+        )
     if isinstance(layer, _DEPTHWISE):
         macs = math.prod(layer.kernel_size) * _elements(output_shape)
-        return (2 * macs + _bias_flops(layer, output_shape)
-                + _activation_flops(layer, output_shape))
+        return (
+            2 * macs
+            + _bias_flops(layer, output_shape)
+            + _activation_flops(layer, output_shape)
+        )
     if isinstance(layer, _CONV):
         c_in = _channels(input_shape, layer)
         kernel = math.prod(layer.kernel_size) * (c_in // layer.groups)
         macs = kernel * _elements(output_shape)
-        return (2 * macs + _bias_flops(layer, output_shape)
-                + _activation_flops(layer, output_shape))
+        return (
+            2 * macs
+            + _bias_flops(layer, output_shape)
+            + _activation_flops(layer, output_shape)
+        )
     if isinstance(layer, _POOL):
         return math.prod(layer.pool_size) * _elements(output_shape)
     if isinstance(layer, _GLOBAL_POOL):

@@ -137,10 +137,12 @@ class Graph:
                 f"without the batch dimension. Received: shape={shape!r}"
             ) from None
         return self._add(
-            Node(name=name, kind="input", shape=shape, dtype=dtype))
+            Node(name=name, kind="input", shape=shape, dtype=dtype)
+        )
 
-    def f_node(self, name, layer, inputs, *, when=None, cost=None,
-               defaults=None):
+    def f_node(
+        self, name, layer, inputs, *, when=None, cost=None, defaults=None
+    ):
         """Adds an F-node: a Keras layer or model applied to `inputs`.
 
         Args:
@@ -161,11 +163,21 @@ class Graph:
                 f"F-node '{name}' needs a keras.layers.Layer (a layer or a "
                 f"model). Received: {type(layer).__name__}"
             )
-        return self._add(self._make(name, "f", layer, inputs, when, cost,
-                                    defaults))
+        return self._add(
+            self._make(name, "f", layer, inputs, when, cost, defaults)
+        )
 
-    def q_node(self, name, controller, inputs, *, actions=None, when=None,
-               cost=None, defaults=None):
+    def q_node(
+        self,
+        name,
+        controller,
+        inputs,
+        *,
+        actions=None,
+        when=None,
+        cost=None,
+        defaults=None,
+    ):
         """Adds a Q-node: a controller choosing one of its actions.
 
         Args:
@@ -217,8 +229,9 @@ class Graph:
 
         Example: `graph.dummy("stop", inputs="low_head", when=("gate", 0))`.
         """
-        return self._add(self._make(name, "dummy", None, inputs, when, 0.0,
-                                    None))
+        return self._add(
+            self._make(name, "dummy", None, inputs, when, 0.0, None)
+        )
 
     def merge(self, name, inputs, *, combine=None, when=None, defaults=None):
         """Adds a merge node closing a conditional region.
@@ -237,8 +250,9 @@ class Graph:
                 f"Merge '{name}': `combine` should be None or a Keras layer. "
                 f"Received: {type(combine).__name__}"
             )
-        return self._add(self._make(name, "merge", combine, inputs, when,
-                                    None, defaults))
+        return self._add(
+            self._make(name, "merge", combine, inputs, when, None, defaults)
+        )
 
     def output(self, node, name=None):
         """Marks `node`'s value as a model output (named `name` or `node`).
@@ -273,7 +287,8 @@ class Graph:
         if not (np.isfinite(weight) and weight > 0):
             raise ValueError(
                 f"Supervised node '{node}': `weight` should be > 0. "
-                f"Received: weight={weight}")
+                f"Received: weight={weight}"
+            )
         if any(existing.node == node for existing in self._supervised):
             raise ValueError(f"Node '{node}' is already supervised.")
         if label_map is not None:
@@ -281,7 +296,8 @@ class Graph:
             if not label_map or min(label_map) < 0:
                 raise ValueError(
                     f"Supervised node '{node}': `label_map` should list a "
-                    f"target class >= 0 per label. Received: {label_map}")
+                    f"target class >= 0 per label. Received: {label_map}"
+                )
         self._supervised.append(Supervision(node, weight, label_map))
         return node
 
@@ -345,26 +361,35 @@ class Graph:
             else:
                 seen[id(node.layer)] = node.name
                 layer = keras.saving.serialize_keras_object(node.layer)
-            nodes.append({
-                "name": node.name,
-                "kind": node.kind,
-                "inputs": list(node.inputs),
-                "layer": layer,
-                "when": [list(pair) for pair in node.when],
-                "cost": node.cost,
-                "defaults": dict(node.defaults),
-                "shape": None if node.shape is None else list(node.shape),
-                "dtype": node.dtype,
-                "actions": list(node.actions),
-            })
-        return {"nodes": nodes,
-                "outputs": [list(pair) for pair in self._outputs],
-                "supervised": [
-                    {"node": s.node, "weight": s.weight,
-                     "label_map": None if s.label_map is None
-                     else list(s.label_map)}
-                    for s in self._supervised],
-                "metadata": dict(self.metadata)}
+            nodes.append(
+                {
+                    "name": node.name,
+                    "kind": node.kind,
+                    "inputs": list(node.inputs),
+                    "layer": layer,
+                    "when": [list(pair) for pair in node.when],
+                    "cost": node.cost,
+                    "defaults": dict(node.defaults),
+                    "shape": None if node.shape is None else list(node.shape),
+                    "dtype": node.dtype,
+                    "actions": list(node.actions),
+                }
+            )
+        return {
+            "nodes": nodes,
+            "outputs": [list(pair) for pair in self._outputs],
+            "supervised": [
+                {
+                    "node": s.node,
+                    "weight": s.weight,
+                    "label_map": None
+                    if s.label_map is None
+                    else list(s.label_map),
+                }
+                for s in self._supervised
+            ],
+            "metadata": dict(self.metadata),
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -377,18 +402,22 @@ class Graph:
             elif layer is not None:
                 layer = keras.saving.deserialize_keras_object(layer)
             layers[item["name"]] = layer
-            graph._add(Node(
-                name=item["name"],
-                kind=item["kind"],
-                inputs=tuple(item["inputs"]),
-                layer=layer,
-                when=tuple(tuple(pair) for pair in item["when"]),
-                cost=item["cost"],
-                defaults=dict(item["defaults"]),
-                shape=None if item["shape"] is None else tuple(item["shape"]),
-                dtype=item["dtype"],
-                actions=tuple(item["actions"]),
-            ))
+            graph._add(
+                Node(
+                    name=item["name"],
+                    kind=item["kind"],
+                    inputs=tuple(item["inputs"]),
+                    layer=layer,
+                    when=tuple(tuple(pair) for pair in item["when"]),
+                    cost=item["cost"],
+                    defaults=dict(item["defaults"]),
+                    shape=None
+                    if item["shape"] is None
+                    else tuple(item["shape"]),
+                    dtype=item["dtype"],
+                    actions=tuple(item["actions"]),
+                )
+            )
         for name, node_name in config["outputs"]:
             graph.output(node_name, name)
         for supervision in config.get("supervised", []):

@@ -63,24 +63,31 @@ class Validator:
                 raise ValueError(
                     f"Supervised node '{supervision.node}' has shape {shape}, "
                     f"but the loss compares with labels for output "
-                    f"'{output_name}' of shape {expected}.")
+                    f"'{output_name}' of shape {expected}."
+                )
             if supervision.label_map is not None:
                 label_map = supervision.label_map
                 if len(label_map) != expected[-1] or (
-                        max(label_map) >= shape[-1]):
+                    max(label_map) >= shape[-1]
+                ):
                     raise ValueError(
                         f"Supervised node '{supervision.node}': `label_map` "
                         f"should map each of the {expected[-1]} classes of "
                         f"output '{output_name}' to one of the node's "
-                        f"{shape[-1]} classes. Received: {list(label_map)}")
+                        f"{shape[-1]} classes. Received: {list(label_map)}"
+                    )
 
     def _check_structure(self):
         if not any(n.kind == "input" for n in self._nodes.values()):
-            raise ValueError("The graph has no input node; add one with "
-                             "graph.input(name, shape).")
+            raise ValueError(
+                "The graph has no input node; add one with "
+                "graph.input(name, shape)."
+            )
         if not self._outputs:
-            raise ValueError("The graph has no output; mark one with "
-                             "graph.output(node_name).")
+            raise ValueError(
+                "The graph has no output; mark one with "
+                "graph.output(node_name)."
+            )
         known = sorted(self._nodes)
         for node in self._nodes.values():
             for parent in node.inputs:
@@ -90,8 +97,9 @@ class Validator:
                         f"not a node of the graph. Known nodes: {known}"
                     )
             if node.kind == "input" and node.when:
-                raise ValueError(f"Input node '{node.name}' cannot be "
-                                 "controlled (`when`).")
+                raise ValueError(
+                    f"Input node '{node.name}' cannot be controlled (`when`)."
+                )
             if node.kind in ("f", "q", "merge") and not node.inputs:
                 raise ValueError(
                     f"Node '{node.name}' ({node.kind}-node) needs at least one "
@@ -127,11 +135,13 @@ class Validator:
             if node is None:
                 raise ValueError(
                     f"Supervised node '{node_name}' is not a node of the "
-                    f"graph. Known nodes: {known}")
+                    f"graph. Known nodes: {known}"
+                )
             if node.kind == "q" or (node.kind == "dummy" and not node.inputs):
                 raise ValueError(
                     f"Supervised node '{node_name}' is a {node.kind}-node "
-                    "without a value to compare with the labels.")
+                    "without a value to compare with the labels."
+                )
         for name, node_name in self._outputs:
             if node_name not in self._nodes:
                 raise ValueError(
@@ -190,9 +200,10 @@ class Validator:
             if state.get(name) == "active":
                 # The walk follows edges backwards (to parents); report the
                 # cycle in the direction data and decisions flow.
-                cycle = (path[path.index(name):] + [name])[::-1]
+                cycle = (path[path.index(name) :] + [name])[::-1]
                 raise ValueError(
-                    "The graph has a cycle: " + " -> ".join(cycle)
+                    "The graph has a cycle: "
+                    + " -> ".join(cycle)
                     + ". A D2NN must be a DAG (data and control edges)."
                 )
             state[name] = "active"
@@ -216,8 +227,10 @@ class Validator:
                     f"one of its data inputs {list(node.inputs)} executes. "
                     "Its control edge points at an unreachable node."
                 )
-            raise ValueError(f"Node '{node.name}' can never execute: none of "
-                             f"its data inputs {list(node.inputs)} ever runs.")
+            raise ValueError(
+                f"Node '{node.name}' can never execute: none of "
+                f"its data inputs {list(node.inputs)} ever runs."
+            )
         for name, node_name in self._outputs:
             missing = np.flatnonzero(~conditions[node_name])
             if missing.size:
@@ -231,7 +244,7 @@ class Validator:
             if node.kind != "merge" or node.layer is not None:
                 continue
             for i, a in enumerate(node.inputs):
-                for b in node.inputs[i + 1:]:
+                for b in node.inputs[i + 1 :]:
                     both = np.flatnonzero(conditions[a] & conditions[b])
                     if both.size:
                         raise ValueError(
@@ -297,8 +310,9 @@ class Validator:
             if node.cost is not None:
                 flops[node.name] = node.cost
             else:
-                flops[node.name] = layer_flops(node.layer, call_args,
-                                               node_name=node.name)
+                flops[node.name] = layer_flops(
+                    node.layer, call_args, node_name=node.name
+                )
         return specs, flops
 
     @staticmethod

@@ -9,15 +9,15 @@ def _slices(data, batch_size):
     if isinstance(data, dict):
         size = len(next(iter(data.values())))
         for start in range(0, size, batch_size):
-            yield {k: v[start:start + batch_size] for k, v in data.items()}
+            yield {k: v[start : start + batch_size] for k, v in data.items()}
         return
     if isinstance(data, (list, tuple)):
         size = len(data[0])
         for start in range(0, size, batch_size):
-            yield [v[start:start + batch_size] for v in data]
+            yield [v[start : start + batch_size] for v in data]
         return
     for start in range(0, len(data), batch_size):
-        yield data[start:start + batch_size]
+        yield data[start : start + batch_size]
 
 
 def batches(data, batch_size):
@@ -40,7 +40,8 @@ def batches_with_labels(data, labels, batch_size):
         if labels is not None:
             raise ValueError(
                 "`labels` go with arrays; a tf.data.Dataset brings its own as "
-                "(x, y) pairs.")
+                "(x, y) pairs."
+            )
         for batch in data:
             if isinstance(batch, tuple):
                 yield batch[0], batch[1] if len(batch) > 1 else None
@@ -52,14 +53,20 @@ def batches_with_labels(data, labels, batch_size):
             yield x, None
         return
     labels = np.asarray(labels)
-    size = len(data[next(iter(data))] if isinstance(data, dict)
-               else data[0] if isinstance(data, (list, tuple)) else data)
+    size = len(
+        data[next(iter(data))]
+        if isinstance(data, dict)
+        else data[0]
+        if isinstance(data, (list, tuple))
+        else data
+    )
     if len(labels) != size:
-        raise ValueError(f"`labels` holds {len(labels)} labels for {size} "
-                         "examples in `data`.")
-    for start, x in zip(range(0, size, batch_size),
-                        _slices(data, batch_size)):
-        yield x, labels[start:start + batch_size]
+        raise ValueError(
+            f"`labels` holds {len(labels)} labels for {size} "
+            "examples in `data`."
+        )
+    for start, x in zip(range(0, size, batch_size), _slices(data, batch_size)):
+        yield x, labels[start : start + batch_size]
 
 
 def format_cost_table(rows, full_flops):
@@ -67,8 +74,10 @@ def format_cost_table(rows, full_flops):
 
     Example: `print(format_cost_table(rows, model.full_flops))`.
     """
-    header = f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} " \
-             f"{'run rate':>9} {'mean FLOPs':>14}"
+    header = (
+        f"{'node':<20} {'kind':<6} {'FLOPs':>14} {'share':>7} "
+        f"{'run rate':>9} {'mean FLOPs':>14}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         share = row["flops"] / full_flops if full_flops else 0.0
@@ -76,5 +85,6 @@ def format_cost_table(rows, full_flops):
         mean = "" if row["mean_flops"] is None else f"{row['mean_flops']:,.0f}"
         lines.append(
             f"{row['node']:<20} {row['kind']:<6} {row['flops']:>14,.0f} "
-            f"{share:>7.1%} {rate:>9} {mean:>14}")
+            f"{share:>7.1%} {rate:>9} {mean:>14}"
+        )
     return "\n".join(lines)

@@ -14,17 +14,27 @@ def _as_image(array):
     """An image array for `imshow`: (H, W) grey or (H, W, 3) colour."""
     if array.ndim == 3 and array.shape[-1] == 1:
         array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3
-                                    and array.shape[-1] not in (3, 4)):
+    if array.ndim not in (2, 3) or (
+        array.ndim == 3 and array.shape[-1] not in (3, 4)
+    ):
         raise ValueError(
             "route_gallery draws images of shape (height, width), "
             "(height, width, 1), (height, width, 3) or (height, width, 4); "
-            f"received examples of shape {array.shape}.")
+            f"received examples of shape {array.shape}."
+        )
     return array
 
 
-def route_gallery(model, images, labels, path, class_names=None,
-                  per_route=10, max_routes=6, batch_size=256):
+def route_gallery(
+    model,
+    images,
+    labels,
+    path,
+    class_names=None,
+    per_route=10,
+    max_routes=6,
+    batch_size=256,
+):
     """Writes a PNG grid: one row per route, showing images that took it.
 
     Rows are the most common routes (e.g. `gate=stop`, the images that
@@ -57,7 +67,8 @@ def route_gallery(model, images, labels, path, class_names=None,
     if per_route < 1 or max_routes < 1:
         raise ValueError(
             "`per_route` and `max_routes` should be >= 1. Received: "
-            f"per_route={per_route}, max_routes={max_routes}")
+            f"per_route={per_route}, max_routes={max_routes}"
+        )
     _as_image(images[0])
     routes = model.route(images, batch_size, labels=labels)
     report = routing_report.summarize(model.plan, routes, class_names)
@@ -65,28 +76,38 @@ def route_gallery(model, images, labels, path, class_names=None,
     rows = report["routes"][:max_routes]
 
     def name_of(c):
-        return (class_names[c] if class_names is not None
-                and 0 <= c < len(class_names) else str(c))
+        return (
+            class_names[c]
+            if class_names is not None and 0 <= c < len(class_names)
+            else str(c)
+        )
 
-    fig = plt.figure(figsize=(1.2 * per_route, 1.9 * len(rows) + 0.4),
-                     layout="constrained")
+    fig = plt.figure(
+        figsize=(1.2 * per_route, 1.9 * len(rows) + 0.4), layout="constrained"
+    )
     fig.suptitle("Images by route: predicted (true) class", fontsize=10)
-    for sub, info in zip(fig.subfigures(len(rows), 1, squeeze=False)[:, 0],
-                         rows):
+    for sub, info in zip(
+        fig.subfigures(len(rows), 1, squeeze=False)[:, 0], rows
+    ):
         sub.suptitle(
             f"{info['route']}: {info['share']:.1%} of images, accuracy "
             f"{info['accuracy']:.3f}, {info['mean_flops'] / 1e6:.3g} "
-            "MFLOPs per image", x=0.01, ha="left", fontsize=9)
+            "MFLOPs per image",
+            x=0.01,
+            ha="left",
+            fontsize=9,
+        )
         chosen = np.flatnonzero(names == info["route"])[:per_route]
         row = sub.subplots(1, per_route, squeeze=False)[0]
         for ax, index in zip(row, chosen):
             predicted = int(routes["predictions"][index])
             truth = int(labels[index])
             ax.imshow(_as_image(images[index]), cmap="gray")
-            ax.set_xlabel(f"{name_of(predicted)}\n({name_of(truth)})",
-                          fontsize=6.5,
-                          color="tab:green" if predicted == truth
-                          else "tab:red")
+            ax.set_xlabel(
+                f"{name_of(predicted)}\n({name_of(truth)})",
+                fontsize=6.5,
+                color="tab:green" if predicted == truth else "tab:red",
+            )
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])

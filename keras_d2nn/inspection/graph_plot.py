@@ -57,7 +57,8 @@ def graph_dot(model, data=None, batch_size=256, rankdir="TB"):
     except ImportError:
         raise ImportError(
             "plot_graph needs pydot: `pip install pydot` (and Graphviz's "
-            "`dot` program).") from None
+            "`dot` program)."
+        ) from None
     plan = model.plan
     rates = {}
     if data is not None:
@@ -67,28 +68,41 @@ def graph_dot(model, data=None, batch_size=256, rankdir="TB"):
     dot.set_node_defaults(fontname="Helvetica", fontsize="10")
     dot.set_edge_defaults(fontname="Helvetica", fontsize="9")
     for node in plan.order:
-        dot.add_node(pydot.Node(
-            node.name, label=_node_label(node, plan.flops[node.name],
-                                         rates.get(node.name)),
-            **_SHAPES.get(node.kind, {})))
+        dot.add_node(
+            pydot.Node(
+                node.name,
+                label=_node_label(
+                    node, plan.flops[node.name], rates.get(node.name)
+                ),
+                **_SHAPES.get(node.kind, {}),
+            )
+        )
     for node in plan.order:
         for parent in node.inputs:
             dot.add_edge(pydot.Edge(parent, node.name))
         for controller, actions in node.control.items():
             names = plan.nodes[controller].actions
-            dot.add_edge(pydot.Edge(
-                controller, node.name, style="dashed", color="#b35900",
-                label=" " + ", ".join(names[a] for a in actions)))
+            dot.add_edge(
+                pydot.Edge(
+                    controller,
+                    node.name,
+                    style="dashed",
+                    color="#b35900",
+                    label=" " + ", ".join(names[a] for a in actions),
+                )
+            )
     for output, node_name in plan.outputs:
         box = f"output__{output}"
-        dot.add_node(pydot.Node(box, label=f"output\n{output}", shape="oval",
-                                style="bold"))
+        dot.add_node(
+            pydot.Node(
+                box, label=f"output\n{output}", shape="oval", style="bold"
+            )
+        )
         dot.add_edge(pydot.Edge(node_name, box))
     return dot
 
 
-def plot_graph(model, path, data=None, batch_size=256, rankdir="TB",
-               dpi=96):
+def plot_graph(model, path, data=None, batch_size=256, rankdir="TB", dpi=96):
     """Draws the graph of a `D2NNModel` to a file, like the paper's Fig. 1.
 
     Args:
@@ -117,11 +131,13 @@ def plot_graph(model, path, data=None, batch_size=256, rankdir="TB",
     if fmt not in _FORMATS:
         raise ValueError(
             f"plot_graph writes {', '.join('.' + f for f in _FORMATS)} "
-            f"files; received path {str(path)!r}.")
+            f"files; received path {str(path)!r}."
+        )
     if rankdir not in ("TB", "LR", "BT", "RL"):
         raise ValueError(
             f"`rankdir` should be 'TB', 'LR', 'BT' or 'RL'. Received: "
-            f"{rankdir!r}")
+            f"{rankdir!r}"
+        )
     dot = graph_dot(model, data, batch_size, rankdir)
     if fmt == "dot":
         path.write_text(dot.to_string())
@@ -135,6 +151,7 @@ def plot_graph(model, path, data=None, batch_size=256, rankdir="TB",
             "the PATH: install Graphviz (`apt-get install graphviz` on "
             "Debian/Ubuntu, `brew install graphviz` on macOS, or "
             "https://graphviz.org/download/), or write the `.dot` source "
-            "instead.") from None
+            "instead."
+        ) from None
     path.write_bytes(content)
     return path

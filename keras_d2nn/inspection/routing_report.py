@@ -18,8 +18,11 @@ def route_names(plan, decisions):
     unique, inverse = np.unique(table, axis=0, return_inverse=True)
     labels = []
     for row in unique:
-        parts = [f"{q}={plan.nodes[q].actions[a]}"
-                 for q, a in zip(controllers, row) if a >= 0]
+        parts = [
+            f"{q}={plan.nodes[q].actions[a]}"
+            for q, a in zip(controllers, row)
+            if a >= 0
+        ]
         labels.append(", ".join(parts) or "(no decision)")
     return np.asarray(labels, dtype=object)[inverse.reshape(-1)], labels
 
@@ -48,31 +51,40 @@ def summarize(plan, routes, class_names=None):
         actions = plan.nodes[q].actions
         entry = {
             "ran": float(np.mean(decided >= 0)),
-            "actions": {a: float(np.mean(decided == i))
-                        for i, a in enumerate(actions)},
+            "actions": {
+                a: float(np.mean(decided == i)) for i, a in enumerate(actions)
+            },
         }
         if labels is not None:
             entry["by_class"] = {}
             for c in np.unique(labels.astype(np.int64)):
                 mine = decided[labels == c]
-                name = (class_names[c] if class_names is not None
-                        and 0 <= c < len(class_names) else str(int(c)))
+                name = (
+                    class_names[c]
+                    if class_names is not None and 0 <= c < len(class_names)
+                    else str(int(c))
+                )
                 entry["by_class"][name] = {
-                    a: float(np.mean(mine == i)) for i, a in enumerate(actions)}
+                    a: float(np.mean(mine == i)) for i, a in enumerate(actions)
+                }
         report["controllers"][q] = entry
     names, order = route_names(plan, routes["decisions"])
     for name in order:
         chosen = names == name
-        report["routes"].append({
-            "route": name,
-            "examples": int(chosen.sum()),
-            "share": float(chosen.mean()),
-            "accuracy": (None if correct is None
-                         else float(correct[chosen].mean())),
-            "mean_flops": float(flops[chosen].mean()),
-            "mean_cost_fraction": (float(flops[chosen].mean() / full)
-                                   if full else 0.0),
-        })
+        report["routes"].append(
+            {
+                "route": name,
+                "examples": int(chosen.sum()),
+                "share": float(chosen.mean()),
+                "accuracy": (
+                    None if correct is None else float(correct[chosen].mean())
+                ),
+                "mean_flops": float(flops[chosen].mean()),
+                "mean_cost_fraction": (
+                    float(flops[chosen].mean() / full) if full else 0.0
+                ),
+            }
+        )
     report["routes"].sort(key=lambda r: -r["share"])
     return report
 
@@ -82,39 +94,58 @@ def format_report(report):
 
     Example: `print(format_report(report))`.
     """
-    accuracy = ("" if report["accuracy"] is None
-                else f"accuracy {report['accuracy']:.4f}, ")
-    lines = [f"Routing of {report['examples']:,} examples: {accuracy}mean "
-             f"{report['mean_flops']:,.0f} FLOPs "
-             f"({report['mean_cost_fraction']:.3f} of the full network)", ""]
+    accuracy = (
+        ""
+        if report["accuracy"] is None
+        else f"accuracy {report['accuracy']:.4f}, "
+    )
+    lines = [
+        f"Routing of {report['examples']:,} examples: {accuracy}mean "
+        f"{report['mean_flops']:,.0f} FLOPs "
+        f"({report['mean_cost_fraction']:.3f} of the full network)",
+        "",
+    ]
     width = max(len("route"), *(len(r["route"]) for r in report["routes"]))
-    lines.append(f"{'route':<{width}}  {'share':>6}  {'examples':>8}  "
-                 f"{'accuracy':>8}  {'mean FLOPs':>12}  {'of full':>7}")
+    lines.append(
+        f"{'route':<{width}}  {'share':>6}  {'examples':>8}  "
+        f"{'accuracy':>8}  {'mean FLOPs':>12}  {'of full':>7}"
+    )
     for r in report["routes"]:
         acc = "" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
         lines.append(
             f"{r['route']:<{width}}  {r['share']:>6.1%}  {r['examples']:>8,}"
             f"  {acc:>8}  {r['mean_flops']:>12,.0f}  "
-            f"{r['mean_cost_fraction']:>7.3f}")
+            f"{r['mean_cost_fraction']:>7.3f}"
+        )
     for q, entry in report["controllers"].items():
         actions = list(entry["actions"])
         rates = ", ".join(f"{a} {entry['actions'][a]:.1%}" for a in actions)
-        lines += ["", f"controller {q} (decided for {entry['ran']:.1%}): "
-                  f"{rates}"]
+        lines += [
+            "",
+            f"controller {q} (decided for {entry['ran']:.1%}): {rates}",
+        ]
         if "by_class" in entry:
-            name_width = max(len("true class"),
-                             *(len(c) for c in entry["by_class"]))
+            name_width = max(
+                len("true class"), *(len(c) for c in entry["by_class"])
+            )
             cells = [max(len(a), 6) for a in actions]
-            lines.append(f"  {'true class':<{name_width}}  " + "  ".join(
-                f"{a:>{w}}" for a, w in zip(actions, cells)))
+            lines.append(
+                f"  {'true class':<{name_width}}  "
+                + "  ".join(f"{a:>{w}}" for a, w in zip(actions, cells))
+            )
             for c, row in entry["by_class"].items():
-                lines.append(f"  {c:<{name_width}}  " + "  ".join(
-                    f"{row[a]:>{w}.1%}" for a, w in zip(actions, cells)))
+                lines.append(
+                    f"  {c:<{name_width}}  "
+                    + "  ".join(
+                        f"{row[a]:>{w}.1%}" for a, w in zip(actions, cells)
+                    )
+                )
     return "\n".join(lines)
 
 
-def routing_report(model, data, labels=None, batch_size=256,
-                   class_names=None, print_fn=print):
+def routing_report(
+    model, data, labels=None, batch_size=256, class_names=None, print_fn=print
+):
     """Routes `data` through `model` and reports on the routes taken.
 
     Args:

@@ -13,8 +13,9 @@ _STYLE = {
 }
 
 
-def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost",
-                  budget=None):
+def tradeoff_plot(
+    points, path, full_flops, title="Accuracy vs cost", budget=None
+):
     """Writes a PNG of test accuracy against mean FLOPs per example.
 
     D2NN points are stars, static networks squares, random routing
@@ -31,35 +32,57 @@ def tradeoff_plot(points, path, full_flops, title="Accuracy vs cost",
     """
     points = [p if isinstance(p, dict) else p.as_dict() for p in points]
     fig, ax = plt.subplots(figsize=(7, 5))
-    threshold = sorted((p for p in points if p["kind"] == "threshold"),
-                       key=lambda p: p["mean_flops"])
+    threshold = sorted(
+        (p for p in points if p["kind"] == "threshold"),
+        key=lambda p: p["mean_flops"],
+    )
     if threshold:
-        ax.plot([p["mean_flops"] for p in threshold],
-                [p["test_accuracy"] for p in threshold], "-o",
-                color="tab:green", label="confidence-threshold exit",
-                markersize=4)
+        ax.plot(
+            [p["mean_flops"] for p in threshold],
+            [p["test_accuracy"] for p in threshold],
+            "-o",
+            color="tab:green",
+            label="confidence-threshold exit",
+            markersize=4,
+        )
     for kind, style in _STYLE.items():
         chosen = [p for p in points if p["kind"] == kind]
         if not chosen:
             continue
-        label = {"d2nn": "D2NN", "static": "static networks",
-                 "random": "random routing"}[kind]
-        ax.scatter([p["mean_flops"] for p in chosen],
-                   [p["test_accuracy"] for p in chosen], label=label, **style)
+        label = {
+            "d2nn": "D2NN",
+            "static": "static networks",
+            "random": "random routing",
+        }[kind]
+        ax.scatter(
+            [p["mean_flops"] for p in chosen],
+            [p["test_accuracy"] for p in chosen],
+            label=label,
+            **style,
+        )
         for p in chosen:
-            ax.annotate(p["name"].replace("static ", ""),
-                        (p["mean_flops"], p["test_accuracy"]),
-                        textcoords="offset points", xytext=(5, -10),
-                        fontsize=7)
+            ax.annotate(
+                p["name"].replace("static ", ""),
+                (p["mean_flops"], p["test_accuracy"]),
+                textcoords="offset points",
+                xytext=(5, -10),
+                fontsize=7,
+            )
     if budget is not None:
-        ax.axvline(budget * full_flops, color="black", linestyle="--",
-                   linewidth=1, label=f"budget {budget:g}")
+        ax.axvline(
+            budget * full_flops,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"budget {budget:g}",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("mean FLOPs per example (log scale)")
     ax.set_ylabel("test accuracy")
     ax.set_title(title)
     secondary = ax.secondary_xaxis(
-        "top", functions=(lambda f: f / full_flops, lambda r: r * full_flops))
+        "top", functions=(lambda f: f / full_flops, lambda r: r * full_flops)
+    )
     secondary.set_xlabel("fraction of the full network's FLOPs")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize=8)

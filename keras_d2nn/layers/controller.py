@@ -62,9 +62,17 @@ class Controller(SavesSeedState, keras.layers.Layer):
     # uninterrupted one would (see layers/seed_state.py).
     SEED_ATTRIBUTES = ("seed_generator",)
 
-    def __init__(self, num_actions, hidden_units=(32,),
-                 distribution="categorical", epsilon=0.0, temperature=1.0,
-                 exploration="softmax", seed=None, **kwargs):
+    def __init__(
+        self,
+        num_actions,
+        hidden_units=(32,),
+        distribution="categorical",
+        epsilon=0.0,
+        temperature=1.0,
+        exploration="softmax",
+        seed=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if not isinstance(num_actions, int) or num_actions < 2:
             raise ValueError(
@@ -84,7 +92,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         if exploration not in EXPLORATIONS:
             raise ValueError(
                 f"`exploration` should be one of {EXPLORATIONS}. Received: "
-                f"exploration={exploration!r}")
+                f"exploration={exploration!r}"
+            )
         if not 0.0 <= epsilon <= 1.0:
             raise ValueError(
                 f"`epsilon` should be in [0, 1]. Received: epsilon={epsilon}"
@@ -104,18 +113,26 @@ class Controller(SavesSeedState, keras.layers.Layer):
         self.num_logits = 1 if distribution == "bernoulli" else num_actions
         self.network = keras.Sequential(
             [keras.layers.Flatten()]
-            + [keras.layers.Dense(u, activation="relu")
-               for u in self.hidden_units]
+            + [
+                keras.layers.Dense(u, activation="relu")
+                for u in self.hidden_units
+            ]
             + [keras.layers.Dense(self.num_logits)],
             name="network",
         )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.epsilon = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(epsilon),
-            trainable=False, name="epsilon")
+            shape=(),
+            initializer=keras.initializers.Constant(epsilon),
+            trainable=False,
+            name="epsilon",
+        )
         self.temperature = self.add_weight(
-            shape=(), initializer=keras.initializers.Constant(temperature),
-            trainable=False, name="temperature")
+            shape=(),
+            initializer=keras.initializers.Constant(temperature),
+            trainable=False,
+            name="temperature",
+        )
 
     def build(self, input_shape):
         self.network.build(input_shape)
@@ -139,8 +156,9 @@ class Controller(SavesSeedState, keras.layers.Layer):
         if training:
             logits = logits / tf.cast(self.temperature, logits.dtype)
         if training and self.exploration == "epsilon_greedy":
-            probs = tf.one_hot(self.greedy_action(logits), self.num_actions,
-                               dtype=logits.dtype)
+            probs = tf.one_hot(
+                self.greedy_action(logits), self.num_actions, dtype=logits.dtype
+            )
         elif self.distribution == "bernoulli":
             open_prob = tf.sigmoid(logits[:, 0])
             probs = tf.stack([1.0 - open_prob, open_prob], axis=-1)
@@ -198,7 +216,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
                 if noise is None:
                     noise = self.exploration_noise(tf.shape(logits)[0])
                 action = sampling.categorical(
-                    self.action_probabilities(logits, training), noise)
+                    self.action_probabilities(logits, training), noise
+                )
             else:
                 action = self.greedy_action(logits)
         action = tf.cast(action, tf.int32)
@@ -231,7 +250,9 @@ class Controller(SavesSeedState, keras.layers.Layer):
             noise = self.exploration_noise(tf.shape(logits)[0])
         relaxed = tf.nn.softmax(
             (logits + sampling.gumbel(tf.cast(noise, logits.dtype)))
-            / temperature, axis=-1)
+            / temperature,
+            axis=-1,
+        )
         if action is None:
             action = tf.argmax(relaxed, axis=-1, output_type=tf.int32)
         hard = tf.one_hot(action, self.num_actions, dtype=relaxed.dtype)
@@ -243,13 +264,15 @@ class Controller(SavesSeedState, keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({
-            "num_actions": self.num_actions,
-            "hidden_units": list(self.hidden_units),
-            "distribution": self.distribution,
-            "epsilon": self.initial_epsilon,
-            "temperature": self.initial_temperature,
-            "exploration": self.exploration,
-            "seed": self.seed,
-        })
+        config.update(
+            {
+                "num_actions": self.num_actions,
+                "hidden_units": list(self.hidden_units),
+                "distribution": self.distribution,
+                "epsilon": self.initial_epsilon,
+                "temperature": self.initial_temperature,
+                "exploration": self.exploration,
+                "seed": self.seed,
+            }
+        )
         return config

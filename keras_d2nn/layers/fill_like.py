@@ -19,12 +19,16 @@ class FillLike(keras.layers.Layer):
 
     def call(self, reference):
         batch = keras.ops.shape(reference)[0]
-        return keras.ops.full((batch,) + self.fill_shape, self.value,
-                              dtype=self.compute_dtype)
+        return keras.ops.full(
+            (batch,) + self.fill_shape, self.value, dtype=self.compute_dtype
+        )
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0],) + self.fill_shape
 
     def get_config(self):
-        return {**super().get_config(), "shape": self.fill_shape,
-                "value": self.value}
+        return {
+            **super().get_config(),
+            "shape": self.fill_shape,
+            "value": self.value,
+        }

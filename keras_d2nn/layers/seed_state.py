@@ -23,8 +23,10 @@ class SavesSeedState:
     SEED_ATTRIBUTES = ()
 
     def _seed_keys(self):
-        return {f"seed_state_{name}": getattr(self, name)
-                for name in self.SEED_ATTRIBUTES}
+        return {
+            f"seed_state_{name}": getattr(self, name)
+            for name in self.SEED_ATTRIBUTES
+        }
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -34,7 +36,8 @@ class SavesSeedState:
     def load_own_variables(self, store):
         keys = self._seed_keys()
         super().load_own_variables(
-            {k: store[k] for k in store.keys() if k not in keys})
+            {k: store[k] for k in store.keys() if k not in keys}
+        )
         present = set(store.keys())
         for key, generator in keys.items():
             if key in present:

@@ -22,9 +22,15 @@ from keras_d2nn.models import input_checks
 from keras_d2nn.models import non_finite
 
 # Compile arguments that Keras's own compile config does not know about.
-_D2NN_COMPILE_KEYS = ("cost_weight", "task_reward", "entropy_weight",
-                      "baseline_momentum", "estimator", "reward_bag_size",
-                      "bag_metric")
+_D2NN_COMPILE_KEYS = (
+    "cost_weight",
+    "task_reward",
+    "entropy_weight",
+    "baseline_momentum",
+    "estimator",
+    "reward_bag_size",
+    "bag_metric",
+)
 
 
 def check_cost_weight(value):
@@ -37,7 +43,8 @@ def check_cost_weight(value):
         ) from None
     if not math.isfinite(value) or value < 0:
         raise ValueError(
-            f"`cost_weight` should be a finite number >= 0. Received: {value}")
+            f"`cost_weight` should be a finite number >= 0. Received: {value}"
+        )
     return value
 
 
@@ -86,19 +93,22 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     SEED_ATTRIBUTES = ("routing_seed",)  # see layers/seed_state.py
 
-    def __init__(self, graph, execution="routed", allow_non_finite=False,
-                 **kwargs):
+    def __init__(
+        self, graph, execution="routed", allow_non_finite=False, **kwargs
+    ):
         super().__init__(**kwargs)
         if isinstance(graph, dict):
             graph = Graph.from_config(graph)
         if not isinstance(graph, Graph):
             raise TypeError(
                 "D2NNModel needs a keras_d2nn.Graph. Received: "
-                f"{type(graph).__name__}")
+                f"{type(graph).__name__}"
+            )
         if execution not in engine.MODES:
             raise ValueError(
                 f"`execution` should be one of {engine.MODES}. "
-                f"Received: {execution!r}")
+                f"Received: {execution!r}"
+            )
         self.graph = graph
         self.execution = execution
         self._allow_non_finite = bool(allow_non_finite)
@@ -115,12 +125,13 @@ class D2NNModel(SavesSeedState, keras.Model):
         self.reward_bag_size = None
         self.bag_metric = None
         self._cost_weight = self.add_weight(
-            shape=(), initializer="zeros", trainable=False,
-            name="cost_weight")
+            shape=(), initializer="zeros", trainable=False, name="cost_weight"
+        )
         self.task_reward = "correct"
         self.cost_tracker = keras.metrics.Mean(name="cost")
         self.action_names = [
-            (q, action) for q in self.plan.controllers
+            (q, action)
+            for q in self.plan.controllers
             for action in self.plan.nodes[q].actions
         ]
         self.rate_trackers = [
@@ -171,11 +182,22 @@ class D2NNModel(SavesSeedState, keras.Model):
     def input_names(self):
         return [n.name for n in self.plan.order if n.kind == "input"]
 
-    def compile(self, optimizer="adam", loss=None, metrics=None, *,
-                cost_weight=0.0, task_reward="correct", estimator=None,
-                entropy_weight=0.01, baseline_momentum=0.9,
-                reward_bag_size=None, bag_metric="f1", jit_compile=False,
-                **kwargs):
+    def compile(
+        self,
+        optimizer="adam",
+        loss=None,
+        metrics=None,
+        *,
+        cost_weight=0.0,
+        task_reward="correct",
+        estimator=None,
+        entropy_weight=0.01,
+        baseline_momentum=0.9,
+        reward_bag_size=None,
+        bag_metric="f1",
+        jit_compile=False,
+        **kwargs,
+    ):
         """Configures training; see `keras.Model.compile` for the rest.
 
         Args:
@@ -210,7 +232,8 @@ class D2NNModel(SavesSeedState, keras.Model):
             raise ValueError(
                 "D2NNModel.compile needs a `loss` for the supervised part, "
                 "e.g. keras.losses.SparseCategoricalCrossentropy("
-                "from_logits=True).")
+                "from_logits=True)."
+            )
         cost_weight = check_cost_weight(cost_weight)
         rewards.check_task_reward(task_reward)
         bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
@@ -219,11 +242,19 @@ class D2NNModel(SavesSeedState, keras.Model):
         # average let the gate collapse to the cheap path where the learned
         # critic kept a mixed policy (docs/estimators_and_schedules.md,
         # "Which estimator?").
-        default = Reinforce(baseline="value", entropy_weight=entropy_weight,
-                            baseline_momentum=baseline_momentum)
+        default = Reinforce(
+            baseline="value",
+            entropy_weight=entropy_weight,
+            baseline_momentum=baseline_momentum,
+        )
         groups = assignment.assign(self.plan.controllers, estimator, default)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics,
-                        jit_compile=jit_compile, **kwargs)
+        super().compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            jit_compile=jit_compile,
+            **kwargs,
+        )
         self.cost_weight = cost_weight
         self.task_reward = task_reward
         self.reward_bag_size = reward_bag_size
@@ -238,13 +269,16 @@ class D2NNModel(SavesSeedState, keras.Model):
         if self.optimizer is not None:
             self.optimizer.build(self.trainable_variables)
         # Estimators that differentiate through decisions need every branch.
-        self._training_mode = ("masked" if any(
-            est.needs_all_branches for est in self.estimators)
-            else self.execution)
+        self._training_mode = (
+            "masked"
+            if any(est.needs_all_branches for est in self.estimators)
+            else self.execution
+        )
         self.train_function = None
         self._d2nn_compile_config = {
             "cost_weight": cost_weight,
-            "task_reward": task_reward if isinstance(task_reward, str)
+            "task_reward": task_reward
+            if isinstance(task_reward, str)
             else "correct",
             "entropy_weight": entropy_weight,
             "baseline_momentum": baseline_momentum,
@@ -322,9 +356,11 @@ class D2NNModel(SavesSeedState, keras.Model):
             if node is None or node.kind != "q":
                 raise ValueError(
                     f"set_routing: '{controller}' is not a controller of this "
-                    f"model; controllers: {list(self.plan.controllers)}")
-            parsed[controller] = forced_routing.parse(controller, node.actions,
-                                                      spec)
+                    f"model; controllers: {list(self.plan.controllers)}"
+                )
+            parsed[controller] = forced_routing.parse(
+                controller, node.actions, spec
+            )
         self._routing = parsed
         # Compiled functions captured the old routing. Rebuild those that
         # exist rather than dropping them: `fit` keeps calling the train
@@ -341,7 +377,8 @@ class D2NNModel(SavesSeedState, keras.Model):
     @staticmethod
     def _is_concrete(value):
         return isinstance(value, np.ndarray) or (
-            tf.is_tensor(value) and tf.executing_eagerly())
+            tf.is_tensor(value) and tf.executing_eagerly()
+        )
 
     def _check_values(self, name, value, what, offset=0):
         """NaN/Inf check of a concrete (NumPy or eager) input value."""
@@ -354,8 +391,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         step, under `tf.function`) by assertions that gate every use."""
         checked = {}
         symbolic = {}
-        for name, value in input_checks.pair_inputs(self.input_names,
-                                                    inputs):
+        for name, value in input_checks.pair_inputs(self.input_names, inputs):
             node = self.plan.nodes[name]
             value = tf.convert_to_tensor(value)
             input_checks.check_input(node, value.shape, value.dtype)
@@ -363,8 +399,11 @@ class D2NNModel(SavesSeedState, keras.Model):
             checked[name] = tf.cast(value, node.dtype)
             if not self._is_concrete(value):
                 symbolic[name] = value
-        if (symbolic and not self.allow_non_finite
-                and non_finite.checks_enabled()):
+        if (
+            symbolic
+            and not self.allow_non_finite
+            and non_finite.checks_enabled()
+        ):
             assertions = non_finite.finite_assertions(symbolic)
             if assertions:
                 with tf.control_dependencies(assertions):
@@ -376,23 +415,35 @@ class D2NNModel(SavesSeedState, keras.Model):
         # message under "Exception encountered when calling D2NNModel".
         inputs = args[0] if args else kwargs.get("inputs")
         if inputs is not None:
-            for name, value in input_checks.pair_inputs(self.input_names,
-                                                        inputs):
+            for name, value in input_checks.pair_inputs(
+                self.input_names, inputs
+            ):
                 if hasattr(value, "shape") and hasattr(value, "dtype"):
-                    input_checks.check_input(self.plan.nodes[name],
-                                             value.shape, value.dtype)
+                    input_checks.check_input(
+                        self.plan.nodes[name], value.shape, value.dtype
+                    )
                     self._check_values(name, value, "model(x)")
         return super().__call__(*args, **kwargs)
 
     def _straight_through(self):
         """`{controller: temperature}` of learned straight-through ones."""
-        return {q: est.temperature
-                for est, controllers in self._estimator_groups
-                if est.straight_through
-                for q in controllers if q not in self._routing}
+        return {
+            q: est.temperature
+            for est, controllers in self._estimator_groups
+            if est.straight_through
+            for q in controllers
+            if q not in self._routing
+        }
 
-    def trace(self, inputs, training=False, decisions=None, mode=None,
-              straight_through=None, statistics=True):
+    def trace(
+        self,
+        inputs,
+        training=False,
+        decisions=None,
+        mode=None,
+        straight_through=None,
+        statistics=True,
+    ):
         """Runs the graph and returns the full `ExecutionTrace`.
 
         Args:
@@ -418,11 +469,17 @@ class D2NNModel(SavesSeedState, keras.Model):
         if decisions is None and self._routing:
             batch_size = tf.shape(next(iter(inputs.values())))[0]
             decisions = forced_routing.forced_decisions(
-                self._routing, batch_size, self.routing_seed)
+                self._routing, batch_size, self.routing_seed
+            )
         return engine.execute(
-            self.plan, inputs, training=training,
-            mode=mode or self.execution, decisions=decisions,
-            straight_through=straight_through, statistics=statistics)
+            self.plan,
+            inputs,
+            training=training,
+            mode=mode or self.execution,
+            decisions=decisions,
+            straight_through=straight_through,
+            statistics=statistics,
+        )
 
     def _pack(self, outputs):
         if len(outputs) == 1:
@@ -436,6 +493,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         `Conv2D` returns a wrong shape for it and some controllers fail on
         it.
         """
+
         def empty(node):
             spec = self.plan.specs[node]
             return tf.zeros([0] + list(spec.shape[1:]), spec.dtype)
@@ -451,9 +509,12 @@ class D2NNModel(SavesSeedState, keras.Model):
             decisions={q: tf.zeros([0], tf.int32) for q in controllers},
             log_probs={q: zeros for q in controllers},
             entropies={q: zeros for q in controllers},
-            logits={q: tf.zeros([0, self.plan.nodes[q].layer.num_logits])
-                    for q in controllers},
-            executed_flops=zeros)
+            logits={
+                q: tf.zeros([0, self.plan.nodes[q].layer.num_logits])
+                for q in controllers
+            },
+            executed_flops=zeros,
+        )
 
     def _empty_outputs(self):
         return self._pack(self._empty_trace().outputs)
@@ -464,8 +525,11 @@ class D2NNModel(SavesSeedState, keras.Model):
         def run():
             # Inference needs only the decisions: no TFP ops in serving
             # graphs.
-            return self._pack(self.trace(inputs, training=training,
-                                         statistics=training).outputs)
+            return self._pack(
+                self.trace(
+                    inputs, training=training, statistics=training
+                ).outputs
+            )
 
         first = tf.nest.flatten(inputs)[0]
         if first.shape[0] == 0:
@@ -477,8 +541,11 @@ class D2NNModel(SavesSeedState, keras.Model):
     # -- training -----------------------------------------------------------
 
     def _first_output(self, y_pred):
-        return y_pred if not isinstance(y_pred, dict) else next(
-            iter(y_pred.values()))
+        return (
+            y_pred
+            if not isinstance(y_pred, dict)
+            else next(iter(y_pred.values()))
+        )
 
     def _reward(self, trace, y):
         """Per-example reward of the decisions in `trace` (no gradient)."""
@@ -486,13 +553,16 @@ class D2NNModel(SavesSeedState, keras.Model):
         y_pred = self._first_output(self._pack(trace.outputs))
         cost_fraction = trace.executed_flops / self.full_flops
         if self.reward_bag_size:
-            task = rewards.minibag(self.bag_metric, self.reward_bag_size, y,
-                                   y_pred)
+            task = rewards.minibag(
+                self.bag_metric, self.reward_bag_size, y, y_pred
+            )
         else:
-            task = rewards.task_reward(self.task_reward, y, y_pred,
-                                       loss=self.loss)
+            task = rewards.task_reward(
+                self.task_reward, y, y_pred, loss=self.loss
+            )
         return tf.stop_gradient(
-            rewards.reward(task, cost_fraction, self._cost_weight))
+            rewards.reward(task, cost_fraction, self._cost_weight)
+        )
 
     def _controller_loss(self, x, trace, y):
         learned = set(self.plan.controllers) - set(self._routing)
@@ -507,11 +577,17 @@ class D2NNModel(SavesSeedState, keras.Model):
         for estimator, controllers in self._estimator_groups:
             mine = tuple(q for q in controllers if q in learned)
             if mine:
-                total += estimator.controller_loss(PolicyBatch(
-                    trace=trace, controllers=mine, reward=reward,
-                    greedy_reward=greedy_reward, plan=self.plan,
-                    cost_weight=self._cost_weight,
-                    full_flops=self.full_flops))
+                total += estimator.controller_loss(
+                    PolicyBatch(
+                        trace=trace,
+                        controllers=mine,
+                        reward=reward,
+                        greedy_reward=greedy_reward,
+                        plan=self.plan,
+                        cost_weight=self._cost_weight,
+                        full_flops=self.full_flops,
+                    )
+                )
         return total
 
     def _supervision_loss(self, trace, y):
@@ -526,31 +602,38 @@ class D2NNModel(SavesSeedState, keras.Model):
         for supervision in self.plan.supervised:
             target = y
             if supervision.label_map is not None:
-                target = tf.gather(supervision.label_map,
-                                   tf.cast(tf.reshape(y, [-1]), tf.int32))
+                target = tf.gather(
+                    supervision.label_map,
+                    tf.cast(tf.reshape(y, [-1]), tf.int32),
+                )
             per_example = rewards.per_example_loss(
-                self._first_output(self.loss), target,
-                trace.values[supervision.node])
+                self._first_output(self.loss),
+                target,
+                trace.values[supervision.node],
+            )
             ran = tf.cast(trace.executed[supervision.node], per_example.dtype)
             total += supervision.weight * tf.reduce_sum(per_example * ran)
-        global_batch = tf.cast(tf.shape(trace.executed_flops)[0],
-                               tf.float32) * replicas.num_replicas()
+        global_batch = (
+            tf.cast(tf.shape(trace.executed_flops)[0], tf.float32)
+            * replicas.num_replicas()
+        )
         return total / global_batch
 
     def _update_routing_metrics(self, trace):
-        self.cost_tracker.update_state(
-            trace.executed_flops / self.full_flops)
+        self.cost_tracker.update_state(trace.executed_flops / self.full_flops)
         for (q, action), tracker in zip(self.action_names, self.rate_trackers):
             index = self.plan.nodes[q].actions.index(action)
             tracker.update_state(
-                tf.cast(tf.equal(trace.decisions[q], index), tf.float32))
+                tf.cast(tf.equal(trace.decisions[q], index), tf.float32)
+            )
 
     def _track_loss(self, loss, x):
         # compute_loss divides by the replica count; the tracker wants the
         # plain mean, as in Keras's own train_step.
         batch = tf.shape(tf.nest.flatten(x)[0])[0]
-        self._loss_tracker.update_state(loss * replicas.num_replicas(),
-                                        sample_weight=batch)
+        self._loss_tracker.update_state(
+            loss * replicas.num_replicas(), sample_weight=batch
+        )
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Keras 3.15 gets a batch to build from by `strategy.reduce("MEAN")`
@@ -563,9 +646,13 @@ class D2NNModel(SavesSeedState, keras.Model):
             return super()._maybe_symbolic_build(iterator, data_batch)
         for _, _, batches in iterator:
             data_batch = tf.nest.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v,
-                next(batches))
+                lambda v: (
+                    strategy.experimental_local_results(v)[0]
+                    if isinstance(v, tf.distribute.DistributedValues)
+                    else v
+                ),
+                next(batches),
+            )
             break
         return super()._maybe_symbolic_build(data_batch=data_batch)
 
@@ -581,15 +668,17 @@ class D2NNModel(SavesSeedState, keras.Model):
         if isinstance(validation, tf.data.Dataset):
             input_checks.check_data(self, validation, what="validation_data")
         elif isinstance(validation, (list, tuple)) and len(validation) >= 2:
-            input_checks.check_data(self, validation[0], validation[1],
-                                    "validation_data")
+            input_checks.check_data(
+                self, validation[0], validation[1], "validation_data"
+            )
         with input_checks.clearer_step_errors("fit"):
             history = super().fit(x, y, *args, **kwargs)
         # A dataset of unknown size can turn out empty only now; Keras then
         # only warns, and logs nothing, not even a loss.
         if history.epoch and not history.history:
             raise ValueError(
-                "fit: the data yielded no batch, so nothing was trained.")
+                "fit: the data yielded no batch, so nothing was trained."
+            )
         return history
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
@@ -628,39 +717,54 @@ class D2NNModel(SavesSeedState, keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = self._checked_labels(y)
         with tf.GradientTape() as tape:
-            trace = self.trace(x, training=True, mode=self._training_mode,
-                               straight_through=self._straight_through())
+            trace = self.trace(
+                x,
+                training=True,
+                mode=self._training_mode,
+                straight_through=self._straight_through(),
+            )
             y_pred = self._pack(trace.outputs)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
-                                     sample_weight=sample_weight,
-                                     training=True)
+            loss = self.compute_loss(
+                x=x,
+                y=y,
+                y_pred=y_pred,
+                sample_weight=sample_weight,
+                training=True,
+            )
             self._track_loss(loss, x)
             # Unlike compute_loss, the policy term is not yet divided by the
             # replica count; gradients are summed across replicas.
             policy_loss = self._controller_loss(x, trace, y)
-            total = (loss + self._supervision_loss(trace, y)
-                     + policy_loss / replicas.num_replicas())
+            total = (
+                loss
+                + self._supervision_loss(trace, y)
+                + policy_loss / replicas.num_replicas()
+            )
             total = self.optimizer.scale_loss(total)
         weights = self.trainable_weights
         gradients = tape.gradient(total, weights)
         # Controllers under forced routing (set_routing) get no gradient.
         self.optimizer.apply_gradients(
-            [(g, w) for g, w in zip(gradients, weights) if g is not None])
+            [(g, w) for g, w in zip(gradients, weights) if g is not None]
+        )
         self._update_routing_metrics(trace)
         return self._step_logs(
-            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        )
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = self._checked_labels(y)
         trace = self.trace(x, training=False)
         y_pred = self._pack(trace.outputs)
-        loss = self.compute_loss(x=x, y=y, y_pred=y_pred,
-                                 sample_weight=sample_weight, training=False)
+        loss = self.compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
         self._track_loss(loss, x)
         self._update_routing_metrics(trace)
         return self._step_logs(
-            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        )
 
     def _step_logs(self, logs):
         # Keras 3.15 reduces a step's logs with `strategy.reduce("MEAN",
@@ -676,11 +780,17 @@ class D2NNModel(SavesSeedState, keras.Model):
 
     def _traced(self, x):
         if self._trace_function is None:
+
             def run(batch):
                 trace = self.trace(batch, training=False, statistics=False)
                 output = next(iter(trace.outputs.values()))
-                return (trace.executed, trace.decisions, trace.executed_flops,
-                        output)
+                return (
+                    trace.executed,
+                    trace.decisions,
+                    trace.executed_flops,
+                    output,
+                )
+
             self._trace_function = tf.function(run, reduce_retracing=True)
         return self._trace_function(x)
 
@@ -703,8 +813,7 @@ class D2NNModel(SavesSeedState, keras.Model):
         """
         if not isinstance(data, tf.data.Dataset):
             # Arrays whole, so that the message counts every bad example.
-            for name, value in input_checks.pair_inputs(self.input_names,
-                                                        data):
+            for name, value in input_checks.pair_inputs(self.input_names, data):
                 self._check_values(name, value, "route")
         executed, decisions, flops, predicted, truth = {}, {}, [], [], []
         seen = 0
@@ -732,8 +841,14 @@ class D2NNModel(SavesSeedState, keras.Model):
             routes["labels"] = np.concatenate(truth)
         return routes
 
-    def routing_report(self, data, labels=None, batch_size=256,
-                       class_names=None, print_fn=print):
+    def routing_report(
+        self,
+        data,
+        labels=None,
+        batch_size=256,
+        class_names=None,
+        print_fn=print,
+    ):
         """Which examples take which route, and how each route does.
 
         Per controller: the rate of each action overall and per true
@@ -751,8 +866,13 @@ class D2NNModel(SavesSeedState, keras.Model):
         from keras_d2nn.inspection import routing_report
 
         return routing_report.routing_report(
-            self, data, labels, batch_size=batch_size,
-            class_names=class_names, print_fn=print_fn)
+            self,
+            data,
+            labels,
+            batch_size=batch_size,
+            class_names=class_names,
+            print_fn=print_fn,
+        )
 
     def cost_report(self, data=None, batch_size=256, print_fn=print):
         """Prints and returns, per node, its FLOPs and how often it ran.
@@ -775,17 +895,29 @@ class D2NNModel(SavesSeedState, keras.Model):
             rate = None
             if routes is not None:
                 rate = float(routes["executed"][node.name].mean())
-            rows.append({
-                "node": node.name, "kind": node.kind, "flops": flops,
-                "run_rate": rate,
-                "mean_flops": None if rate is None else flops * rate,
-            })
+            rows.append(
+                {
+                    "node": node.name,
+                    "kind": node.kind,
+                    "flops": flops,
+                    "run_rate": rate,
+                    "mean_flops": None if rate is None else flops * rate,
+                }
+            )
         mean_total = None
         if routes is not None:
             mean_total = float(
-                routes["executed_flops"].astype(np.float64).mean())
-        rows.append({"node": "total", "kind": "", "flops": self.full_flops,
-                     "run_rate": None, "mean_flops": mean_total})
+                routes["executed_flops"].astype(np.float64).mean()
+            )
+        rows.append(
+            {
+                "node": "total",
+                "kind": "",
+                "flops": self.full_flops,
+                "run_rate": None,
+                "mean_flops": mean_total,
+            }
+        )
         if print_fn is not None:
             print_fn(format_cost_table(rows, self.full_flops))
         return rows

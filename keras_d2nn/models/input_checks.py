@@ -37,18 +37,21 @@ def pair_inputs(names, inputs):
         if set(inputs) != set(names):
             raise ValueError(
                 f"D2NNModel expects inputs named {names}; received a dict "
-                f"with keys {sorted(inputs)}.")
+                f"with keys {sorted(inputs)}."
+            )
         return [(n, inputs[n]) for n in names]
     if isinstance(inputs, (list, tuple)) and len(names) > 1:
         if len(inputs) != len(names):
             raise ValueError(
                 f"D2NNModel expects {len(names)} inputs {names}; received "
-                f"{len(inputs)}.")
+                f"{len(inputs)}."
+            )
         return list(zip(names, inputs))
     if len(names) != 1:
         raise ValueError(
             f"D2NNModel expects {len(names)} inputs {names}; pass a dict or "
-            "a list.")
+            "a list."
+        )
     return [(names[0], inputs)]
 
 
@@ -72,11 +75,14 @@ def check_dtype(node, dtype):
     if not numeric:
         raise ValueError(
             f"Input '{node.name}' should hold numbers ({node.dtype}); "
-            f"received dtype {getattr(dtype, 'name', dtype)}.")
+            f"received dtype {getattr(dtype, 'name', dtype)}."
+        )
     # Casting raw pixels (uint8, 0..255) to float without the scaling used
     # in training gives confident wrong answers: refuse, say what to do.
-    if tf.as_dtype(node.dtype).is_floating and not tf.as_dtype(
-            dtype).is_floating:
+    if (
+        tf.as_dtype(node.dtype).is_floating
+        and not tf.as_dtype(dtype).is_floating
+    ):
         raise ValueError(
             f"Input '{node.name}' should hold {node.dtype} values scaled as "
             f"in training; received dtype {tf.as_dtype(dtype).name}. The "
@@ -85,15 +91,19 @@ def check_dtype(node, dtype):
             "images.astype('float32') / 255. A graph that scales its "
             "inputs itself (a Rescaling layer first) should declare the "
             f"integer input: graph.input('{node.name}', shape, "
-            f"dtype='{tf.as_dtype(dtype).name}').")
+            f"dtype='{tf.as_dtype(dtype).name}')."
+        )
     # The reverse (floats into an integer or bool input) would truncate
     # silently.
-    if not tf.as_dtype(node.dtype).is_floating and tf.as_dtype(
-            dtype).is_floating:
+    if (
+        not tf.as_dtype(node.dtype).is_floating
+        and tf.as_dtype(dtype).is_floating
+    ):
         raise ValueError(
             f"Input '{node.name}' should hold {node.dtype} values; received "
             f"dtype {tf.as_dtype(dtype).name}, which casting would "
-            f"truncate. Pass the {node.dtype} values the graph declares.")
+            f"truncate. Pass the {node.dtype} values the graph declares."
+        )
 
 
 def check_input(node, shape, dtype):
@@ -106,11 +116,13 @@ def check_input(node, shape, dtype):
     expected = (None,) + tuple(node.shape)
     actual = tuple(shape)
     if len(actual) != len(expected) or any(
-            e is not None and a is not None and e != a
-            for e, a in zip(expected, actual)):
+        e is not None and a is not None and e != a
+        for e, a in zip(expected, actual)
+    ):
         raise ValueError(
             f"Input '{node.name}' should have shape {expected} (batch "
-            f"first); received shape {actual}.")
+            f"first); received shape {actual}."
+        )
 
 
 def _shape_and_dtype(value):
@@ -154,49 +166,62 @@ def check_labels(labels, classes, sparse, what):
     if not _is_numeric(dtype):
         raise ValueError(
             f"{what}: labels should be numbers; received dtype "
-            f"{getattr(dtype, 'name', dtype)}.")
+            f"{getattr(dtype, 'name', dtype)}."
+        )
     if not sparse:
         if len(shape) != 2 or shape[1] != classes:
             raise ValueError(
                 f"{what}: labels should have shape (n, {classes}), one row "
                 f"per example for the {classes} outputs; received shape "
-                f"{shape}.")
+                f"{shape}."
+            )
         return
     if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
         raise ValueError(
             f"{what}: a sparse categorical loss takes class indices, shape "
             f"(n,); received labels of shape {shape}. For one-hot labels "
-            "use keras.losses.CategoricalCrossentropy.")
+            "use keras.losses.CategoricalCrossentropy."
+        )
     values = np.asarray(labels).reshape(-1)
     if values.size == 0:
         return
-    bad = ~np.isfinite(values) | (values != np.round(values)) | (
-        values < 0) | (values >= classes)
+    bad = (
+        ~np.isfinite(values)
+        | (values != np.round(values))
+        | (values < 0)
+        | (values >= classes)
+    )
     if bad.any():
         examples = sorted({float(v) for v in values[bad][:1000]})[:5]
         raise ValueError(
             f"{what}: labels should be class indices, whole numbers in "
             f"[0, {classes}) for the {classes} outputs; {int(bad.sum())} of "
             f"{values.size} are not, e.g. "
-            f"{[int(v) if float(v).is_integer() else v for v in examples]}.")
+            f"{[int(v) if float(v).is_integer() else v for v in examples]}."
+        )
 
 
 def _check_label_spec(spec, classes, sparse, what):
     """The shape and dtype part of `check_labels`, for a dataset's spec."""
     shape = tuple(spec.shape)
     if not _is_numeric(spec.dtype):
-        raise ValueError(f"{what}: labels should be numbers; the dataset "
-                         f"yields dtype {spec.dtype.name}.")
-    if sparse and (len(shape) > 2 or (len(shape) == 2
-                                      and shape[1] not in (1, None))):
+        raise ValueError(
+            f"{what}: labels should be numbers; the dataset "
+            f"yields dtype {spec.dtype.name}."
+        )
+    if sparse and (
+        len(shape) > 2 or (len(shape) == 2 and shape[1] not in (1, None))
+    ):
         raise ValueError(
             f"{what}: a sparse categorical loss takes class indices, shape "
             f"(batch,); the dataset yields labels of shape {shape}. For "
-            "one-hot labels use keras.losses.CategoricalCrossentropy.")
+            "one-hot labels use keras.losses.CategoricalCrossentropy."
+        )
     if not sparse and (len(shape) != 2 or shape[1] not in (classes, None)):
         raise ValueError(
             f"{what}: labels should have shape (batch, {classes}); the "
-            f"dataset yields labels of shape {shape}.")
+            f"dataset yields labels of shape {shape}."
+        )
 
 
 def _dataset_parts(dataset):
@@ -227,10 +252,14 @@ def check_data(model, x, y=None, what="fit", labelled=True):
             if not isinstance(spec, tf.TensorSpec):
                 return
             check_input(nodes[name], spec.shape, spec.dtype)
-        if (labelled and isinstance(labels, tf.TensorSpec)
-                and len(model.plan.outputs) == 1):
-            _check_label_spec(labels, num_classes(model.plan),
-                              sparse_labels(model.loss), what)
+        if (
+            labelled
+            and isinstance(labels, tf.TensorSpec)
+            and len(model.plan.outputs) == 1
+        ):
+            _check_label_spec(
+                labels, num_classes(model.plan), sparse_labels(model.loss), what
+            )
         return
     if x is None or not _array_like(x):
         return
@@ -239,13 +268,20 @@ def check_data(model, x, y=None, what="fit", labelled=True):
         check_input(nodes[name], shape, dtype)
         if shape[0] == 0:
             raise ValueError(
-                f"{what}: input '{name}' holds no examples (shape {shape}).")
+                f"{what}: input '{name}' holds no examples (shape {shape})."
+            )
         if not model.allow_non_finite:
             non_finite.check_finite(name, value, what)
-    if labelled and y is not None and _array_like(y) and not isinstance(
-            y, (dict, list, tuple)) and len(model.plan.outputs) == 1:
-        check_labels(y, num_classes(model.plan), sparse_labels(model.loss),
-                     what)
+    if (
+        labelled
+        and y is not None
+        and _array_like(y)
+        and not isinstance(y, (dict, list, tuple))
+        and len(model.plan.outputs) == 1
+    ):
+        check_labels(
+            y, num_classes(model.plan), sparse_labels(model.loss), what
+        )
 
 
 def _array_like(value):
@@ -254,7 +290,8 @@ def _array_like(value):
     if isinstance(value, (list, tuple)):
         return all(_array_like(v) for v in value)
     return isinstance(value, (np.ndarray, tf.Tensor)) or hasattr(
-        value, "__array__")
+        value, "__array__"
+    )
 
 
 def label_assertions(model, y):
@@ -263,8 +300,12 @@ def label_assertions(model, y):
 
     Example: `with tf.control_dependencies(label_assertions(model, y)):`.
     """
-    if (y is None or isinstance(y, (dict, list, tuple))
-            or len(model.plan.outputs) != 1 or not sparse_labels(model.loss)):
+    if (
+        y is None
+        or isinstance(y, (dict, list, tuple))
+        or len(model.plan.outputs) != 1
+        or not sparse_labels(model.loss)
+    ):
         return []
     classes = num_classes(model.plan)
     labels = tf.cast(tf.reshape(y, [-1]), tf.float64)
@@ -272,8 +313,9 @@ def label_assertions(model, y):
     return [
         tf.debugging.assert_equal(labels, tf.round(labels), message=message),
         tf.debugging.assert_non_negative(labels, message=message),
-        tf.debugging.assert_less(labels, tf.cast(classes, tf.float64),
-                                 message=message),
+        tf.debugging.assert_less(
+            labels, tf.cast(classes, tf.float64), message=message
+        ),
     ]
 
 
@@ -297,4 +339,5 @@ def clearer_step_errors(what):
         raise ValueError(
             f"{what}: a batch held labels that are not class indices: "
             f"labels should be whole numbers in [0, {classes}) for the "
-            f"{classes} outputs.") from None
+            f"{classes} outputs."
+        ) from None

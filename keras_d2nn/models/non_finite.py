@@ -27,9 +27,11 @@ import tensorflow as tf
 
 # Marks the assertions' messages, to tell them from other errors.
 NON_FINITE_CHECK = "keras_d2nn non-finite check"
-_HOW_TO_ALLOW = ("Clean or drop them first, or set `model.allow_non_finite = "
-                 "True` to let them through (their outputs and routes are "
-                 "then meaningless).")
+_HOW_TO_ALLOW = (
+    "Clean or drop them first, or set `model.allow_non_finite = "
+    "True` to let them through (their outputs and routes are "
+    "then meaningless)."
+)
 _SHOWN = 10  # indices named in a message
 _state = threading.local()
 
@@ -72,8 +74,9 @@ def non_finite_rows(value):
 
 def _named(indices):
     shown = ", ".join(str(int(i)) for i in indices[:_SHOWN])
-    more = f", ... ({len(indices) - _SHOWN} more)" if len(
-        indices) > _SHOWN else ""
+    more = (
+        f", ... ({len(indices) - _SHOWN} more)" if len(indices) > _SHOWN else ""
+    )
     return f"[{shown}{more}]"
 
 
@@ -90,7 +93,8 @@ def check_finite(name, value, what, offset=0):
             f"{what}: input '{name}' holds NaN or Inf in {bad.size} "
             f"example{'s' if bad.size > 1 else ''}, at "
             f"ind{'ices' if bad.size > 1 else 'ex'} {_named(bad + offset)}."
-            f" A D2NN cannot route such inputs. {_HOW_TO_ALLOW}")
+            f" A D2NN cannot route such inputs. {_HOW_TO_ALLOW}"
+        )
 
 
 def finite_assertions(named_inputs):
@@ -108,12 +112,17 @@ def finite_assertions(named_inputs):
             continue
         rows = tf.reshape(value, [tf.shape(value)[0], -1])
         finite = tf.reduce_all(tf.math.is_finite(rows), axis=1)
-        checks.append(tf.debugging.Assert(
-            tf.reduce_all(finite),
-            # No quotes in the message: TensorFlow escapes them.
-            [f"{NON_FINITE_CHECK} input={name} at:",
-             tf.where(tf.logical_not(finite))[:, 0]],
-            summarize=_SHOWN))
+        checks.append(
+            tf.debugging.Assert(
+                tf.reduce_all(finite),
+                # No quotes in the message: TensorFlow escapes them.
+                [
+                    f"{NON_FINITE_CHECK} input={name} at:",
+                    tf.where(tf.logical_not(finite))[:, 0],
+                ],
+                summarize=_SHOWN,
+            )
+        )
     return checks
 
 
@@ -130,7 +139,9 @@ def clearer_message(what, text):
     # TensorFlow prints the index tensor as "[3 7]" (or "[3 7...]").
     found = re.search(r"\[([\d\s.]*)\]", after)
     indices = ", ".join(found.group(1).split()) if found else "?"
-    return (f"{what}: a batch held examples whose input '{name}' is NaN or "
-            f"Inf, at positions [{indices}] of that batch (of a replica's "
-            f"share of it, under tf.distribute). A D2NN cannot "
-            f"route such inputs. {_HOW_TO_ALLOW}")
+    return (
+        f"{what}: a batch held examples whose input '{name}' is NaN or "
+        f"Inf, at positions [{indices}] of that batch (of a replica's "
+        f"share of it, under tf.distribute). A D2NN cannot "
+        f"route such inputs. {_HOW_TO_ALLOW}"
+    )

@@ -14,7 +14,18 @@ from keras_d2nn.testing.toy_problem import LOSS
 from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
-__all__ = ["DEFAULT_FORMATS", "EXPORT_FORMATS", "LOSS", "ExportRun",
-           "RoutingSpy", "TestCase", "assert_exports_agree",
-           "example_inputs", "random_graph", "run_export_test",
-           "small_high_low", "toy_data", "write_every_export"]
+__all__ = [
+    "DEFAULT_FORMATS",
+    "EXPORT_FORMATS",
+    "LOSS",
+    "ExportRun",
+    "RoutingSpy",
+    "TestCase",
+    "assert_exports_agree",
+    "example_inputs",
+    "random_graph",
+    "run_export_test",
+    "small_high_low",
+    "toy_data",
+    "write_every_export",
+]

@@ -29,15 +29,19 @@ from keras_d2nn.export import verify
 # writes and `run_export_test` takes as `formats`.
 _WRITERS = {
     "saved_model": lambda model, directory: serving.export_saved_model(
-        model, directory / "sm"),
+        model, directory / "sm"
+    ),
     # Batch 1: one `tf.cond` per conditional node.
     "litert": lambda model, directory: serving.export_litert(
-        model, directory / "one.tflite"),
+        model, directory / "one.tflite"
+    ),
     # Any batch: gather/scatter routing.
     "litert_batched": lambda model, directory: serving.export_litert(
-        model, directory / "any.tflite", batch_size=None),
+        model, directory / "any.tflite", batch_size=None
+    ),
     "onnx": lambda model, directory: serving.export_onnx(
-        model, directory / "m.onnx"),
+        model, directory / "m.onnx"
+    ),
 }
 EXPORT_FORMATS = tuple(_WRITERS)
 DEFAULT_FORMATS = ("saved_model", "litert", "onnx")
@@ -67,7 +71,8 @@ def _check_formats(formats):
     if unknown or not formats:
         raise ValueError(
             f"`formats` should name at least one of {EXPORT_FORMATS}. "
-            f"Received: {formats!r}")
+            f"Received: {formats!r}"
+        )
     return formats
 
 
@@ -86,8 +91,10 @@ def write_every_export(model, directory, formats=EXPORT_FORMATS):
     ```
     """
     directory = pathlib.Path(directory)
-    return {name: _WRITERS[name](model, directory)
-            for name in _check_formats(formats)}
+    return {
+        name: _WRITERS[name](model, directory)
+        for name in _check_formats(formats)
+    }
 
 
 def example_inputs(model, n=8, seed=0):
@@ -98,7 +105,7 @@ def example_inputs(model, n=8, seed=0):
     Example: `example_inputs(keras_d2nn.architectures.cascade()).shape`
     is `(8, 28, 28, 1)`.
     """
-    spec, = serving.input_signature(model)  # one input, known shape
+    (spec,) = serving.input_signature(model)  # one input, known shape
     shape = (n,) + tuple(spec.shape[1:])
     rng = np.random.default_rng(seed)
     if spec.dtype.is_floating:
@@ -117,9 +124,10 @@ def _keras_outputs(model, inputs, batch_size=256):
     architectures; a test's few examples run eagerly in well under one.
     """
     serve = serving.serving_function(model)
-    parts = [{k: np.asarray(v) for k, v in
-              serve(inputs[i:i + batch_size]).items()}
-             for i in range(0, len(inputs), batch_size)]
+    parts = [
+        {k: np.asarray(v) for k, v in serve(inputs[i : i + batch_size]).items()}
+        for i in range(0, len(inputs), batch_size)
+    ]
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -135,8 +143,7 @@ def _first(mask):
 def _per_example(mask):
     """`mask` reduced to one bool per example (any along the others)."""
     mask = np.asarray(mask)
-    return mask.reshape(len(mask), -1).any(axis=1) if mask.ndim > 1 \
-        else mask
+    return mask.reshape(len(mask), -1).any(axis=1) if mask.ndim > 1 else mask
 
 
 def _disagreements(want, got, atol, rtol):
@@ -146,13 +153,17 @@ def _disagreements(want, got, atol, rtol):
     missing = sorted(set(want) - set(got))
     unexpected = sorted(set(got) - set(want))
     if missing or unexpected:
-        problems.append(f"outputs differ: missing {missing}, unexpected "
-                        f"{unexpected} (Keras has {sorted(want)})")
+        problems.append(
+            f"outputs differ: missing {missing}, unexpected "
+            f"{unexpected} (Keras has {sorted(want)})"
+        )
     keys = sorted(set(want) & set(got))
     for key in keys:
         if np.shape(got[key]) != np.shape(want[key]):
-            problems.append(f"`{key}` has shape {np.shape(got[key])}, "
-                            f"Keras {np.shape(want[key])}")
+            problems.append(
+                f"`{key}` has shape {np.shape(got[key])}, "
+                f"Keras {np.shape(want[key])}"
+            )
     if problems:
         return problems
     n = len(want[keys[0]])
@@ -164,7 +175,8 @@ def _disagreements(want, got, atol, rtol):
         i = _first(flagged)
         problems.append(
             f"`valid` (finite input) differs on {flagged.sum()} of {n} "
-            f"examples (first: example {i}, Keras {valid[i]})")
+            f"examples (first: example {i}, Keras {valid[i]})"
+        )
         return problems
     if "probabilities" in want:
         top1 = verify._predictions(want) != verify._predictions(got)
@@ -174,38 +186,49 @@ def _disagreements(want, got, atol, rtol):
                 f"top-1 predictions differ on {top1.sum()} of {n} examples "
                 f"(first: example {i}, Keras class "
                 f"{verify._predictions(want)[i]}, export class "
-                f"{verify._predictions(got)[i]})")
+                f"{verify._predictions(got)[i]})"
+            )
     for key in keys:
         expected, actual = np.asarray(want[key]), np.asarray(got[key])
         if key == "valid":
             continue
-        if key.startswith("decision_") or key == FLOPS \
-                or expected.dtype.kind not in "fc":
+        if (
+            key.startswith("decision_")
+            or key == FLOPS
+            or expected.dtype.kind not in "fc"
+        ):
             differ = _per_example(expected != actual)
             if differ.any():
                 i = _first(differ)
-                what = (f"decisions of controller `{key[len('decision_'):]}`"
-                        f" (`{key}`) differ" if key.startswith("decision_")
-                        else f"`{key}` differs")
-                difference = np.abs(expected.astype(np.float64)
-                                    - actual.astype(np.float64)).max()
+                what = (
+                    f"decisions of controller `{key[len('decision_') :]}`"
+                    f" (`{key}`) differ"
+                    if key.startswith("decision_")
+                    else f"`{key}` differs"
+                )
+                difference = np.abs(
+                    expected.astype(np.float64) - actual.astype(np.float64)
+                ).max()
                 problems.append(
                     f"{what} on {differ.sum()} of {n} examples: "
                     f"largest difference {difference:g} (first: example "
                     f"{i}, Keras {expected[i].tolist()}, export "
-                    f"{actual[i].tolist()})")
+                    f"{actual[i].tolist()})"
+                )
             continue
         # Float outputs: within tolerance on the valid examples (the
         # flagged ones hold NaN on both sides); NaN on one side only fails.
         expected, actual = expected[valid], actual[valid]
-        difference = np.abs(expected.astype(np.float64)
-                            - actual.astype(np.float64))
+        difference = np.abs(
+            expected.astype(np.float64) - actual.astype(np.float64)
+        )
         both_nan = np.isnan(expected) & np.isnan(actual)
-        difference = np.where(both_nan, 0.0,
-                              np.where(np.isnan(difference), np.inf,
-                                       difference))
-        bad = _per_example(difference > atol + rtol * np.abs(
-            np.nan_to_num(expected)))
+        difference = np.where(
+            both_nan, 0.0, np.where(np.isnan(difference), np.inf, difference)
+        )
+        bad = _per_example(
+            difference > atol + rtol * np.abs(np.nan_to_num(expected))
+        )
         if bad.any():
             worst = difference.reshape(len(difference), -1).max(axis=1)
             i = int(np.argmax(worst))
@@ -214,12 +237,14 @@ def _disagreements(want, got, atol, rtol):
                 f"{bad.sum()} of {n} examples: largest difference "
                 f"{worst[i]:.3g}"
                 f"{' (NaN on one side only)' if worst[i] == np.inf else ''}"
-                f" (example {int(np.flatnonzero(valid)[i])})")
+                f" (example {int(np.flatnonzero(valid)[i])})"
+            )
     return problems
 
 
-def assert_exports_agree(model, exports, inputs=None,
-                         atol=verify.PROBABILITY_TOLERANCE, rtol=1e-5):
+def assert_exports_agree(
+    model, exports, inputs=None, atol=verify.PROBABILITY_TOLERANCE, rtol=1e-5
+):
     """Runs each export on `inputs` and asserts it agrees with `model`.
 
     Agreement, output by output of the serving dict
@@ -255,41 +280,53 @@ def assert_exports_agree(model, exports, inputs=None,
     runs["onnx"].outputs["decision_gate"]
     ```
     """
-    spec, = serving.input_signature(model)
+    (spec,) = serving.input_signature(model)
     inputs = example_inputs(model) if inputs is None else np.asarray(inputs)
     if inputs.dtype.kind == "f" and spec.dtype.is_floating:
         inputs = inputs.astype(spec.dtype.as_numpy_dtype)
     if not exports:
         raise ValueError("`exports` should name at least one export.")
     if inputs.ndim == 0 or len(inputs) == 0:
-        raise ValueError("`inputs` should hold at least one example. "
-                         f"Received an array of shape {inputs.shape}.")
+        raise ValueError(
+            "`inputs` should hold at least one example. "
+            f"Received an array of shape {inputs.shape}."
+        )
     want = _keras_outputs(model, inputs)
     runs, failures = {}, []
     for name, export in exports.items():
-        exported = (export if isinstance(export, runtime.ExportedModel)
-                    else runtime.load_exported(export))
+        exported = (
+            export
+            if isinstance(export, runtime.ExportedModel)
+            else runtime.load_exported(export)
+        )
         if exported.quantized:
             raise ValueError(
                 f"The {name} export {exported.path} is quantised: it is not "
                 "expected to agree exactly. Use "
-                "keras_d2nn.export.verify.verify for its agreement figures.")
+                "keras_d2nn.export.verify.verify for its agreement figures."
+            )
         got = exported.run(inputs)
         runs[name] = ExportRun(exported.path, exported, got)
         problems = _disagreements(want, got, atol, rtol)
         if problems:
             failures.append(
                 f"{name} export ({exported.path}) disagrees with Keras on "
-                f"{len(inputs)} examples:\n" +
-                "\n".join(f"  {p}" for p in problems))
+                f"{len(inputs)} examples:\n"
+                + "\n".join(f"  {p}" for p in problems)
+            )
     if failures:
         raise AssertionError("\n".join(failures))
     return runs
 
 
-def run_export_test(model, formats=DEFAULT_FORMATS, inputs=None,
-                    directory=None, atol=verify.PROBABILITY_TOLERANCE,
-                    rtol=1e-5):
+def run_export_test(
+    model,
+    formats=DEFAULT_FORMATS,
+    inputs=None,
+    directory=None,
+    atol=verify.PROBABILITY_TOLERANCE,
+    rtol=1e-5,
+):
     """Exports `model` in `formats` and asserts each agrees with Keras.
 
     Writes the exports (`write_every_export`) to `directory` (default: a
@@ -339,4 +376,3 @@ def run_export_test(model, formats=DEFAULT_FORMATS, inputs=None,
     with context as path:
         paths = write_every_export(model, path, formats)
         return assert_exports_agree(model, paths, inputs, atol, rtol)
-

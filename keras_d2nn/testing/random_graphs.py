@@ -28,8 +28,12 @@ def random_graph(seed, width=4, input_width=6, max_depth=3):
 
     def dense(source, when=None):
         activation = ["relu", "tanh", None][rng.integers(3)]
-        return graph.f_node(fresh("f"), keras.layers.Dense(width, activation),
-                            inputs=source, when=when)
+        return graph.f_node(
+            fresh("f"),
+            keras.layers.Dense(width, activation),
+            inputs=source,
+            when=when,
+        )
 
     def region(source, depth):
         choice = rng.random()
@@ -40,16 +44,23 @@ def random_graph(seed, width=4, input_width=6, max_depth=3):
             gated = region(source, depth - 1)
             # A non-zero default: Add sees -1 where the gated part did not run.
             defaults = {gated: -1.0} if rng.random() < 0.5 else None
-            return graph.merge(fresh("add"), [always, gated],
-                               combine=keras.layers.Add(), defaults=defaults)
+            return graph.merge(
+                fresh("add"),
+                [always, gated],
+                combine=keras.layers.Add(),
+                defaults=defaults,
+            )
         num_actions = int(rng.integers(2, 4))
-        q = graph.q_node(fresh("q"), Controller(num_actions, hidden_units=()),
-                         inputs=source, actions=num_actions)
+        q = graph.q_node(
+            fresh("q"),
+            Controller(num_actions, hidden_units=()),
+            inputs=source,
+            actions=num_actions,
+        )
         branches = []
         for action in range(num_actions):
             if rng.random() < 0.25:
-                entry = graph.dummy(fresh("d"), inputs=source,
-                                    when=(q, action))
+                entry = graph.dummy(fresh("d"), inputs=source, when=(q, action))
                 branches.append(dense(entry))
             else:
                 entry = dense(source, when=(q, action))
@@ -59,7 +70,6 @@ def random_graph(seed, width=4, input_width=6, max_depth=3):
     first = dense("x")
     last = region(first, max_depth)
     if rng.random() < 0.5:
-        last = graph.f_node(fresh("head"), keras.layers.Dense(3),
-                            inputs=last)
+        last = graph.f_node(fresh("head"), keras.layers.Dense(3), inputs=last)
     graph.output(last, "y")
     return graph

@@ -30,5 +30,10 @@ class RoutingSpy(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         if batch == 0:
-            self.seen.append((self.epoch, dict(self.model.routing),
-                              round(self.model.cost_weight, 6)))
+            self.seen.append(
+                (
+                    self.epoch,
+                    dict(self.model.routing),
+                    round(self.model.cost_weight, 6),
+                )
+            )

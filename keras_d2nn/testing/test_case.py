@@ -31,8 +31,13 @@ class TestCase(unittest.TestCase):
         return directory.name
 
     def assertAllClose(self, actual, expected, atol=1e-6, rtol=1e-6, msg=""):
-        np.testing.assert_allclose(np.asarray(actual), np.asarray(expected),
-                                   atol=atol, rtol=rtol, err_msg=msg)
+        np.testing.assert_allclose(
+            np.asarray(actual),
+            np.asarray(expected),
+            atol=atol,
+            rtol=rtol,
+            err_msg=msg,
+        )
 
     def run_serialization_test(self, layer):
         """`from_config(get_config())` gives an equal config."""

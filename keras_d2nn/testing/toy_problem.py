@@ -16,14 +16,23 @@ def small_high_low():
 
     Example: `small_high_low().compile("adam", LOSS, cost_weight=0.1)`.
     """
-    low = keras.Sequential([keras.Input((6,)),
-                            keras.layers.Dense(8, activation="relu")])
-    high = keras.Sequential([keras.Input((6,)),
-                             keras.layers.Dense(64, activation="relu"),
-                             keras.layers.Dense(3)])
+    low = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, activation="relu")]
+    )
+    high = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(3),
+        ]
+    )
     return high_low(
-        input_shape=(6,), num_classes=3, low_network=low, high_network=high,
-        controller=Controller(2, hidden_units=(), seed=0))
+        input_shape=(6,),
+        num_classes=3,
+        low_network=low,
+        high_network=high,
+        controller=Controller(2, hidden_units=(), seed=0),
+    )
 
 
 def toy_data(n=256, seed=0):

@@ -18,8 +18,9 @@ NAMES = sorted(architectures.ARCHITECTURES)
 
 
 def controlled_nodes(plan, controller, action):
-    return [n.name for n in plan.order
-            if action in n.control.get(controller, ())]
+    return [
+        n.name for n in plan.order if action in n.control.get(controller, ())
+    ]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -28,11 +29,13 @@ def test_trains_briefly_and_every_branch_is_reachable(name, fashion_mnist):
     keras.utils.set_random_seed(0)
     model = architectures.ARCHITECTURES[name]()
     model.compile("adam", LOSS, metrics=["accuracy"], cost_weight=0.05)
-    history = model.fit(x_train[:2048], y_train[:2048], epochs=1,
-                        batch_size=64, verbose=0)
+    history = model.fit(
+        x_train[:2048], y_train[:2048], epochs=1, batch_size=64, verbose=0
+    )
     assert np.isfinite(history.history["loss"][-1])
-    results = model.evaluate(x_test[:1000], y_test[:1000], verbose=0,
-                             return_dict=True)
+    results = model.evaluate(
+        x_test[:1000], y_test[:1000], verbose=0, return_dict=True
+    )
     assert results["accuracy"] > 0.3, results  # chance is 0.1
     plan = model.plan
     images = x_test[:64]
@@ -43,14 +46,17 @@ def test_trains_briefly_and_every_branch_is_reachable(name, fashion_mnist):
             routing = {q: 0 for q in plan.controllers}
             routing[controller] = index
             # Nested controllers run only if their parents chose to go on.
-            for q in plan.controllers[:plan.controllers.index(controller)]:
+            for q in plan.controllers[: plan.controllers.index(controller)]:
                 routing[q] = _action_reaching(plan, q, controller)
             model.set_routing(routing)
             routes = model.route(images)
             assert np.all(routes["decisions"][controller] == index)
             for node in controlled_nodes(plan, controller, index):
-                assert routes["executed"][node].all(), (controller, action,
-                                                        node)
+                assert routes["executed"][node].all(), (
+                    controller,
+                    action,
+                    node,
+                )
     model.set_routing(None)
 
 
@@ -64,35 +70,50 @@ def _action_reaching(plan, parent, controller):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_exports_agree_with_keras_on_real_images(name, fashion_mnist,
-                                                 tmp_path):
+def test_exports_agree_with_keras_on_real_images(name, fashion_mnist, tmp_path):
     model = architectures.ARCHITECTURES[name]()
     images = fashion_mnist[2][:16]
     # Every format, LiteRT at batch 1 (tf.cond) and batched (gather and
     # scatter): 8-35 s per architecture on a busy 2-core machine.
-    runs = run_export_test(model, EXPORT_FORMATS, images,
-                           directory=tmp_path)
-    assert "If" in export_onnx.operator_types(onnx.load(runs["onnx"].path)), \
+    runs = run_export_test(model, EXPORT_FORMATS, images, directory=tmp_path)
+    assert "If" in export_onnx.operator_types(onnx.load(runs["onnx"].path)), (
         "routing must stay conditional"
+    )
     # A batch of one through the batched routing: every branch but one
     # is empty.
-    assert_exports_agree(model, {f: runs[f].exported for f in
-                                 ("saved_model", "litert_batched", "onnx")},
-                         images[:1])
+    assert_exports_agree(
+        model,
+        {
+            f: runs[f].exported
+            for f in ("saved_model", "litert_batched", "onnx")
+        },
+        images[:1],
+    )
 
 
 VARIANTS = {
-    "cascade_4_stages": lambda: architectures.cascade(stages=[
-        keras.Sequential([keras.layers.Conv2D(width, 3, padding="same",
-                                              activation="relu")])
-        for width in (4, 8, 8, 16)]),
+    "cascade_4_stages": lambda: architectures.cascade(
+        stages=[
+            keras.Sequential(
+                [
+                    keras.layers.Conv2D(
+                        width, 3, padding="same", activation="relu"
+                    )
+                ]
+            )
+            for width in (4, 8, 8, 16)
+        ]
+    ),
     "chain_1_stage": lambda: architectures.chain(num_stages=1),
     "hierarchical_2_groups": lambda: architectures.hierarchical(
-        groups={"low": range(5), "high": range(5, 10)}),
+        groups={"low": range(5), "high": range(5, 10)}
+    ),
     "attention_2_regions": lambda: architectures.attention(
-        regions=[(0, 0), (8, 8)], glimpse_size=16),
+        regions=[(0, 0), (8, 8)], glimpse_size=16
+    ),
     "high_low_rgb_32": lambda: architectures.high_low(
-        input_shape=(32, 32, 3), num_classes=4),
+        input_shape=(32, 32, 3), num_classes=4
+    ),
 }
 
 
@@ -115,17 +136,27 @@ class ArchitectureTest(TestCase):
         assert flops["stage1"] < flops["stage2"] < flops["stage3"]
         assert model.plan.controllers == ("exit1", "exit2")
         assert [e["head"] for e in model.graph.metadata["exits"]] == [
-            "head1", "head2"]
+            "head1",
+            "head2",
+        ]
         # exit2 runs only where exit1 chose to continue.
         assert model.plan.nodes["stage2"].control == {"exit1": (1,)}
 
     def test_chain_versions_and_skip(self):
         model = architectures.chain(num_stages=2)
         plan = model.plan
-        assert plan.nodes["choose1"].actions == ("full", "half", "quarter",
-                                                 "skip")
-        assert (plan.flops["block1_full"] > plan.flops["block1_half"]
-                > plan.flops["block1_quarter"] > 0)
+        assert plan.nodes["choose1"].actions == (
+            "full",
+            "half",
+            "quarter",
+            "skip",
+        )
+        assert (
+            plan.flops["block1_full"]
+            > plan.flops["block1_half"]
+            > plan.flops["block1_quarter"]
+            > 0
+        )
         images = np.random.default_rng(0).random((4, 28, 28, 1), "float32")
         model.set_routing({"choose1": "skip", "choose2": "skip"})
         trace = model.trace(images)
@@ -139,16 +170,19 @@ class ArchitectureTest(TestCase):
         images = np.random.default_rng(1).random((32, 28, 28, 1), "float32")
         trace = model.trace(images)
         coarse = trace.values["coarse"].numpy()
-        np.testing.assert_array_equal(trace.decisions["route"],
-                                      coarse.argmax(axis=-1))
+        np.testing.assert_array_equal(
+            trace.decisions["route"], coarse.argmax(axis=-1)
+        )
         supervision = model.plan.supervised[0]
         assert supervision.node == "coarse"
         assert supervision.label_map == (0, 2, 0, 2, 0, 1, 0, 1, 2, 1)
 
     def test_attention_shares_one_glimpse_network(self):
         model = architectures.attention()
-        layers = {model.plan.nodes[f"glimpse_{r}"].layer
-                  for r in model.plan.nodes["look"].actions}
+        layers = {
+            model.plan.nodes[f"glimpse_{r}"].layer
+            for r in model.plan.nodes["look"].actions
+        }
         assert len(layers) == 1
         spec = model.plan.specs["crop_centre"]
         assert tuple(spec.shape) == (None, 20, 20, 1)
@@ -158,16 +192,28 @@ class ArchitectureTest(TestCase):
         assert np.all(fraction < 0.25)
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: architectures.cascade(stages=[keras.layers.Identity()]),
-     "at least 2 stages"),
-    (lambda: architectures.chain(widths=(8,)), "same length"),
-    (lambda: architectures.chain(num_stages=0), "`num_stages` should be >= 1"),
-    (lambda: architectures.attention(regions=[(0, 0), (10, 10)]),
-     r"Region \(10, 10\) of size 20 does not fit"),
-    (lambda: architectures.hierarchical(groups={"a": (0, 1), "b": (2,)}),
-     "leave classes"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda: architectures.cascade(stages=[keras.layers.Identity()]),
+            "at least 2 stages",
+        ),
+        (lambda: architectures.chain(widths=(8,)), "same length"),
+        (
+            lambda: architectures.chain(num_stages=0),
+            "`num_stages` should be >= 1",
+        ),
+        (
+            lambda: architectures.attention(regions=[(0, 0), (10, 10)]),
+            r"Region \(10, 10\) of size 20 does not fit",
+        ),
+        (
+            lambda: architectures.hierarchical(groups={"a": (0, 1), "b": (2,)}),
+            "leave classes",
+        ),
+    ],
+)
 def test_builder_arguments_are_checked(build, message):
     with pytest.raises(ValueError, match=message):
         build()

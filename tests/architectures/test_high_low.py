@@ -12,8 +12,12 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 def train_high_low(x, y, cost_weight, epochs, seed=0):
     keras.utils.set_random_seed(seed)
     model = architectures.high_low()
-    model.compile(keras.optimizers.Adam(1e-3), LOSS, metrics=["accuracy"],
-                  cost_weight=cost_weight)
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        LOSS,
+        metrics=["accuracy"],
+        cost_weight=cost_weight,
+    )
     history = model.fit(x, y, epochs=epochs, batch_size=128, verbose=0)
     return model, history.history
 
@@ -31,12 +35,14 @@ def test_high_low_structure_and_flops():
 
 def test_high_low_learns_on_real_images(fashion_mnist):
     x_train, y_train, x_test, y_test = fashion_mnist
-    model, history = train_high_low(x_train[:4000], y_train[:4000],
-                                    cost_weight=0.1, epochs=2)
+    model, history = train_high_low(
+        x_train[:4000], y_train[:4000], cost_weight=0.1, epochs=2
+    )
     # Both actions were sampled while training: each branch is reached.
     assert 0.0 < history["gate_high"][0] < 1.0
-    results = model.evaluate(x_test[:2000], y_test[:2000], verbose=0,
-                             return_dict=True)
+    results = model.evaluate(
+        x_test[:2000], y_test[:2000], verbose=0, return_dict=True
+    )
     assert results["accuracy"] > 0.6  # chance is 0.1
     routes = model.route(x_test[:2000])
     executed = routes["executed_flops"]
@@ -52,8 +58,9 @@ def test_raising_cost_weight_lowers_the_mean_cost(fashion_mnist):
     x_train, y_train, x_test, y_test = fashion_mnist
     costs = {}
     for cost_weight in (0.0, 0.5):
-        model, _ = train_high_low(x_train[:20000], y_train[:20000],
-                                  cost_weight=cost_weight, epochs=2)
+        model, _ = train_high_low(
+            x_train[:20000], y_train[:20000], cost_weight=cost_weight, epochs=2
+        )
         results = model.evaluate(x_test, y_test, verbose=0, return_dict=True)
         costs[cost_weight] = results["cost"]
     assert costs[0.5] < costs[0.0]

@@ -12,7 +12,8 @@ from keras_d2nn.data import pipelines
 
 def write_idx(path, array, compress=True):
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
     payload = header + array.astype(np.uint8).tobytes()
     opener = gzip.open if compress else open
     with opener(path, "wb") as f:
@@ -50,9 +51,12 @@ def test_loader_from_a_user_directory(tmp_path):
 
 
 def test_missing_data_names_both_ways_to_get_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="apt-get install -y "
-                                                "dataset-fashion-mnist.*"
-                                                "KERAS_D2NN_FASHION_MNIST_DIR"):
+    with pytest.raises(
+        FileNotFoundError,
+        match="apt-get install -y "
+        "dataset-fashion-mnist.*"
+        "KERAS_D2NN_FASHION_MNIST_DIR",
+    ):
         data.load_fashion_mnist("train", directory=tmp_path)
     with pytest.raises(ValueError, match="`split` should be one of"):
         data.load_fashion_mnist("validation")
@@ -82,8 +86,7 @@ def test_tfds_builder_matches_tfds_fashion_mnist(tfds_dir):
 
 
 def test_load_gives_batched_normalised_real_images(tfds_dir, fashion_mnist):
-    ds = data.load("fashion_mnist", "test", batch_size=256,
-                   data_dir=tfds_dir)
+    ds = data.load("fashion_mnist", "test", batch_size=256, data_dir=tfds_dir)
     images, labels = next(iter(ds))
     assert images.shape == (256, 28, 28, 1) and images.dtype == "float32"
     assert labels.dtype == "int32"
@@ -92,10 +95,12 @@ def test_load_gives_batched_normalised_real_images(tfds_dir, fashion_mnist):
     # Same examples as the IDX files (TFDS orders them its own way).
     np.testing.assert_array_equal(np.bincount(y), np.bincount(y_idx))
     for label in range(10):
-        np.testing.assert_allclose(x[y == label].sum(),
-                                   x_idx[y_idx == label].sum(), rtol=1e-5)
-    sliced = data.load("fashion_mnist", "test[:100]", batch_size=64,
-                       data_dir=tfds_dir)
+        np.testing.assert_allclose(
+            x[y == label].sum(), x_idx[y_idx == label].sum(), rtol=1e-5
+        )
+    sliced = data.load(
+        "fashion_mnist", "test[:100]", batch_size=64, data_dir=tfds_dir
+    )
     assert sum(int(b[0].shape[0]) for b in sliced) == 100
 
 
@@ -115,8 +120,14 @@ def test_missing_dataset_names_both_ways(tmp_path):
         pytest.skip("TFDS's server is reachable: it would download.")
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FileNotFoundError,
-                       match="apt-get install -y dataset-fashion-mnist.*"
-                             "with network access TFDS downloads"):
-        data.load("fashion_mnist", "train", data_dir=str(tmp_path / "tfds"),
-                  manual_dir=str(empty))
+    with pytest.raises(
+        FileNotFoundError,
+        match="apt-get install -y dataset-fashion-mnist.*"
+        "with network access TFDS downloads",
+    ):
+        data.load(
+            "fashion_mnist",
+            "train",
+            data_dir=str(tmp_path / "tfds"),
+            manual_dir=str(empty),
+        )

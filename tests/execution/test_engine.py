@@ -17,9 +17,13 @@ class CallCounter(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.calls = self.add_weight(shape=(), initializer="zeros",
-                                     trainable=False, name="calls",
-                                     dtype="int32")
+        self.calls = self.add_weight(
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            name="calls",
+            dtype="int32",
+        )
 
     def call(self, inputs):
         self.calls.assign_add(1)
@@ -29,11 +33,20 @@ class CallCounter(keras.layers.Layer):
 def counted_graph():
     graph = Graph()
     graph.input("x", shape=(3,))
-    graph.q_node("q", Controller(2, hidden_units=()), inputs="x",
-                 actions=("cheap", "expensive"))
+    graph.q_node(
+        "q",
+        Controller(2, hidden_units=()),
+        inputs="x",
+        actions=("cheap", "expensive"),
+    )
     graph.dummy("cheap", inputs="x", when=("q", "cheap"))
-    graph.f_node("expensive", CallCounter(), inputs="x",
-                 when=("q", "expensive"), cost=100)
+    graph.f_node(
+        "expensive",
+        CallCounter(),
+        inputs="x",
+        when=("q", "expensive"),
+        cost=100,
+    )
     graph.merge("m", inputs=["cheap", "expensive"])
     graph.output("m")
     return D2NNModel(graph)
@@ -45,28 +58,33 @@ def test_random_graphs_routed_equals_masked(seed):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(33, 6)).astype("float32")
     forced = {
-        q: tf.constant(rng.integers(0, len(model.plan.nodes[q].actions),
-                                    size=33), dtype=tf.int32)
+        q: tf.constant(
+            rng.integers(0, len(model.plan.nodes[q].actions), size=33),
+            dtype=tf.int32,
+        )
         for q in model.plan.controllers
     }
     routed = model.trace(x, decisions=forced, mode="routed")
     masked = model.trace(x, decisions=forced, mode="masked")
-    np.testing.assert_allclose(routed.outputs["y"], masked.outputs["y"],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        routed.outputs["y"], masked.outputs["y"], atol=1e-5
+    )
     for name in routed.executed:
-        np.testing.assert_array_equal(routed.executed[name],
-                                      masked.executed[name], err_msg=name)
+        np.testing.assert_array_equal(
+            routed.executed[name], masked.executed[name], err_msg=name
+        )
     for q in model.plan.controllers:
-        np.testing.assert_array_equal(routed.decisions[q],
-                                      masked.decisions[q])
-        np.testing.assert_allclose(routed.log_probs[q], masked.log_probs[q],
-                                   atol=1e-5)
+        np.testing.assert_array_equal(routed.decisions[q], masked.decisions[q])
+        np.testing.assert_allclose(
+            routed.log_probs[q], masked.log_probs[q], atol=1e-5
+        )
     np.testing.assert_allclose(routed.executed_flops, masked.executed_flops)
     # Greedy decisions (no forcing) agree too.
     greedy_routed = model.trace(x, mode="routed")
     greedy_masked = model.trace(x, mode="masked")
-    np.testing.assert_allclose(greedy_routed.outputs["y"],
-                               greedy_masked.outputs["y"], atol=1e-5)
+    np.testing.assert_allclose(
+        greedy_routed.outputs["y"], greedy_masked.outputs["y"], atol=1e-5
+    )
 
 
 def test_executed_sets_follow_the_decisions():
@@ -80,8 +98,9 @@ def test_executed_sets_follow_the_decisions():
         for i in range(space.size)
     }
     for i in range(64):
-        observed = tuple(bool(trace.executed[n.name][i])
-                         for n in model.plan.order)
+        observed = tuple(
+            bool(trace.executed[n.name][i]) for n in model.plan.order
+        )
         assert observed in allowed
 
 
@@ -110,8 +129,9 @@ def test_empty_sub_batch_leaves_batch_norm_statistics_alone():
     graph = Graph()
     graph.input("x", shape=(4,))
     graph.q_node("q", Controller(2, hidden_units=()), inputs="x")
-    graph.f_node("bn", keras.layers.BatchNormalization(), inputs="x",
-                 when=("q", 1))
+    graph.f_node(
+        "bn", keras.layers.BatchNormalization(), inputs="x", when=("q", 1)
+    )
     graph.dummy("skip", inputs="x", when=("q", 0))
     graph.merge("m", inputs=["skip", "bn"])
     graph.output("m")
@@ -119,8 +139,9 @@ def test_empty_sub_batch_leaves_batch_norm_statistics_alone():
     bn = model.plan.nodes["bn"].layer
     before = bn.moving_mean.numpy().copy()
     x = np.random.rand(16, 4).astype("float32") + 3.0
-    trace = model.trace(x, training=True,
-                        decisions={"q": tf.zeros([16], tf.int32)})
+    trace = model.trace(
+        x, training=True, decisions={"q": tf.zeros([16], tf.int32)}
+    )
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
     np.testing.assert_allclose(trace.outputs["m"], x)
     model.trace(x, training=True, decisions={"q": tf.ones([16], tf.int32)})
@@ -142,14 +163,14 @@ def test_edge_defaults_replace_absent_values():
     graph.input("x", shape=(2,))
     graph.q_node("q", Controller(2, hidden_units=()), inputs="x")
     graph.f_node("b", CallCounter(), inputs="x", when=("q", 1), cost=1)
-    graph.merge("m", inputs=["x", "b"], combine=keras.layers.Add(),
-                defaults={"b": -5.0})
+    graph.merge(
+        "m", inputs=["x", "b"], combine=keras.layers.Add(), defaults={"b": -5.0}
+    )
     graph.output("m")
     model = D2NNModel(graph)
     x = np.array([[1.0, 2.0], [3.0, 4.0]], dtype="float32")
     trace = model.trace(x, decisions={"q": tf.constant([0, 1])})
-    np.testing.assert_allclose(trace.outputs["m"], [[-4.0, -3.0],
-                                                    [9.0, 12.0]])
+    np.testing.assert_allclose(trace.outputs["m"], [[-4.0, -3.0], [9.0, 12.0]])
 
 
 def test_execute_rejects_unknown_mode():
@@ -179,19 +200,22 @@ def test_batch_of_one_uses_cond_without_gather_and_still_skips():
 def test_batch_of_one_equals_masked_on_random_graphs(seed):
     model = D2NNModel(random_graph(seed))
     rng = np.random.default_rng(seed)
-    run = tf.function(lambda x, d, mode: model.trace(x, decisions=d,
-                                                     mode=mode))
+    run = tf.function(lambda x, d, mode: model.trace(x, decisions=d, mode=mode))
     for _ in range(4):
         x = rng.normal(size=(1, 6)).astype("float32")
-        forced = {q: tf.constant(rng.integers(
-            0, len(model.plan.nodes[q].actions), size=1), tf.int32)
-            for q in model.plan.controllers}
+        forced = {
+            q: tf.constant(
+                rng.integers(0, len(model.plan.nodes[q].actions), size=1),
+                tf.int32,
+            )
+            for q in model.plan.controllers
+        }
         routed = run(x, forced, "routed")
         masked = run(x, forced, "masked")
-        np.testing.assert_allclose(routed.outputs["y"], masked.outputs["y"],
-                                   atol=1e-5)
-        np.testing.assert_allclose(routed.executed_flops,
-                                   masked.executed_flops)
+        np.testing.assert_allclose(
+            routed.outputs["y"], masked.outputs["y"], atol=1e-5
+        )
+        np.testing.assert_allclose(routed.executed_flops, masked.executed_flops)
 
 
 def test_inference_without_statistics_takes_the_same_decisions():
@@ -204,9 +228,14 @@ def test_inference_without_statistics_takes_the_same_decisions():
         np.testing.assert_array_equal(lean.log_probs[q], 0.0)
     np.testing.assert_allclose(full.outputs["y"], lean.outputs["y"])
     # The serving graph has no TFP ops (they would need LiteRT's Flex).
-    graph = tf.function(lambda x: model(x)).get_concrete_function(
-        tf.TensorSpec([None, 6])).graph
-    assert not any("Categorical" in op.name or "Bernoulli" in op.name
-                   for op in graph.get_operations())
+    graph = (
+        tf.function(lambda x: model(x))
+        .get_concrete_function(tf.TensorSpec([None, 6]))
+        .graph
+    )
+    assert not any(
+        "Categorical" in op.name or "Bernoulli" in op.name
+        for op in graph.get_operations()
+    )
     with pytest.raises(ValueError, match="inference only"):
         model.trace(x, training=True, statistics=False)

@@ -21,8 +21,9 @@ def trained_high_low(fashion_mnist):
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
     compile_model(model)
-    model.fit(x_train[:3000], y_train[:3000], epochs=1, batch_size=64,
-              verbose=0)
+    model.fit(
+        x_train[:3000], y_train[:3000], epochs=1, batch_size=64, verbose=0
+    )
     return model, x_test[:1000], y_test[:1000]
 
 
@@ -36,8 +37,12 @@ def test_measure_matches_a_hand_count(trained_high_low):
     expected = cheap + plan.flops["high"] * np.mean(decisions["gate"] == 1)
     assert flops == pytest.approx(expected, rel=1e-6)
     _, static_flops, _ = baselines.measure(
-        model, x, y, {"gate": np.ones(len(x), np.int32)},
-        count_controllers=False)
+        model,
+        x,
+        y,
+        {"gate": np.ones(len(x), np.int32)},
+        count_controllers=False,
+    )
     assert static_flops == pytest.approx(model.full_flops - plan.flops["gate"])
 
 
@@ -52,8 +57,9 @@ def test_threshold_exit_sweeps_from_all_to_no_exits(trained_high_low):
     assert points[0].mean_flops == pytest.approx(cheap)
     assert points[-1].mean_flops == pytest.approx(cheap + plan.flops["high"])
     # Without exits the prediction is the high network's, as forced.
-    accuracy, _, _ = baselines.measure(model, x, y,
-                                       {"gate": np.ones(len(x), np.int32)})
+    accuracy, _, _ = baselines.measure(
+        model, x, y, {"gate": np.ones(len(x), np.int32)}
+    )
     assert points[-1].test_accuracy == pytest.approx(accuracy)
 
 
@@ -64,8 +70,10 @@ def test_threshold_exit_needs_declared_exits(trained_high_low):
 
 def test_action_rates_ignore_examples_a_controller_skipped():
     model = architectures.cascade()
-    decisions = {"exit1": np.array([0, 1, 1, 1]),
-                 "exit2": np.array([-1, 0, 1, 1])}
+    decisions = {
+        "exit1": np.array([0, 1, 1, 1]),
+        "exit2": np.array([-1, 0, 1, 1]),
+    }
     rates = baselines.action_rates(model, decisions)
     assert rates == {"exit1": [0.25, 0.75], "exit2": [1 / 3, 2 / 3]}
 
@@ -73,18 +81,26 @@ def test_action_rates_ignore_examples_a_controller_skipped():
 def test_static_and_random_baselines_train_and_measure(fashion_mnist):
     x_train, y_train, x_test, y_test = fashion_mnist
     import tensorflow as tf
+
     train = tf.data.Dataset.from_tensor_slices(
-        (x_train[:512], y_train[:512])).batch(128)
+        (x_train[:512], y_train[:512])
+    ).batch(128)
     x, y = x_test[:500], y_test[:500]
     statics, full = baselines.static_baselines(
-        architectures.high_low, train, x, y, 1, compile_model, log=None)
+        architectures.high_low, train, x, y, 1, compile_model, log=None
+    )
     assert full.routing == {"gate": ("constant", 1)}
-    assert [p.name for p in statics] == ["static gate=stop",
-                                         "static gate=high"]
+    assert [p.name for p in statics] == ["static gate=stop", "static gate=high"]
     assert statics[0].mean_flops < statics[1].mean_flops
     point = baselines.random_routing_baseline(
-        architectures.high_low, {"gate": [0.75, 0.25]}, train, x, y, 1,
-        compile_model)
+        architectures.high_low,
+        {"gate": [0.75, 0.25]},
+        train,
+        x,
+        y,
+        1,
+        compile_model,
+    )
     plan = architectures.high_low().plan
     cheap = plan.flops["low"] + plan.flops["low_head"] + plan.flops["gate"]
     expected = cheap + 0.25 * plan.flops["high"]

@@ -57,8 +57,10 @@ def test_pareto_front_and_best_point_on_a_hand_made_case():
     front = tuning.pareto_front(points)
     assert [p["trial_id"] for p in front] == ["0", "1", "3"]
     assert tuning.best_point(points, tuning.Budget(0.35))["trial_id"] == "1"
-    assert tuning.best_point(points, tuning.AccuracyTarget(0.84))[
-        "trial_id"] == "1"
+    assert (
+        tuning.best_point(points, tuning.AccuracyTarget(0.84))["trial_id"]
+        == "1"
+    )
     assert tuning.best_point(points, tuning.Budget(0.05)) is None
 
 
@@ -72,29 +74,43 @@ def test_hypermodel_refuses_bad_settings():
     with pytest.raises(ValueError, match="validation_data"):
         hypermodel = tuning.D2NNHyperModel()
         hp = keras_tuner.HyperParameters()
-        hypermodel.fit(hp, hypermodel.build(hp), np.zeros((4, 28, 28, 1)),
-                       np.zeros(4), epochs=2)
+        hypermodel.fit(
+            hp,
+            hypermodel.build(hp),
+            np.zeros((4, 28, 28, 1)),
+            np.zeros(4),
+            epochs=2,
+        )
 
 
 @pytest.fixture(scope="module")
 def small_split(fashion_mnist):
     x_train, y_train = fashion_mnist[0], fashion_mnist[1]
-    return ((x_train[:500], y_train[:500]),
-            (x_train[-300:], y_train[-300:]))
+    return ((x_train[:500], y_train[:500]), (x_train[-300:], y_train[-300:]))
 
 
-@pytest.mark.parametrize("objective", [
-    tuning.Budget(0.5), tuning.AccuracyTarget(0.6), tuning.Reward(0.1)])
-def test_each_objective_drives_a_small_real_search(objective, small_split,
-                                                   fashion_mnist, tmp_path):
+@pytest.mark.parametrize(
+    "objective",
+    [tuning.Budget(0.5), tuning.AccuracyTarget(0.6), tuning.Reward(0.1)],
+)
+def test_each_objective_drives_a_small_real_search(
+    objective, small_split, fashion_mnist, tmp_path
+):
     (x, y), validation = small_split
-    hypermodel = tuning.D2NNHyperModel("high_low", objective,
-                                       cost_weight_range=(0.01, 0.3))
+    hypermodel = tuning.D2NNHyperModel(
+        "high_low", objective, cost_weight_range=(0.01, 0.3)
+    )
     tuner = keras_tuner.RandomSearch(
-        hypermodel, objective=tuning.OBJECTIVE, max_trials=2, seed=1,
-        directory=str(tmp_path), project_name="p")
-    tuner.search(x, y, epochs=2, batch_size=128, validation_data=validation,
-                 verbose=0)
+        hypermodel,
+        objective=tuning.OBJECTIVE,
+        max_trials=2,
+        seed=1,
+        directory=str(tmp_path),
+        project_name="p",
+    )
+    tuner.search(
+        x, y, epochs=2, batch_size=128, validation_data=validation, verbose=0
+    )
     points = tuning.trial_points(tuner)
     assert len(points) == 2
     for p in points:
@@ -102,8 +118,9 @@ def test_each_objective_drives_a_small_real_search(objective, small_split,
         assert 0 < p["val_flop_fraction"] <= 1
         assert p["val_routes"] in (1, 2)
         assert (p["no_routing"] is None) == (p["val_routes"] == 2)
-        assert p["score"] == pytest.approx(objective.score(
-            p["val_accuracy"], p["val_flop_fraction"]))
+        assert p["score"] == pytest.approx(
+            objective.score(p["val_accuracy"], p["val_flop_fraction"])
+        )
     # The tuner's own ranking is the objective's.
     best_trial = tuner.oracle.get_best_trials(1)[0]
     assert best_trial.score == max(p["score"] for p in points)
@@ -114,25 +131,44 @@ def test_each_objective_drives_a_small_real_search(objective, small_split,
     best = next(p for p in points if p["trial_id"] == best_trial.trial_id)
     assert again["test_accuracy"] == pytest.approx(best["val_accuracy"])
     assert again["test_flop_fraction"] == pytest.approx(
-        best["val_flop_fraction"], rel=1e-5)
+        best["val_flop_fraction"], rel=1e-5
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make", [
-    lambda hm, **kw: keras_tuner.BayesianOptimization(
-        hm, max_trials=2, num_initial_points=1, **kw),
-    lambda hm, **kw: keras_tuner.Hyperband(hm, max_epochs=2, factor=2,
-                                           **kw),
-], ids=["bayesian", "hyperband"])
-def test_other_keras_tuner_tuners_take_the_hypermodel(make, small_split,
-                                                      tmp_path):
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda hm, **kw: keras_tuner.BayesianOptimization(
+            hm, max_trials=2, num_initial_points=1, **kw
+        ),
+        lambda hm, **kw: keras_tuner.Hyperband(
+            hm, max_epochs=2, factor=2, **kw
+        ),
+    ],
+    ids=["bayesian", "hyperband"],
+)
+def test_other_keras_tuner_tuners_take_the_hypermodel(
+    make, small_split, tmp_path
+):
     (x, y), validation = small_split
     hypermodel = tuning.D2NNHyperModel("high_low", tuning.Budget(0.5))
-    tuner = make(hypermodel, objective=tuning.OBJECTIVE, seed=1,
-                 directory=str(tmp_path), project_name="p")
+    tuner = make(
+        hypermodel,
+        objective=tuning.OBJECTIVE,
+        seed=1,
+        directory=str(tmp_path),
+        project_name="p",
+    )
     # Hyperband's first round trains for one epoch: the warm-up gives way.
-    tuner.search(x[:400], y[:400], epochs=2, batch_size=128,
-                 validation_data=validation, verbose=0)
+    tuner.search(
+        x[:400],
+        y[:400],
+        epochs=2,
+        batch_size=128,
+        validation_data=validation,
+        verbose=0,
+    )
     points = tuning.trial_points(tuner)
     assert len(points) >= 2
     assert all(0 < p["val_flop_fraction"] <= 1 for p in points)
@@ -146,28 +182,44 @@ def trial_hp(cost_weight, **values):
     return hp
 
 
-@pytest.mark.parametrize("epochs, initial_epoch, continued, expected", [
-    # A 1-epoch trial (Hyperband's first round): no warm-up.
-    (1, 0, False, [(0, {}, 0.05)]),
-    # 2 epochs: warm-up, then the trial's cost weight (once 0).
-    (2, 0, False, [(0, {"gate": ("random", [0.5, 0.5])}, 0.05),
-                   (1, {}, 0.05)]),
-    # Hyperband goes on from a 1-epoch trial: epoch 1 of 2, as it ended.
-    (2, 1, True, [(1, {}, 0.05)]),
-])
-def test_a_short_trial_trains_at_its_cost_weight(epochs, initial_epoch,
-                                                 continued, expected,
-                                                 small_split):
+@pytest.mark.parametrize(
+    "epochs, initial_epoch, continued, expected",
+    [
+        # A 1-epoch trial (Hyperband's first round): no warm-up.
+        (1, 0, False, [(0, {}, 0.05)]),
+        # 2 epochs: warm-up, then the trial's cost weight (once 0).
+        (
+            2,
+            0,
+            False,
+            [(0, {"gate": ("random", [0.5, 0.5])}, 0.05), (1, {}, 0.05)],
+        ),
+        # Hyperband goes on from a 1-epoch trial: epoch 1 of 2, as it ended.
+        (2, 1, True, [(1, {}, 0.05)]),
+    ],
+)
+def test_a_short_trial_trains_at_its_cost_weight(
+    epochs, initial_epoch, continued, expected, small_split
+):
     (x, y), validation = small_split
-    hypermodel = tuning.D2NNHyperModel("high_low", tuning.Budget(0.5),
-                                       cost_weight_range=(0.01, 0.3))
+    hypermodel = tuning.D2NNHyperModel(
+        "high_low", tuning.Budget(0.5), cost_weight_range=(0.01, 0.3)
+    )
     hp = trial_hp(0.05, **({"tuner/trial_id": "0"} if continued else {}))
     model = hypermodel.build(hp)
     spy = RoutingSpy()
-    result = hypermodel.fit(hp, model, x, y, epochs=epochs,
-                            initial_epoch=initial_epoch, batch_size=128,
-                            validation_data=validation, verbose=0,
-                            callbacks=[spy])
+    result = hypermodel.fit(
+        hp,
+        model,
+        x,
+        y,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        batch_size=128,
+        validation_data=validation,
+        verbose=0,
+        callbacks=[spy],
+    )
     assert spy.seen == expected
     assert model.cost_weight == pytest.approx(0.05)
     assert result["val_routes"] >= 1
@@ -181,20 +233,28 @@ def test_no_routing_warnings_name_the_trials_and_advise():
     flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
 
     def point(trial_id, cost_weight, no_routing, fraction):
-        return {"trial_id": trial_id, "cost_weight": cost_weight,
-                "no_routing": no_routing, "val_flop_fraction": fraction}
+        return {
+            "trial_id": trial_id,
+            "cost_weight": cost_weight,
+            "no_routing": no_routing,
+            "val_flop_fraction": fraction,
+        }
 
     routed = point("2", 0.2, None, 0.4)
-    stuck = [point("0", 0.023, "costliest", 1.0),
-             point("1", 0.058, "costliest", 1.0)]
+    stuck = [
+        point("0", 0.023, "costliest", 1.0),
+        point("1", 0.058, "costliest", 1.0),
+    ]
     [warning] = tuning.no_routing_warnings(stuck + [routed], routed, flags)
     assert warning.startswith("WARNING: 2 of 3 trials did not route")
     assert "trial 0 (cost_weight 0.023: costliest route, 1.000" in warning
     assert "raise --cost_weight_min (was 0.01)" in warning
     assert "more than --epochs=2" in warning
     lines = tuning.no_routing_warnings(
-        [point("0", 0.4, "cheapest", 0.01)], point("0", 0.4, "cheapest",
-                                                   0.01), flags)
+        [point("0", 0.4, "cheapest", 0.01)],
+        point("0", 0.4, "cheapest", 0.01),
+        flags,
+    )
     assert "lower --cost_weight_max (was 0.5)" in lines[0]
     assert "best_model.keras is a static network" in lines[1]
     assert tuning.no_routing_warnings([routed], routed, flags) == []
@@ -203,37 +263,59 @@ def test_no_routing_warnings_name_the_trials_and_advise():
 def test_infeasible_search_says_which_way_to_move():
     flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
     points = [
-        {"trial_id": "0", "cost_weight": 0.0231, "val_accuracy": 0.89,
-         "val_flop_fraction": 0.931},
-        {"trial_id": "1", "cost_weight": 0.0578, "val_accuracy": 0.87,
-         "val_flop_fraction": 0.505}]
-    [line] = tuning.infeasible_warnings(points, None, tuning.Budget(0.4),
-                                        flags)
+        {
+            "trial_id": "0",
+            "cost_weight": 0.0231,
+            "val_accuracy": 0.89,
+            "val_flop_fraction": 0.931,
+        },
+        {
+            "trial_id": "1",
+            "cost_weight": 0.0578,
+            "val_accuracy": 0.87,
+            "val_flop_fraction": 0.505,
+        },
+    ]
+    [line] = tuning.infeasible_warnings(points, None, tuning.Budget(0.4), flags)
     assert "no trial met the budget of 0.4" in line
     assert "the cheapest (trial 1, cost_weight 0.0578) used 0.505" in line
     assert "raise --cost_weight_min, was 0.01" in line
-    [line] = tuning.infeasible_warnings(points, None,
-                                        tuning.AccuracyTarget(0.95), flags)
-    assert "the most accurate (trial 0, cost_weight 0.0231) reached " \
-           "0.8900" in line
+    [line] = tuning.infeasible_warnings(
+        points, None, tuning.AccuracyTarget(0.95), flags
+    )
+    assert (
+        "the most accurate (trial 0, cost_weight 0.0231) reached 0.8900" in line
+    )
     assert "lower --cost_weight_max, was 0.5" in line
-    assert tuning.infeasible_warnings(points, points[0], tuning.Budget(0.4),
-                                      flags) == []
-    assert tuning.infeasible_warnings(points, None, tuning.Reward(0.1),
-                                      flags) == []
+    assert (
+        tuning.infeasible_warnings(points, points[0], tuning.Budget(0.4), flags)
+        == []
+    )
+    assert (
+        tuning.infeasible_warnings(points, None, tuning.Reward(0.1), flags)
+        == []
+    )
 
 
 def tiny_config(tfds_dir, output_dir, **overrides):
-    settings = dict(budget=0.5, max_trials=2, epochs=2, train_examples=600,
-                    val_examples=300, baselines=False,
-                    output_dir=str(output_dir), tfds_dir=tfds_dir, verbose=0,
-                    cost_weight_min=0.01, cost_weight_max=0.3)
+    settings = dict(
+        budget=0.5,
+        max_trials=2,
+        epochs=2,
+        train_examples=600,
+        val_examples=300,
+        baselines=False,
+        output_dir=str(output_dir),
+        tfds_dir=tfds_dir,
+        verbose=0,
+        cost_weight_min=0.01,
+        cost_weight_max=0.3,
+    )
     settings.update(overrides)
     return tune_job.TuneConfig(**settings)
 
 
-def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir,
-                                                           tmp_path):
+def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir, tmp_path):
 
     summary = tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)
     assert summary["trials"] == 2
@@ -254,26 +336,37 @@ def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir,
         assert best.full_flops > 0
     first = (tmp_path / "search" / "trial_0" / "trial.json").read_text()
     # Same command, more trials: only the new one runs.
-    summary = tune_job.run(tiny_config(tfds_dir, tmp_path, max_trials=3),
-                           log=lambda m: 0)
+    summary = tune_job.run(
+        tiny_config(tfds_dir, tmp_path, max_trials=3), log=lambda m: 0
+    )
     assert summary["trials"] == 3
     assert summary["ran_trials"] == ["2"]
-    assert (tmp_path / "search" / "trial_0" / "trial.json").read_text() \
-        == first
+    assert (tmp_path / "search" / "trial_0" / "trial.json").read_text() == first
 
 
 def run_cli(*args, env=None):
     return subprocess.Popen(
         [sys.executable, "-m", "keras_d2nn", "tune", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, **(env or {})})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def cli_args(tfds_dir, output_dir, trials):
-    return ["--budget=0.5", f"--max_trials={trials}", "--epochs=2",
-            "--train_examples=600", "--val_examples=300", "--nobaselines",
-            f"--tfds_dir={tfds_dir}", f"--output_dir={output_dir}",
-            "--verbose=0", "--cost_weight_max=0.3"]
+    return [
+        "--budget=0.5",
+        f"--max_trials={trials}",
+        "--epochs=2",
+        "--train_examples=600",
+        "--val_examples=300",
+        "--nobaselines",
+        f"--tfds_dir={tfds_dir}",
+        f"--output_dir={output_dir}",
+        "--verbose=0",
+        "--cost_weight_max=0.3",
+    ]
 
 
 def completed(output_dir):
@@ -286,7 +379,8 @@ def completed(output_dir):
 
 
 def test_a_killed_search_resumes_without_redoing_finished_trials(
-        tfds_dir, tmp_path):
+    tfds_dir, tmp_path
+):
     process = run_cli(*cli_args(tfds_dir, tmp_path, 3))
     deadline = time.time() + 300
     while not completed(tmp_path) and time.time() < deadline:
@@ -296,8 +390,10 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(
     process.wait()
     finished = completed(tmp_path)
     assert finished and len(finished) < 3
-    before = {t: (tmp_path / "search" / f"trial_{t}" / "trial.json")
-              .read_text() for t in finished}
+    before = {
+        t: (tmp_path / "search" / f"trial_{t}" / "trial.json").read_text()
+        for t in finished
+    }
     resumed = run_cli(*cli_args(tfds_dir, tmp_path, 3))
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-2000:]
@@ -305,8 +401,9 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(
     assert summary["trials"] == 3
     assert not set(summary["ran_trials"]) & finished
     for t, text in before.items():
-        assert (tmp_path / "search" / f"trial_{t}" / "trial.json")\
-            .read_text() == text
+        assert (
+            tmp_path / "search" / f"trial_{t}" / "trial.json"
+        ).read_text() == text
 
 
 def free_port():
@@ -315,21 +412,23 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_distributed_search_shares_trials_between_workers(tfds_dir,
-                                                          tmp_path):
+def test_distributed_search_shares_trials_between_workers(tfds_dir, tmp_path):
     port = str(free_port())
-    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1",
-            "KERASTUNER_ORACLE_PORT": port}
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
     args = cli_args(tfds_dir, tmp_path, 3)
     chief = run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": "chief"})
     time.sleep(3)
-    workers = [run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": name})
-               for name in ("tuner0", "tuner1")]
+    workers = [
+        run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": name})
+        for name in ("tuner0", "tuner1")
+    ]
     for process in workers + [chief]:
         out, err = process.communicate(timeout=600)
         assert process.returncode == 0, err[-3000:]
-    ran = [json.loads((tmp_path / f"worker_{name}.json").read_text())
-           ["trials"] for name in ("tuner0", "tuner1")]
+    ran = [
+        json.loads((tmp_path / f"worker_{name}.json").read_text())["trials"]
+        for name in ("tuner0", "tuner1")
+    ]
     assert all(ran), f"each worker should run some trials: {ran}"
     assert not set(ran[0]) & set(ran[1]), "a trial ran twice"
     assert set(ran[0]) | set(ran[1]) == completed(tmp_path)

@@ -17,32 +17,38 @@ def model():
 
 def forced_fn(model):
     def run(images, gate):
-        return model.trace(images, decisions={"gate": gate},
-                           statistics=False).outputs["logits"]
+        return model.trace(
+            images, decisions={"gate": gate}, statistics=False
+        ).outputs["logits"]
+
     return run
 
 
 def run_litert(content, xnnpack, images, gate):
-    runner = litert.interpreter(content, xnnpack=xnnpack) \
-        .get_signature_runner()
+    runner = litert.interpreter(content, xnnpack=xnnpack).get_signature_runner()
     return next(iter(runner(images=images, gate=gate).values()))
 
 
 def test_batch_of_one_with_xnnpack_runs_only_the_chosen_branch(model):
-    spec = [tf.TensorSpec([1, 28, 28, 1], tf.float32, name="images"),
-            tf.TensorSpec([1], tf.int32, name="gate")]
+    spec = [
+        tf.TensorSpec([1, 28, 28, 1], tf.float32, name="images"),
+        tf.TensorSpec([1], tf.int32, name="gate"),
+    ]
     content = litert.convert([model], forced_fn(model), spec)
     images = np.random.default_rng(0).random((1, 28, 28, 1), "float32")
     for action in (0, 1):
         gate = np.array([action], np.int32)
         expected = forced_fn(model)(images, gate).numpy()
         np.testing.assert_allclose(
-            run_litert(content, True, images, gate), expected, atol=1e-5)
+            run_litert(content, True, images, gate), expected, atol=1e-5
+        )
 
 
 def test_batched_model_takes_any_batch_and_empty_branches(model):
-    spec = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
-            tf.TensorSpec([None], tf.int32, name="gate")]
+    spec = [
+        tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
+        tf.TensorSpec([None], tf.int32, name="gate"),
+    ]
     content = litert.convert([model], forced_fn(model), spec)
     rng = np.random.default_rng(1)
     for gate in ([0] * 5, [1] * 3, [0, 1, 1, 0, 1, 0, 0]):
@@ -50,7 +56,8 @@ def test_batched_model_takes_any_batch_and_empty_branches(model):
         images = rng.random((len(gate), 28, 28, 1), "float32")
         expected = forced_fn(model)(images, gate).numpy()
         np.testing.assert_allclose(
-            run_litert(content, False, images, gate), expected, atol=1e-5)
+            run_litert(content, False, images, gate), expected, atol=1e-5
+        )
 
 
 def test_ops_needing_flex_are_refused_at_conversion(model):
@@ -73,17 +80,19 @@ def test_cascade_batched_model_converts_and_agrees():
 
     def run(images, decisions):
         forced = {q: decisions[:, i] for i, q in enumerate(controllers)}
-        return cascade.trace(images, decisions=forced,
-                             statistics=False).outputs["logits"]
+        return cascade.trace(
+            images, decisions=forced, statistics=False
+        ).outputs["logits"]
 
-    spec = [tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
-            tf.TensorSpec([None, 2], tf.int32, name="decisions")]
+    spec = [
+        tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
+        tf.TensorSpec([None, 2], tf.int32, name="decisions"),
+    ]
     content = litert.convert([cascade], run, spec)
-    runner = litert.interpreter(content, xnnpack=False) \
-        .get_signature_runner()
+    runner = litert.interpreter(content, xnnpack=False).get_signature_runner()
     images = np.random.default_rng(2).random((6, 28, 28, 1), "float32")
-    decisions = np.array([[0, 0], [1, 0], [1, 1], [0, 1], [1, 1], [0, 0]],
-                         np.int32)
+    decisions = np.array(
+        [[0, 0], [1, 0], [1, 1], [0, 1], [1, 1], [0, 0]], np.int32
+    )
     out = next(iter(runner(images=images, decisions=decisions).values()))
-    np.testing.assert_allclose(out, run(images, decisions).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(out, run(images, decisions).numpy(), atol=1e-5)

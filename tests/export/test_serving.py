@@ -31,8 +31,9 @@ def images(n, seed=0):
 
 
 def expected(model, x):
-    return {k: np.asarray(v) for k, v in
-            export.serving_function(model)(x).items()}
+    return {
+        k: np.asarray(v) for k, v in export.serving_function(model)(x).items()
+    }
 
 
 def test_saved_model_runs_without_keras_d2nn_at_any_batch(model, tmp_path):
@@ -48,30 +49,45 @@ def test_saved_model_runs_without_keras_d2nn_at_any_batch(model, tmp_path):
         "out = {k: v.numpy().tolist() for k, v in f(image=x).items()}\n"
         "one = f(image=x[:1])['probabilities'].shape[0]\n"
         "assert 'keras_d2nn' not in sys.modules\n"
-        "print(json.dumps({'out': out, 'one': int(one)}))\n")
-    result = subprocess.run([sys.executable, "-c", script],
-                            capture_output=True, text=True, timeout=300)
+        "print(json.dumps({'out': out, 'one': int(one)}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     want = expected(model, x)
-    assert set(loaded["out"]) == {"logits", "probabilities",
-                                  "decision_gate", "executed_flops", "valid"}
+    assert set(loaded["out"]) == {
+        "logits",
+        "probabilities",
+        "decision_gate",
+        "executed_flops",
+        "valid",
+    }
     assert all(loaded["out"]["valid"])
-    np.testing.assert_allclose(loaded["out"]["probabilities"],
-                               want["probabilities"], atol=1e-5)
-    np.testing.assert_array_equal(loaded["out"]["decision_gate"],
-                                  want["decision_gate"])
-    np.testing.assert_allclose(loaded["out"]["executed_flops"],
-                               want["executed_flops"])
+    np.testing.assert_allclose(
+        loaded["out"]["probabilities"], want["probabilities"], atol=1e-5
+    )
+    np.testing.assert_array_equal(
+        loaded["out"]["decision_gate"], want["decision_gate"]
+    )
+    np.testing.assert_allclose(
+        loaded["out"]["executed_flops"], want["executed_flops"]
+    )
     assert loaded["one"] == 1
 
 
 def test_saved_model_stores_each_weight_once(model, tmp_path):
     path = export.export_saved_model(model, tmp_path / "sm")
     reader = tf.train.load_checkpoint(f"{path}/variables/variables")
-    stored = sum(int(np.prod(shape)) for name, shape in
-                 reader.get_variable_to_shape_map().items()
-                 if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    stored = sum(
+        int(np.prod(shape))
+        for name, shape in reader.get_variable_to_shape_map().items()
+        if name != "_CHECKPOINTABLE_OBJECT_GRAPH"
+    )
     # Once each (not twice: keras-team/keras#23553); left out are only the
     # scalars serving does not read (cost weight, exploration settings).
     scalars = sum(1 for w in model.weights if len(w.shape) == 0)
@@ -108,10 +124,12 @@ def calibration_split(model, images):
     return [images[decisions == action][:40] for action in (0, 1)]
 
 
-@pytest.mark.parametrize("quantization, max_size_ratio",
-                         [("float16", 0.55), ("int8", 0.3)])
+@pytest.mark.parametrize(
+    "quantization, max_size_ratio", [("float16", 0.55), ("int8", 0.3)]
+)
 def test_quantised_litert_is_smaller_and_still_routes(
-        quantization, max_size_ratio, fashion_mnist, tmp_path):
+    quantization, max_size_ratio, fashion_mnist, tmp_path
+):
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
     stop, high = calibration_split(model, fashion_mnist[0][:2000])
@@ -119,16 +137,18 @@ def test_quantised_litert_is_smaller_and_still_routes(
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every branch calibrated: no warning
         path = export.export_litert(
-            model, tmp_path / f"{quantization}.tflite",
+            model,
+            tmp_path / f"{quantization}.tflite",
             quantization=quantization,
-            representative_images=np.concatenate([stop, high]))
+            representative_images=np.concatenate([stop, high]),
+        )
     content = open(path, "rb").read()
     assert len(content) < max_size_ratio * len(open(float_path, "rb").read())
     weights = litert.constant_bytes(content)
     assert weights.get("FLOAT32", 0) < 0.01 * sum(weights.values())
     runner = litert.interpreter(content).get_signature_runner()
     x = np.concatenate([stop[:10], high[:10]])
-    out = [runner(image=x[i:i + 1]) for i in range(len(x))]
+    out = [runner(image=x[i : i + 1]) for i in range(len(x))]
     want = expected(model, x)
     probabilities = np.concatenate([o["probabilities"] for o in out])
     decisions = np.concatenate([o["decision_gate"] for o in out])
@@ -141,7 +161,8 @@ def test_quantised_litert_is_smaller_and_still_routes(
     # FLOP counts are integers in the model: exact whatever the precision.
     np.testing.assert_array_equal(
         np.concatenate([o["executed_flops"] for o in out])[same],
-        want["executed_flops"][same])
+        want["executed_flops"][same],
+    )
 
 
 def test_int8_calibration_missing_a_branch_warns(fashion_mnist, tmp_path):
@@ -149,22 +170,26 @@ def test_int8_calibration_missing_a_branch_warns(fashion_mnist, tmp_path):
     model = architectures.high_low()
     stop, _ = calibration_split(model, fashion_mnist[0][:2000])
     with pytest.warns(UserWarning, match="did not take every branch"):
-        export.export_litert(model, tmp_path / "q.tflite",
-                             quantization="int8",
-                             representative_images=stop)
+        export.export_litert(
+            model,
+            tmp_path / "q.tflite",
+            quantization="int8",
+            representative_images=stop,
+        )
 
 
 def test_int8_needs_calibration_images_of_the_right_shape(model, tmp_path):
     with pytest.raises(ValueError, match="representative_images"):
-        export.export_litert(model, tmp_path / "q.tflite",
-                             quantization="int8")
+        export.export_litert(model, tmp_path / "q.tflite", quantization="int8")
     with pytest.raises(ValueError, match=r"shape \(n,\) \+ \(28, 28, 1\)"):
-        export.export_litert(model, tmp_path / "q.tflite",
-                             quantization="int8",
-                             representative_images=np.zeros((4, 28, 28)))
+        export.export_litert(
+            model,
+            tmp_path / "q.tflite",
+            quantization="int8",
+            representative_images=np.zeros((4, 28, 28)),
+        )
     with pytest.raises(ValueError, match="quantization"):
-        export.export_litert(model, tmp_path / "q.tflite",
-                             quantization="int4")
+        export.export_litert(model, tmp_path / "q.tflite", quantization="int4")
 
 
 def test_a_plain_keras_model_is_refused_with_a_pointer(tmp_path):
@@ -177,9 +202,13 @@ def test_a_plain_keras_model_is_refused_with_a_pointer(tmp_path):
 def test_an_untraced_input_shape_is_refused_at_construction(shape):
     graph = keras_d2nn.Graph()
     graph.input("image", shape=shape)
-    graph.f_node("features", keras.Sequential([
-        keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()]),
-        inputs="image")
+    graph.f_node(
+        "features",
+        keras.Sequential(
+            [keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()]
+        ),
+        inputs="image",
+    )
     graph.f_node("logits", keras.layers.Dense(10), inputs="features")
     graph.output("logits")
     # No model, so nothing to export: the shape is needed for the FLOPs.
@@ -199,15 +228,27 @@ class LogDetShift(keras.layers.Layer):
 def test_a_layer_lacking_builtins_is_named_in_the_litert_error(tmp_path):
     graph = keras_d2nn.Graph()
     graph.input("image", shape=(28, 28, 1))
-    graph.f_node("cheap", keras.Sequential([
-        keras.layers.Flatten(), keras.layers.Dense(8, "relu")]),
-        inputs="image")
+    graph.f_node(
+        "cheap",
+        keras.Sequential(
+            [keras.layers.Flatten(), keras.layers.Dense(8, "relu")]
+        ),
+        inputs="image",
+    )
     graph.f_node("cheap_head", keras.layers.Dense(10), inputs="cheap")
-    graph.q_node("gate", keras_d2nn.Controller(2), inputs="cheap",
-                 actions=("stop", "more"))
+    graph.q_node(
+        "gate",
+        keras_d2nn.Controller(2),
+        inputs="cheap",
+        actions=("stop", "more"),
+    )
     graph.dummy("stop", inputs="cheap_head", when=("gate", "stop"))
-    graph.f_node("odd", LogDetShift(name="logdet_shift"), inputs="cheap",
-                 when=("gate", "more"))
+    graph.f_node(
+        "odd",
+        LogDetShift(name="logdet_shift"),
+        inputs="cheap",
+        when=("gate", "more"),
+    )
     graph.f_node("more_head", keras.layers.Dense(10), inputs="odd")
     graph.merge("logits", inputs=["stop", "more_head"])
     graph.output("logits")

@@ -13,19 +13,29 @@ from keras_d2nn.testing import TestCase
 
 def inputs_of(model, batch, seed=0):
     rng = np.random.default_rng(seed)
-    return {n.name: rng.random((batch,) + tuple(n.shape)).astype("float32")
-            for n in model.plan.order if n.kind == "input"}
+    return {
+        n.name: rng.random((batch,) + tuple(n.shape)).astype("float32")
+        for n in model.plan.order
+        if n.kind == "input"
+    }
 
 
 def test_static_routes_of_each_architecture():
     assert static_network.static_routes(architectures.high_low().plan) == [
-        ("gate=stop", {"gate": 0}), ("gate=high", {"gate": 1})]
-    names = [n for n, _ in static_network.static_routes(
-        architectures.cascade().plan)]
-    assert names == ["exit1=stop", "exit1=continue, exit2=stop",
-                     "exit1=continue, exit2=continue"]
-    chain = static_network.static_routes(architectures.chain().plan,
-                                         max_routes=8)
+        ("gate=stop", {"gate": 0}),
+        ("gate=high", {"gate": 1}),
+    ]
+    names = [
+        n for n, _ in static_network.static_routes(architectures.cascade().plan)
+    ]
+    assert names == [
+        "exit1=stop",
+        "exit1=continue, exit2=stop",
+        "exit1=continue, exit2=continue",
+    ]
+    chain = static_network.static_routes(
+        architectures.chain().plan, max_routes=8
+    )
     names = [n for n, _ in chain]
     assert "choose1=skip, choose2=skip, choose3=skip" == names[0]
     assert "choose1=full, choose2=full, choose3=full" == names[-1]
@@ -43,12 +53,16 @@ def test_every_static_route_equals_the_forced_d2nn(arch):
         forced = {q: tf.fill([5], a) for q, a in route.items()}
         expected = model.trace(x, decisions=forced).outputs
         actual = static(x if len(x) > 1 else next(iter(x.values())))
-        expected = (next(iter(expected.values())) if len(expected) == 1
-                    else expected)
+        expected = (
+            next(iter(expected.values())) if len(expected) == 1 else expected
+        )
         np.testing.assert_allclose(actual, expected, atol=1e-5)
         assert static_network.static_flops(model, route) == pytest.approx(
-            sum(model.plan.flops[n]
-                for n in static_network.static_nodes(model.plan, route)))
+            sum(
+                model.plan.flops[n]
+                for n in static_network.static_nodes(model.plan, route)
+            )
+        )
 
 
 def test_default_route_is_the_full_network_and_shares_weights():
@@ -56,14 +70,16 @@ def test_default_route_is_the_full_network_and_shares_weights():
     static = static_network.static_network(model)
     assert static_network.most_expensive_route(model.plan) == {"gate": 1}
     # The full route's output is the high network's: that alone remains.
-    assert {layer.name for layer in static.layers} == {"image",
-                                                       "high_network"}
+    assert {layer.name for layer in static.layers} == {"image", "high_network"}
     shared = model.plan.nodes["high"].layer
     assert any(layer is shared for layer in static.layers)
     assert static_network.static_flops(model) == model.plan.flops["high"]
     cheap = static_network.static_network(model, {"gate": 0})
     assert {layer.name for layer in cheap.layers} == {
-        "image", "low_network", "low_head"}
+        "image",
+        "low_network",
+        "low_head",
+    }
 
 
 def test_unpruned_network_does_all_the_route_work():
@@ -77,20 +93,20 @@ def test_unpruned_network_does_all_the_route_work():
     out = equivalent(x)
     assert set(out) == {"logits", "low_head", "gate"}
     forced = model.trace(x, decisions={"gate": tf.ones([4], tf.int32)})
-    np.testing.assert_allclose(out["logits"], forced.outputs["logits"],
-                               atol=1e-5)
-    np.testing.assert_allclose(out["gate"], forced.logits["gate"],
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        out["logits"], forced.outputs["logits"], atol=1e-5
+    )
+    np.testing.assert_allclose(out["gate"], forced.logits["gate"], atol=1e-5)
 
 
 def test_unrouted_parent_reads_its_edge_default():
     graph = keras_d2nn.Graph()
     graph.input("x", shape=(3,))
-    graph.q_node("q", keras_d2nn.Controller(2, hidden_units=()),
-                 inputs="x")
+    graph.q_node("q", keras_d2nn.Controller(2, hidden_units=()), inputs="x")
     graph.f_node("a", keras.layers.Dense(3), inputs="x", when=("q", 1))
-    graph.merge("m", inputs=["x", "a"], combine=keras.layers.Add(),
-                defaults={"a": 0.5})
+    graph.merge(
+        "m", inputs=["x", "a"], combine=keras.layers.Add(), defaults={"a": 0.5}
+    )
     graph.output("m")
     model = keras_d2nn.D2NNModel(graph)
     x = np.ones((4, 3), "float32")
@@ -107,8 +123,9 @@ def test_bad_routes_are_refused():
     with pytest.raises(ValueError, match="actions 0..1"):
         static_network.route_nodes(model.plan, {"exit1": 1, "exit2": 5})
     with pytest.raises(ValueError, match="not a controller"):
-        static_network.route_nodes(model.plan, {"exit1": 1, "exit2": 0,
-                                                "head1": 0})
+        static_network.route_nodes(
+            model.plan, {"exit1": 1, "exit2": 0, "head1": 0}
+        )
 
 
 class StaticNetworkSavingTest(TestCase):

@@ -20,36 +20,51 @@ def flops(layer, shape):
     return layer_flops(layer, spec)
 
 
-@pytest.mark.parametrize("layer, shape, expected", [
-    # Dense: 2 * in * out (multiply-adds) + out (bias) + out (relu).
-    (L.Dense(4, activation="relu"), (8,), 2 * 8 * 4 + 4 + 4),
-    (L.Dense(4, use_bias=False), (8,), 2 * 8 * 4),
-    # Applied at 3 positions.
-    (L.Dense(4), (3, 8), 3 * (2 * 8 * 4 + 4)),
-    # Conv2D 3x3, 1 -> 16 channels, valid: 26x26 outputs.
-    (L.Conv2D(16, 3), (28, 28, 1), 2 * 9 * 1 * 26 * 26 * 16 + 26 * 26 * 16),
-    # Strided, same padding: 14x14 outputs, relu.
-    (L.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
-     (28, 28, 2), 2 * 9 * 2 * 14 * 14 * 8 + 2 * 14 * 14 * 8),
-    # Grouped convolution: each output sees in/groups channels.
-    (L.Conv2D(6, 3, groups=2, padding="same"), (8, 8, 4),
-     2 * 9 * 2 * 8 * 8 * 6 + 8 * 8 * 6),
-    (L.Conv1D(8, 5), (100, 4), 2 * 5 * 4 * 96 * 8 + 96 * 8),
-    # Depthwise: 3x3 per input channel, multiplier 2: 8x8x6 outputs.
-    (L.DepthwiseConv2D(3, depth_multiplier=2), (10, 10, 3),
-     2 * 9 * 8 * 8 * 6 + 8 * 8 * 6),
-    # Separable: depthwise 3x3x3 then pointwise 3 -> 5, at 8x8 positions.
-    (L.SeparableConv2D(5, 3), (10, 10, 3),
-     2 * (9 * 3 + 3 * 5) * 64 + 5 * 64),
-    (L.MaxPooling2D(2), (28, 28, 16), 4 * 14 * 14 * 16),
-    (L.AveragePooling1D(3), (9, 2), 3 * 3 * 2),
-    (L.GlobalAveragePooling2D(), (7, 7, 32), 7 * 7 * 32),
-    (L.BatchNormalization(), (10, 10, 3), 2 * 300),
-    (L.ReLU(), (10,), 10),
-    (L.Activation("softmax"), (10,), 10),
-    (L.Flatten(), (4, 4), 0),
-    (L.Dropout(0.5), (4,), 0),
-])
+@pytest.mark.parametrize(
+    "layer, shape, expected",
+    [
+        # Dense: 2 * in * out (multiply-adds) + out (bias) + out (relu).
+        (L.Dense(4, activation="relu"), (8,), 2 * 8 * 4 + 4 + 4),
+        (L.Dense(4, use_bias=False), (8,), 2 * 8 * 4),
+        # Applied at 3 positions.
+        (L.Dense(4), (3, 8), 3 * (2 * 8 * 4 + 4)),
+        # Conv2D 3x3, 1 -> 16 channels, valid: 26x26 outputs.
+        (L.Conv2D(16, 3), (28, 28, 1), 2 * 9 * 1 * 26 * 26 * 16 + 26 * 26 * 16),
+        # Strided, same padding: 14x14 outputs, relu.
+        (
+            L.Conv2D(8, 3, strides=2, padding="same", activation="relu"),
+            (28, 28, 2),
+            2 * 9 * 2 * 14 * 14 * 8 + 2 * 14 * 14 * 8,
+        ),
+        # Grouped convolution: each output sees in/groups channels.
+        (
+            L.Conv2D(6, 3, groups=2, padding="same"),
+            (8, 8, 4),
+            2 * 9 * 2 * 8 * 8 * 6 + 8 * 8 * 6,
+        ),
+        (L.Conv1D(8, 5), (100, 4), 2 * 5 * 4 * 96 * 8 + 96 * 8),
+        # Depthwise: 3x3 per input channel, multiplier 2: 8x8x6 outputs.
+        (
+            L.DepthwiseConv2D(3, depth_multiplier=2),
+            (10, 10, 3),
+            2 * 9 * 8 * 8 * 6 + 8 * 8 * 6,
+        ),
+        # Separable: depthwise 3x3x3 then pointwise 3 -> 5, at 8x8 positions.
+        (
+            L.SeparableConv2D(5, 3),
+            (10, 10, 3),
+            2 * (9 * 3 + 3 * 5) * 64 + 5 * 64,
+        ),
+        (L.MaxPooling2D(2), (28, 28, 16), 4 * 14 * 14 * 16),
+        (L.AveragePooling1D(3), (9, 2), 3 * 3 * 2),
+        (L.GlobalAveragePooling2D(), (7, 7, 32), 7 * 7 * 32),
+        (L.BatchNormalization(), (10, 10, 3), 2 * 300),
+        (L.ReLU(), (10,), 10),
+        (L.Activation("softmax"), (10,), 10),
+        (L.Flatten(), (4, 4), 0),
+        (L.Dropout(0.5), (4,), 0),
+    ],
+)
 def test_layer_flops_by_hand(layer, shape, expected):
     assert flops(layer, shape) == expected
 
@@ -64,7 +79,8 @@ def test_nested_sequential_inside_functional():
     dense1 = 2 * 64 * 3 + 3 + 3
     dense2 = 2 * 3 * 2 + 2
     assert layer_flops(model, keras.KerasTensor((None, 6, 6, 1))) == (
-        conv + dense1 + dense2)
+        conv + dense1 + dense2
+    )
 
 
 def test_functional_layer_called_twice_counts_twice():
@@ -98,9 +114,15 @@ def test_graph_uses_overrides_and_reports_per_example_cost():
     assert model.full_flops == 1000 + q_flops + big_flops
     x = np.random.rand(4, 5, 3).astype("float32")
     trace = model.trace(x, decisions={"q": tf.constant([0, 1, 1, 0])})
-    np.testing.assert_allclose(trace.executed_flops, [
-        1000 + q_flops, 1000 + q_flops + big_flops,
-        1000 + q_flops + big_flops, 1000 + q_flops])
+    np.testing.assert_allclose(
+        trace.executed_flops,
+        [
+            1000 + q_flops,
+            1000 + q_flops + big_flops,
+            1000 + q_flops + big_flops,
+            1000 + q_flops,
+        ],
+    )
 
 
 def test_cost_report_counts_runs(capsys):
@@ -121,6 +143,7 @@ def test_cost_report_counts_runs(capsys):
     assert by_node["a"]["run_rate"] == pytest.approx(1 - share_b)
     q_flops = model.plan.flops["q"]
     assert by_node["total"]["mean_flops"] == pytest.approx(
-        q_flops + 10 * (1 - share_b) + 30 * share_b, rel=1e-5)
+        q_flops + 10 * (1 - share_b) + 30 * share_b, rel=1e-5
+    )
     printed = capsys.readouterr().out
     assert "run rate" in printed and "total" in printed

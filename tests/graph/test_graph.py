@@ -71,8 +71,9 @@ def test_q_node_needs_two_actions():
 def test_action_count_must_match_controller():
     graph = Graph()
     graph.input("x", shape=(6,))
-    with pytest.raises(ValueError, match="names 3 actions but its controller "
-                                         "has num_actions=2"):
+    with pytest.raises(
+        ValueError, match="names 3 actions but its controller has num_actions=2"
+    ):
         graph.q_node("q", Controller(2), inputs="x", actions=3)
 
 
@@ -95,8 +96,9 @@ def test_output_not_reached_by_every_example():
     graph.q_node("q", Controller(2), inputs="x", actions=("skip", "run"))
     graph.f_node("b", dense(), inputs="x", when=("q", "run"))
     graph.output("b")
-    with pytest.raises(ValueError, match="Output 'b' is not produced for "
-                                         "every example.*q=skip"):
+    with pytest.raises(
+        ValueError, match="Output 'b' is not produced for every example.*q=skip"
+    ):
         graph.validate()
 
 
@@ -108,8 +110,10 @@ def test_merge_inputs_must_be_alternatives():
     graph.f_node("b", dense(), inputs="x", when=("q", 1))
     graph.merge("m", inputs=["a", "b"])
     graph.output("m")
-    with pytest.raises(ValueError, match="'a' and 'b' are not alternatives: "
-                                         "both execute when q=1"):
+    with pytest.raises(
+        ValueError,
+        match="'a' and 'b' are not alternatives: both execute when q=1",
+    ):
         graph.validate()
 
 
@@ -133,8 +137,11 @@ def test_mismatched_merge_shapes():
     graph.f_node("c", dense(5), inputs="x", when=("q", 1))
     graph.merge("m", inputs=["b", "c"])
     graph.output("m")
-    with pytest.raises(ValueError, match=r"mismatched shapes: 'b' is "
-                                         r"\(None, 4\).*'c' is \(None, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"mismatched shapes: 'b' is "
+        r"\(None, 4\).*'c' is \(None, 5\)",
+    ):
         graph.validate()
 
 
@@ -143,26 +150,44 @@ def test_layer_that_cannot_take_its_input_shape():
     graph.input("x", shape=(6,))
     graph.f_node("conv", keras.layers.Conv2D(3, 3), inputs="x")
     graph.output("conv")
-    with pytest.raises(ValueError, match=r"Node 'conv' \(Conv2D\) cannot be "
-                                         r"applied to its inputs \['x'\] of "
-                                         r"shapes \[\(None, 6\)\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Node 'conv' \(Conv2D\) cannot be "
+        r"applied to its inputs \['x'\] of "
+        r"shapes \[\(None, 6\)\]",
+    ):
         graph.validate()
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda g: g.f_node("a", dense(), inputs="nope"),
-     "takes input 'nope', which is not a node"),
-    (lambda g: g.f_node("a", dense(), inputs="x", when=("nope", 0)),
-     "control edge from 'nope', which is not a node"),
-    (lambda g: g.f_node("a", dense(), inputs="x", when=("x", 0)),
-     "'x', which is a input-node, not a Q-node"),
-    (lambda g: g.f_node("a", dense(), inputs="x", when=("q", 5)),
-     "has actions 0..1; received action 5"),
-    (lambda g: g.f_node("a", dense(), inputs="x", when=("q", "up")),
-     "has no action 'up'"),
-    (lambda g: g.f_node("a", dense(), inputs="q"),
-     "takes data from Q-node 'q'"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (
+            lambda g: g.f_node("a", dense(), inputs="nope"),
+            "takes input 'nope', which is not a node",
+        ),
+        (
+            lambda g: g.f_node("a", dense(), inputs="x", when=("nope", 0)),
+            "control edge from 'nope', which is not a node",
+        ),
+        (
+            lambda g: g.f_node("a", dense(), inputs="x", when=("x", 0)),
+            "'x', which is a input-node, not a Q-node",
+        ),
+        (
+            lambda g: g.f_node("a", dense(), inputs="x", when=("q", 5)),
+            "has actions 0..1; received action 5",
+        ),
+        (
+            lambda g: g.f_node("a", dense(), inputs="x", when=("q", "up")),
+            "has no action 'up'",
+        ),
+        (
+            lambda g: g.f_node("a", dense(), inputs="q"),
+            "takes data from Q-node 'q'",
+        ),
+    ],
+)
 def test_dangling_or_wrong_references(build, message):
     graph = Graph()
     graph.input("x", shape=(6,))
@@ -197,8 +222,9 @@ def test_dummy_without_input_has_no_value():
     graph.dummy("nothing", when=("q", 0))
     graph.f_node("b", dense(), inputs="nothing")
     graph.output("x")
-    with pytest.raises(ValueError, match="dummy node 'nothing', which has "
-                                         "no input"):
+    with pytest.raises(
+        ValueError, match="dummy node 'nothing', which has no input"
+    ):
         graph.validate()
 
 

@@ -15,8 +15,12 @@ from keras_d2nn.inspection import graph_plot
 from keras_d2nn.testing import LOSS
 from keras_d2nn.testing import small_high_low
 
-SAVED = (pathlib.Path(__file__).parents[2] / "saved_models"
-         / "fashion_mnist_high_low" / "model.keras")
+SAVED = (
+    pathlib.Path(__file__).parents[2]
+    / "saved_models"
+    / "fashion_mnist_high_low"
+    / "model.keras"
+)
 CLASS_NAMES = data.DATASETS["fashion_mnist"]["class_names"]
 
 
@@ -31,7 +35,8 @@ def test_split(fashion_mnist):
 
 
 def test_graph_drawing_shows_kinds_edges_flops_and_run_rates(
-        trained, test_split, tmp_path):
+    trained, test_split, tmp_path
+):
     x, _ = test_split
     source = graph_plot.graph_dot(trained, data=x).to_string()
     ran = trained.route(x)["executed"]
@@ -49,8 +54,11 @@ def test_graph_drawing_shows_kinds_edges_flops_and_run_rates(
     assert f"ran for {np.mean(ran['high']):.1%}" in source
     path = keras_d2nn.plot_graph(trained, tmp_path / "graph.png", data=x)
     assert path.read_bytes().startswith(b"\x89PNG")
-    svg = keras_d2nn.plot_graph(keras_d2nn.architectures.cascade(),
-                                tmp_path / "cascade.svg", rankdir="LR")
+    svg = keras_d2nn.plot_graph(
+        keras_d2nn.architectures.cascade(),
+        tmp_path / "cascade.svg",
+        rankdir="LR",
+    )
     assert b"exit2" in svg.read_bytes()
 
 
@@ -80,17 +88,18 @@ def test_routing_report_adds_up(trained, test_split, capsys):
     for name, action in (("gate=stop", 0), ("gate=high", 1)):
         mine = gate == action
         assert by_route[name]["share"] == pytest.approx(mine.mean())
-        assert by_route[name]["accuracy"] == pytest.approx(
-            correct[mine].mean())
+        assert by_route[name]["accuracy"] == pytest.approx(correct[mine].mean())
         assert by_route[name]["mean_flops"] == pytest.approx(
-            routes["executed_flops"][mine].mean(), rel=1e-6)
+            routes["executed_flops"][mine].mean(), rel=1e-6
+        )
     assert sum(r["share"] for r in report["routes"]) == pytest.approx(1.0)
     gate_report = report["controllers"]["gate"]
     assert gate_report["ran"] == 1.0
     assert gate_report["actions"]["high"] == pytest.approx(np.mean(gate == 1))
     sandal = CLASS_NAMES.index("Sandal")
     assert gate_report["by_class"]["Sandal"]["high"] == pytest.approx(
-        np.mean(gate[y == sandal] == 1))
+        np.mean(gate[y == sandal] == 1)
+    )
     printed = capsys.readouterr().out
     assert "gate=stop" in printed and "true class" in printed
     assert "Pullover" in printed
@@ -103,14 +112,17 @@ def test_routing_report_of_nested_controllers_and_datasets():
     y = rng.integers(0, 10, 96)
     from_arrays = model.routing_report(x, y, print_fn=None)
     from_dataset = model.routing_report(
-        tf.data.Dataset.from_tensor_slices((x, y)).batch(32), print_fn=None)
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(32), print_fn=None
+    )
     assert from_arrays == from_dataset
     controllers = from_arrays["controllers"]
     # exit2 decides only for the examples exit1 let continue.
     assert controllers["exit2"]["ran"] == pytest.approx(
-        controllers["exit1"]["actions"]["continue"])
+        controllers["exit1"]["actions"]["continue"]
+    )
     assert sum(controllers["exit2"]["actions"].values()) == pytest.approx(
-        controllers["exit2"]["ran"])
+        controllers["exit2"]["ran"]
+    )
     unlabelled = model.routing_report(x, print_fn=None)
     assert unlabelled["accuracy"] is None
     assert "by_class" not in unlabelled["controllers"]["exit1"]
@@ -122,49 +134,71 @@ def test_gallery_groups_images_by_route(trained, test_split, tmp_path):
     x, y = test_split
     path = tmp_path / "routes.png"
     report = keras_d2nn.gallery.route_gallery(
-        trained, x, y, path, class_names=CLASS_NAMES, per_route=6)
+        trained, x, y, path, class_names=CLASS_NAMES, per_route=6
+    )
     assert path.read_bytes().startswith(b"\x89PNG")
     # One row per route, the most common first.
     shares = [r["share"] for r in report["routes"]]
-    assert {r["route"] for r in report["routes"]} == {"gate=stop",
-                                                      "gate=high"}
+    assert {r["route"] for r in report["routes"]} == {"gate=stop", "gate=high"}
     assert shares == sorted(shares, reverse=True)
     with pytest.raises(ValueError, match="route_gallery draws images"):
         keras_d2nn.gallery.route_gallery(
-            small_high_low(), np.zeros((4, 6), "float32"), np.zeros(4),
-            tmp_path / "vectors.png")
+            small_high_low(),
+            np.zeros((4, 6), "float32"),
+            np.zeros(4),
+            tmp_path / "vectors.png",
+        )
 
 
 def _tensors(run_dir):
     events = event_accumulator.EventAccumulator(
-        str(run_dir), size_guidance={event_accumulator.TENSORS: 0})
+        str(run_dir), size_guidance={event_accumulator.TENSORS: 0}
+    )
     events.Reload()
-    return {tag: [tf.make_ndarray(e.tensor_proto)
-                  for e in events.Tensors(tag)]
-            for tag in events.Tags()["tensors"]}
+    return {
+        tag: [tf.make_ndarray(e.tensor_proto) for e in events.Tensors(tag)]
+        for tag in events.Tags()["tensors"]
+    }
 
 
-def test_tensorboard_logs_rates_cost_weight_and_confidence(fashion_mnist,
-                                                           tmp_path):
+def test_tensorboard_logs_rates_cost_weight_and_confidence(
+    fashion_mnist, tmp_path
+):
     x, y = fashion_mnist[0][:384], fashion_mnist[1][:384]
     model = keras_d2nn.architectures.high_low()
     model.compile("adam", LOSS, metrics=["accuracy"], cost_weight=0.05)
     logs = tmp_path / "logs"
     history = model.fit(
-        x[:256], y[:256], validation_data=(x[256:], y[256:]), epochs=2,
-        verbose=0, callbacks=[
+        x[:256],
+        y[:256],
+        validation_data=(x[256:], y[256:]),
+        epochs=2,
+        verbose=0,
+        callbacks=[
             keras.callbacks.TensorBoard(str(logs)),
-            keras_d2nn.RoutingTensorBoard(str(logs), data=x[256:])])
+            keras_d2nn.RoutingTensorBoard(str(logs), data=x[256:]),
+        ],
+    )
     train = _tensors(logs / "train")
     validation = _tensors(logs / "validation")
     # Next to loss and accuracy: cost, the action rates, the cost weight.
-    for tag in ("epoch_loss", "epoch_accuracy", "epoch_cost",
-                "epoch_gate_stop", "epoch_gate_high", "epoch_cost_weight"):
+    for tag in (
+        "epoch_loss",
+        "epoch_accuracy",
+        "epoch_cost",
+        "epoch_gate_stop",
+        "epoch_gate_high",
+        "epoch_cost_weight",
+    ):
         assert len(train[tag]) == 2, tag
-    np.testing.assert_allclose([float(v) for v in train["epoch_gate_high"]],
-                               history.history["gate_high"], rtol=1e-6)
+    np.testing.assert_allclose(
+        [float(v) for v in train["epoch_gate_high"]],
+        history.history["gate_high"],
+        rtol=1e-6,
+    )
     assert [float(v) for v in train["epoch_cost_weight"]] == pytest.approx(
-        [0.05, 0.05])
+        [0.05, 0.05]
+    )
     # Histograms (bucket left, right, count) of the controller's confidence
     # on the 128 held-out images: a two-way choice is at least 0.5 sure.
     confidence = validation["gate_confidence"][-1]

@@ -17,7 +17,11 @@ def run_script(name, *args):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args],
-        capture_output=True, text=True, env=env, timeout=600)
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -26,21 +30,41 @@ def run_script(name, *args):
 @pytest.mark.usefixtures("fashion_mnist")
 def test_speed_benchmark_writes_rows(tmp_path):
     output = tmp_path / "speed.json"
-    stdout = run_script("speed.py", "--archs=high_low", "--tf_batches=32",
-                        "--litert_batches=1", "--examples=32",
-                        "--repeats=1", "--train_examples=256",
-                        f"--output={output}")
+    stdout = run_script(
+        "speed.py",
+        "--archs=high_low",
+        "--tf_batches=32",
+        "--litert_batches=1",
+        "--examples=32",
+        "--repeats=1",
+        "--train_examples=256",
+        f"--output={output}",
+    )
     rows = json.loads(output.read_text())["rows"]
-    keys = {"arch", "runtime", "batch", "routed_fraction", "mode",
-            "ms_per_example", "flop_speedup", "time_speedup", "efficiency"}
+    keys = {
+        "arch",
+        "runtime",
+        "batch",
+        "routed_fraction",
+        "mode",
+        "ms_per_example",
+        "flop_speedup",
+        "time_speedup",
+        "efficiency",
+    }
     assert all(keys <= set(row) for row in rows)
-    assert {(r["runtime"], r["batch"]) for r in rows} == {("tf", 32),
-                                                          ("litert", 1)}
+    assert {(r["runtime"], r["batch"]) for r in rows} == {
+        ("tf", 32),
+        ("litert", 1),
+    }
     fractions = {r["routed_fraction"] for r in rows if r["mode"] == "routed"}
     assert {0.0, 0.5, 1.0} <= fractions
     # FLOP speedups follow the forced fractions: all cheap saves most.
-    routed = {r["routed_fraction"]: r["flop_speedup"] for r in rows
-              if r["mode"] == "routed" and r["runtime"] == "tf"}
+    routed = {
+        r["routed_fraction"]: r["flop_speedup"]
+        for r in rows
+        if r["mode"] == "routed" and r["runtime"] == "tf"
+    }
     assert routed[0.0] > routed[0.5] > routed[1.0]
     assert "efficiency" in stdout or "eff" in stdout
 
@@ -48,11 +72,21 @@ def test_speed_benchmark_writes_rows(tmp_path):
 @pytest.mark.usefixtures("fashion_mnist")
 def test_train_speed_benchmark_writes_rows(tmp_path):
     output = tmp_path / "train_speed.json"
-    run_script("train_speed.py", "--archs=high_low", "--steps=2",
-               "--repeats=1", "--batch_size=16", f"--output={output}")
+    run_script(
+        "train_speed.py",
+        "--archs=high_low",
+        "--steps=2",
+        "--repeats=1",
+        "--batch_size=16",
+        f"--output={output}",
+    )
     rows = json.loads(output.read_text())["rows"]
-    assert {r["mode"] for r in rows} == {"static", "learned", "routed",
-                                         "masked"}
+    assert {r["mode"] for r in rows} == {
+        "static",
+        "learned",
+        "routed",
+        "masked",
+    }
     assert all(r["examples_per_second"] > 0 for r in rows)
 
 
@@ -65,19 +99,26 @@ def test_export_latency_benchmark_times_each_route(tmp_path):
 
     keras.utils.set_random_seed(2)  # a gate that splits the images
     model = architectures.high_low()
-    paths = [export.export_litert(model, tmp_path / "m.tflite"),
-             export.export_onnx(model, tmp_path / "m.onnx")]
+    paths = [
+        export.export_litert(model, tmp_path / "m.tflite"),
+        export.export_onnx(model, tmp_path / "m.onnx"),
+    ]
     output = tmp_path / "latency.json"
-    stdout = run_script("export_latency.py", "--images=200",
-                        "--per_route=5", "--repeats=1",
-                        *[f"--exported={p}" for p in paths],
-                        f"--output={output}")
+    stdout = run_script(
+        "export_latency.py",
+        "--images=200",
+        "--per_route=5",
+        "--repeats=1",
+        *[f"--exported={p}" for p in paths],
+        f"--output={output}",
+    )
     results = json.loads(output.read_text())["results"]
     assert [r["format"] for r in results] == ["litert", "onnx"]
     for result in results:
         routes = {r["route"]: r for r in result["routes"]}
         assert set(routes) == {"gate=0", "gate=1"}
         assert routes["gate=1"]["flop_ratio"] == pytest.approx(
-            model.plan.full_flops / routes["gate=0"]["flops"], rel=0.01)
+            model.plan.full_flops / routes["gate=0"]["flops"], rel=0.01
+        )
         assert all(r["ms"] > 0 and r["images"] == 5 for r in routes.values())
     assert "time ratio" in stdout

@@ -21,21 +21,35 @@ def run_cli(*args, env=None):
     conftest.py sets, which a person has not."""
     env = dict(os.environ if env is None else env)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
-    return subprocess.run([sys.executable, "-m", "keras_d2nn", *args],
-                          capture_output=True, text=True, timeout=600,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "keras_d2nn", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
 
 
 # What TensorFlow's C++ logging prints, which the CLI hides.
-TF_NOISE = re.compile(r"cuInit|oneDNN|cuda|absl::InitializeLog|"
-                      r"^[IWE]\d{4} \d\d:\d\d:\d+\.\d+ ", re.M)
+TF_NOISE = re.compile(
+    r"cuInit|oneDNN|cuda|absl::InitializeLog|"
+    r"^[IWE]\d{4} \d\d:\d\d:\d+\.\d+ ",
+    re.M,
+)
 
 
 def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
-    result = run_cli("train", "--epochs=1", "--warmup_epochs=0",
-                     "--cost_weight_ramp_epochs=0", "--train_examples=512",
-                     "--baseline_epochs=1", f"--tfds_dir={tfds_dir}",
-                     f"--output_dir={tmp_path}", "--verbose=0")
+    result = run_cli(
+        "train",
+        "--epochs=1",
+        "--warmup_epochs=0",
+        "--cost_weight_ramp_epochs=0",
+        "--train_examples=512",
+        "--baseline_epochs=1",
+        f"--tfds_dir={tfds_dir}",
+        f"--output_dir={tmp_path}",
+        "--verbose=0",
+    )
     assert result.returncode == 0, result.stderr
     # Quiet: none of TensorFlow's C++ log lines (cuInit comes with the
     # first device use, after the import).
@@ -43,8 +57,15 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     assert "test accuracy:" in result.stdout
     assert "controller gate: stop" in result.stdout
     report = json.loads((tmp_path / "report.json").read_text())
-    for key in ("arch", "test_accuracy", "mean_cost_fraction", "mean_flops",
-                "full_flops", "action_rates", "baselines"):
+    for key in (
+        "arch",
+        "test_accuracy",
+        "mean_cost_fraction",
+        "mean_flops",
+        "full_flops",
+        "action_rates",
+        "baselines",
+    ):
         assert key in report
     assert 0.0 < report["mean_cost_fraction"] <= 1.0
     rates = report["action_rates"]["gate"]
@@ -59,11 +80,11 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     # The routing report: per route, what it costs and how it does.
     routing = report["routing"]
     assert routing["accuracy"] == pytest.approx(report["test_accuracy"])
-    assert {r["route"] for r in routing["routes"]} <= {"gate=stop",
-                                                        "gate=high"}
+    assert {r["route"] for r in routing["routes"]} <= {"gate=stop", "gate=high"}
     assert sum(r["share"] for r in routing["routes"]) == pytest.approx(1.0)
     assert set(routing["controllers"]["gate"]["by_class"]) == set(
-        pipelines.DATASETS["fashion_mnist"]["class_names"])
+        pipelines.DATASETS["fashion_mnist"]["class_names"]
+    )
     assert "true class" in result.stdout
     assert list((tmp_path / "logs" / "train").iterdir())
     model = keras.models.load_model(tmp_path / "model.keras")
@@ -71,21 +92,35 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     # The trained model exports from the command line, and each export
     # agrees with it on real test images.
     for fmt, output, extra in (
-            ("saved_model", tmp_path / "served", ()),
-            ("onnx", tmp_path / "model.onnx", ()),
-            ("litert", tmp_path / "int8.tflite",
-             ("--quantize=int8", "--calibration_examples=64"))):
-        result = run_cli("export", f"--model={tmp_path / 'model.keras'}",
-                         f"--format={fmt}", f"--output={output}",
-                         f"--tfds_dir={tfds_dir}", *extra)
+        ("saved_model", tmp_path / "served", ()),
+        ("onnx", tmp_path / "model.onnx", ()),
+        (
+            "litert",
+            tmp_path / "int8.tflite",
+            ("--quantize=int8", "--calibration_examples=64"),
+        ),
+    ):
+        result = run_cli(
+            "export",
+            f"--model={tmp_path / 'model.keras'}",
+            f"--format={fmt}",
+            f"--output={output}",
+            f"--tfds_dir={tfds_dir}",
+            *extra,
+        )
         assert result.returncode == 0, result.stderr
         assert output.exists()
         if fmt != "onnx" and not extra:
             continue  # verified in export/test_verify.py; the CLI once each
         verified = tmp_path / f"verify_{output.name}.json"
-        result = run_cli("verify", f"--model={tmp_path / 'model.keras'}",
-                         f"--exported={output}", "--n=300",
-                         f"--tfds_dir={tfds_dir}", f"--report={verified}")
+        result = run_cli(
+            "verify",
+            f"--model={tmp_path / 'model.keras'}",
+            f"--exported={output}",
+            "--n=300",
+            f"--tfds_dir={tfds_dir}",
+            f"--report={verified}",
+        )
         assert result.returncode == 0, result.stderr
         check = json.loads(verified.read_text())
         assert check["n"] == 300
@@ -95,12 +130,20 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
 
 
 def test_train_without_optimizer_state_keeps_the_trained_weights(
-        tfds_dir, tmp_path):
-    result = run_cli("train", "--epochs=1", "--warmup_epochs=0",
-                     "--cost_weight_ramp_epochs=0", "--train_examples=512",
-                     "--nobaselines", "--nosave_optimizer",
-                     f"--tfds_dir={tfds_dir}", f"--output_dir={tmp_path}",
-                     "--verbose=0")
+    tfds_dir, tmp_path
+):
+    result = run_cli(
+        "train",
+        "--epochs=1",
+        "--warmup_epochs=0",
+        "--cost_weight_ramp_epochs=0",
+        "--train_examples=512",
+        "--nobaselines",
+        "--nosave_optimizer",
+        f"--tfds_dir={tfds_dir}",
+        f"--output_dir={tmp_path}",
+        "--verbose=0",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     model = keras.models.load_model(tmp_path / "model.keras")
@@ -133,46 +176,82 @@ def cli_main():
     return run
 
 
-@pytest.mark.parametrize("args, message", [
-    ((), "expected a command, one of"),
-    (("train", "extra"), "unexpected arguments ['extra']"),
-    (("train", "--epoch=2"), "Unknown command line flag 'epoch'. Did you "
-     "mean: epochs ? `python -m keras_d2nn train --help` lists the flags."),
-    (("train", "--arch=resnet"), "unknown --arch 'resnet'"),
-    (("train", "--dataset=cifar"), "unknown --dataset 'cifar'"),
-    (("train", "--cost_weight=-1"),
-     "`cost_weight` should be a finite number >= 0"),
-    (("train", "--epochs=0"), "--epochs should be >= 1"),
-    (("train", "--estimator=ppo"), "unknown --estimator 'ppo'"),
-    (("train", "--warmup_epochs=-1"), "--warmup_epochs should be >= 0"),
-    (("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
-     "IDX files not found in /nonexistent"),
-    (("export",), "export needs --model=PATH.keras and --output=PATH"),
-    (("export", "--model=/nonexistent.keras", "--output=/tmp/x"),
-     "--model: no file '/nonexistent.keras'"),
-    (("export", f"--model={__file__}", "--output=/tmp/x"),
-     "is not a .keras file (a zip archive): truncated, corrupt or another "
-     "format"),
-    (("train", "--cost_weight=nan"),
-     "`cost_weight` should be a finite number >= 0. Received: nan"),
-    (("train", "--batch_size=0"), "--batch_size should be >= 1"),
-    (("verify", "--model=m.keras", "--exported=m.onnx", "--n=0"),
-     "--n should be >= 1"),
-    (("export", "--model=m.keras", "--output=m.onnx", "--format=onnx",
-      "--quantize=int8"), "--quantize=int8 applies to --format=litert only"),
-    (("tune", "--budget=0.3", "--target_accuracy=0.9"),
-     "Give one objective: --budget, --target_accuracy or"),
-    (("tune", "--budget=2"), "`budget` is a fraction of the full network"),
-    (("tune", "--tuner=grid"), "unknown --tuner 'grid'"),
-    (("tune", "--train_examples=55000"),
-     "--train_examples + --val_examples should be at most"),
-    (("verify", "--model=m.keras"),
-     "verify needs --model=PATH.keras and --exported=PATH"),
-    (("verify", "--model=m.keras", "--exported=/nonexistent.onnx"),
-     "--exported: No exported model at '/nonexistent.onnx'"),
-    (("get_data", "--data_dir=/nonexistent"),
-     "Fashion-MNIST is not in /nonexistent"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((), "expected a command, one of"),
+        (("train", "extra"), "unexpected arguments ['extra']"),
+        (
+            ("train", "--epoch=2"),
+            "Unknown command line flag 'epoch'. Did you "
+            "mean: epochs ? `python -m keras_d2nn train --help` lists the flags.",
+        ),
+        (("train", "--arch=resnet"), "unknown --arch 'resnet'"),
+        (("train", "--dataset=cifar"), "unknown --dataset 'cifar'"),
+        (
+            ("train", "--cost_weight=-1"),
+            "`cost_weight` should be a finite number >= 0",
+        ),
+        (("train", "--epochs=0"), "--epochs should be >= 1"),
+        (("train", "--estimator=ppo"), "unknown --estimator 'ppo'"),
+        (("train", "--warmup_epochs=-1"), "--warmup_epochs should be >= 0"),
+        (
+            ("train", "--data_dir=/nonexistent", "--tfds_dir=/tmp/empty-tfds"),
+            "IDX files not found in /nonexistent",
+        ),
+        (("export",), "export needs --model=PATH.keras and --output=PATH"),
+        (
+            ("export", "--model=/nonexistent.keras", "--output=/tmp/x"),
+            "--model: no file '/nonexistent.keras'",
+        ),
+        (
+            ("export", f"--model={__file__}", "--output=/tmp/x"),
+            "is not a .keras file (a zip archive): truncated, corrupt or another "
+            "format",
+        ),
+        (
+            ("train", "--cost_weight=nan"),
+            "`cost_weight` should be a finite number >= 0. Received: nan",
+        ),
+        (("train", "--batch_size=0"), "--batch_size should be >= 1"),
+        (
+            ("verify", "--model=m.keras", "--exported=m.onnx", "--n=0"),
+            "--n should be >= 1",
+        ),
+        (
+            (
+                "export",
+                "--model=m.keras",
+                "--output=m.onnx",
+                "--format=onnx",
+                "--quantize=int8",
+            ),
+            "--quantize=int8 applies to --format=litert only",
+        ),
+        (
+            ("tune", "--budget=0.3", "--target_accuracy=0.9"),
+            "Give one objective: --budget, --target_accuracy or",
+        ),
+        (("tune", "--budget=2"), "`budget` is a fraction of the full network"),
+        (("tune", "--tuner=grid"), "unknown --tuner 'grid'"),
+        (
+            ("tune", "--train_examples=55000"),
+            "--train_examples + --val_examples should be at most",
+        ),
+        (
+            ("verify", "--model=m.keras"),
+            "verify needs --model=PATH.keras and --exported=PATH",
+        ),
+        (
+            ("verify", "--model=m.keras", "--exported=/nonexistent.onnx"),
+            "--exported: No exported model at '/nonexistent.onnx'",
+        ),
+        (
+            ("get_data", "--data_dir=/nonexistent"),
+            "Fashion-MNIST is not in /nonexistent",
+        ),
+    ],
+)
 def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(*args)
@@ -182,24 +261,37 @@ def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
     assert message in DOC.read_text()
 
 
-SAVED = pathlib.Path(__file__).parents[2] / "saved_models" / \
-    "fashion_mnist_high_low"
+SAVED = (
+    pathlib.Path(__file__).parents[2]
+    / "saved_models"
+    / "fashion_mnist_high_low"
+)
 DOC = pathlib.Path(__file__).parents[2] / "docs" / "bad_inputs.md"
 
 
-@pytest.mark.parametrize("name, flag, message", [
-    ("model.keras", "--model", "is not a .keras file (a zip archive)"),
-    ("model.tflite", "--exported",
-     "is not a readable LiteRT export (truncated, corrupt or not an export "
-     "of keras_d2nn)"),
-    ("model.onnx", "--exported", "is not a readable ONNX export"),
-])
-def test_truncated_files_get_one_clear_line(cli_main, capsys, tmp_path, name,
-                                            flag, message):
+@pytest.mark.parametrize(
+    "name, flag, message",
+    [
+        ("model.keras", "--model", "is not a .keras file (a zip archive)"),
+        (
+            "model.tflite",
+            "--exported",
+            "is not a readable LiteRT export (truncated, corrupt or not an export "
+            "of keras_d2nn)",
+        ),
+        ("model.onnx", "--exported", "is not a readable ONNX export"),
+    ],
+)
+def test_truncated_files_get_one_clear_line(
+    cli_main, capsys, tmp_path, name, flag, message
+):
     truncated = tmp_path / name
     truncated.write_bytes((SAVED / name).read_bytes()[:5000])
-    files = {"--model": SAVED / "model.keras",
-             "--exported": SAVED / "model.tflite", flag: truncated}
+    files = {
+        "--model": SAVED / "model.keras",
+        "--exported": SAVED / "model.tflite",
+        flag: truncated,
+    }
     with pytest.raises(SystemExit) as exit_info:
         cli_main("verify", *(f"{k}={v}" for k, v in files.items()), "--n=10")
     assert exit_info.value.code == 2
@@ -209,6 +301,7 @@ def test_truncated_files_get_one_clear_line(cli_main, capsys, tmp_path, name,
 
 
 # --- The command line as a person types it: help, quiet, get_data. ---
+
 
 @pytest.fixture
 def cli_run(monkeypatch):
@@ -243,24 +336,26 @@ def test_help_lists_the_commands_quietly_and_exits_0():
 
 
 @pytest.mark.parametrize("args", [("-h",), ("help",), ("--helpshort",)])
-def test_every_way_of_asking_for_help_lists_the_commands(cli_run, capsys,
-                                                         args):
+def test_every_way_of_asking_for_help_lists_the_commands(cli_run, capsys, args):
     assert cli_run(*args) == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: python -m keras_d2nn {get_data,train,")
     assert "`python -m keras_d2nn COMMAND --help`" in out
 
 
-@pytest.mark.parametrize("command", ["get_data", "train", "export",
-                                     "verify", "tune"])
-def test_command_help_lists_its_flags_with_defaults(cli_run, capsys,
-                                                    command):
+@pytest.mark.parametrize(
+    "command", ["get_data", "train", "export", "verify", "tune"]
+)
+def test_command_help_lists_its_flags_with_defaults(cli_run, capsys, command):
     from absl import flags
 
     from keras_d2nn import cli
 
-    for args in ((command, "--help"), ("help", command),
-                 (command, "-h", "--epochs=2")):
+    for args in (
+        (command, "--help"),
+        ("help", command),
+        (command, "-h", "--epochs=2"),
+    ):
         assert cli_run(*args) == 0
         out = capsys.readouterr().out
         assert out.startswith(f"usage: python -m keras_d2nn {command} ")
@@ -269,10 +364,14 @@ def test_command_help_lists_its_flags_with_defaults(cli_run, capsys,
     assert listed == set(cli.COMMAND_FLAGS[command])
     for name in listed:
         flag = flags.FLAGS[name]
-        if flag.default is not None and not flag.boolean and not (
-                command == "tune" and name in cli.TUNE_OWN_DEFAULTS):
-            assert f"--{name}=" in out and f"(default: {flag.default})" in \
-                out, name
+        if (
+            flag.default is not None
+            and not flag.boolean
+            and not (command == "tune" and name in cli.TUNE_OWN_DEFAULTS)
+        ):
+            assert (
+                f"--{name}=" in out and f"(default: {flag.default})" in out
+            ), name
 
 
 def test_command_help_shows_the_defaults_the_command_uses(cli_run, capsys):
@@ -287,8 +386,10 @@ def test_command_help_shows_the_defaults_the_command_uses(cli_run, capsys):
     assert cli_run("export", "--help") == 0
     out = capsys.readouterr().out
     # Choices are listed; prefixes naming the command are not repeated.
-    assert "--format=saved_model|litert|onnx (default: saved_model)\n" \
+    assert (
+        "--format=saved_model|litert|onnx (default: saved_model)\n"
         "      What to write." in out
+    )
 
 
 def test_every_flag_belongs_to_a_command():
@@ -309,19 +410,23 @@ def test_help_for_a_command_that_does_not_exist_says_so(cli_run, capsys):
     assert message in DOC.read_text()
 
 
-@pytest.mark.parametrize("orig_argv, cli", [
-    (["python", "-m", "keras_d2nn", "train"], True),
-    (["python", "-m", "keras_d2nn.__main__", "--help"], True),
-    (["python", "-W", "ignore", "-X", "dev", "-m", "keras_d2nn"], True),
-    (["python", "-mkeras_d2nn"], True),
-    (["/venv/bin/python", "/venv/bin/keras-d2nn", "train"], True),
-    (["python", "-m", "pytest", "-m", "keras_d2nn"], False),
-    (["python", "-c", "import keras_d2nn", "-m", "keras_d2nn"], False),
-    (["python", "my_script.py", "-m", "keras_d2nn"], False),
-    (["python"], False),
-])
+@pytest.mark.parametrize(
+    "orig_argv, cli",
+    [
+        (["python", "-m", "keras_d2nn", "train"], True),
+        (["python", "-m", "keras_d2nn.__main__", "--help"], True),
+        (["python", "-W", "ignore", "-X", "dev", "-m", "keras_d2nn"], True),
+        (["python", "-mkeras_d2nn"], True),
+        (["/venv/bin/python", "/venv/bin/keras-d2nn", "train"], True),
+        (["python", "-m", "pytest", "-m", "keras_d2nn"], False),
+        (["python", "-c", "import keras_d2nn", "-m", "keras_d2nn"], False),
+        (["python", "my_script.py", "-m", "keras_d2nn"], False),
+        (["python"], False),
+    ],
+)
 def test_the_cli_is_recognised_from_the_interpreters_command_line(
-        orig_argv, cli):
+    orig_argv, cli
+):
     from keras_d2nn import tf_logging
 
     assert tf_logging.is_cli(orig_argv) is cli
@@ -337,15 +442,18 @@ def test_log_lines_are_filtered_by_their_severity():
         "W0000 00:00:1795920322.530743    3461 a.cc:31] careful\n"
         "E0511 10:01:02.123456    3461 cuda_platform.cc:52] failed cuInit\n"
         "F0000 00:00:1795920322.5    3461 b.cc:1] fatal\n"
-        "/x.py:3: UserWarning: Python's own\n")
+        "/x.py:3: UserWarning: Python's own\n"
+    )
     assert tf_logging.filter_log_lines(text, 0) == text
     assert tf_logging.filter_log_lines(text, 2).splitlines() == [
         "E0511 10:01:02.123456    3461 cuda_platform.cc:52] failed cuInit",
         "F0000 00:00:1795920322.5    3461 b.cc:1] fatal",
-        "/x.py:3: UserWarning: Python's own"]
+        "/x.py:3: UserWarning: Python's own",
+    ]
     assert tf_logging.filter_log_lines(text, 3).splitlines() == [
         "F0000 00:00:1795920322.5    3461 b.cc:1] fatal",
-        "/x.py:3: UserWarning: Python's own"]
+        "/x.py:3: UserWarning: Python's own",
+    ]
 
 
 # Runs `filtered_stderr` in a child process with tf_logging loaded from its
@@ -388,16 +496,29 @@ def test_filtered_stderr_passes_lines_on_as_they_come(ending):
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     child = subprocess.run(
-        [sys.executable, "-c", FILTERED_STDERR_CHILD, tf_logging.__file__,
-         ending], capture_output=True, text=True, timeout=120, env=env)
+        [
+            sys.executable,
+            "-c",
+            FILTERED_STDERR_CHILD,
+            tf_logging.__file__,
+            ending,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     lines = child.stderr.splitlines()
-    expected = ["before",
-                "E0000 00:00:1795920322.530900    3461 b.cc:7] an error",
-                "Python's own line"]
+    expected = [
+        "before",
+        "E0000 00:00:1795920322.530900    3461 b.cc:7] an error",
+        "Python's own line",
+    ]
     if ending == "abort":
         assert child.returncode == -signal.SIGABRT, child.stderr
-        expected.append("F0000 00:00:1795920322.531000    3461 c.cc:9] "
-                        "Check failed: x == y")
+        expected.append(
+            "F0000 00:00:1795920322.531000    3461 c.cc:9] Check failed: x == y"
+        )
     else:
         assert child.returncode == 0, child.stderr
         expected.append("after")
@@ -406,8 +527,11 @@ def test_filtered_stderr_passes_lines_on_as_they_come(ending):
 
 def _log_messages(stderr):
     """TensorFlow's C++ log lines in `stderr`, without time and thread."""
-    return {line.split("] ", 1)[1] for line in stderr.splitlines()
-            if re.match(r"[IWEF]\d{4} ", line) and "] " in line}
+    return {
+        line.split("] ", 1)[1]
+        for line in stderr.splitlines()
+        if re.match(r"[IWEF]\d{4} ", line) and "] " in line
+    }
 
 
 def test_a_log_level_the_user_sets_is_respected():
@@ -415,25 +539,39 @@ def test_a_log_level_the_user_sets_is_respected():
     # line prints too when the user asks for level 0...
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
     reference = subprocess.run(
-        [sys.executable, "-c", "import tensorflow"], capture_output=True,
-        text=True, timeout=600, env=env)
+        [sys.executable, "-c", "import tensorflow"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     shown = subprocess.run(
-        [sys.executable, "-m", "keras_d2nn", "--help"], capture_output=True,
-        text=True, timeout=600, env=env)
+        [sys.executable, "-m", "keras_d2nn", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert shown.returncode == 0
     assert _log_messages(reference.stderr) <= _log_messages(shown.stderr)
     # ... and the level stays the user's (3 only when none was set).
-    probe = ("import sys; sys.orig_argv = [sys.executable, '-m', "
-             "'keras_d2nn']; import os, keras_d2nn; "
-             "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])")
+    probe = (
+        "import sys; sys.orig_argv = [sys.executable, '-m', "
+        "'keras_d2nn']; import os, keras_d2nn; "
+        "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"
+    )
     for level, expected in (("0", "0"), (None, "3")):
         child_env = dict(os.environ)
         child_env.pop("TF_CPP_MIN_LOG_LEVEL", None)
         if level is not None:
             child_env["TF_CPP_MIN_LOG_LEVEL"] = level
-        child = subprocess.run([sys.executable, "-c", probe],
-                               capture_output=True, text=True, timeout=600,
-                               env=child_env)
+        child = subprocess.run(
+            [sys.executable, "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=child_env,
+        )
         assert child.stdout.strip() == expected, child.stderr
 
 
@@ -443,24 +581,35 @@ def test_a_library_import_keeps_showing_errors():
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     child = subprocess.run(
-        [sys.executable, "-c", "import os, keras_d2nn; "
-         "print(os.environ['TF_CPP_MIN_LOG_LEVEL'])"],
-        capture_output=True, text=True, timeout=600, env=env)
+        [
+            sys.executable,
+            "-c",
+            "import os, keras_d2nn; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
     assert child.stdout.strip() == "2", child.stderr
 
 
 def test_get_data_without_apt_get_or_graphviz_says_how_and_succeeds(
-        fashion_mnist, tmp_path):
+    fashion_mnist, tmp_path
+):
     """No root side effects: a PATH without apt-get or dot."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     env = dict(os.environ, PATH=str(bin_dir))
-    result = run_cli("get_data", f"--data_dir={pipelines.fashion_mnist_dir()}",
-                     env=env)
+    result = run_cli(
+        "get_data", f"--data_dir={pipelines.fashion_mnist_dir()}", env=env
+    )
     assert result.returncode == 0, result.stderr
-    assert f"Fashion-MNIST found in {pipelines.fashion_mnist_dir()}" in \
-        result.stdout
+    assert (
+        f"Fashion-MNIST found in {pipelines.fashion_mnist_dir()}"
+        in result.stdout
+    )
     assert "warning: Graphviz's `dot` is not installed" in result.stderr
     assert "apt-get install -y graphviz" in result.stderr
     assert "Ready:" in result.stdout
@@ -525,21 +674,24 @@ def fake_apt(monkeypatch, tmp_path):
 
 
 def test_get_data_installs_both_packages_with_one_apt_get_call(
-        cli_run, capsys, fake_apt, monkeypatch, tmp_path):
+    cli_run, capsys, fake_apt, monkeypatch, tmp_path
+):
     monkeypatch.setattr(pipelines, "DEFAULT_DIR", str(tmp_path / "empty"))
     assert cli_run("get_data") == 2
-    assert fake_apt.calls() == [
-        "install -y -q dataset-fashion-mnist graphviz"]
+    assert fake_apt.calls() == ["install -y -q dataset-fashion-mnist graphviz"]
     out, err = capsys.readouterr()
-    assert "Installing the Debian packages dataset-fashion-mnist and " \
+    assert (
+        "Installing the Debian packages dataset-fashion-mnist and "
         "graphviz with apt-get" in out
+    )
     # Root with apt-get: an install that does not deliver is an error.
     message = "error: apt-get could not install dataset-fashion-mnist"
     assert message in err and message in DOC.read_text()
 
 
 def test_get_data_installs_graphviz_where_the_data_is_there(
-        cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
+    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+):
     monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     fake_apt.installs_dot()
     assert cli_run("get_data") is None
@@ -550,7 +702,8 @@ def test_get_data_installs_graphviz_where_the_data_is_there(
 
 
 def test_get_data_updates_apt_lists_where_there_are_none(
-        cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
+    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+):
     monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     fake_apt.fresh_machine()
     fake_apt.installs_dot()
@@ -560,34 +713,44 @@ def test_get_data_updates_apt_lists_where_there_are_none(
 
 
 def test_get_data_updates_stale_apt_lists_when_the_install_fails(
-        cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
+    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+):
     monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     fake_apt.installs_dot()
     fake_apt.fails_once()
     assert cli_run("get_data") is None
-    assert fake_apt.calls() == ["install -y -q graphviz", "update -q",
-                                "install -y -q graphviz"]
-    assert "apt-get install failed: running apt-get update" in \
-        capsys.readouterr().out
+    assert fake_apt.calls() == [
+        "install -y -q graphviz",
+        "update -q",
+        "install -y -q graphviz",
+    ]
+    assert (
+        "apt-get install failed: running apt-get update"
+        in capsys.readouterr().out
+    )
 
 
 def test_get_data_as_root_warns_and_succeeds_when_graphviz_does_not_install(
-        cli_run, capsys, fake_apt, fashion_mnist, monkeypatch):
+    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+):
     """Graphviz is for graph drawings only: data ready means exit 0."""
     monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
     assert cli_run("get_data") is None
     assert fake_apt.calls() == ["install -y -q graphviz"]
     out, err = capsys.readouterr()
     assert "Fashion-MNIST found in" in out and "Ready:" in out
-    message = ("warning: apt-get could not install graphviz (see its output "
-               "above), so graph drawings will be skipped")
+    message = (
+        "warning: apt-get could not install graphviz (see its output "
+        "above), so graph drawings will be skipped"
+    )
     assert message in err and "`apt-get install -y graphviz`" in err
     assert "error:" not in err
     assert message in DOC.read_text()
 
 
-def test_get_data_without_root_names_both_ways(cli_run, capsys, monkeypatch,
-                                               tmp_path):
+def test_get_data_without_root_names_both_ways(
+    cli_run, capsys, monkeypatch, tmp_path
+):
     from keras_d2nn import cli
 
     monkeypatch.setattr(pipelines, "DEFAULT_DIR", str(tmp_path / "empty"))

@@ -28,22 +28,23 @@ def run_blocks(page):
 
 def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert python_blocks(README.read_text()), \
+    assert python_blocks(README.read_text()), (
         "the README should carry runnable examples"
+    )
     run_blocks(README)
     assert "run rate" in capsys.readouterr().out
 
 
-PAGES_WITH_EXAMPLES = [page for page in DOCS
-                       if python_blocks(page.read_text())]
+PAGES_WITH_EXAMPLES = [page for page in DOCS if python_blocks(page.read_text())]
 
 
 def test_docs_carry_runnable_examples():
     assert PAGES_WITH_EXAMPLES, "docs/ should carry runnable examples"
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES,
-                         ids=lambda page: page.name)
+@pytest.mark.parametrize(
+    "page", PAGES_WITH_EXAMPLES, ids=lambda page: page.name
+)
 def test_docs_python_examples_run(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_blocks(page)
@@ -72,13 +73,15 @@ def without_code(text):
 
 
 def anchors(page):
-    return {anchor(heading) for heading in
-            re.findall(r"^#+ (.*)$", without_code(page.read_text()),
-                       flags=re.MULTILINE)}
+    return {
+        anchor(heading)
+        for heading in re.findall(
+            r"^#+ (.*)$", without_code(page.read_text()), flags=re.MULTILINE
+        )
+    }
 
 
-@pytest.mark.parametrize("page", [README] + DOCS,
-                         ids=lambda page: page.name)
+@pytest.mark.parametrize("page", [README] + DOCS, ids=lambda page: page.name)
 def test_relative_links_resolve(page):
     text = without_code(page.read_text())
     broken = []
@@ -89,8 +92,11 @@ def test_relative_links_resolve(page):
         linked = (page.parent / path).resolve() if path else page
         if not linked.exists():
             broken.append(target)
-        elif fragment and linked.suffix == ".md" \
-                and fragment not in anchors(linked):
+        elif (
+            fragment
+            and linked.suffix == ".md"
+            and fragment not in anchors(linked)
+        ):
             broken.append(target)
     assert not broken, f"{page.name}: links to nothing: {broken}"
 
@@ -98,8 +104,12 @@ def test_relative_links_resolve(page):
 def test_code_cites_only_pages_in_the_repository():
     # Docstrings and comments send readers to pages by path from the
     # repository root (or a bare name in docs/): each must exist.
-    sources = [*ROOT.glob("keras_d2nn/**/*.py"), ROOT / "setup.py",
-               *ROOT.glob("benchmarks/*.py"), *ROOT.glob("examples/*.py")]
+    sources = [
+        *ROOT.glob("keras_d2nn/**/*.py"),
+        ROOT / "setup.py",
+        *ROOT.glob("benchmarks/*.py"),
+        *ROOT.glob("examples/*.py"),
+    ]
     missing = []
     for source in sources:
         for page in re.findall(r"[\w./-]+\.md\b", source.read_text()):

@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-EXAMPLES = sorted((pathlib.Path(__file__).parents[2] / "examples").glob(
-    "*.py"))
+EXAMPLES = sorted((pathlib.Path(__file__).parents[2] / "examples").glob("*.py"))
 
 
 def test_one_example_per_architecture():
@@ -25,7 +24,11 @@ def test_example_compiles(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_runs(path, fashion_mnist):
-    result = subprocess.run([sys.executable, str(path)], capture_output=True,
-                            text=True, timeout=1200)
+    result = subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "test accuracy" in result.stdout

@@ -16,8 +16,7 @@ def lambda_model():
     graph = keras_d2nn.Graph()
     graph.input("x", shape=(8,))
     graph.f_node("low", keras.layers.Dense(4), inputs="x")
-    graph.f_node("doubled", keras.layers.Lambda(lambda t: t * 2),
-                 inputs="low")
+    graph.f_node("doubled", keras.layers.Lambda(lambda t: t * 2), inputs="low")
     graph.f_node("logits", keras.layers.Dense(3), inputs="doubled")
     graph.output("logits")
     return keras_d2nn.D2NNModel(graph)
@@ -38,18 +37,26 @@ def test_a_file_carrying_a_lambda_is_refused_unless_unsafe(tmp_path):
 def test_cli_refuses_a_lambda_file_and_names_the_opt_out(tmp_path):
     path = tmp_path / "lambda.keras"
     lambda_model().save(path)
-    command = [sys.executable, "-m", "keras_d2nn", "export",
-               f"--model={path}", "--format=saved_model",
-               f"--output={tmp_path / 'sm'}"]
-    refused = subprocess.run(command, capture_output=True, text=True,
-                             timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "keras_d2nn",
+        "export",
+        f"--model={path}",
+        "--format=saved_model",
+        f"--output={tmp_path / 'sm'}",
+    ]
+    refused = subprocess.run(
+        command, capture_output=True, text=True, timeout=300
+    )
     assert refused.returncode == 2
     assert "Keras safe mode refuses" in refused.stderr
     assert "--unsafe_load" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert not (tmp_path / "sm").exists()
-    allowed = subprocess.run(command + ["--unsafe_load"],
-                             capture_output=True, text=True, timeout=300)
+    allowed = subprocess.run(
+        command + ["--unsafe_load"], capture_output=True, text=True, timeout=300
+    )
     assert allowed.returncode == 0, allowed.stderr[-2000:]
     assert (tmp_path / "sm" / "saved_model.pb").exists()
 
@@ -59,12 +66,16 @@ def test_the_package_never_unpickles_or_evaluates_data():
     import re
 
     package = pathlib.Path(keras_d2nn.__file__).parent
-    risky = re.compile(r"\bpickle\b|\beval\(|\bexec\(|allow_pickle|"
-                       r"yaml\.load\(|\bmarshal\b")
-    offenders = [f"{p.relative_to(package)}:{n}"
-                 for p in package.rglob("*.py")
-                 for n, line in enumerate(p.read_text().splitlines(), 1)
-                 if risky.search(line)]
+    risky = re.compile(
+        r"\bpickle\b|\beval\(|\bexec\(|allow_pickle|"
+        r"yaml\.load\(|\bmarshal\b"
+    )
+    offenders = [
+        f"{p.relative_to(package)}:{n}"
+        for p in package.rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if risky.search(line)
+    ]
     assert offenders == []
 
 
@@ -101,8 +112,12 @@ def test_seeded_deterministic_training_repeats_exactly():
     import json
 
     # Op determinism is process-wide: a fresh process.
-    result = subprocess.run([sys.executable, "-c", DETERMINISM],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", DETERMINISM],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["weights"] > 0
@@ -164,17 +179,26 @@ CRASH = textwrap.dedent("""
 
 @pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("resume", ["backup", "checkpoint"])
-def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path,
-                                                              resume):
+def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, resume):
     def train(name, backup, kill_at=None):
         env = dict(os.environ)
         if kill_at is not None:
             env["KILL_AT_EPOCH"] = str(kill_at)
         return subprocess.run(
-            [sys.executable, "-c", CRASH, str(tmp_path / backup),
-             str(tmp_path / f"{name}.npz"), str(tmp_path / f"{name}.log"),
-             resume],
-            capture_output=True, text=True, timeout=600, env=env)
+            [
+                sys.executable,
+                "-c",
+                CRASH,
+                str(tmp_path / backup),
+                str(tmp_path / f"{name}.npz"),
+                str(tmp_path / f"{name}.log"),
+                resume,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=env,
+        )
 
     whole = train("whole", "backup_whole")
     assert whole.returncode == 0, whole.stderr[-2000:]
@@ -184,8 +208,16 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path,
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     # No finished epoch repeated or lost: the killed epoch 2 starts again.
     assert (tmp_path / "resumed.log").read_text().split("\n")[:-1] == [
-        "begin 0", "end 0", "begin 1", "end 1", "begin 2",
-        "begin 2", "end 2", "begin 3", "end 3"]
+        "begin 0",
+        "end 0",
+        "begin 1",
+        "end 1",
+        "begin 2",
+        "begin 2",
+        "end 2",
+        "begin 3",
+        "end 3",
+    ]
     a = np.load(tmp_path / "whole.npz")
     b = np.load(tmp_path / "resumed.npz")
     # Every variable, the controllers' sampling streams (saved with the
@@ -196,8 +228,9 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path,
     assert len(paths) > 50
     assert any("adam" in path for path in paths)
     for index, path in enumerate(paths):
-        np.testing.assert_array_equal(a[f"arr_{index}"], b[f"arr_{index}"],
-                                      err_msg=path)
+        np.testing.assert_array_equal(
+            a[f"arr_{index}"], b[f"arr_{index}"], err_msg=path
+        )
 
 
 def test_seed_streams_are_saved_with_the_weights(tmp_path):
@@ -212,6 +245,8 @@ def test_seed_streams_are_saved_with_the_weights(tmp_path):
     loaded = keras.models.load_model(tmp_path / "m.keras")
     np.testing.assert_array_equal(
         loaded.plan.nodes["gate"].layer.seed_generator.state.numpy(),
-        controller.seed_generator.state.numpy())
-    np.testing.assert_array_equal(loaded.routing_seed.state.numpy(),
-                                  model.routing_seed.state.numpy())
+        controller.seed_generator.state.numpy(),
+    )
+    np.testing.assert_array_equal(
+        loaded.routing_seed.state.numpy(), model.routing_seed.state.numpy()
+    )

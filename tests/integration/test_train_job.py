@@ -11,10 +11,17 @@ from keras_d2nn.experiments import train_job
 
 def test_estimator_warm_up_and_ramp_reach_the_report(tfds_dir, tmp_path):
     config = train_job.TrainConfig(
-        epochs=2, train_examples=512, estimator="reinforce_value",
-        warmup_epochs=1, cost_weight_ramp_epochs=1, cost_weight=0.2,
-        baselines=False, tfds_dir=tfds_dir, output_dir=str(tmp_path),
-        verbose=0)
+        epochs=2,
+        train_examples=512,
+        estimator="reinforce_value",
+        warmup_epochs=1,
+        cost_weight_ramp_epochs=1,
+        cost_weight=0.2,
+        baselines=False,
+        tfds_dir=tfds_dir,
+        output_dir=str(tmp_path),
+        verbose=0,
+    )
     report = train_job.run(config, log=lambda *_: None)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["config"]["estimator"] == "reinforce_value"
@@ -27,8 +34,9 @@ def test_estimator_warm_up_and_ramp_reach_the_report(tfds_dir, tmp_path):
 def test_config_check_names_the_bad_setting():
     with pytest.raises(ValueError, match="unknown --estimator 'ppo'"):
         train_job.TrainConfig(estimator="ppo").check()
-    with pytest.raises(ValueError, match="--cost_weight_ramp_epochs should "
-                                         "be >= 0"):
+    with pytest.raises(
+        ValueError, match="--cost_weight_ramp_epochs should be >= 0"
+    ):
         train_job.TrainConfig(cost_weight_ramp_epochs=-2).check()
 
 
@@ -38,35 +46,50 @@ def test_short_runs_are_accepted_and_end_at_the_target_cost_weight():
     assert config.schedule().cost_weights() == [0.1]
     # Two epochs: warm-up, then the target (not the ramp's 0).
     assert train_job.TrainConfig(epochs=2).schedule().cost_weights() == [
-        0.1, 0.1]
+        0.1,
+        0.1,
+    ]
     # The default 3-epoch job is unchanged.
     schedule = train_job.TrainConfig().schedule()
     assert (schedule.warmup_epochs, schedule.cost_weights()) == (
-        1, [0.0, 0.0, 0.1])
+        1,
+        [0.0, 0.0, 0.1],
+    )
 
 
 def small_run(tfds_dir, output_dir, **settings):
     config = train_job.TrainConfig(
-        **{**dict(train_examples=2048, baselines=False, tensorboard=False,
-                  tfds_dir=tfds_dir, output_dir=str(output_dir), verbose=0),
-           **settings})
+        **{
+            **dict(
+                train_examples=2048,
+                baselines=False,
+                tensorboard=False,
+                tfds_dir=tfds_dir,
+                output_dir=str(output_dir),
+                verbose=0,
+            ),
+            **settings,
+        }
+    )
     lines = []
     report = train_job.run(config, log=lines.append)
     return report, "\n".join(str(line) for line in lines)
 
 
 def trained_cost_weight(output_dir):
-    config = json.loads(zipfile.ZipFile(output_dir / "model.keras")
-                        .read("config.json"))
+    config = json.loads(
+        zipfile.ZipFile(output_dir / "model.keras").read("config.json")
+    )
     return config["compile_config"]["cost_weight"]
 
 
 def test_one_epoch_run_trains_a_routing_d2nn(tfds_dir, tmp_path):
-    report, printed = small_run(tfds_dir, tmp_path, epochs=1,
-                                cost_weight=0.01)
-    assert report["schedule"] == {"warmup_epochs": 0,
-                                  "cost_weight_ramp_epochs": 0,
-                                  "cost_weights": [0.01]}
+    report, printed = small_run(tfds_dir, tmp_path, epochs=1, cost_weight=0.01)
+    assert report["schedule"] == {
+        "warmup_epochs": 0,
+        "cost_weight_ramp_epochs": 0,
+        "cost_weights": [0.01],
+    }
     assert trained_cost_weight(tmp_path) == pytest.approx(0.01)
     assert "no warm-up" in printed and "shortened" in printed
     # It routes: both actions taken on the test split, no warning.
@@ -79,13 +102,21 @@ def test_one_epoch_run_trains_a_routing_d2nn(tfds_dir, tmp_path):
 
 def test_a_run_that_does_not_route_says_so(tfds_dir, tmp_path):
     # A cost weight far too high for the run: every test image stops.
-    report, printed = small_run(tfds_dir, tmp_path, epochs=1,
-                                train_examples=1024, cost_weight=20.0)
+    report, printed = small_run(
+        tfds_dir, tmp_path, epochs=1, train_examples=1024, cost_weight=20.0
+    )
     assert report["action_rates"]["gate"]["stop"] == 1.0
     assert report["routing_collapse"] == {
-        "routes": 1, "controllers": [{"controller": "gate",
-                                      "action": "stop", "ran": 1.0,
-                                      "rank": "cheapest"}]}
+        "routes": 1,
+        "controllers": [
+            {
+                "controller": "gate",
+                "action": "stop",
+                "ran": 1.0,
+                "rank": "cheapest",
+            }
+        ],
+    }
     [warning] = report["warnings"]
     assert "no routing" in warning and "gate=stop" in warning
     assert "lower --cost_weight (was 20)" in warning
@@ -103,16 +134,27 @@ def test_collapse_found_on_given_decisions_and_ranked_by_cost():
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
     gate = model.plan.nodes["gate"]
     high = gate.actions.index("high")
-    collapse = train_job.routing_collapse(
-        model, x, {"gate": np.full(64, high)})
-    assert collapse == {"routes": 1, "controllers": [
-        {"controller": "gate", "action": "high", "ran": 1.0,
-         "rank": "costliest"}]}
+    collapse = train_job.routing_collapse(model, x, {"gate": np.full(64, high)})
+    assert collapse == {
+        "routes": 1,
+        "controllers": [
+            {
+                "controller": "gate",
+                "action": "high",
+                "ran": 1.0,
+                "rank": "costliest",
+            }
+        ],
+    }
     [warning] = train_job.collapse_warnings(collapse, 0.05, epochs=2)
     assert "(gate=high, the costliest action of every controller)" in warning
     assert "raise --cost_weight (was 0.05)" in warning
     mixed = {"gate": np.arange(64) % 2}
     assert train_job.routing_collapse(model, x, mixed) == {
-        "routes": 2, "controllers": []}
-    assert train_job.collapse_warnings({"routes": 2, "controllers": []},
-                                       0.1, 3) == []
+        "routes": 2,
+        "controllers": [],
+    }
+    assert (
+        train_job.collapse_warnings({"routes": 2, "controllers": []}, 0.1, 3)
+        == []
+    )

@@ -25,11 +25,13 @@ class ControllerTest(TestCase):
         action, log_prob, entropy = controller.decide(logits, training=False)
         np.testing.assert_array_equal(action, [1, 0])
         expected = tf.nn.log_softmax(logits)
-        self.assertAllClose(log_prob, [expected[0, 1], expected[1, 0]],
-                            atol=1e-6)
+        self.assertAllClose(
+            log_prob, [expected[0, 1], expected[1, 0]], atol=1e-6
+        )
         probs = tf.nn.softmax(logits)
         self.assertAllClose(
-            entropy, -tf.reduce_sum(probs * tf.math.log(probs), -1), atol=1e-5)
+            entropy, -tf.reduce_sum(probs * tf.math.log(probs), -1), atol=1e-5
+        )
 
     def test_training_samples_from_the_policy(self):
         controller = Controller(3, seed=1)
@@ -45,8 +47,9 @@ class ControllerTest(TestCase):
         action, log_prob, _ = controller.decide(logits, training=True)
         self.assertAllClose(np.mean(action.numpy() == 1), 0.25, atol=0.02)
         chosen_one = action.numpy() == 1
-        self.assertAllClose(np.exp(log_prob.numpy()[chosen_one]), 0.25,
-                            atol=1e-4)
+        self.assertAllClose(
+            np.exp(log_prob.numpy()[chosen_one]), 0.25, atol=1e-4
+        )
         # Inference ignores exploration.
         greedy, _, _ = controller.decide(logits, training=False)
         self.assertEqual(int(tf.reduce_max(greedy)), 0)
@@ -58,8 +61,9 @@ class ControllerTest(TestCase):
         self.assertAllClose(np.mean(action.numpy()), 0.5, atol=0.02)
         controller.temperature.assign(1.0)
         action, _, _ = controller.decide(logits, training=True)
-        self.assertAllClose(np.mean(action.numpy()),
-                            1 / (1 + np.exp(4.0)), atol=0.01)
+        self.assertAllClose(
+            np.mean(action.numpy()), 1 / (1 + np.exp(4.0)), atol=0.01
+        )
 
     def test_bernoulli_gate(self):
         controller = Controller(2, distribution="bernoulli", seed=4)
@@ -70,35 +74,52 @@ class ControllerTest(TestCase):
         action, log_prob, _ = controller.decide(logits, training=False)
         np.testing.assert_array_equal(action, (logits[:, 0] > 0).numpy())
         p_open = tf.sigmoid(logits[:, 0])
-        expected = np.where(action.numpy() == 1, np.log(p_open),
-                            np.log(1 - p_open))
+        expected = np.where(
+            action.numpy() == 1, np.log(p_open), np.log(1 - p_open)
+        )
         self.assertAllClose(log_prob, expected, atol=1e-5)
 
     def test_forced_actions_report_their_log_prob(self):
         controller = Controller(3)
         logits = tf.constant([[0.0, 1.0, 2.0]])
         action, log_prob, _ = controller.decide(
-            logits, training=True, action=tf.constant([0]))
+            logits, training=True, action=tf.constant([0])
+        )
         self.assertEqual(int(action[0]), 0)
-        self.assertAllClose(log_prob, tf.nn.log_softmax(logits)[:, 0],
-                            atol=1e-6)
+        self.assertAllClose(
+            log_prob, tf.nn.log_softmax(logits)[:, 0], atol=1e-6
+        )
 
     def test_serialization(self):
-        controller = Controller(3, hidden_units=(4, 4), distribution=
-                                "categorical", epsilon=0.1, temperature=2.0,
-                                seed=5)
+        controller = Controller(
+            3,
+            hidden_units=(4, 4),
+            distribution="categorical",
+            epsilon=0.1,
+            temperature=2.0,
+            seed=5,
+        )
         rebuilt = self.run_serialization_test(controller)
         self.assertEqual(rebuilt.hidden_units, (4, 4))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"num_actions": 1}, "num_actions` should be an int >= 2"),
-    ({"num_actions": 2.5}, "num_actions` should be an int >= 2"),
-    ({"num_actions": 3, "distribution": "bernoulli"}, "two-way gate"),
-    ({"num_actions": 2, "distribution": "gaussian"}, "`distribution` should"),
-    ({"num_actions": 2, "epsilon": 1.5}, r"`epsilon` should be in \[0, 1\]"),
-    ({"num_actions": 2, "temperature": 0}, "`temperature` should be > 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"num_actions": 1}, "num_actions` should be an int >= 2"),
+        ({"num_actions": 2.5}, "num_actions` should be an int >= 2"),
+        ({"num_actions": 3, "distribution": "bernoulli"}, "two-way gate"),
+        (
+            {"num_actions": 2, "distribution": "gaussian"},
+            "`distribution` should",
+        ),
+        (
+            {"num_actions": 2, "epsilon": 1.5},
+            r"`epsilon` should be in \[0, 1\]",
+        ),
+        ({"num_actions": 2, "temperature": 0}, "`temperature` should be > 0"),
+    ],
+)
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Controller(**kwargs)

@@ -54,12 +54,21 @@ def integer_input_model():
     graph = keras_d2nn.Graph()
     graph.input("ids", shape=(6,), dtype="int32")
     graph.f_node("scaled", keras.layers.Rescaling(1 / 255), inputs="ids")
-    graph.q_node("gate", keras_d2nn.layers.Controller(2, hidden_units=()),
-                 inputs="scaled", actions=("cheap", "expensive"))
-    graph.f_node("cheap", keras.layers.Dense(3), inputs="scaled",
-                 when=("gate", "cheap"))
-    graph.f_node("expensive", keras.layers.Dense(3), inputs="scaled",
-                 when=("gate", "expensive"))
+    graph.q_node(
+        "gate",
+        keras_d2nn.layers.Controller(2, hidden_units=()),
+        inputs="scaled",
+        actions=("cheap", "expensive"),
+    )
+    graph.f_node(
+        "cheap", keras.layers.Dense(3), inputs="scaled", when=("gate", "cheap")
+    )
+    graph.f_node(
+        "expensive",
+        keras.layers.Dense(3),
+        inputs="scaled",
+        when=("gate", "expensive"),
+    )
     graph.merge("m", inputs=["cheap", "expensive"])
     graph.output("m")
     return keras_d2nn.D2NNModel(graph)
@@ -76,216 +85,347 @@ def functional_wrapper(model):
 CASES = {
     # compile and the cost weight
     "compile: negative cost_weight": (
-        lambda: compiled(cost_weight=-1), ValueError,
-        r"`cost_weight` should be a finite number >= 0. Received: -1"),
+        lambda: compiled(cost_weight=-1),
+        ValueError,
+        r"`cost_weight` should be a finite number >= 0. Received: -1",
+    ),
     "compile: NaN cost_weight": (
-        lambda: compiled(cost_weight=float("nan")), ValueError,
-        r"`cost_weight` should be a finite number >= 0. Received: nan"),
+        lambda: compiled(cost_weight=float("nan")),
+        ValueError,
+        r"`cost_weight` should be a finite number >= 0. Received: nan",
+    ),
     "cost_weight set to a string": (
-        lambda: setattr(compiled(), "cost_weight", "high"), ValueError,
-        r"`cost_weight` should be a number >= 0. Received: 'high'"),
+        lambda: setattr(compiled(), "cost_weight", "high"),
+        ValueError,
+        r"`cost_weight` should be a number >= 0. Received: 'high'",
+    ),
     "compile: no loss": (
-        lambda: small_high_low().compile("adam"), ValueError,
-        r"needs a `loss`"),
+        lambda: small_high_low().compile("adam"),
+        ValueError,
+        r"needs a `loss`",
+    ),
     "compile: estimator given by name": (
-        lambda: compiled(estimator="reinforce"), TypeError,
-        r"`estimator` should be a keras_d2nn estimator"),
+        lambda: compiled(estimator="reinforce"),
+        TypeError,
+        r"`estimator` should be a keras_d2nn estimator",
+    ),
     "compile: estimator for an unknown controller": (
         lambda: compiled(estimator={"ghost": keras_d2nn.Reinforce()}),
-        ValueError, r"names \['ghost'\], which are not controllers"),
+        ValueError,
+        r"names \['ghost'\], which are not controllers",
+    ),
     "compile: unknown task_reward": (
-        lambda: compiled(task_reward="accuracy"), ValueError,
-        r"`task_reward` should be one of"),
+        lambda: compiled(task_reward="accuracy"),
+        ValueError,
+        r"`task_reward` should be one of",
+    ),
     "compile: reward_bag_size 0": (
-        lambda: compiled(reward_bag_size=0), ValueError,
-        r"`reward_bag_size` should be an int >= 1"),
+        lambda: compiled(reward_bag_size=0),
+        ValueError,
+        r"`reward_bag_size` should be an int >= 1",
+    ),
     # inputs of fit / evaluate / predict / call
     "fit: input of the wrong rank": (
-        lambda: fit(X[:, :, None], Y), ValueError,
+        lambda: fit(X[:, :, None], Y),
+        ValueError,
         r"Input 'image' should have shape \(None, 6\) \(batch first\); "
-        r"received shape \(64, 6, 1\)"),
+        r"received shape \(64, 6, 1\)",
+    ),
     "fit: input of the wrong size": (
-        lambda: fit(np.zeros((64, 5), "float32"), Y), ValueError,
-        r"should have shape \(None, 6\) .*received shape \(64, 5\)"),
+        lambda: fit(np.zeros((64, 5), "float32"), Y),
+        ValueError,
+        r"should have shape \(None, 6\) .*received shape \(64, 5\)",
+    ),
     "fit: strings as input": (
-        lambda: fit(np.full((64, 6), "a"), Y), ValueError,
-        r"Input 'image' should hold numbers \(float32\); received dtype"),
+        lambda: fit(np.full((64, 6), "a"), Y),
+        ValueError,
+        r"Input 'image' should hold numbers \(float32\); received dtype",
+    ),
     "fit: wrong size after a first fit": (
-        lambda: (lambda m: (m.fit(X, Y, verbose=0),
-                            m.fit(np.zeros((8, 5), "float32"), Y[:8],
-                                  verbose=0)))(compiled()),
-        ValueError, r"received shape \(8, 5\)"),
+        lambda: (
+            lambda m: (
+                m.fit(X, Y, verbose=0),
+                m.fit(np.zeros((8, 5), "float32"), Y[:8], verbose=0),
+            )
+        )(compiled()),
+        ValueError,
+        r"received shape \(8, 5\)",
+    ),
     "fit: dict input with a wrong name": (
-        lambda: fit({"pixels": X}, Y), ValueError,
+        lambda: fit({"pixels": X}, Y),
+        ValueError,
         r"expects inputs named \['image'\]; received a dict with keys "
-        r"\['pixels'\]"),
+        r"\['pixels'\]",
+    ),
     "fit: dataset of the wrong shape": (
-        lambda: fit(dataset(X[:, :5], Y)), ValueError,
-        r"received shape \(None, 5\)"),
+        lambda: fit(dataset(X[:, :5], Y)),
+        ValueError,
+        r"received shape \(None, 5\)",
+    ),
     "predict: input of the wrong size": (
         lambda: compiled().predict(np.zeros((4, 7), "float32"), verbose=0),
-        ValueError, r"received shape \(4, 7\)"),
+        ValueError,
+        r"received shape \(4, 7\)",
+    ),
     "call: input of the wrong size": (
-        lambda: small_high_low()(np.zeros((4, 7), "float32")), ValueError,
-        r"received shape \(4, 7\)"),
+        lambda: small_high_low()(np.zeros((4, 7), "float32")),
+        ValueError,
+        r"received shape \(4, 7\)",
+    ),
     # NaN and Inf in inputs, and integer images (keras_d2nn.models.non_finite)
     "fit: NaN image": (
-        lambda: fit(with_non_finite(X, {5: np.nan}), Y), ValueError,
+        lambda: fit(with_non_finite(X, {5: np.nan}), Y),
+        ValueError,
         r"fit: input 'image' holds NaN or Inf in 1 example, at index \[5\]. "
         r"A D2NN cannot route such inputs. .*`model.allow_non_finite = "
-        r"True`"),
+        r"True`",
+    ),
     "predict: NaN and Inf images": (
         lambda: compiled().predict(
-            with_non_finite(X, {3: np.nan, 40: np.inf, 41: -np.inf}),
-            verbose=0), ValueError,
+            with_non_finite(X, {3: np.nan, 40: np.inf, 41: -np.inf}), verbose=0
+        ),
+        ValueError,
         r"predict: input 'image' holds NaN or Inf in 3 examples, at "
-        r"indices \[3, 40, 41\]"),
+        r"indices \[3, 40, 41\]",
+    ),
     "evaluate: NaN image in a dataset": (
         lambda: compiled().evaluate(
-            dataset(with_non_finite(X, {18: np.nan}), Y), verbose=0),
+            dataset(with_non_finite(X, {18: np.nan}), Y), verbose=0
+        ),
         ValueError,
         r"evaluate: a batch held examples whose input 'image' is NaN or "
-        r"Inf, at positions \[2\] of that batch"),
+        r"Inf, at positions \[2\] of that batch",
+    ),
     "fit: Inf image from a generator": (
-        lambda: fit((with_non_finite(X, {1: np.inf})[i:i + 16], Y[i:i + 16])
-                    for i in range(0, 64, 16)), ValueError,
+        lambda: fit(
+            (with_non_finite(X, {1: np.inf})[i : i + 16], Y[i : i + 16])
+            for i in range(0, 64, 16)
+        ),
+        ValueError,
         r"fit: a batch held examples whose input 'image' is NaN or Inf, at "
-        r"positions \[1\]"),
+        r"positions \[1\]",
+    ),
     "route: NaN image": (
-        lambda: small_high_low().route(with_non_finite(X, {63: np.nan}),
-                                       batch_size=16), ValueError,
+        lambda: small_high_low().route(
+            with_non_finite(X, {63: np.nan}), batch_size=16
+        ),
+        ValueError,
         r"route: input 'image' holds NaN or Inf in 1 example, at index "
-        r"\[63\]"),
+        r"\[63\]",
+    ),
     "trace: Inf image": (
         lambda: small_high_low().trace(with_non_finite(X, {0: np.inf})),
-        ValueError, r"trace: input 'image' holds NaN or Inf in 1 example"),
+        ValueError,
+        r"trace: input 'image' holds NaN or Inf in 1 example",
+    ),
     "call: NaN image": (
         lambda: small_high_low()(with_non_finite(X, {2: np.nan})),
-        ValueError, r"model\(x\): input 'image' holds NaN or Inf"),
+        ValueError,
+        r"model\(x\): input 'image' holds NaN or Inf",
+    ),
     "call under tf.function: NaN image": (
         lambda: tf.function(small_high_low())(with_non_finite(X, {2: np.nan})),
         tf.errors.InvalidArgumentError,
-        r"keras_d2nn non-finite check input=image at:\] \[2\]"),
+        r"keras_d2nn non-finite check input=image at:\] \[2\]",
+    ),
     "predict of a functional model wrapping a D2NN: Inf image": (
         lambda: functional_wrapper(small_high_low()).predict(
-            with_non_finite(X, {7: np.inf}), verbose=0),
+            with_non_finite(X, {7: np.inf}), verbose=0
+        ),
         tf.errors.InvalidArgumentError,
-        r"keras_d2nn non-finite check input=image at:\] \[7\]"),
+        r"keras_d2nn non-finite check input=image at:\] \[7\]",
+    ),
     "call: float values into an integer input": (
         lambda: integer_input_model()(np.zeros((4, 6), "float32")),
         ValueError,
         r"Input 'ids' should hold int32 values; received dtype float32, "
-        r"which casting would truncate"),
+        r"which casting would truncate",
+    ),
     "fit: uint8 images": (
-        lambda: fit((np.abs(X) * 40).astype("uint8"), Y), ValueError,
+        lambda: fit((np.abs(X) * 40).astype("uint8"), Y),
+        ValueError,
         r"Input 'image' should hold float32 values scaled as in training; "
         r"received dtype uint8. .* images.astype\('float32'\) / 255. A "
         r"graph that scales its inputs itself .* graph.input\('image', "
-        r"shape, dtype='uint8'\)"),
+        r"shape, dtype='uint8'\)",
+    ),
     "call: int32 images": (
-        lambda: small_high_low()(np.zeros((4, 6), "int32")), ValueError,
+        lambda: small_high_low()(np.zeros((4, 6), "int32")),
+        ValueError,
         r"should hold float32 values scaled as in training; received dtype "
-        r"int32"),
+        r"int32",
+    ),
     # labels
     "fit: label equal to the number of classes": (
-        lambda: fit(X, np.full(64, 3)), ValueError,
+        lambda: fit(X, np.full(64, 3)),
+        ValueError,
         r"labels should be class indices, whole numbers in \[0, 3\) for "
-        r"the 3 outputs; 64 of 64 are not, e.g. \[3\]"),
+        r"the 3 outputs; 64 of 64 are not, e.g. \[3\]",
+    ),
     "fit: negative label": (
-        lambda: fit(X, np.where(np.arange(64) == 5, -1, Y)), ValueError,
-        r"1 of 64 are not, e.g. \[-1\]"),
+        lambda: fit(X, np.where(np.arange(64) == 5, -1, Y)),
+        ValueError,
+        r"1 of 64 are not, e.g. \[-1\]",
+    ),
     "fit: fractional label": (
-        lambda: fit(X, Y + 0.5), ValueError, r"e.g. \[0.5"),
+        lambda: fit(X, Y + 0.5),
+        ValueError,
+        r"e.g. \[0.5",
+    ),
     "fit: NaN label": (
-        lambda: fit(X, np.where(np.arange(64) == 0, np.nan, Y)), ValueError,
-        r"1 of 64 are not, e.g. \[nan\]"),
+        lambda: fit(X, np.where(np.arange(64) == 0, np.nan, Y)),
+        ValueError,
+        r"1 of 64 are not, e.g. \[nan\]",
+    ),
     "fit: one-hot labels with a sparse loss": (
-        lambda: fit(X, np.eye(3)[Y]), ValueError,
+        lambda: fit(X, np.eye(3)[Y]),
+        ValueError,
         r"a sparse categorical loss takes class indices, shape \(n,\); "
         r"received labels of shape \(64, 3\). For one-hot labels use "
-        r"keras.losses.CategoricalCrossentropy"),
+        r"keras.losses.CategoricalCrossentropy",
+    ),
     "fit: string labels": (
-        lambda: fit(X, np.array(["cat"] * 64)), ValueError,
-        r"labels should be numbers"),
+        lambda: fit(X, np.array(["cat"] * 64)),
+        ValueError,
+        r"labels should be numbers",
+    ),
     "fit: out-of-range labels in a dataset": (
-        lambda: fit(dataset(X, np.full(64, 3))), ValueError,
+        lambda: fit(dataset(X, np.full(64, 3))),
+        ValueError,
         r"fit: a batch held labels that are not class indices: labels "
-        r"should be whole numbers in \[0, 3\)"),
+        r"should be whole numbers in \[0, 3\)",
+    ),
     "fit: out-of-range labels from a generator": (
-        lambda: fit((X[i:i + 16], np.full(16, 7)) for i in range(0, 64, 16)),
-        ValueError, r"a batch held labels that are not class indices"),
+        lambda: fit((X[i : i + 16], np.full(16, 7)) for i in range(0, 64, 16)),
+        ValueError,
+        r"a batch held labels that are not class indices",
+    ),
     "fit: one-hot labels in a dataset": (
-        lambda: fit(dataset(X, np.eye(3)[Y])), ValueError,
-        r"the dataset yields labels of shape \(None, 3\)"),
+        lambda: fit(dataset(X, np.eye(3)[Y])),
+        ValueError,
+        r"the dataset yields labels of shape \(None, 3\)",
+    ),
     "fit: out-of-range validation labels": (
-        lambda: fit(X, Y, validation_data=(X, np.full(64, 9))), ValueError,
-        r"validation_data: labels should be class indices"),
+        lambda: fit(X, Y, validation_data=(X, np.full(64, 9))),
+        ValueError,
+        r"validation_data: labels should be class indices",
+    ),
     "evaluate: out-of-range labels": (
         lambda: compiled().evaluate(X, np.full(64, 3), verbose=0),
-        ValueError, r"evaluate: labels should be class indices"),
+        ValueError,
+        r"evaluate: labels should be class indices",
+    ),
     "fit: one-hot labels of the wrong width (categorical loss)": (
-        lambda: (lambda m: (m.compile(
-            "adam", keras.losses.CategoricalCrossentropy(from_logits=True)),
-            m.fit(X, np.eye(4)[Y], verbose=0)))(small_high_low()),
-        ValueError, r"labels should have shape \(n, 3\)"),
+        lambda: (
+            lambda m: (
+                m.compile(
+                    "adam",
+                    keras.losses.CategoricalCrossentropy(from_logits=True),
+                ),
+                m.fit(X, np.eye(4)[Y], verbose=0),
+            )
+        )(small_high_low()),
+        ValueError,
+        r"labels should have shape \(n, 3\)",
+    ),
     "fit: fewer labels than examples": (
-        lambda: fit(X, Y[:10]), ValueError, r"Data cardinality is ambiguous"),
+        lambda: fit(X, Y[:10]),
+        ValueError,
+        r"Data cardinality is ambiguous",
+    ),
     # no data
     "fit: empty arrays": (
-        lambda: fit(X[:0], Y[:0]), ValueError,
-        r"fit: input 'image' holds no examples \(shape \(0, 6\)\)"),
+        lambda: fit(X[:0], Y[:0]),
+        ValueError,
+        r"fit: input 'image' holds no examples \(shape \(0, 6\)\)",
+    ),
     "fit: empty dataset": (
-        lambda: fit(dataset(X[:0], Y[:0])), ValueError,
-        r"fit: the dataset is empty"),
+        lambda: fit(dataset(X[:0], Y[:0])),
+        ValueError,
+        r"fit: the dataset is empty",
+    ),
     "fit: dataset that turns out empty": (
-        lambda: fit(tf.data.Dataset.from_tensor_slices((X, Y)).filter(
-            lambda a, b: b > 5).batch(16)), ValueError,
-        r"fit: the data yielded no batch, so nothing was trained"),
+        lambda: fit(
+            tf.data.Dataset.from_tensor_slices((X, Y))
+            .filter(lambda a, b: b > 5)
+            .batch(16)
+        ),
+        ValueError,
+        r"fit: the data yielded no batch, so nothing was trained",
+    ),
     "predict: empty array": (
-        lambda: compiled().predict(X[:0], verbose=0), ValueError,
-        r"predict: input 'image' holds no examples"),
+        lambda: compiled().predict(X[:0], verbose=0),
+        ValueError,
+        r"predict: input 'image' holds no examples",
+    ),
     "route: empty array": (
-        lambda: small_high_low().route(X[:0]), ValueError,
-        r"`data` is empty: no example to route"),
+        lambda: small_high_low().route(X[:0]),
+        ValueError,
+        r"`data` is empty: no example to route",
+    ),
     # builders
     "builder: vector input_shape for convolutional defaults": (
-        lambda: architectures.high_low(input_shape=(28,)), ValueError,
+        lambda: architectures.high_low(input_shape=(28,)),
+        ValueError,
         r"high_low: `input_shape` should be an image shape \(height, width, "
-        r"channels\)"),
+        r"channels\)",
+    ),
     "builder: one class": (
-        lambda: architectures.cascade(num_classes=1), ValueError,
+        lambda: architectures.cascade(num_classes=1),
+        ValueError,
         r"cascade: `num_classes` should be an int >= 2. Received: "
-        r"num_classes=1"),
+        r"num_classes=1",
+    ),
     "builder: input_shape of strings": (
-        lambda: architectures.chain(input_shape=("a", 28, 1)), ValueError,
-        r"chain: `input_shape` should be an image shape"),
+        lambda: architectures.chain(input_shape=("a", 28, 1)),
+        ValueError,
+        r"chain: `input_shape` should be an image shape",
+    ),
     # exported models (the saved_models/ exports of Fashion-MNIST)
     "exported: truncated .tflite": (
-        lambda: load_exported(truncated("model.tflite")), ValueError,
-        r"is not a readable LiteRT export \(truncated, corrupt"),
+        lambda: load_exported(truncated("model.tflite")),
+        ValueError,
+        r"is not a readable LiteRT export \(truncated, corrupt",
+    ),
     "exported: truncated .onnx": (
-        lambda: load_exported(truncated("model.onnx")), ValueError,
-        r"is not a readable ONNX export \(truncated, corrupt"),
+        lambda: load_exported(truncated("model.onnx")),
+        ValueError,
+        r"is not a readable ONNX export \(truncated, corrupt",
+    ),
     "exported: SavedModel directory without a graph": (
-        lambda: load_exported(empty_saved_model()), ValueError,
-        r"is not a readable SavedModel export"),
+        lambda: load_exported(empty_saved_model()),
+        ValueError,
+        r"is not a readable SavedModel export",
+    ),
     "exported: images of the wrong shape": (
         lambda: load_exported(SAVED / "model.tflite").run(
-            np.zeros((2, 28, 28), "float32")), ValueError,
+            np.zeros((2, 28, 28), "float32")
+        ),
+        ValueError,
         r"takes images of shape \(batch,\) \+ \(28, 28, 1\); received an "
-        r"array of shape \(2, 28, 28\)"),
+        r"array of shape \(2, 28, 28\)",
+    ),
     "exported: strings as images": (
         lambda: load_exported(SAVED / "model.onnx").run(
-            np.full((1, 28, 28, 1), "x")), ValueError,
-        r"takes numbers \(float32 images\); received an array of dtype"),
+            np.full((1, 28, 28, 1), "x")
+        ),
+        ValueError,
+        r"takes numbers \(float32 images\); received an array of dtype",
+    ),
     "exported: no image": (
         lambda: load_exported(SAVED / "saved_model" / "1").run(
-            np.zeros((0, 28, 28, 1), "float32")), ValueError,
-        r"received no image"),
+            np.zeros((0, 28, 28, 1), "float32")
+        ),
+        ValueError,
+        r"received no image",
+    ),
     "exported: batch-1 model fed a batch of 5": (
         lambda: load_exported(SAVED / "model.tflite")(
-            np.zeros((5, 28, 28, 1), "float32")), ValueError,
-        r"made for batches of exactly 1; received a batch of 5"),
+            np.zeros((5, 28, 28, 1), "float32")
+        ),
+        ValueError,
+        r"made for batches of exactly 1; received a batch of 5",
+    ),
 }
 
 
@@ -336,7 +476,8 @@ def test_non_finite_inputs_let_through_keep_decisions_valid():
     clone = keras_d2nn.D2NNModel.from_config(model.get_config())
     assert clone.allow_non_finite
     assert not keras_d2nn.D2NNModel.from_config(
-        small_high_low().get_config()).allow_non_finite
+        small_high_low().get_config()
+    ).allow_non_finite
 
 
 @pytest.mark.parametrize("name", sorted(architectures.ARCHITECTURES))
@@ -353,8 +494,9 @@ def test_empty_batch_gives_empty_outputs_for_every_builder(name):
     # The same keys as a real trace, every value empty.
     assert sorted(trace.values) == sorted(model.trace(some).values)
     assert all(v.shape[0] == 0 for v in trace.values.values())
-    traced = tf.function(model, input_signature=[
-        tf.TensorSpec([None, 28, 28, 1], tf.float32)])
+    traced = tf.function(
+        model, input_signature=[tf.TensorSpec([None, 28, 28, 1], tf.float32)]
+    )
     assert tuple(traced(empty).shape) == (0, 10)
     np.testing.assert_allclose(traced(some), model(some), atol=1e-5)
 
@@ -377,13 +519,15 @@ def test_masked_trace_replays_a_routed_trace_of_nested_controllers():
     # random initial weights), so exit2 does not decide for them.
     stop_first = {"exit1": tf.constant([0, 1] * 16, tf.int32)}
     routed = model.trace(images, decisions=stop_first)
-    np.testing.assert_array_equal(routed.decisions["exit2"].numpy() == -1,
-                                  [True, False] * 16)
+    np.testing.assert_array_equal(
+        routed.decisions["exit2"].numpy() == -1, [True, False] * 16
+    )
     masked = model.trace(images, mode="masked", decisions=routed.decisions)
     for controller, decision in routed.decisions.items():
         np.testing.assert_array_equal(masked.decisions[controller], decision)
-    np.testing.assert_allclose(masked.outputs["logits"],
-                               routed.outputs["logits"], atol=1e-5)
+    np.testing.assert_allclose(
+        masked.outputs["logits"], routed.outputs["logits"], atol=1e-5
+    )
 
 
 def test_every_case_is_in_the_docs_table():

@@ -22,8 +22,9 @@ class ModelTest(TestCase):
         history = model.fit(x, y, epochs=2, batch_size=32, verbose=0)
         for key in ("loss", "accuracy", "cost", "gate_stop", "gate_high"):
             self.assertIn(key, history.history)
-        rates = (np.array(history.history["gate_stop"])
-                 + np.array(history.history["gate_high"]))
+        rates = np.array(history.history["gate_stop"]) + np.array(
+            history.history["gate_high"]
+        )
         self.assertAllClose(rates, [1.0, 1.0], atol=1e-5)
         cost = history.history["cost"][-1]
         self.assertGreater(cost, 0.0)
@@ -31,12 +32,16 @@ class ModelTest(TestCase):
         results = model.evaluate(x, y, verbose=0, return_dict=True)
         routes = model.route(x)
         # evaluate's cost is the mean executed fraction under greedy routing.
-        self.assertAllClose(results["cost"],
-                            routes["executed_flops"].mean() / model.full_flops,
-                            atol=1e-5)
-        self.assertAllClose(results["gate_high"],
-                            np.mean(routes["decisions"]["gate"] == 1),
-                            atol=1e-5)
+        self.assertAllClose(
+            results["cost"],
+            routes["executed_flops"].mean() / model.full_flops,
+            atol=1e-5,
+        )
+        self.assertAllClose(
+            results["gate_high"],
+            np.mean(routes["decisions"]["gate"] == 1),
+            atol=1e-5,
+        )
         self.assertEqual(model.predict(x, verbose=0).shape, (256, 3))
 
     def test_training_updates_modules_and_controller(self):
@@ -48,10 +53,14 @@ class ModelTest(TestCase):
         before_gate = [w.numpy().copy() for w in gate.trainable_weights]
         before_high = [w.numpy().copy() for w in high.trainable_weights]
         model.fit(x, y, epochs=1, batch_size=64, verbose=0)
-        assert any(not np.allclose(b, w.numpy()) for b, w in
-                   zip(before_gate, gate.trainable_weights))
-        assert any(not np.allclose(b, w.numpy()) for b, w in
-                   zip(before_high, high.trainable_weights))
+        assert any(
+            not np.allclose(b, w.numpy())
+            for b, w in zip(before_gate, gate.trainable_weights)
+        )
+        assert any(
+            not np.allclose(b, w.numpy())
+            for b, w in zip(before_high, high.trainable_weights)
+        )
         self.assertGreater(float(model.policy.updates.numpy()), 0)
 
     def test_cost_weight_can_change_between_epochs(self):
@@ -65,8 +74,7 @@ class ModelTest(TestCase):
                 seen.append(float(self.model._cost_weight.numpy()))
 
         x, y = toy_data()
-        model.fit(x, y, epochs=3, batch_size=64, verbose=0,
-                  callbacks=[Ramp()])
+        model.fit(x, y, epochs=3, batch_size=64, verbose=0, callbacks=[Ramp()])
         self.assertEqual(seen, [0.0, 0.25, 0.5])
         self.assertEqual(model.cost_weight, 0.5)
 
@@ -76,31 +84,42 @@ class ModelTest(TestCase):
         x, y = toy_data()
         ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(32)
         path = self.get_temp_dir() + "/best.keras"
-        history = model.fit(ds, validation_data=ds, epochs=3, verbose=0,
-                            shuffle=False,
-                            callbacks=[
-                                keras.callbacks.ModelCheckpoint(
-                                    path, monitor="val_loss",
-                                    save_best_only=True),
-                                keras.callbacks.EarlyStopping(
-                                    monitor="val_loss", patience=5),
-                            ])
+        history = model.fit(
+            ds,
+            validation_data=ds,
+            epochs=3,
+            verbose=0,
+            shuffle=False,
+            callbacks=[
+                keras.callbacks.ModelCheckpoint(
+                    path, monitor="val_loss", save_best_only=True
+                ),
+                keras.callbacks.EarlyStopping(monitor="val_loss", patience=5),
+            ],
+        )
         self.assertIn("val_cost", history.history)
         restored = keras.models.load_model(path)
         self.assertIsInstance(restored, D2NNModel)
 
     def test_save_and_load_round_trip(self):
         model = small_high_low()
-        model.compile("adam", LOSS, metrics=["accuracy"], cost_weight=0.3,
-                      entropy_weight=0.05, task_reward="neg_loss")
+        model.compile(
+            "adam",
+            LOSS,
+            metrics=["accuracy"],
+            cost_weight=0.3,
+            entropy_weight=0.05,
+            task_reward="neg_loss",
+        )
         x, y = toy_data()
         model.fit(x, y, epochs=1, batch_size=64, verbose=0)
         loaded = self.run_model_saving_test(model, x)
         self.assertAlmostEqual(loaded.cost_weight, 0.3, places=6)
         self.assertEqual(loaded.task_reward, "neg_loss")
         self.assertEqual(loaded.policy.entropy_weight, 0.05)
-        self.assertAllClose(loaded.policy.reward_average,
-                            model.policy.reward_average)
+        self.assertAllClose(
+            loaded.policy.reward_average, model.policy.reward_average
+        )
         # The loaded model keeps training with its restored optimizer.
         loaded.fit(x, y, epochs=1, batch_size=64, verbose=0)
 
@@ -129,22 +148,30 @@ class ModelTest(TestCase):
         graph.output("out")
         model = D2NNModel(graph)
         model.compile("adam", LOSS)
-        inputs = {"a": np.ones((8, 3), "float32"),
-                  "b": np.ones((8, 2), "float32")}
+        inputs = {
+            "a": np.ones((8, 3), "float32"),
+            "b": np.ones((8, 2), "float32"),
+        }
         model.fit(inputs, np.zeros(8, "int32"), epochs=1, verbose=0)
         self.assertEqual(model.predict(inputs, verbose=0).shape, (8, 2))
         with self.assertRaisesRegex(ValueError, r"inputs named \['a', 'b'\]"):
             model.predict({"a": inputs["a"]}, verbose=0)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"cost_weight": -1.0}, "`cost_weight` should be a finite number >= 0"),
-    ({"cost_weight": float("nan")}, "finite number >= 0"),
-    ({"cost_weight": "high"}, "`cost_weight` should be a number"),
-    ({"task_reward": "f1"}, "`task_reward` should be one of"),
-    ({"entropy_weight": -0.1}, "`entropy_weight` should be >= 0"),
-    ({"baseline_momentum": 1.0}, r"`baseline_momentum` should be in \[0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cost_weight": -1.0}, "`cost_weight` should be a finite number >= 0"),
+        ({"cost_weight": float("nan")}, "finite number >= 0"),
+        ({"cost_weight": "high"}, "`cost_weight` should be a number"),
+        ({"task_reward": "f1"}, "`task_reward` should be one of"),
+        ({"entropy_weight": -0.1}, "`entropy_weight` should be >= 0"),
+        (
+            {"baseline_momentum": 1.0},
+            r"`baseline_momentum` should be in \[0, 1\)",
+        ),
+    ],
+)
 def test_compile_rejects_bad_arguments(kwargs, message):
     model = small_high_low()
     with pytest.raises(ValueError, match=message):
@@ -158,9 +185,12 @@ def test_compile_needs_a_loss():
 
 def test_bad_inputs_get_specific_messages():
     model = small_high_low()
-    with pytest.raises(ValueError, match=r"Input 'image' should have shape "
-                                         r"\(None, 6\).*received shape "
-                                         r"\(4, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Input 'image' should have shape "
+        r"\(None, 6\).*received shape "
+        r"\(4, 5\)",
+    ):
         model.predict(np.ones((4, 5), "float32"), verbose=0)
     with pytest.raises(ValueError, match="should hold numbers"):
         model.trace(np.array([["a"] * 6]))

@@ -77,8 +77,12 @@ MIRRORED = textwrap.dedent("""
 
 
 def check_two_devices_train_like_one(estimators):
-    result = subprocess.run([sys.executable, "-c", MIRRORED, *estimators],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", MIRRORED, *estimators],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert sorted(report) == sorted(estimators)
@@ -99,7 +103,8 @@ def test_two_devices_train_like_one_device_on_the_same_global_batch():
     # REINFORCE with each kind of batch statistic: the critic's, and the
     # global mean reward and advantage moments.
     check_two_devices_train_like_one(
-        ["reinforce_value", "reinforce_moving_average_normalized"])
+        ["reinforce_value", "reinforce_moving_average_normalized"]
+    )
 
 
 @pytest.mark.slow
@@ -139,17 +144,27 @@ def _free_port():
 
 
 @pytest.mark.usefixtures("fashion_mnist")
-def test_two_workers_on_loopback_end_with_identical_weights(tmp_path,
-                                                            fashion_mnist):
+def test_two_workers_on_loopback_end_with_identical_weights(
+    tmp_path, fashion_mnist
+):
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     workers = []
     for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({
-            "cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen(
-            [sys.executable, "-c", WORKER, str(tmp_path / f"w{index}.npz")],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True))
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps(
+                {"cluster": cluster, "task": {"type": "worker", "index": index}}
+            ),
+        )
+        workers.append(
+            subprocess.Popen(
+                [sys.executable, "-c", WORKER, str(tmp_path / f"w{index}.npz")],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     reports = []
     for worker in workers:
         out, err = worker.communicate(timeout=600)
@@ -167,12 +182,24 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path,
     x, y = fashion_mnist[0][:256], fashion_mnist[1][:256]
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-        from_logits=True), cost_weight=0.1)
-    history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False,
-                        verbose=0, callbacks=[schedules.WarmUp(1)])
-    np.testing.assert_allclose(history.history["loss"], reports[0]["loss"],
-                               atol=1e-5)
+    model.compile(
+        "adam",
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        cost_weight=0.1,
+    )
+    history = model.fit(
+        x,
+        y,
+        epochs=2,
+        batch_size=64,
+        shuffle=False,
+        verbose=0,
+        callbacks=[schedules.WarmUp(1)],
+    )
+    np.testing.assert_allclose(
+        history.history["loss"], reports[0]["loss"], atol=1e-5
+    )
     for key, weight in zip(first.files, model.weights):
-        np.testing.assert_allclose(first[key], weight.numpy(), atol=1e-4,
-                                   err_msg=weight.path)
+        np.testing.assert_allclose(
+            first[key], weight.numpy(), atol=1e-4, err_msg=weight.path
+        )

@@ -66,8 +66,12 @@ print("loaded")
 
 
 def run(script, *args):
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def registered_classes(path):
@@ -98,7 +102,8 @@ def test_fixtures_name_the_modules_of_0_1_0():
         ("keras_d2nn.estimators.reinforce", "keras_d2nn>Reinforce"),
     }
     assert registered_classes(FIXTURES / "static_network_0.1.0.keras") == {
-        ("keras_d2nn.static", "keras_d2nn>FillLike")}
+        ("keras_d2nn.static", "keras_d2nn>FillLike")
+    }
 
 
 def test_files_of_0_1_0_load_and_compute_the_same():
@@ -107,8 +112,9 @@ def test_files_of_0_1_0_load_and_compute_the_same():
     assert "loaded" in result.stdout
 
 
-@pytest.mark.parametrize("path", SAVED_MODELS,
-                         ids=[p.parent.name for p in SAVED_MODELS])
+@pytest.mark.parametrize(
+    "path", SAVED_MODELS, ids=[p.parent.name for p in SAVED_MODELS]
+)
 def test_shipped_models_load_and_agree_with_their_export(path):
     assert registered_classes(path)
     result = run(LOAD_SHIPPED, path, path.parent / "model.tflite")
