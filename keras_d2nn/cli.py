@@ -92,6 +92,14 @@ flags.DEFINE_string(
     _DEFAULTS.estimator,
     f"How controllers learn: one of {list(estimators.NAMED)}.",
 )
+flags.DEFINE_string(
+    "gate_input",
+    _DEFAULTS.gate_input,
+    "high_low: what the gate reads: 'features' (the cheap network's "
+    "features) or 'confidence' (the cheap head's probabilities and "
+    "confidence statistics; with --estimator=full_information, the "
+    "recipe that routes as well as the threshold exit).",
+)
 flags.DEFINE_integer(
     "warmup_epochs",
     _DEFAULTS.warmup_epochs,
