@@ -93,6 +93,14 @@ flags.DEFINE_string(
     _DEFAULTS.estimator,
     f"How controllers learn: one of {list(estimators.NAMED)}.",
 )
+flags.DEFINE_string(
+    "gate_input",
+    _DEFAULTS.gate_input,
+    "high_low: what the gate reads: 'features' (the cheap network's "
+    "features) or 'confidence' (the cheap head's probabilities and "
+    "confidence statistics; with --estimator=full_information, the "
+    "recipe that routes as well as the threshold exit).",
+)
 flags.DEFINE_integer(
     "warmup_epochs",
     _DEFAULTS.warmup_epochs,
@@ -624,20 +632,27 @@ def _load_d2nn():
     return model
 
 
-def _calibration_images():
+def _split_from_flags(split, take, why=""):
+    """`(images, labels)` of --dataset's `split` (--data_dir, --tfds_dir),
+    or a one-line failure starting with `why`."""
     try:
-        images, _ = pipelines.load_arrays(
+        return pipelines.load_arrays(
             FLAGS.dataset,
-            "train",
+            split,
             data_dir=FLAGS.tfds_dir,
             manual_dir=FLAGS.data_dir,
-            take=FLAGS.calibration_examples,
+            take=take,
         )
     except (ValueError, FileNotFoundError) as error:
-        _fail(
-            f"int8 calibration needs the {FLAGS.dataset} training split: "
-            f"{error}"
-        )
+        _fail(f"{why}{error}")
+
+
+def _calibration_images():
+    images, _ = _split_from_flags(
+        "train",
+        FLAGS.calibration_examples,
+        f"int8 calibration needs the {FLAGS.dataset} training split: ",
+    )
     return images
 
 
@@ -655,8 +670,8 @@ def export():
         )
     if FLAGS.calibration_examples < 1:
         _fail(
-            "--calibration_examples should be >= 1; received "
-            f"{FLAGS.calibration_examples}."
+            "--calibration_examples should be >= 1. Received: "
+            f"--calibration_examples={FLAGS.calibration_examples}"
         )
     model = _load_d2nn()
     batch = FLAGS.export_batch_size
@@ -693,22 +708,13 @@ def verify():
     if not FLAGS.model or not FLAGS.exported:
         _fail("verify needs --model=PATH.keras and --exported=PATH.")
     if FLAGS.n < 1:
-        _fail(f"--n should be >= 1; received {FLAGS.n}.")
+        _fail(f"--n should be >= 1. Received: --n={FLAGS.n}")
     try:
         exported = runtime.load_exported(FLAGS.exported)
     except (ValueError, FileNotFoundError) as error:
         _fail(f"--exported: {error}")
     model = _load_d2nn()
-    try:
-        images, labels = pipelines.load_arrays(
-            FLAGS.dataset,
-            "test",
-            data_dir=FLAGS.tfds_dir,
-            manual_dir=FLAGS.data_dir,
-            take=FLAGS.n,
-        )
-    except (ValueError, FileNotFoundError) as error:
-        _fail(str(error))
+    images, labels = _split_from_flags("test", FLAGS.n)
     try:
         report = verify.verify(model, exported, images, labels)
     except ValueError as error:

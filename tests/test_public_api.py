@@ -56,6 +56,7 @@ DOCUMENTED = [
     "keras_d2nn.schedules.WarmUp",
     "keras_d2nn.static_network",
     "keras_d2nn.testing.TestCase",
+    "keras_d2nn.testing.run_export_test",
 ]
 
 

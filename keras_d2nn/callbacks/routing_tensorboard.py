@@ -42,9 +42,9 @@ class RoutingTensorBoard(keras.callbacks.Callback):
     Example:
 
     ```python
-    model.fit(x, y, epochs=5, validation_data=(x_val, y_val), callbacks=[
+    model.fit(images, labels, epochs=1, verbose=0, callbacks=[
         keras.callbacks.TensorBoard("logs"),
-        keras_d2nn.RoutingTensorBoard("logs", data=x_val[:1000])])
+        keras_d2nn.RoutingTensorBoard("logs", data=test_images)])
     # tensorboard --logdir logs
     ```
     """

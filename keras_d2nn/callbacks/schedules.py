@@ -4,10 +4,10 @@ schedules.
 Example:
 
 ```python
-model.fit(train, epochs=6, callbacks=[
-    keras_d2nn.schedules.WarmUp(epochs=2),                    # random routing
+model.fit(images, labels, epochs=3, verbose=0, callbacks=[
+    keras_d2nn.schedules.WarmUp(epochs=1),                    # random routing
     keras_d2nn.schedules.CostWeightSchedule(
-        keras_d2nn.schedules.linear_ramp(0.0, 0.2, epochs=4)),
+        keras_d2nn.schedules.linear_ramp(0.0, 0.2, epochs=2, delay=1)),
 ])
 ```
 
@@ -15,8 +15,9 @@ model.fit(train, epochs=6, callbacks=[
 its last epoch always trains at the target cost weight:
 
 ```python
-model.fit(train, epochs=2, callbacks=keras_d2nn.schedules.d2nn_callbacks(
-    0.1, epochs=2, warmup_epochs=1, ramp_epochs=1))
+model.fit(images, labels, epochs=2, verbose=0,
+          callbacks=keras_d2nn.schedules.d2nn_callbacks(
+              0.1, epochs=2, warmup_epochs=1, ramp_epochs=1))
 ```
 
 With a budget (`compile(target_cost=...)`) the cost weight is a Lagrange
@@ -49,7 +50,11 @@ Routing: TypeAlias = "Mapping[str, int | str | Sequence[float]]"
 def constant(value: float) -> Schedule:
     """A schedule returning `value` at every epoch.
 
-    Example: `CostWeightSchedule(constant(0.1))`.
+    Example:
+
+    ```python
+    keras_d2nn.schedules.constant(0.1)(epoch=7)  # 0.1
+    ```
     """
     return lambda epoch: value
 
@@ -60,7 +65,11 @@ def linear_ramp(
     """A schedule going linearly from `start` to `end` over `epochs`
     epochs, after `delay` epochs at `start`; `end` afterwards.
 
-    Example: `linear_ramp(0.0, 0.2, epochs=4)(2)  # 0.1`.
+    Example:
+
+    ```python
+    keras_d2nn.schedules.linear_ramp(0.0, 0.2, epochs=4)(2)  # 0.1
+    ```
     """
     if epochs < 1:
         raise ValueError(f"`epochs` should be >= 1. Received: epochs={epochs}")
@@ -79,7 +88,14 @@ class CostWeightSchedule(keras.callbacks.Callback):
         schedule: a callable `epoch -> cost weight` (e.g. `linear_ramp`).
         verbose: print each change.
 
-    Example: `model.fit(..., callbacks=[CostWeightSchedule(ramp)])`.
+    Example:
+
+    ```python
+    ramp = keras_d2nn.schedules.linear_ramp(0.0, 0.2, epochs=2)
+    model.fit(images, labels, epochs=2, verbose=0,
+              callbacks=[keras_d2nn.schedules.CostWeightSchedule(ramp)])
+    model.cost_weight  # 0.2
+    ```
     """
 
     def __init__(self, schedule: Schedule, verbose: int = 0) -> None:
@@ -120,8 +136,11 @@ class VariableSchedule(keras.callbacks.Callback):
     Example:
 
     ```python
-    VariableSchedule(model.plan.nodes["gate"].layer.epsilon,
-                     linear_ramp(0.3, 0.05, epochs=5))
+    epsilon = keras.Variable(0.3, trainable=False)
+    anneal = keras_d2nn.schedules.VariableSchedule(
+        epsilon, keras_d2nn.schedules.linear_ramp(0.3, 0.05, epochs=2))
+    model.fit(images, labels, epochs=2, verbose=0, callbacks=[anneal])
+    float(epsilon.numpy())  # 0.05
     ```
     """
 
@@ -149,7 +168,13 @@ class WarmUp(keras.callbacks.Callback):
         routing: `"random"` (default: every action of every controller with
             equal probability) or a `set_routing` specification.
 
-    Example: `model.fit(..., epochs=5, callbacks=[WarmUp(epochs=1)])`.
+    Example:
+
+    ```python
+    model.fit(images, labels, epochs=2, verbose=0,
+              callbacks=[keras_d2nn.schedules.WarmUp(epochs=1)])
+    model.routing  # {}: learned routing again after the warm-up
+    ```
     """
 
     def __init__(
@@ -200,6 +225,13 @@ class D2NNSchedule:
     """The warm-up and cost-weight ramp of one run, as `d2nn_schedule`
     fitted them to its length.
 
+    Example:
+
+    ```python
+    schedule = keras_d2nn.schedules.d2nn_schedule(0.1, epochs=4)
+    schedule.warmup_epochs, schedule.ramp_epochs  # (1, 1)
+    ```
+
     Attributes:
         epochs: epochs of the run (the last index is `epochs - 1`).
         warmup_epochs: epochs of random routing, from epoch 0.
@@ -229,7 +261,14 @@ class D2NNSchedule:
 
     def cost_weight_at(self, epoch: int) -> float | None:
         """The cost weight of `epoch` (0-based); None with a budget,
-        which moves it within epochs."""
+        which moves it within epochs.
+
+        Example:
+
+        ```python
+        keras_d2nn.schedules.d2nn_schedule(0.1, 3).cost_weight_at(2)  # 0.1
+        ```
+        """
         if self.target_cost is not None:
             return None
         return self._ramp(epoch)
@@ -242,14 +281,28 @@ class D2NNSchedule:
         )(epoch)
 
     def cost_weights(self) -> list[float] | None:
-        """The cost weight of every epoch, in order; None with a budget."""
+        """The cost weight of every epoch, in order; None with a budget.
+
+        Example:
+
+        ```python
+        keras_d2nn.schedules.d2nn_schedule(0.1, 3).cost_weights()
+        # [0.0, 0.0, 0.1]
+        ```
+        """
         if self.target_cost is not None:
             return None
         return [self._ramp(e) for e in range(self.epochs)]
 
     def describe(self) -> str:
-        """One line for people, e.g. `1 warm-up epoch (random routing),
-        cost_weight 0 -> 0.1 over 1 epoch; last epoch at 0.1`."""
+        """One line for people, as the main job logs it.
+
+        Example:
+
+        ```python
+        print(keras_d2nn.schedules.d2nn_schedule(0.1, 3).describe())
+        ```
+        """
         parts = []
         if self.warmup_epochs:
             parts.append(
@@ -293,7 +346,16 @@ class D2NNSchedule:
         self, routing: str | Routing = "random", verbose: int = 0
     ) -> list[keras.callbacks.Callback]:
         """`WarmUp` (if any) and `CostWeightSchedule` callbacks (none
-        with a budget)."""
+        with a budget).
+
+        Example:
+
+        ```python
+        schedule = keras_d2nn.schedules.d2nn_schedule(0.1, epochs=2)
+        model.fit(images, labels, epochs=2, verbose=0,
+                  callbacks=schedule.callbacks())
+        ```
+        """
         callbacks: list[keras.callbacks.Callback] = []
         if self.warmup_epochs:
             callbacks.append(WarmUp(self.warmup_epochs, routing=routing))
@@ -329,6 +391,7 @@ def d2nn_schedule(
     Example:
 
     ```python
+    d2nn_schedule = keras_d2nn.schedules.d2nn_schedule
     d2nn_schedule(0.1, epochs=3).cost_weights()  # [0.0, 0.0, 0.1]
     d2nn_schedule(0.1, epochs=2).cost_weights()  # [0.1, 0.1], 1 warm-up
     d2nn_schedule(0.1, epochs=1).warmup_epochs   # 0
@@ -344,7 +407,7 @@ def d2nn_schedule(
             raise ValueError(
                 f"`{label}` should be >= "
                 f"{1 if label == 'epochs' else 0}. Received: "
-                f"{value}"
+                f"{label}={value}"
             )
     warmup = min(warmup_epochs, epochs - 1)
     ramp = 0 if target_cost is not None else ramp_epochs
@@ -369,7 +432,12 @@ def d2nn_callbacks(
     """The callbacks of `d2nn_schedule(...)`: pass them to `fit` with the
     same `epochs`. With `target_cost`, the warm-up alone.
 
-    Example: `model.fit(x, y, epochs=2, callbacks=d2nn_callbacks(0.1, 2))`.
+    Example:
+
+    ```python
+    model.fit(images, labels, epochs=2, verbose=0,
+              callbacks=keras_d2nn.schedules.d2nn_callbacks(0.1, epochs=2))
+    ```
     """
     return d2nn_schedule(
         cost_weight, epochs, warmup_epochs, ramp_epochs, target_cost

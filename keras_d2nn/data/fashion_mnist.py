@@ -36,9 +36,14 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
     Example:
 
     ```python
-    builder = FashionMnistIdx(data_dir="/tmp/tfds")
+    # slow
+    # needs Fashion-MNIST
+    import tensorflow_datasets as tfds
+    from keras_d2nn.data import FashionMnistIdx, fashion_mnist_dir
+
+    builder = FashionMnistIdx(data_dir="tfds")
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir="/usr/share/datasets/fashion-mnist"))
+        manual_dir=fashion_mnist_dir()))  # the IDX files
     ds = builder.as_dataset(split="test", as_supervised=True)
     ```
     """

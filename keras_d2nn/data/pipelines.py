@@ -36,7 +36,18 @@ SPLITS = ("train", "test")
 
 
 def fashion_mnist_dir(directory: str | os.PathLike[str] | None = None) -> str:
-    """The directory holding the IDX files: argument, env var, or default."""
+    """The directory holding the IDX files: argument, env var, or default.
+
+    Example:
+
+    ```python
+    from keras_d2nn import data
+
+    data.fashion_mnist_dir("my_data")  # "my_data"
+    data.fashion_mnist_dir()  # $KERAS_D2NN_FASHION_MNIST_DIR, or else
+                              # "/usr/share/datasets/fashion-mnist"
+    ```
+    """
     return str(directory or os.environ.get(ENV_VAR) or DEFAULT_DIR)
 
 
@@ -173,8 +184,13 @@ def load(
     Example:
 
     ```python
-    train = keras_d2nn.data.load("fashion_mnist", "train", batch_size=128)
-    model.fit(train, epochs=3)
+    # slow
+    # needs Fashion-MNIST
+    from keras_d2nn import data
+
+    train = data.load("fashion_mnist", "train[:512]", batch_size=128,
+                      data_dir="tfds")  # prepared there on first use
+    model.fit(train, epochs=1, verbose=0)
     ```
     """
     if not isinstance(batch_size, int) or batch_size < 1:
@@ -212,7 +228,17 @@ def load_arrays(
 ) -> tuple[np.ndarray, np.ndarray]:
     """A split as NumPy `(images, labels)`, normalised as in `load`.
 
-    Example: `x_test, y_test = load_arrays("fashion_mnist", "test")`.
+    Example:
+
+    ```python
+    # slow
+    # needs Fashion-MNIST
+    from keras_d2nn import data
+
+    x_test, y_test = data.load_arrays("fashion_mnist", "test", take=1000,
+                                      data_dir="tfds")
+    x_test.shape, y_test.shape  # (1000, 28, 28, 1), (1000,)
+    ```
     """
     ds = load(
         name,
@@ -235,7 +261,15 @@ def load_fashion_mnist(
 
     Images are float32 in [0, 1] of shape `(n, 28, 28, 1)`; labels int32.
 
-    Example: `images, labels = load_fashion_mnist("test")`.
+    Example:
+
+    ```python
+    # needs Fashion-MNIST
+    from keras_d2nn import data
+
+    images, labels = data.load_fashion_mnist("test")
+    images.shape, labels[:3]  # (10000, 28, 28, 1), [9, 2, 1]
+    ```
     """
     if split not in FILES:
         raise ValueError(

@@ -39,7 +39,14 @@ NAMED = {
 def by_name(name):
     """A new estimator from its name in `NAMED`.
 
-    Example: `model.compile(..., estimator=by_name("reinforce_value"))`.
+    Example:
+
+    ```python
+    from keras_d2nn.estimators import NAMED, by_name
+
+    list(NAMED)  # ["reinforce", "reinforce_value", ...]
+    model.compile("adam", loss, estimator=by_name("reinforce_value"))
+    ```
     """
     if name not in NAMED:
         raise ValueError(

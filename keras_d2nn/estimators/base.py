@@ -27,6 +27,18 @@ class PolicyBatch:
         plan: the model's `Plan`.
         cost_weight: the model's cost weight (a scalar tensor).
         full_flops: FLOPs per example of running every node.
+
+    Example:
+
+    ```python
+    trace = model.trace(images[:8], training=True)  # the gate samples
+    predicted = tf.argmax(trace.outputs["logits"], -1, output_type=tf.int32)
+    correct = tf.cast(predicted == labels[:8], tf.float32)
+    batch = keras_d2nn.estimators.PolicyBatch(
+        trace=trace, controllers=("gate",), reward=correct,
+        greedy_reward=None, plan=model.plan)
+    keras_d2nn.Reinforce(baseline="none").controller_loss(batch)
+    ```
     """
 
     trace: object
@@ -57,9 +69,13 @@ class Estimator(keras.layers.Layer):
     Example:
 
     ```python
-    class NoLearning(Estimator):
+    class NoLearning(keras_d2nn.Estimator):
+        # Leaves the controllers as they are.
         def controller_loss(self, batch):
             return tf.constant(0.0)
+
+    model.compile("adam", loss, estimator=NoLearning())
+    model.fit(images, labels, epochs=1, verbose=0)
     ```
     """
 
@@ -73,8 +89,34 @@ class Estimator(keras.layers.Layer):
         self.built = True
 
     def configure(self, model, controllers):
-        """Prepares for `controllers` of `model` (a `D2NNModel`)."""
+        """Prepares for `controllers` of `model` (a `D2NNModel`).
+
+        Example:
+
+        ```python
+        estimator = keras_d2nn.FullInformation(module_routing="continue")
+        estimator.configure(model, ("gate",))  # as `compile` does
+        estimator.training_routing  # {"gate": 1}: modules train on "high"
+        ```
+        """
 
     def controller_loss(self, batch):
-        """A scalar loss whose gradient trains the controllers."""
+        """A scalar loss whose gradient trains the controllers.
+
+        Example:
+
+        ```python
+        estimator = keras_d2nn.Reinforce(baseline="none")
+        gate = model.plan.nodes["gate"].layer
+        with tf.GradientTape() as tape:
+            trace = model.trace(images[:8], training=True)
+            batch = keras_d2nn.estimators.PolicyBatch(
+                trace=trace, controllers=("gate",),
+                reward=tf.cast(trace.decisions["gate"], tf.float32),
+                greedy_reward=None, plan=model.plan)
+            controller_loss = estimator.controller_loss(batch)
+        # Descending it makes the rewarded action ("high") likelier.
+        tape.gradient(controller_loss, gate.trainable_variables)
+        ```
+        """
         raise NotImplementedError

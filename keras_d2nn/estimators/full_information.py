@@ -71,13 +71,9 @@ class FullInformation(Estimator):
     Example:
 
     ```python
-    import keras, numpy as np, keras_d2nn
-    from keras_d2nn.testing import small_high_low, toy_data, LOSS
-    model = small_high_low()
-    model.compile("adam", LOSS, cost_weight=0.1,
+    model.compile("adam", loss, cost_weight=0.1,
                   estimator=keras_d2nn.FullInformation(objective="value"))
-    x, y = toy_data(256)
-    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    model.fit(images, labels, epochs=1, verbose=0)
     ```
     """
 
@@ -211,7 +207,20 @@ class FullInformation(Estimator):
             of `batch.controllers`) and a float32 `(batch, len(joints))`
             tensor (no gradient).
 
-        Example: `joints, r = estimator.action_rewards(batch)`.
+        Example:
+
+        ```python
+        estimator = keras_d2nn.FullInformation()
+        batch = keras_d2nn.estimators.PolicyBatch(
+            trace=model.trace(images[:8], training=True),
+            controllers=("gate",), reward=tf.zeros([8]),
+            greedy_reward=None, plan=model.plan,
+            # The reward had the gate decided `decisions`: 1 for "high".
+            reward_of=lambda decisions: tf.cast(decisions["gate"], "float32"))
+        joints, rewards = estimator.action_rewards(batch)
+        joints  # [(0,), (1,)]: the gate's "stop" and "high"
+        rewards[0]  # [0.0, 1.0]
+        ```
         """
         if batch.reward_of is None:
             raise ValueError(
@@ -253,8 +262,20 @@ class FullInformation(Estimator):
         training trace (any, where they did not decide), and the best
         decisions downstream.
 
-        Example: `estimator.value_targets(batch, *estimator.action_rewards(
-        batch))["gate"]`.
+        Example:
+
+        ```python
+        estimator = keras_d2nn.FullInformation()
+        estimator.configure(model, ("gate",))
+        batch = keras_d2nn.estimators.PolicyBatch(
+            trace=model.trace(images[:8], training=True),
+            controllers=("gate",), reward=tf.zeros([8]),
+            greedy_reward=None, plan=model.plan,
+            reward_of=lambda decisions: tf.cast(decisions["gate"], "float32"))
+        joints, rewards = estimator.action_rewards(batch)
+        # One controller: the target of each action is its reward.
+        estimator.value_targets(batch, joints, rewards)["gate"]  # (8, 2)
+        ```
         """
         controllers = batch.controllers
         trace = batch.trace

@@ -92,7 +92,20 @@ class QLearning(Estimator):
     def targets(self, batch):
         """Per controller, the regression target `(batch,)` (no gradient).
 
-        Example: `estimator.targets(batch)["exit1"]`.
+        Example:
+
+        ```python
+        model = keras_d2nn.architectures.cascade()  # exit1, then exit2
+        estimator = keras_d2nn.QLearning(epsilon=0.1, discount=0.9)
+        estimator.configure(model, model.plan.controllers)
+        batch = keras_d2nn.estimators.PolicyBatch(
+            trace=model.trace(images[:8], training=True),
+            controllers=model.plan.controllers, reward=tf.ones([8]),
+            greedy_reward=None, plan=model.plan)
+        targets = estimator.targets(batch)
+        # exit1: 0.9 * max Q of exit2 where exit2 ran, else the reward 1.
+        targets["exit1"], targets["exit2"]
+        ```
         """
         trace, reward = batch.trace, tf.cast(batch.reward, tf.float32)
         targets = {}

@@ -133,7 +133,17 @@ class Reinforce(Estimator):
         self.critic.build((None, width))
 
     def moving_average(self):
-        """The current bias-corrected moving average (0 before updates)."""
+        """The current bias-corrected moving average (0 before updates).
+
+        Example:
+
+        ```python
+        estimator = keras_d2nn.Reinforce()  # baseline="moving_average"
+        model.compile("adam", loss, estimator=estimator)
+        model.fit(images, labels, epochs=1, verbose=0)
+        estimator.moving_average()  # the mean reward of recent batches
+        ```
+        """
         correction = 1.0 - tf.pow(self.baseline_momentum, self.updates)
         return tf.math.divide_no_nan(self.reward_average, correction)
 
@@ -148,7 +158,16 @@ class Reinforce(Estimator):
     def policy_gradient_loss(self, log_prob_sum, entropy_sum, reward, baseline):
         """The REINFORCE surrogate for given log-probs, rewards, baseline.
 
-        Example: `loss = estimator.policy_gradient_loss(lp, h, r, b)`.
+        Example:
+
+        ```python
+        estimator = keras_d2nn.Reinforce(entropy_weight=0.0)
+        log_prob = tf.math.log([0.5, 0.5])  # of the actions taken
+        # -mean((reward - baseline) * log_prob) = -log(0.5) / 2 = 0.35
+        estimator.policy_gradient_loss(log_prob, entropy_sum=tf.zeros([2]),
+                                       reward=tf.constant([1.0, 0.0]),
+                                       baseline=0.0)
+        ```
         """
         advantage = tf.stop_gradient(reward - baseline)
         if self.normalize_advantage:

@@ -45,6 +45,16 @@ class ExecutionTrace(typing.NamedTuple):
         soft_executed_flops: with straight-through controllers, the same
             FLOPs as a differentiable function of their relaxed decisions
             (equal in value); `None` otherwise.
+
+    Example:
+
+    ```python
+    trace = model.trace(images[:4])  # or keras_d2nn.execute(...)
+    trace.outputs["logits"].shape  # (4, 10)
+    trace.decisions["gate"]        # 0 (stop) or 1 (high) per example
+    trace.executed["high"]         # True where the gate chose "high"
+    trace.executed_flops           # FLOPs of what ran, per example
+    ```
     """
 
     outputs: dict
@@ -70,6 +80,16 @@ class Decision(typing.NamedTuple):
         logits: float32 `(batch, num_logits)`, the controller's raw outputs.
         gate: straight-through controllers only: the relaxed one-hot
             decision `(batch, num_actions)`, differentiable; `None` else.
+
+    Example:
+
+    ```python
+    controller = keras_d2nn.Controller(2)
+    logits = controller(tf.random.normal([4, 8]))
+    decision = keras_d2nn.execution.Decision(*controller.decide(logits),
+                                             logits=logits)
+    decision.action, decision.gate  # the argmax per example, None
+    ```
     """
 
     action: tf.Tensor
@@ -216,7 +236,7 @@ def execute(
     Example:
 
     ```python
-    trace = execute(model.plan, {"image": images}, mode="routed")
+    trace = keras_d2nn.execute(model.plan, {"image": images}, mode="routed")
     trace.decisions["gate"], trace.executed_flops
     ```
     """

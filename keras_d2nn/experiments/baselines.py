@@ -13,6 +13,20 @@
   builders set it).
 
 Every point is a `Point(name, kind, test_accuracy, mean_flops)`.
+
+Example:
+
+```python
+from keras_d2nn.experiments import baselines
+
+accuracy, flops, decisions = baselines.measure(model, test_images,
+                                               test_labels)
+baselines.action_rates(model, decisions)  # {"gate": [stop, high]}
+points = [baselines.Point("D2NN", "d2nn", accuracy, flops)]
+points += baselines.threshold_exit_curve(model, test_images, test_labels,
+                                         thresholds=[0.5, 0.9])
+[(p.name, p.test_accuracy) for p in points]
+```
 """
 
 import dataclasses

@@ -15,6 +15,16 @@ head's max softmax and the gate's score for continuing. Then:
   rank classes well (a class prior) and examples within a class badly;
 - how many of the gate's own decisions a per-predicted-class majority rule
   reproduces (1.0: the gate is a class prior).
+
+Example:
+
+```python
+from keras_d2nn.experiments import gate_diagnostic
+
+arrays = gate_diagnostic.gate_scores(model, test_images, test_labels)
+result = gate_diagnostic.diagnose(arrays, shares=(0.25, 0.5))
+print(gate_diagnostic.format_diagnostic("untrained high_low", result))
+```
 """
 
 import numpy as np

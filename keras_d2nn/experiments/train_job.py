@@ -17,6 +17,15 @@ budget, with no ramp; the report records where the test cost landed. A
 run whose controllers end up taking one action for every test example
 says so (`report["warnings"]`, printed last), as does a budget below the
 cheapest route's cost or missed by more than `LANDING_TOLERANCE`.
+
+Example:
+
+```python
+from keras_d2nn.experiments import train_job
+
+config = train_job.TrainConfig(arch="cascade", epochs=2).check()
+config.schedule().describe()
+```
 """
 
 import dataclasses
@@ -30,6 +39,7 @@ import tensorflow as tf
 
 from keras_d2nn import architectures
 from keras_d2nn import estimators
+from keras_d2nn.architectures.high_low import GATE_INPUTS
 from keras_d2nn.callbacks import schedules
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.data import pipelines
@@ -80,6 +90,7 @@ class TrainConfig:
     batch_size: int = 128
     train_examples: int = 0
     estimator: str = "reinforce_value"
+    gate_input: str = "features"
     warmup_epochs: int = 1
     cost_weight_ramp_epochs: int = 1
     baselines: bool = True
@@ -103,6 +114,13 @@ class TrainConfig:
                 f"in (0, 1], or 0 for none. Received: budget={self.budget!r}"
             )
         check_choice("estimator", self.estimator, list(estimators.NAMED))
+        check_choice("gate_input", self.gate_input, list(GATE_INPUTS))
+        if self.gate_input != "features" and self.arch != "high_low":
+            raise ValueError(
+                "`gate_input` other than 'features' is an option of the "
+                f"high_low architecture. Received: gate_input="
+                f"{self.gate_input!r} with arch={self.arch!r}"
+            )
         for name in ("epochs", "batch_size"):
             check_at_least(self, name, 1)
         for name in (
@@ -140,9 +158,15 @@ def builder(config):
     info = pipelines.DATASETS[config.dataset]
     factory = architectures.ARCHITECTURES[config.arch]
 
+    options = {}
+    if config.gate_input != "features":  # a high_low option (checked)
+        options["gate_input"] = config.gate_input
+
     def build():
         return factory(
-            input_shape=info["shape"], num_classes=len(info["class_names"])
+            input_shape=info["shape"],
+            num_classes=len(info["class_names"]),
+            **options,
         )
 
     return build

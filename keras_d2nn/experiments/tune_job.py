@@ -19,6 +19,29 @@ from there; finished trials are not run again. With keras-tuner's
 `KERASTUNER_TUNER_ID`, `KERASTUNER_ORACLE_IP` and `KERASTUNER_ORACLE_PORT`
 set, the same command runs as the chief (which only hands out trials) or
 as a worker of a distributed search.
+
+Example:
+
+```python
+from keras_d2nn.experiments.tune_job import TuneConfig, run
+
+config = TuneConfig(budget=0.3, max_trials=4, epochs=2)
+config.check()  # raises a ValueError naming the first bad setting
+config.objective()  # Budget(budget=0.3)
+```
+
+A search of one short trial on a little of the data (it writes under
+`runs/tune`; the data are prepared in `tfds` first):
+
+```python
+# slow
+# needs Fashion-MNIST
+summary = run(TuneConfig(budget=0.3, max_trials=1, epochs=1,
+                         train_examples=256, val_examples=256,
+                         baselines=False, output_dir="runs/tune",
+                         tfds_dir="tfds", verbose=0))
+summary["front"][0]["test_accuracy"]
+```
 """
 
 import dataclasses

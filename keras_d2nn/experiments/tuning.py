@@ -24,8 +24,9 @@ import keras
 import keras_tuner
 
 from keras_d2nn import architectures
-from keras_d2nn import estimators as estimators_lib
 from keras_d2nn.callbacks import schedules
+from keras_d2nn.estimators import NAMED
+from keras_d2nn.estimators import by_name
 from keras_d2nn.experiments import baselines
 from keras_d2nn.experiments import train_job
 
@@ -41,7 +42,15 @@ class Budget:
     Over budget, the score is below every feasible one (which lie in
     [0, 1]) and rises as the cost nears the budget.
 
-    Example: `Budget(0.3).score(accuracy=0.88, flop_fraction=0.25)  # 0.88`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import Budget
+
+    budget = Budget(0.3)  # at most 30% of the full network's FLOPs
+    budget.score(accuracy=0.88, flop_fraction=0.25)  # 0.88: within
+    budget.score(accuracy=0.95, flop_fraction=0.5)  # -0.2: over budget
+    ```
     """
 
     budget: float
@@ -54,9 +63,30 @@ class Budget:
             )
 
     def feasible(self, accuracy, flop_fraction):
+        """Whether the FLOP fraction is within the budget.
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments.tuning import Budget
+
+        Budget(0.3).feasible(accuracy=0.8, flop_fraction=0.25)  # True
+        ```
+        """
         return flop_fraction <= self.budget
 
     def score(self, accuracy, flop_fraction):
+        """The accuracy within the budget, else minus the excess FLOP
+        fraction (below every feasible score).
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments.tuning import Budget
+
+        Budget(0.3).score(accuracy=0.9, flop_fraction=0.4)  # -0.1
+        ```
+        """
         if self.feasible(accuracy, flop_fraction):
             return float(accuracy)
         return float(-(flop_fraction - self.budget))
@@ -66,7 +96,15 @@ class Budget:
 class AccuracyTarget:
     """Minimise FLOPs subject to accuracy >= `target`.
 
-    Example: `AccuracyTarget(0.88).score(0.89, 0.4)  # -0.4`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import AccuracyTarget
+
+    target = AccuracyTarget(0.88)
+    target.score(accuracy=0.89, flop_fraction=0.4)  # -0.4: met
+    target.score(accuracy=0.80, flop_fraction=0.1)  # -1.08: missed
+    ```
     """
 
     target: float
@@ -78,9 +116,31 @@ class AccuracyTarget:
             )
 
     def feasible(self, accuracy, flop_fraction):
+        """Whether the accuracy reaches the target.
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments.tuning import AccuracyTarget
+
+        AccuracyTarget(0.88).feasible(accuracy=0.87, flop_fraction=0.1)
+        # False
+        ```
+        """
         return accuracy >= self.target
 
     def score(self, accuracy, flop_fraction):
+        """Minus the FLOP fraction where the target is met, else below -1
+        by the accuracy missing.
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments.tuning import AccuracyTarget
+
+        AccuracyTarget(0.88).score(accuracy=0.9, flop_fraction=0.3)  # -0.3
+        ```
+        """
         if self.feasible(accuracy, flop_fraction):
             return float(-flop_fraction)
         return float(-1.0 - (self.target - accuracy))
@@ -93,7 +153,13 @@ class Reward:
     for the search (unlike each trial's training `cost_weight`, which the
     search tunes).
 
-    Example: `Reward(0.1).score(0.88, 0.4)  # 0.84`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import Reward
+
+    Reward(0.1).score(accuracy=0.88, flop_fraction=0.4)  # 0.84
+    ```
     """
 
     flop_penalty: float
@@ -110,9 +176,29 @@ class Reward:
             )
 
     def feasible(self, accuracy, flop_fraction):
+        """Always True: the reward has no constraint.
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments.tuning import Reward
+
+        Reward(0.1).feasible(accuracy=0.5, flop_fraction=1.0)  # True
+        ```
+        """
         return True
 
     def score(self, accuracy, flop_fraction):
+        """`accuracy - flop_penalty * flop_fraction`.
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments.tuning import Reward
+
+        Reward(0.5).score(accuracy=0.9, flop_fraction=0.2)  # 0.8
+        ```
+        """
         return float(accuracy - self.flop_penalty * flop_fraction)
 
 
@@ -137,12 +223,17 @@ class D2NNHyperModel(keras_tuner.HyperModel):
     Example:
 
     ```python
+    # slow
+    import keras_tuner
+    from keras_d2nn.experiments.tuning import (
+        OBJECTIVE, Budget, D2NNHyperModel, pareto_front, trial_points)
+
     hypermodel = D2NNHyperModel("high_low", Budget(0.3))
     tuner = keras_tuner.RandomSearch(hypermodel, objective=OBJECTIVE,
-                                     max_trials=8, directory="search")
-    tuner.search(x_train, y_train, epochs=3,
-                 validation_data=(x_val, y_val))
-    pareto_front(tuner)
+                                     max_trials=2, directory="search")
+    tuner.search(images, labels, epochs=1, verbose=0,
+                 validation_data=(test_images, test_labels))
+    pareto_front(trial_points(tuner))
     ```
     """
 
@@ -172,11 +263,11 @@ class D2NNHyperModel(keras_tuner.HyperModel):
                 "max (log scale). Received: "
                 f"cost_weight_range={cost_weight_range!r}"
             )
-        unknown = [e for e in estimators if e not in estimators_lib.NAMED]
+        unknown = [e for e in estimators if e not in NAMED]
         if not estimators or unknown:
             raise ValueError(
                 f"`estimators` should name some of "
-                f"{list(estimators_lib.NAMED)}. Received: "
+                f"{list(NAMED)}. Received: "
                 f"estimators={estimators!r}"
             )
         for label, value in (
@@ -212,7 +303,7 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=["accuracy"],
             cost_weight=cost_weight,
-            estimator=estimators_lib.by_name(name),
+            estimator=by_name(name),
         )
         return model
 
@@ -223,7 +314,18 @@ class D2NNHyperModel(keras_tuner.HyperModel):
         `tuner/trial_id`: its weights were trained by a whole schedule,
         ending at this cost weight) trains at `cost_weight` throughout.
 
-        Example: `hypermodel.schedule(hp, epochs=2).cost_weights()`.
+        Example:
+
+        ```python
+        import keras_tuner
+        from keras_d2nn.experiments.tuning import Budget, D2NNHyperModel
+
+        hypermodel = D2NNHyperModel("high_low", Budget(0.3))
+        hp = keras_tuner.HyperParameters()
+        hp.Fixed("cost_weight", 0.1)
+        hypermodel.schedule(hp, epochs=3).cost_weights()  # [0.0, 0.0, 0.1]
+        hypermodel.schedule(hp, epochs=1).cost_weights()  # [0.1]
+        ```
         """
         if "tuner/trial_id" in hp.values:
             return schedules.d2nn_schedule(hp.get("cost_weight"), epochs, 0, 0)
@@ -286,7 +388,21 @@ def trial_points(tuner):
     record it), else `"costliest"`, `"cheapest"` or `"mixed"`: the
     actions its controllers took for every validation example.
 
-    Example: `[p["val_accuracy"] for p in trial_points(tuner)]`.
+    Example:
+
+    ```python
+    # slow
+    import keras_tuner
+    from keras_d2nn.experiments.tuning import (
+        OBJECTIVE, D2NNHyperModel, Reward, trial_points)
+
+    tuner = keras_tuner.RandomSearch(
+        D2NNHyperModel("high_low", Reward(0.1)), objective=OBJECTIVE,
+        max_trials=1, directory="search")
+    tuner.search(images, labels, epochs=1, verbose=0,
+                 validation_data=(test_images, test_labels))
+    [(p["cost_weight"], p["val_accuracy"]) for p in trial_points(tuner)]
+    ```
     """
     points = []
     for trial in tuner.oracle.trials.values():
@@ -326,7 +442,18 @@ def pareto_front(points):
     """The points no other point beats on both accuracy (higher) and FLOP
     fraction (lower), sorted by FLOP fraction.
 
-    Example: `pareto_front(trial_points(tuner))`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import pareto_front
+
+    points = [
+        {"trial_id": "0", "val_accuracy": 0.86, "val_flop_fraction": 0.2},
+        {"trial_id": "1", "val_accuracy": 0.85, "val_flop_fraction": 0.3},
+        {"trial_id": "2", "val_accuracy": 0.89, "val_flop_fraction": 0.6},
+    ]
+    [p["trial_id"] for p in pareto_front(points)]  # ["0", "2"]: 0 beats 1
+    ```
     """
     front = []
     for p in points:
@@ -348,7 +475,20 @@ def best_point(points, objective):
     """The point the objective scores highest among the feasible ones, or
     None if none is feasible.
 
-    Example: `best_point(trial_points(tuner), Budget(0.3))`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import (
+        AccuracyTarget, Budget, best_point)
+
+    points = [
+        {"trial_id": "0", "val_accuracy": 0.86, "val_flop_fraction": 0.2},
+        {"trial_id": "1", "val_accuracy": 0.89, "val_flop_fraction": 0.6},
+    ]
+    best_point(points, Budget(0.4))["trial_id"]  # "0"
+    best_point(points, AccuracyTarget(0.88))["trial_id"]  # "1"
+    best_point(points, Budget(0.1))  # None: no trial is within 10%
+    ```
     """
     feasible = [
         p
@@ -368,7 +508,14 @@ def best_point(points, objective):
 def measure_on_test(model, x_test, y_test):
     """`{test_accuracy, test_flop_fraction}` of a model on the test split.
 
-    Example: `measure_on_test(tuner.load_model(trial), x_test, y_test)`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import measure_on_test
+
+    measure_on_test(model, test_images, test_labels)
+    # {"test_accuracy": ..., "test_flop_fraction": ...}
+    ```
     """
     accuracy, mean_flops, _ = baselines.measure(model, x_test, y_test)
     return {
@@ -386,7 +533,22 @@ def no_routing_warnings(points, best, config_flags):
         config_flags: `{"epochs", "cost_weight_min", "cost_weight_max"}`
             of the search, for the advice.
 
-    Example: `no_routing_warnings(points, best, {"epochs": 2, ...})`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import no_routing_warnings
+
+    points = [
+        {"trial_id": "0", "cost_weight": 0.01, "no_routing": "costliest",
+         "val_flop_fraction": 1.0},
+        {"trial_id": "1", "cost_weight": 0.2, "no_routing": None,
+         "val_flop_fraction": 0.4},
+    ]
+    flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
+    print(*no_routing_warnings(points, points[1], flags))
+    # WARNING: 1 of 2 trials did not route (...): trial 0 (...). To search
+    # among D2NNs that route, raise --cost_weight_min (was 0.01) or ...
+    ```
     """
     stuck = [p for p in points if p.get("no_routing")]
     lines = []
@@ -431,7 +593,17 @@ def infeasible_warnings(points, best, objective, config_flags):
     """When no trial met the objective's constraint: a warning line saying
     how near the search came and which way to move it.
 
-    Example: `infeasible_warnings(points, None, Budget(0.3), flags)`.
+    Example:
+
+    ```python
+    from keras_d2nn.experiments.tuning import Budget, infeasible_warnings
+
+    points = [{"trial_id": "0", "cost_weight": 0.05, "val_accuracy": 0.88,
+               "val_flop_fraction": 0.5}]
+    flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
+    print(*infeasible_warnings(points, None, Budget(0.3), flags))
+    # WARNING: no trial met the budget of 0.3 of the FLOPs; ...
+    ```
     """
     if best is not None or not points:
         return []

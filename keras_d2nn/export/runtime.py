@@ -65,9 +65,11 @@ class ExportedModel:
     Example:
 
     ```python
-    exported = load_exported("model.tflite")
+    keras_d2nn.export.export_saved_model(model, "exported/1")
+    exported = keras_d2nn.export.load_exported("exported/1")
+    exported.format, exported.input_shape  # "saved_model", (28, 28, 1)
     outputs = exported.run(images)  # any number of images
-    outputs["probabilities"].shape  # (len(images), 10)
+    outputs["probabilities"].shape  # (64, 10)
     ```
     """
 
@@ -189,7 +191,14 @@ class ExportedModel:
     def run(self, images, batch_size=256):
         """Outputs for any number of images, fed in batches it takes.
 
-        Example: `load_exported("model.tflite").run(x_test)["decision_gate"]`.
+        Example:
+
+        ```python
+        path = keras_d2nn.export.export_saved_model(model, "exported/1")
+        exported = keras_d2nn.export.load_exported(path)
+        outputs = exported.run(test_images, batch_size=32)  # 2 batches
+        outputs["decision_gate"], outputs["executed_flops"]
+        ```
         """
         images = self._checked(images)
         step = self.batch_size or batch_size
@@ -351,7 +360,14 @@ def _load_onnx(path, num_threads):
 def load_exported(path, num_threads=1):
     """An `ExportedModel` for a SavedModel directory, .tflite or .onnx file.
 
-    Example: `load_exported("exported/1")(images)["decision_gate"]`.
+    Example:
+
+    ```python
+    keras_d2nn.export.export_saved_model(model, "exported/1")
+    exported = keras_d2nn.export.load_exported("exported/1")  # or a
+    # .tflite (export_litert) or .onnx (export_onnx) file
+    exported(images[:8])["decision_gate"]  # one batch, as exported
+    ```
     """
     fmt = detect_format(path)
     loaders = {

@@ -300,7 +300,14 @@ def serving_function(
         batch_size: with `"raise"`, the batch size the check demands
             (None: any).
 
-    Example: `serving_function(model)(images)["decision_gate"]`.
+    Example:
+
+    ```python
+    serve = keras_d2nn.export.serving_function(model)
+    outputs = serve(tf.constant(images))
+    sorted(outputs)  # ["decision_gate", "executed_flops", "logits",
+                     #  "probabilities", "valid"]
+    ```
     """
     node = _single_input(model)
     if on_invalid not in ON_INVALID:
@@ -452,7 +459,17 @@ def export_litert(
         ValueError: naming the op or layer that would need the Flex
             delegate, or a bad `quantization`.
 
-    Example: `export_litert(model, "model.tflite")`.
+    Example:
+
+    ```python
+    # slow
+    keras_d2nn.export.export_litert(model, "model.tflite")  # batches of 1
+    keras_d2nn.export.export_litert(
+        model, "model_int8.tflite", quantization="int8",
+        representative_images=images)
+    exported = keras_d2nn.export.load_exported("model.tflite")
+    exported.run(images[:4])["decision_gate"]
+    ```
     """
     if quantization not in QUANTIZATIONS:
         raise ValueError(
@@ -546,7 +563,8 @@ def export_onnx(
     Example:
 
     ```python
-    export_onnx(model, "model.onnx")
+    # slow
+    keras_d2nn.export.export_onnx(model, "model.onnx")
     keras_d2nn.export.onnx.session("model.onnx").run(
         ["probabilities"], {"image": images})
     ```

@@ -148,9 +148,9 @@ def static_network(
     Example:
 
     ```python
-    d2nn = keras_d2nn.architectures.high_low()
-    full = keras_d2nn.static_network(d2nn)  # the high network alone
-    full.predict(images)
+    full = keras_d2nn.static_network(model)  # the high network alone
+    full.predict(images, verbose=0)  # logits, as model's with gate=high
+    cheap = keras_d2nn.static_network(model, {"gate": 0})  # low + low_head
     ```
     """
     plan = model.plan

@@ -80,8 +80,12 @@ def verify(model, exported, images, labels, batch_size=256):
     Example:
 
     ```python
-    report = verify(model, load_exported("model.tflite"), x_test, y_test)
-    report["top1_agreement"]  # 1.0
+    from keras_d2nn.export.verify import verify
+
+    path = keras_d2nn.export.export_saved_model(model, "exported/1")
+    exported = keras_d2nn.export.load_exported(path)
+    report = verify(model, exported, test_images, test_labels)
+    report["top1_agreement"], report["passed"]  # 1.0, True
     ```
     """
     images = np.asarray(images)

@@ -143,7 +143,13 @@ class Graph:
     ) -> str:
         """Adds an input node; `shape` excludes the batch dimension.
 
-        Example: `graph.input("image", shape=(28, 28, 1))`.
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("image", shape=(28, 28, 1))  # returns the name, "image"
+        graph.input("token_ids", shape=(None,), dtype="int32")  # any length
+        ```
         """
         try:
             shape = tuple(None if d is None else int(d) for d in shape)
@@ -179,7 +185,16 @@ class Graph:
             defaults: `{parent name: value}` seen when that parent did not
                 execute for an example (default 0).
 
-        Example: `graph.f_node("high", big_net, "image", when=("gate", 1))`.
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("image", shape=(28, 28, 1))
+        graph.f_node("features", keras.layers.Flatten(), inputs="image")
+        graph.f_node("logits", keras.layers.Dense(10), inputs="features")
+        graph.output("logits")
+        graph.validate().flops["logits"]  # 2 * 784 * 10 + 10 = 15690.0
+        ```
         """
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
@@ -212,8 +227,18 @@ class Graph:
         Example:
 
         ```python
-        graph.q_node("gate", keras_d2nn.Controller(2), inputs="low",
-                     actions=("stop", "high"))
+        graph = keras_d2nn.Graph()
+        graph.input("x", shape=(8,))
+        graph.q_node("gate", keras_d2nn.Controller(2), inputs="x",
+                     actions=("small", "big"))
+        graph.f_node("small", keras.layers.Dense(3), inputs="x",
+                     when=("gate", "small"))
+        graph.f_node("big", keras.Sequential([keras.layers.Dense(64, "relu"),
+                                              keras.layers.Dense(3)]),
+                     inputs="x", when=("gate", "big"))
+        graph.merge("y", inputs=["small", "big"])
+        graph.output("y")
+        graph.validate().controllers  # ("gate",)
         ```
         """
         num_actions = getattr(controller, "num_actions", None)
@@ -256,7 +281,22 @@ class Graph:
 
         Without inputs it produces no value and only marks "do nothing".
 
-        Example: `graph.dummy("stop", inputs="low_head", when=("gate", 0))`.
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("x", shape=(8,))
+        graph.f_node("head", keras.layers.Dense(3), inputs="x")
+        graph.q_node("gate", keras_d2nn.Controller(2), inputs="x",
+                     actions=("stop", "more"))
+        # "stop" passes the head's output on when the gate stops.
+        graph.dummy("stop", inputs="head", when=("gate", "stop"))
+        graph.f_node("more", keras.layers.Dense(3), inputs="x",
+                     when=("gate", "more"))
+        graph.merge("y", inputs=["stop", "more"])
+        graph.output("y")
+        graph.validate().flops["stop"]  # 0.0
+        ```
         """
         return self._add(
             self._make(name, "dummy", None, inputs, when, 0.0, None)
@@ -280,7 +320,21 @@ class Graph:
                 Otherwise a Keras layer (e.g. `keras.layers.Add()`) applied to
                 the list of inputs, absent ones replaced by their defaults.
 
-        Example: `graph.merge("logits", inputs=["stop", "high"])`.
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("x", shape=(8,))
+        graph.f_node("always", keras.layers.Dense(3), inputs="x")
+        graph.q_node("gate", keras_d2nn.Controller(2), inputs="x")
+        graph.f_node("extra", keras.layers.Dense(3), inputs="x",
+                     when=("gate", 1))
+        # Where "extra" did not run, Add receives its default: zeros.
+        graph.merge("y", inputs=["always", "extra"],
+                    combine=keras.layers.Add())
+        graph.output("y")
+        keras_d2nn.D2NNModel(graph)(np.ones((2, 8), "float32")).shape  # (2, 3)
+        ```
         """
         if combine is not None and not isinstance(combine, keras.layers.Layer):
             raise TypeError(
@@ -294,7 +348,16 @@ class Graph:
     def output(self, node: str, name: str | None = None) -> str:
         """Marks `node`'s value as a model output (named `name` or `node`).
 
-        Example: `graph.output("logits")`.
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("x", shape=(8,))
+        graph.f_node("dense", keras.layers.Dense(3), inputs="x")
+        graph.output("dense", name="logits")
+        trace = keras_d2nn.D2NNModel(graph).trace(np.ones((2, 8), "float32"))
+        list(trace.outputs)  # ["logits"]
+        ```
         """
         name = node if name is None else name
         if any(existing == name for existing, _ in self._outputs):
@@ -323,7 +386,19 @@ class Graph:
                 class of this node (e.g. fine classes to coarse groups);
                 needs sparse integer labels.
 
-        Example: `graph.supervise("low_head", weight=1.0)`.
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("x", shape=(8,))
+        graph.f_node("early", keras.layers.Dense(3), inputs="x")
+        graph.f_node("late", keras.layers.Dense(3), inputs="early")
+        graph.output("late")
+        graph.supervise("early", weight=0.5)  # learns the labels too
+        d2nn = keras_d2nn.D2NNModel(graph)
+        d2nn.compile("adam", loss)
+        d2nn.fit(np.ones((4, 8), "float32"), np.arange(4) % 3, verbose=0)
+        ```
         """
         weight = float(weight)
         if not (np.isfinite(weight) and weight > 0):
@@ -384,7 +459,12 @@ class Graph:
         Builds every layer on symbolic inputs (so shapes are checked and
         weights created), counts FLOPs, and checks reachability exactly.
 
-        Example: `plan = graph.validate(); plan.full_flops`.
+        Example:
+
+        ```python
+        plan = model.graph.validate()  # high_low's graph
+        plan.controllers, plan.full_flops
+        ```
         """
         return Validator(self._nodes, self._outputs, self._supervised).plan()
 
@@ -394,6 +474,15 @@ class Graph:
         """A JSON-able description; layers are serialised with Keras.
 
         A layer object used by several nodes is stored once and referenced.
+
+        Example:
+
+        ```python
+        import json
+
+        config = model.graph.get_config()
+        json.dumps(config)[:40]  # '{"nodes": [{"name": "image", "kind": "in'
+        ```
         """
         seen: dict[int, str] = {}
         nodes = []
@@ -437,7 +526,16 @@ class Graph:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
-        """Rebuilds a graph written by `get_config`."""
+        """Rebuilds a graph written by `get_config`.
+
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph.from_config(model.graph.get_config())
+        # The same nodes, with new layers (not the weights).
+        keras_d2nn.D2NNModel(graph).plan.full_flops == model.plan.full_flops
+        ```
+        """
         graph = cls()
         layers: dict[str, keras.Layer | None] = {}
         for item in config["nodes"]:

@@ -22,6 +22,15 @@ class Node:
     """One node of a D2NN graph; built by the `Graph` methods, not by hand.
 
     `control` is filled by validation: `{controller name: (action index,)}`.
+
+    Example:
+
+    ```python
+    node = model.plan.nodes["high"]
+    node.kind, node.inputs, node.when  # "f", ("image",), (("gate", "high"),)
+    node.control  # {"gate": (1,)}
+    model.plan.nodes["gate"].actions  # ("stop", "high")
+    ```
     """
 
     name: str
@@ -65,6 +74,14 @@ class Plan:
         controllers: names of the Q-nodes, in topological order.
         conditions: `{node name: bool ndarray}` over the joint decisions.
         space: the `reachability.DecisionSpace` of the joint decisions.
+
+    Example:
+
+    ```python
+    plan = model.plan  # or graph.validate()
+    [node.name for node in plan.order]  # ["image", "low", ..., "logits"]
+    plan.controllers, plan.flops["high"], plan.full_flops
+    ```
     """
 
     order: tuple[Node, ...]

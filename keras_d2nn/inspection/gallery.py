@@ -1,4 +1,12 @@
-"""A PNG grid of images grouped by the route they took through a D2NN."""
+"""A PNG grid of images grouped by the route they took through a D2NN.
+
+Example:
+
+```python
+keras_d2nn.gallery.route_gallery(model, test_images, test_labels,
+                                 "routes.png", per_route=5)
+```
+"""
 
 import matplotlib
 
@@ -61,8 +69,12 @@ def route_gallery(
     Example:
 
     ```python
-    keras_d2nn.gallery.route_gallery(model, x_test[:2000], y_test[:2000],
-                                     "routes.png", class_names=names)
+    from keras_d2nn.data import CLASS_NAMES
+
+    report = keras_d2nn.inspection.route_gallery(
+        model, test_images, test_labels, "routes.png",
+        class_names=CLASS_NAMES)
+    report["routes"][0]["share"]  # the share of the first row's route
     ```
     """
     images = np.asarray(images)

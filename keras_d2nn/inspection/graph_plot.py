@@ -128,8 +128,8 @@ def plot_graph(
     Example:
 
     ```python
-    model = keras_d2nn.architectures.high_low()
-    keras_d2nn.plot_graph(model, "graph.png", data=test_images[:1000])
+    keras_d2nn.plot_graph(model, "graph.png", data=test_images)
+    keras_d2nn.plot_graph(model, "graph.dot")  # the source: no Graphviz
     ```
     """
     path = pathlib.Path(path)

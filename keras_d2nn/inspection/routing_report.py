@@ -176,8 +176,12 @@ def routing_report(
     Example:
 
     ```python
+    from keras_d2nn.data import CLASS_NAMES  # "T-shirt/top", ...
+
     report = keras_d2nn.inspection.routing_report.routing_report(
-        model, test_images, test_labels, class_names=["t-shirt", ...])
+        model, test_images, test_labels, class_names=CLASS_NAMES)
+    report["controllers"]["gate"]["actions"]  # {"stop": ..., "high": ...}
+    report["routes"][0]["route"], report["routes"][0]["accuracy"]
     ```
     """
     if routes is None:

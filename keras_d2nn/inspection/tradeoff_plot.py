@@ -28,7 +28,22 @@ def tradeoff_plot(
         budget: a FLOP fraction to mark with a dashed line (a tuning
             budget), or None.
 
-    Example: `tradeoff_plot(points, "tradeoff.png", model.full_flops)`.
+    Example:
+
+    ```python
+    from keras_d2nn.inspection.tradeoff_plot import tradeoff_plot
+
+    full = model.full_flops
+    points = [
+        {"name": "D2NN", "kind": "d2nn", "test_accuracy": 0.87,
+         "mean_flops": 0.39 * full},
+        {"name": "gate=stop", "kind": "static", "test_accuracy": 0.83,
+         "mean_flops": 0.01 * full},
+        {"name": "gate=high", "kind": "static", "test_accuracy": 0.90,
+         "mean_flops": full},
+    ]
+    tradeoff_plot(points, "tradeoff.png", full, budget=0.4)
+    ```
     """
     points = [p if isinstance(p, dict) else p.as_dict() for p in points]
     fig, ax = plt.subplots(figsize=(7, 5))

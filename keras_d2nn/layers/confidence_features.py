@@ -70,7 +70,15 @@ class ConfidenceFeatures(keras.layers.Layer):
     def compute_flops(self, inputs):
         """FLOPs per example: softmax (exp, sum, divide: 3 per class),
         top-2 (one comparison per class), entropy (log, multiply, add: 3
-        per class), margin 1."""
+        per class), margin 1.
+
+        Example:
+
+        ```python
+        features = keras_d2nn.layers.ConfidenceFeatures()
+        features.compute_flops(keras.KerasTensor((None, 10)))  # 71.0
+        ```
+        """
         classes = inputs.shape[-1]
         return float(7 * classes + 1)
 

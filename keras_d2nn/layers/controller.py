@@ -152,7 +152,15 @@ class Controller(SavesSeedState, keras.layers.Layer):
         return (input_shape[0], self.num_logits)
 
     def compute_flops(self, inputs: keras.KerasTensor) -> float:
-        """FLOPs per example of the controller network (see `graph.flops`)."""
+        """FLOPs per example of the controller network (see `graph.flops`).
+
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(2, hidden_units=(16,))
+        controller.compute_flops(keras.KerasTensor((None, 32)))  # 1122.0
+        ```
+        """
         return flops.layer_flops(self.network, inputs)
 
     def action_probabilities(
@@ -161,6 +169,15 @@ class Controller(SavesSeedState, keras.layers.Layer):
         """Probabilities of each action, `(batch, num_actions)`.
 
         In training they include temperature and epsilon exploration.
+
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(2, epsilon=0.2)
+        logits = tf.constant([[5.0, -5.0]])
+        controller.action_probabilities(logits)  # ~[[1.0, 0.0]]
+        controller.action_probabilities(logits, training=True)  # ~[[0.9, 0.1]]
+        ```
         """
         logits = tf.convert_to_tensor(logits)
         if training:
@@ -182,14 +199,31 @@ class Controller(SavesSeedState, keras.layers.Layer):
     def distribution_for(
         self, logits: tf.Tensor, training: bool = False
     ) -> tfp.distributions.Distribution:
-        """The `tfp.distributions` distribution over actions."""
+        """The `tfp.distributions` distribution over actions.
+
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(3)
+        distribution = controller.distribution_for(tf.zeros([4, 3]))
+        distribution.entropy()  # log(3) for each of the 4 examples
+        ```
+        """
         probs = self.action_probabilities(logits, training)
         if self.distribution == "bernoulli":
             return tfd.Bernoulli(probs=probs[:, 1], dtype=tf.int32)
         return tfd.Categorical(probs=probs, dtype=tf.int32)
 
     def greedy_action(self, logits: tf.Tensor) -> tf.Tensor:
-        """The inference decision: the most likely action, `int32`."""
+        """The inference decision: the most likely action, `int32`.
+
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(3)
+        controller.greedy_action(tf.constant([[0.1, 2.0, -1.0]]))  # [1]
+        ```
+        """
         if self.distribution == "bernoulli":
             return tf.cast(logits[:, 0] > 0, tf.int32)
         return tf.argmax(logits, axis=-1, output_type=tf.int32)
@@ -202,7 +236,14 @@ class Controller(SavesSeedState, keras.layers.Layer):
         example's decision depends only on the seed and its place in the
         global batch (see `keras_d2nn.execution.sampling`).
 
-        Example: `noise = controller.exploration_noise(tf.shape(x)[0])`.
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(2, seed=0)
+        noise = controller.exploration_noise(8)  # (8, 2), in [0, 1)
+        logits = controller(tf.random.normal([8, 16]))
+        action, _, _ = controller.decide(logits, training=True, noise=noise)
+        ```
         """
         seed = self.seed_generator.next()
         return sampling.uniform_noise(seed, batch_size, self.num_actions)
@@ -227,6 +268,16 @@ class Controller(SavesSeedState, keras.layers.Layer):
 
         Returns:
             `(action, log_prob, entropy)`, each of shape `(batch,)`.
+
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(2, hidden_units=(16,))
+        logits = controller(tf.random.normal([4, 32]))
+        action, log_prob, entropy = controller.decide(logits)  # the argmax
+        sampled, _, _ = controller.decide(logits, training=True)
+        forced, log_prob, _ = controller.decide(logits, action=tf.ones([4]))
+        ```
         """
         dist = self.distribution_for(logits, training)
         if action is None:
@@ -265,7 +316,16 @@ class Controller(SavesSeedState, keras.layers.Layer):
         Returns:
             `(action, log_prob, entropy, gate)`.
 
-        Example: `action, _, _, gate = controller.gumbel_decide(logits, 1.)`.
+        Example:
+
+        ```python
+        controller = keras_d2nn.Controller(2)
+        logits = tf.Variable([[0.5, -0.5]])
+        with tf.GradientTape() as tape:
+            action, _, _, gate = controller.gumbel_decide(logits, 1.0)
+            chosen = tf.reduce_sum(gate * [[1.0, 2.0]])  # one_hot(action)
+        tape.gradient(chosen, logits)  # nonzero: through the relaxation
+        ```
         """
         logits = tf.convert_to_tensor(logits)
         if self.distribution == "bernoulli":

@@ -9,7 +9,12 @@ class FillLike(keras.layers.Layer):
     taken from the input: what a node reads from a parent that is not on
     the route (its edge default, or 0, as in routed execution).
 
-    Example: `FillLike((10,), 0.0)(images)  # zeros of shape (batch, 10)`.
+    Example:
+
+    ```python
+    fill = keras_d2nn.layers.FillLike((10,), 0.0)
+    fill(images)  # zeros of shape (64, 10): one row per image
+    ```
     """
 
     def __init__(self, shape, value=0.0, **kwargs):

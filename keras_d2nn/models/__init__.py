@@ -3,6 +3,6 @@ what one inference pass over a dataset recorded; and the checks of what
 the model's entry points receive."""
 
 from keras_d2nn.models.d2nn_model import D2NNModel
-from keras_d2nn.models.routes import Routes
+from keras_d2nn.models.routing_pass import Routes
 
 __all__ = ["D2NNModel", "Routes"]

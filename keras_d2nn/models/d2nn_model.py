@@ -7,6 +7,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from keras_d2nn import inspection
 from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import Reinforce
@@ -19,11 +20,10 @@ from keras_d2nn.execution import forced_routing
 from keras_d2nn.execution import replicas
 from keras_d2nn.graph import Graph
 from keras_d2nn.inspection import cost_report
-from keras_d2nn.inspection import routing_report as routing_report_lib
 from keras_d2nn.layers.seed_state import SavesSeedState
 from keras_d2nn.models import batch_inputs
 from keras_d2nn.models import input_checks
-from keras_d2nn.models import routes as routes_lib
+from keras_d2nn.models import routing_pass
 from keras_d2nn.models.multi_worker import MultiWorkerFixes
 
 # Compile arguments that Keras's own compile config does not know about.
@@ -92,7 +92,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True),
                   metrics=["accuracy"], cost_weight=0.5)
-    model.fit(images, labels, epochs=1)
+    model.fit(images, labels, epochs=1, verbose=0)
     model.cost_report(images)
     ```
 
@@ -797,7 +797,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         labels: Any = None,
         decisions: dict | None = None,
         values: Sequence[str] = (),
-    ) -> routes_lib.Routes:
+    ) -> routing_pass.Routes:
         """One inference pass over a dataset: what every example did.
 
         Args:
@@ -811,7 +811,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 (`routes.node_values`).
 
         Returns:
-            A `keras_d2nn.models.routes.Routes`: `executed`, `decisions`
+            A `keras_d2nn.models.Routes`: `executed`, `decisions`
             (-1 where a controller did not decide), `executed_flops`,
             `predictions` (argmax of the first output), `labels`, and
             `accuracy`, `mean_flops`, `mean_cost_fraction`. Every report
@@ -824,7 +824,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         routes.accuracy, routes.decisions["gate"].mean()
         ```
         """
-        return routes_lib.route(
+        return routing_pass.route(
             self, data, batch_size, labels, decisions, values
         )
 
@@ -835,7 +835,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         batch_size: int = 256,
         class_names: Sequence[str] | None = None,
         print_fn: Callable | None = print,
-        routes: routes_lib.Routes | None = None,
+        routes: routing_pass.Routes | None = None,
     ) -> dict:
         """Which examples take which route, and how each route does.
 
@@ -852,7 +852,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         report["routes"][0]["route"], report["routes"][0]["accuracy"]
         ```
         """
-        return routing_report_lib.routing_report(
+        return inspection.routing_report.routing_report(
             self,
             data,
             labels,
@@ -867,7 +867,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         data: Any = None,
         batch_size: int = 256,
         print_fn: Callable | None = print,
-        routes: routes_lib.Routes | None = None,
+        routes: routing_pass.Routes | None = None,
     ) -> list[dict]:
         """Prints and returns, per node, its FLOPs and how often it ran.
 
@@ -882,7 +882,12 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             A list of `{"node", "kind", "flops", "run_rate",
             "mean_flops"}` dicts, plus a final `"total"` row.
 
-        Example: `rows = model.cost_report(test_images)`.
+        Example:
+
+        ```python
+        rows = model.cost_report(test_images)
+        rows[-1]["mean_flops"] / model.full_flops  # the mean cost fraction
+        ```
         """
         if routes is None and data is not None:
             routes = self.route(data, batch_size)

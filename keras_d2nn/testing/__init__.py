@@ -1,5 +1,11 @@
 """Helpers shared by the test suite (and by users testing their own nodes)."""
 
+from keras_d2nn.testing.exports import DEFAULT_FORMATS
+from keras_d2nn.testing.exports import EXPORT_FORMATS
+from keras_d2nn.testing.exports import ExportRun
+from keras_d2nn.testing.exports import assert_exports_agree
+from keras_d2nn.testing.exports import example_inputs
+from keras_d2nn.testing.exports import run_export_test
 from keras_d2nn.testing.exports import write_every_export
 from keras_d2nn.testing.random_graphs import random_graph
 from keras_d2nn.testing.routing_spy import RoutingSpy
@@ -10,11 +16,17 @@ from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
 __all__ = [
+    "DEFAULT_FORMATS",
+    "EXPORT_FORMATS",
     "LOSS",
+    "ExportRun",
     "RoutingSpy",
     "TestCase",
+    "assert_exports_agree",
+    "example_inputs",
     "random_graph",
     "routing_data",
+    "run_export_test",
     "small_high_low",
     "toy_data",
     "write_every_export",

@@ -15,7 +15,17 @@ def random_graph(seed, width=4, input_width=6, max_depth=3):
     of alternatives; some regions add an always-running node combined with
     `keras.layers.Add`, and some edges carry non-zero defaults.
 
-    Example: `graph = random_graph(seed=3)`.
+    Example:
+
+    ```python
+    from keras_d2nn.testing import random_graph
+
+    d2nn = keras_d2nn.D2NNModel(random_graph(seed=3))
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype("float32")
+    routed, masked = d2nn.trace(x), d2nn.trace(x, mode="masked")
+    np.testing.assert_allclose(routed.outputs["y"], masked.outputs["y"],
+                               atol=1e-5)
+    ```
     """
     rng = np.random.default_rng(seed)
     graph = Graph()

@@ -10,13 +10,17 @@ class RoutingSpy(keras.callbacks.Callback):
     Example:
 
     ```python
+    from keras_d2nn.testing import RoutingSpy
+
     spy = RoutingSpy()
-    model.fit(x, y, epochs=3,
-              callbacks=schedules.d2nn_callbacks(0.1, epochs=3) + [spy])
-    # Warm-up on random routing, then the learned routing at the ramp's
-    # cost weights:
-    spy.seen  # [(0, {"gate": ("random", [0.5, 0.5])}, 0.0),
-              #  (1, {}, 0.0), (2, {}, 0.1)]
+    model.fit(images, labels, epochs=2, verbose=0, callbacks=[
+        keras_d2nn.schedules.WarmUp(epochs=1),
+        keras_d2nn.schedules.CostWeightSchedule(
+            keras_d2nn.schedules.linear_ramp(0.0, 0.2, epochs=2)),
+        spy])
+    # Warm-up on random routing, then the learned routing, as the ramp
+    # raises the cost weight:
+    spy.seen  # [(0, {"gate": ("random", [0.5, 0.5])}, 0.0), (1, {}, 0.1)]
     ```
     """
 

@@ -14,9 +14,13 @@ class TestCase(unittest.TestCase):
     Example:
 
     ```python
-    class MyTest(keras_d2nn.testing.TestCase):
+    import keras_d2nn.testing
+
+    class SavingTest(keras_d2nn.testing.TestCase):
         def test_saving(self):
-            self.run_model_saving_test(model, images)
+            self.run_model_saving_test(model, images[:8])
+
+    SavingTest("test_saving").debug()  # or run by pytest or unittest
     ```
     """
 
@@ -25,12 +29,36 @@ class TestCase(unittest.TestCase):
         keras.utils.set_random_seed(1337)
 
     def get_temp_dir(self):
-        """A temporary directory removed after the test."""
+        """A temporary directory removed after the test.
+
+        Example:
+
+        ```python
+        import keras_d2nn.testing
+
+        test = keras_d2nn.testing.TestCase()
+        directory = test.get_temp_dir()
+        model.save(f"{directory}/model.keras")
+        test.doCleanups()  # as after a test: the directory is gone
+        ```
+        """
         directory = tempfile.TemporaryDirectory()
         self.addCleanup(directory.cleanup)
         return directory.name
 
     def assertAllClose(self, actual, expected, atol=1e-6, rtol=1e-6, msg=""):
+        """Asserts `actual` and `expected` (arrays, tensors or lists) are
+        equal within `atol + rtol * |expected|` element-wise.
+
+        Example:
+
+        ```python
+        import keras_d2nn.testing
+
+        test = keras_d2nn.testing.TestCase()
+        test.assertAllClose(tf.constant([1.0, 2.0]), [1.0, 2.0 + 1e-7])
+        ```
+        """
         np.testing.assert_allclose(
             np.asarray(actual),
             np.asarray(expected),
@@ -40,14 +68,35 @@ class TestCase(unittest.TestCase):
         )
 
     def run_serialization_test(self, layer):
-        """`from_config(get_config())` gives an equal config."""
+        """`from_config(get_config())` gives an equal config.
+
+        Example:
+
+        ```python
+        import keras_d2nn.testing
+
+        test = keras_d2nn.testing.TestCase()
+        rebuilt = test.run_serialization_test(keras_d2nn.Controller(3))
+        rebuilt.num_actions  # 3
+        ```
+        """
         config = layer.get_config()
         rebuilt = layer.__class__.from_config(config)
         self.assertEqual(rebuilt.get_config(), config)
         return rebuilt
 
     def run_model_saving_test(self, model, inputs):
-        """`.keras` save and load give identical outputs and decisions."""
+        """`.keras` save and load give identical outputs and decisions.
+
+        Example:
+
+        ```python
+        import keras_d2nn.testing
+
+        test = keras_d2nn.testing.TestCase()
+        loaded = test.run_model_saving_test(model, images[:8])
+        ```
+        """
         with tempfile.TemporaryDirectory() as directory:
             path = os.path.join(directory, "model.keras")
             model.save(path)

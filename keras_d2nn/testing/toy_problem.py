@@ -14,7 +14,16 @@ def small_high_low():
     """A high-low D2NN on 6 features: a cheap 8-unit low network, a
     64-unit high network and a one-layer controller, seeded.
 
-    Example: `small_high_low().compile("adam", LOSS, cost_weight=0.1)`.
+    Example:
+
+    ```python
+    from keras_d2nn.testing import LOSS, small_high_low, toy_data
+
+    toy = small_high_low()
+    toy.compile("adam", LOSS, cost_weight=0.1)
+    x, y = toy_data(128)
+    toy.fit(x, y, epochs=1, verbose=0)
+    ```
     """
     low = keras.Sequential(
         [keras.Input((6,)), keras.layers.Dense(8, activation="relu")]
@@ -39,7 +48,14 @@ def toy_data(n=256, seed=0):
     """`(x, y)`: `n` normal 6-feature examples and their class in 0..2,
     set by the first two features (learnable in a few epochs).
 
-    Example: `x, y = toy_data(128)`.
+    Example:
+
+    ```python
+    from keras_d2nn.testing import toy_data
+
+    x, y = toy_data(128)
+    x.shape, np.bincount(y)  # (128, 6), examples of classes 0, 1 and 2
+    ```
     """
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 6)).astype("float32")

@@ -1,11 +1,17 @@
-"""The five paper architectures: structure, brief real training, reach."""
+"""The five paper architectures: structure, brief real training, reach,
+and exports that agree with Keras."""
 
 import keras
 import numpy as np
+import onnx
 import pytest
 
 from keras_d2nn import architectures
+from keras_d2nn.export import onnx as export_onnx
+from keras_d2nn.testing import EXPORT_FORMATS
 from keras_d2nn.testing import TestCase
+from keras_d2nn.testing import assert_exports_agree
+from keras_d2nn.testing import run_export_test
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 NAMES = sorted(architectures.ARCHITECTURES)
@@ -61,6 +67,60 @@ def _action_reaching(plan, parent, controller):
         if (conditions[controller] & space.chooses(parent, index)).any():
             return index
     raise AssertionError(f"{controller} unreachable from {parent}")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exports_agree_with_keras_on_real_images(name, fashion_mnist, tmp_path):
+    model = architectures.ARCHITECTURES[name]()
+    images = fashion_mnist[2][:16]
+    # Every format, LiteRT at batch 1 (tf.cond) and batched (gather and
+    # scatter): 8-35 s per architecture on a busy 2-core machine.
+    runs = run_export_test(model, EXPORT_FORMATS, images, directory=tmp_path)
+    assert "If" in export_onnx.operator_types(onnx.load(runs["onnx"].path)), (
+        "routing must stay conditional"
+    )
+    # A batch of one through the batched routing: every branch but one
+    # is empty.
+    assert_exports_agree(
+        model,
+        {
+            f: runs[f].exported
+            for f in ("saved_model", "litert_batched", "onnx")
+        },
+        images[:1],
+    )
+
+
+VARIANTS = {
+    "cascade_4_stages": lambda: architectures.cascade(
+        stages=[
+            keras.Sequential(
+                [
+                    keras.layers.Conv2D(
+                        width, 3, padding="same", activation="relu"
+                    )
+                ]
+            )
+            for width in (4, 8, 8, 16)
+        ]
+    ),
+    "chain_1_stage": lambda: architectures.chain(num_stages=1),
+    "hierarchical_2_groups": lambda: architectures.hierarchical(
+        groups={"low": range(5), "high": range(5, 10)}
+    ),
+    "attention_2_regions": lambda: architectures.attention(
+        regions=[(0, 0), (8, 8)], glimpse_size=16
+    ),
+    "high_low_rgb_32": lambda: architectures.high_low(
+        input_shape=(32, 32, 3), num_classes=4
+    ),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_exports_of_builder_variants_agree_with_keras(variant):
+    run_export_test(VARIANTS[variant](), EXPORT_FORMATS)
 
 
 class ArchitectureTest(TestCase):

@@ -15,6 +15,8 @@ import keras_d2nn
 from keras_d2nn import architectures
 from keras_d2nn import export
 from keras_d2nn.export import litert
+from keras_d2nn.testing import assert_exports_agree
+from keras_d2nn.testing import run_export_test
 
 
 @pytest.fixture(scope="module")
@@ -92,32 +94,12 @@ def test_saved_model_stores_each_weight_once(model, tmp_path):
     assert model.count_params() - scalars <= stored <= model.count_params()
 
 
-def test_litert_batch_one_agrees(model, tmp_path):
-    path = export.export_litert(model, tmp_path / "m.tflite")
-    runner = litert.interpreter(open(path, "rb").read()).get_signature_runner()
-    for seed in range(3):
-        x = images(1, seed)
-        out = runner(image=x)
-        want = expected(model, x)
-        np.testing.assert_allclose(
-            out["probabilities"], want["probabilities"], atol=1e-5
-        )
-        np.testing.assert_array_equal(
-            out["decision_gate"], want["decision_gate"]
-        )
-
-
-def test_litert_batched_agrees(model, tmp_path):
-    path = export.export_litert(model, tmp_path / "b.tflite", batch_size=None)
-    interpreter = litert.interpreter(open(path, "rb").read(), xnnpack=False)
-    runner = interpreter.get_signature_runner()
-    x = images(7)
-    out = runner(image=x)
-    want = expected(model, x)
-    np.testing.assert_allclose(
-        out["probabilities"], want["probabilities"], atol=1e-5
-    )
-    np.testing.assert_array_equal(out["decision_gate"], want["decision_gate"])
+def test_litert_agrees_at_batch_one_and_any_batch(model):
+    # Batch 1 (one tf.cond per conditional node, XNNPACK), fed one image
+    # at a time; any batch (gather/scatter, builtin kernels).
+    runs = run_export_test(model, ("litert", "litert_batched"), images(7))
+    assert runs["litert"].exported.batch_size == 1
+    assert runs["litert_batched"].exported.batch_size is None
 
 
 def test_bad_batch_size_is_refused(model, tmp_path):
@@ -125,77 +107,15 @@ def test_bad_batch_size_is_refused(model, tmp_path):
         export.export_litert(model, tmp_path / "x.tflite", batch_size=0)
 
 
-@pytest.mark.parametrize("arch", sorted(architectures.ARCHITECTURES))
-def test_every_architecture_exports_and_agrees_on_real_images(
-    arch, fashion_mnist, tmp_path
-):
-    model = architectures.ARCHITECTURES[arch]()
-    x = fashion_mnist[2][:6]
-    want = expected(model, x)
-    signature = tf.saved_model.load(
-        export.export_saved_model(model, tmp_path / "sm")
-    ).signatures["serving_default"]
-    got = signature(image=tf.constant(x))
-    for key, value in want.items():
-        np.testing.assert_allclose(
-            got[key].numpy(),
-            value,
-            atol=1e-5,
-            err_msg=f"{arch} saved_model {key}",
-        )
-    for batch, xnnpack in ((1, True), (None, False)):
-        path = export.export_litert(
-            model, tmp_path / f"{batch}.tflite", batch_size=batch
-        )
-        runner = litert.interpreter(
-            open(path, "rb").read(), xnnpack=xnnpack
-        ).get_signature_runner()
-        xi = x[:1] if batch == 1 else x
-        out = runner(image=xi)
-        for key, value in expected(model, xi).items():
-            np.testing.assert_allclose(
-                out[key],
-                value,
-                atol=1e-5,
-                err_msg=f"{arch} litert {batch} {key}",
-            )
-    path = export.export_onnx(model, tmp_path / "m.onnx")
-    assert "If" in export.onnx.operator_types(onnx.load(path)), (
-        "routing must stay conditional"
-    )
-    session = export.onnx.session(path)
-    names = [o.name for o in session.get_outputs()]
-    assert set(names) == set(want)
-    for xi in (x, x[:1]):
-        out = dict(zip(names, session.run(names, {"image": xi})))
-        for key, value in expected(model, xi).items():
-            np.testing.assert_allclose(
-                out[key],
-                value,
-                atol=1e-5,
-                err_msg=f"{arch} onnx {len(xi)} {key}",
-            )
-
-
 def test_onnx_batch_one_keeps_if_and_runs_one_branch(model, tmp_path):
-    proto = onnx.load(
-        export.export_onnx(model, tmp_path / "one.onnx", batch_size=1)
-    )
+    path = export.export_onnx(model, tmp_path / "one.onnx", batch_size=1)
+    proto = onnx.load(path)
     # The expensive branch's convolutions live only inside the If.
     top_level = [n.op_type for n in proto.graph.node]
     assert top_level.count("Conv") == 1  # the cheap path's
     assert "If" in top_level
-    session = export.onnx.session(proto.SerializeToString())
-    x = images(1)
-    out = dict(
-        zip(
-            [o.name for o in session.get_outputs()],
-            session.run(None, {"image": x}),
-        )
-    )
-    np.testing.assert_array_equal(
-        out["decision_gate"], expected(model, x)["decision_gate"]
-    )
+    # Fed one image at a time (the export's batch size).
+    assert_exports_agree(model, {"onnx": path}, images(3))
 
 
 def calibration_split(model, images):

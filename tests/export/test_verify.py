@@ -7,6 +7,7 @@ from keras_d2nn import architectures
 from keras_d2nn import export
 from keras_d2nn.export import runtime
 from keras_d2nn.export import verify
+from keras_d2nn.testing import assert_exports_agree
 from keras_d2nn.testing import write_every_export
 
 
@@ -78,13 +79,8 @@ def test_batch_one_model_refuses_other_batches_but_runs_any_number(
         ValueError, match="batches of exactly 1; received a batch of 5"
     ):
         loaded(x)
-    outputs = loaded.run(x)
-    assert outputs["probabilities"].shape == (5, 10)
-    np.testing.assert_allclose(
-        outputs["probabilities"],
-        verify.keras_outputs(model, x)["probabilities"],
-        atol=1e-5,
-    )
+    runs = assert_exports_agree(model, {"litert": loaded}, x)  # `run`
+    assert runs["litert"].outputs["probabilities"].shape == (5, 10)
 
 
 @pytest.mark.parametrize("name", ["saved_model", "litert_batched", "onnx"])

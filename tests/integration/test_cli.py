@@ -246,6 +246,12 @@ def cli_main():
             "--cost_weight=nan",
         ),
         (
+            ("train", "--gate_input=confidence", "--arch=cascade"),
+            "--gate_input other than 'features' is an option of the high_low "
+            "architecture. Received: --gate_input='confidence' with "
+            "--arch='cascade'",
+        ),
+        (
             ("train", "--batch_size=0"),
             "--batch_size should be >= 1. Received: --batch_size=0",
         ),

@@ -86,7 +86,16 @@ class Routes(collections.abc.Mapping):
 
     def without_controller_flops(self, plan):
         """The FLOPs of each example without its controllers' (a static
-        network runs none)."""
+        network runs none).
+
+        Example:
+
+        ```python
+        model.set_routing({"gate": "high"})  # the full static network
+        routes = model.route(test_images)
+        routes.without_controller_flops(model.plan)  # the high network's
+        ```
+        """
         flops = self.executed_flops.astype(np.float64)
         for q in plan.controllers:
             flops = flops - plan.flops[q] * self.executed[q]

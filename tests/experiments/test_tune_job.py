@@ -1,0 +1,158 @@
+"""The tuning job end to end: search, front plot, best model, resuming a
+killed search, and workers sharing trials (`keras_d2nn.experiments.tune_job`).
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+
+from keras_d2nn.experiments import tune_job
+
+
+def tiny_config(tfds_dir, output_dir, **overrides):
+    settings = dict(
+        budget=0.5,
+        max_trials=2,
+        epochs=2,
+        train_examples=600,
+        val_examples=300,
+        baselines=False,
+        output_dir=str(output_dir),
+        tfds_dir=tfds_dir,
+        verbose=0,
+        cost_weight_min=0.01,
+        cost_weight_max=0.3,
+    )
+    settings.update(overrides)
+    return tune_job.TuneConfig(**settings)
+
+
+def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir, tmp_path):
+
+    summary = tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)
+    assert summary["trials"] == 2
+    assert summary["ran_trials"] == ["0", "1"]
+    for name in ("pareto.json", "pareto.png", "summary.json"):
+        assert (tmp_path / name).exists()
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    assert len(pareto["points"]) == 2
+    # Every trial that did not route is named in a warning.
+    stuck = [p["trial_id"] for p in pareto["points"] if p["no_routing"]]
+    warned = " ".join(summary["warnings"])
+    assert all(f"trial {t} (" in warned for t in stuck)
+    assert all(line.startswith("WARNING") for line in summary["warnings"])
+    for p in pareto["front"]:
+        assert 0 <= p["test_accuracy"] <= 1 and 0 < p["test_flop_fraction"]
+    if summary["best"] is not None:
+        best = keras.models.load_model(tmp_path / "best_model.keras")
+        assert best.full_flops > 0
+    first = (tmp_path / "search" / "trial_0" / "trial.json").read_text()
+    # Same command, more trials: only the new one runs.
+    summary = tune_job.run(
+        tiny_config(tfds_dir, tmp_path, max_trials=3), log=lambda m: 0
+    )
+    assert summary["trials"] == 3
+    assert summary["ran_trials"] == ["2"]
+    assert (tmp_path / "search" / "trial_0" / "trial.json").read_text() == first
+
+
+def run_cli(*args, env=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "keras_d2nn", "tune", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def cli_args(tfds_dir, output_dir, trials):
+    return [
+        "--budget=0.5",
+        f"--max_trials={trials}",
+        "--epochs=2",
+        "--train_examples=600",
+        "--val_examples=300",
+        "--nobaselines",
+        f"--tfds_dir={tfds_dir}",
+        f"--output_dir={output_dir}",
+        "--verbose=0",
+        "--cost_weight_max=0.3",
+    ]
+
+
+def completed(output_dir):
+    done = set()
+    for path in pathlib.Path(output_dir, "search").glob("trial_*/trial.json"):
+        trial = json.loads(path.read_text())
+        if trial["status"] == "COMPLETED":
+            done.add(trial["trial_id"])
+    return done
+
+
+def test_a_killed_search_resumes_without_redoing_finished_trials(
+    tfds_dir, tmp_path
+):
+    process = run_cli(*cli_args(tfds_dir, tmp_path, 3))
+    deadline = time.time() + 300
+    while not completed(tmp_path) and time.time() < deadline:
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished = completed(tmp_path)
+    assert finished and len(finished) < 3
+    before = {
+        t: (tmp_path / "search" / f"trial_{t}" / "trial.json").read_text()
+        for t in finished
+    }
+    resumed = run_cli(*cli_args(tfds_dir, tmp_path, 3))
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["trials"] == 3
+    assert not set(summary["ran_trials"]) & finished
+    for t, text in before.items():
+        assert (
+            tmp_path / "search" / f"trial_{t}" / "trial.json"
+        ).read_text() == text
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_search_shares_trials_between_workers(tfds_dir, tmp_path):
+    port = str(free_port())
+    base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
+    args = cli_args(tfds_dir, tmp_path, 3)
+    chief = run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": "chief"})
+    time.sleep(3)
+    workers = [
+        run_cli(*args, env={**base, "KERASTUNER_TUNER_ID": name})
+        for name in ("tuner0", "tuner1")
+    ]
+    for process in workers + [chief]:
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0, err[-3000:]
+    ran = [
+        json.loads((tmp_path / f"worker_{name}.json").read_text())["trials"]
+        for name in ("tuner0", "tuner1")
+    ]
+    assert all(ran), f"each worker should run some trials: {ran}"
+    assert not set(ran[0]) & set(ran[1]), "a trial ran twice"
+    assert set(ran[0]) | set(ran[1]) == completed(tmp_path)
+    assert len(completed(tmp_path)) == 3
+    # The chief saved the oracle with no trial left ongoing, so a plain
+    # run of the same command would train none again.
+    oracle = json.loads((tmp_path / "search" / "oracle.json").read_text())
+    assert oracle["ongoing_trials"] == {}
