@@ -9,8 +9,9 @@ Commands:
             and Graphviz (`dot`, Debian package `graphviz`), installed with
             one apt-get call when run as root where apt-get exists;
             otherwise says what to do.
-  train     trains a D2NN on Fashion-MNIST (through TFDS), evaluates it and
-            its baselines on the test split, and writes report.json,
+  train     trains a D2NN on Fashion-MNIST (through TFDS), for a fixed
+            --cost_weight or to a FLOP --budget, evaluates it and its
+            baselines on the test split, and writes report.json,
             tradeoff.png and model.keras to --output_dir.
   export    writes a trained model (--model=PATH.keras) as a SavedModel
             for TF Serving, a LiteRT .tflite file (float32, or --quantize
@@ -151,8 +152,9 @@ flags.DEFINE_bool(
 flags.DEFINE_float(
     "budget",
     _TUNE.budget,
-    "tune: the most accurate model "
-    "within this fraction of the full network's FLOPs.",
+    "A fraction of the full network's FLOPs (0: none). train: train "
+    "to it (the cost weight becomes a Lagrange multiplier, starting at "
+    "--cost_weight); tune: the most accurate model within it.",
 )
 flags.DEFINE_float(
     "target_accuracy",
@@ -279,6 +281,12 @@ _COMMAND_HELP = {
     "images (the last --val_examples are held out).",
     ("tune", "output_dir"): "Where the search state, the Pareto front, its "
     "plot, the best model and the summary go (a rerun resumes).",
+    ("train", "budget"): "Train to this fraction of the full network's "
+    "FLOPs (0: no budget, --cost_weight stays): the cost weight becomes a "
+    "Lagrange multiplier moved each step towards the budget, starting at "
+    "--cost_weight, with no ramp.",
+    ("tune", "budget"): "The most accurate model within this fraction of "
+    "the full network's FLOPs.",
 }
 _LOGGING_HELP = (
     "TensorFlow's C++ log lines are hidden; set TF_CPP_MIN_LOG_LEVEL to see "

@@ -19,6 +19,13 @@ model.fit(images, labels, epochs=2, verbose=0,
           callbacks=keras_d2nn.schedules.d2nn_callbacks(
               0.1, epochs=2, warmup_epochs=1, ramp_epochs=1))
 ```
+
+With a budget (`compile(target_cost=...)`) the cost weight is a Lagrange
+multiplier that training moves itself: from where it starts (0 by
+default) it rises only as far as the controllers overspend, which is the
+ramp's job, so a budget replaces the ramp. `d2nn_schedule(...,
+target_cost=...)` keeps the warm-up alone, and `CostWeightSchedule`
+refuses a model with a budget rather than overwrite its multiplier.
 """
 
 from __future__ import annotations
@@ -95,6 +102,17 @@ class CostWeightSchedule(keras.callbacks.Callback):
         super().__init__()
         self.schedule = schedule
         self.verbose = verbose
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        target = getattr(self.model, "target_cost", None)
+        if target is not None:
+            raise ValueError(
+                "CostWeightSchedule would overwrite the cost weight that "
+                f"the model's budget (target_cost={target:g}) moves itself. "
+                "Drop the schedule (WarmUp alone is fine; "
+                "d2nn_callbacks(..., target_cost=...) gives just that) or "
+                "compile without target_cost."
+            )
 
     def on_epoch_begin(
         self, epoch: int, logs: dict[str, Any] | None = None
@@ -220,8 +238,11 @@ class D2NNSchedule:
         ramp_epochs: the cost weight goes linearly from 0, in the first
             epoch after the warm-up, to `cost_weight`, reached this many
             epochs later (0: `cost_weight` from the start).
-        cost_weight: the target.
+        cost_weight: the target; with a budget, where the multiplier
+            starts.
         requested: the `(warmup_epochs, ramp_epochs)` asked for.
+        target_cost: the budget (`compile(target_cost=...)`), or None.
+            With one there is no ramp: training moves the cost weight.
     """
 
     epochs: int
@@ -229,14 +250,18 @@ class D2NNSchedule:
     ramp_epochs: int
     cost_weight: float
     requested: tuple[int, int]
+    target_cost: float | None = None
 
     @property
     def shortened(self) -> bool:
         """Whether the run was too short for the requested schedule."""
+        if self.target_cost is not None:  # no ramp to shorten
+            return self.warmup_epochs != self.requested[0]
         return (self.warmup_epochs, self.ramp_epochs) != self.requested
 
-    def cost_weight_at(self, epoch: int) -> float:
-        """The cost weight of `epoch` (0-based).
+    def cost_weight_at(self, epoch: int) -> float | None:
+        """The cost weight of `epoch` (0-based); None with a budget,
+        which moves it within epochs.
 
         Example:
 
@@ -244,14 +269,19 @@ class D2NNSchedule:
         keras_d2nn.schedules.d2nn_schedule(0.1, 3).cost_weight_at(2)  # 0.1
         ```
         """
+        if self.target_cost is not None:
+            return None
+        return self._ramp(epoch)
+
+    def _ramp(self, epoch: int) -> float:
         if not self.ramp_epochs:
             return float(self.cost_weight)
         return linear_ramp(
             0.0, self.cost_weight, self.ramp_epochs, delay=self.warmup_epochs
         )(epoch)
 
-    def cost_weights(self) -> list[float]:
-        """The cost weight of every epoch, in order.
+    def cost_weights(self) -> list[float] | None:
+        """The cost weight of every epoch, in order; None with a budget.
 
         Example:
 
@@ -260,7 +290,9 @@ class D2NNSchedule:
         # [0.0, 0.0, 0.1]
         ```
         """
-        return [self.cost_weight_at(e) for e in range(self.epochs)]
+        if self.target_cost is not None:
+            return None
+        return [self._ramp(e) for e in range(self.epochs)]
 
     def describe(self) -> str:
         """One line for people, as the main job logs it.
@@ -280,6 +312,18 @@ class D2NNSchedule:
             )
         else:
             parts.append("no warm-up")
+        if self.target_cost is not None:
+            line = (
+                f"{'; '.join(parts)}; budget {self.target_cost:g} of the "
+                "full FLOPs: the cost weight is a Lagrange multiplier "
+                f"moved by training from {self.cost_weight:g}, no ramp"
+            )
+            if self.shortened:
+                line += (
+                    f"; warm-up shortened from {self.requested[0]} epochs "
+                    "so that at least one epoch learns"
+                )
+            return line
         if self.ramp_epochs:
             parts.append(
                 f"cost_weight ramped from 0 to {self.cost_weight:g}"
@@ -288,7 +332,7 @@ class D2NNSchedule:
             )
         else:
             parts.append(f"cost_weight {self.cost_weight:g} throughout")
-        weights = ", ".join(f"{w:g}" for w in self.cost_weights())
+        weights = ", ".join(f"{w:g}" for w in self.cost_weights() or ())
         line = f"{'; '.join(parts)} (cost_weight per epoch: {weights})"
         if self.shortened:
             line += (
@@ -301,7 +345,8 @@ class D2NNSchedule:
     def callbacks(
         self, routing: str | Routing = "random", verbose: int = 0
     ) -> list[keras.callbacks.Callback]:
-        """`WarmUp` (if any) and `CostWeightSchedule` callbacks.
+        """`WarmUp` (if any) and `CostWeightSchedule` callbacks (none
+        with a budget).
 
         Example:
 
@@ -314,7 +359,8 @@ class D2NNSchedule:
         callbacks: list[keras.callbacks.Callback] = []
         if self.warmup_epochs:
             callbacks.append(WarmUp(self.warmup_epochs, routing=routing))
-        callbacks.append(CostWeightSchedule(self.cost_weight_at, verbose))
+        if self.target_cost is None:
+            callbacks.append(CostWeightSchedule(self._ramp, verbose))
         return callbacks
 
 
@@ -323,6 +369,7 @@ def d2nn_schedule(
     epochs: int,
     warmup_epochs: int = 1,
     ramp_epochs: int = 1,
+    target_cost: float | None = None,
 ) -> D2NNSchedule:
     """Fits a warm-up and a cost-weight ramp to a run of `epochs` epochs.
 
@@ -332,6 +379,10 @@ def d2nn_schedule(
     trains at `cost_weight`. A 1-epoch run has neither (its controllers
     still explore: they sample their actions). Runs long enough for the
     requested schedule get it unchanged.
+
+    With `target_cost` (the model's budget) there is no ramp, whatever
+    `ramp_epochs` says: training moves the cost weight, from `cost_weight`
+    (see the module docstring); the warm-up is fitted as above.
 
     The schedule depends on the epoch index alone, so a run resumed at
     `initial_epoch` (from a checkpoint) follows the uninterrupted run's
@@ -344,6 +395,7 @@ def d2nn_schedule(
     d2nn_schedule(0.1, epochs=3).cost_weights()  # [0.0, 0.0, 0.1]
     d2nn_schedule(0.1, epochs=2).cost_weights()  # [0.1, 0.1], 1 warm-up
     d2nn_schedule(0.1, epochs=1).warmup_epochs   # 0
+    d2nn_schedule(0.0, epochs=3, target_cost=0.3).ramp_epochs  # 0
     ```
     """
     for label, value in (
@@ -358,13 +410,15 @@ def d2nn_schedule(
                 f"{label}={value}"
             )
     warmup = min(warmup_epochs, epochs - 1)
-    ramp = min(ramp_epochs, epochs - warmup - 1)
+    ramp = 0 if target_cost is not None else ramp_epochs
+    ramp = min(ramp, epochs - warmup - 1)
     return D2NNSchedule(
         epochs=epochs,
         warmup_epochs=warmup,
         ramp_epochs=ramp,
         cost_weight=float(cost_weight),
         requested=(warmup_epochs, ramp_epochs),
+        target_cost=None if target_cost is None else float(target_cost),
     )
 
 
@@ -373,9 +427,10 @@ def d2nn_callbacks(
     epochs: int,
     warmup_epochs: int = 1,
     ramp_epochs: int = 1,
+    target_cost: float | None = None,
 ) -> list[keras.callbacks.Callback]:
     """The callbacks of `d2nn_schedule(...)`: pass them to `fit` with the
-    same `epochs`.
+    same `epochs`. With `target_cost`, the warm-up alone.
 
     Example:
 
@@ -385,5 +440,5 @@ def d2nn_callbacks(
     ```
     """
     return d2nn_schedule(
-        cost_weight, epochs, warmup_epochs, ramp_epochs
+        cost_weight, epochs, warmup_epochs, ramp_epochs, target_cost
     ).callbacks()

@@ -12,11 +12,13 @@
 
 What they learn from is in `rewards` (task reward per example or per
 mini-bag, minus the weighted cost); `assignment` gives each controller its
-estimator.
+estimator; `budget` (`CostBudget`, made by `compile(target_cost=...)`)
+moves the cost weight, as a Lagrange multiplier, towards a FLOP budget.
 """
 
 from keras_d2nn.estimators.base import Estimator
 from keras_d2nn.estimators.base import PolicyBatch
+from keras_d2nn.estimators.budget import CostBudget
 from keras_d2nn.estimators.full_information import FullInformation
 from keras_d2nn.estimators.gumbel import GumbelSoftmax
 from keras_d2nn.estimators.q_learning import QLearning
@@ -55,6 +57,7 @@ def by_name(name):
 
 __all__ = [
     "NAMED",
+    "CostBudget",
     "Estimator",
     "FullInformation",
     "GumbelSoftmax",

@@ -5,6 +5,8 @@ import dataclasses
 import keras
 import tensorflow as tf
 
+from keras_d2nn.estimators import budget
+
 
 @dataclasses.dataclass
 class PolicyBatch:
@@ -54,6 +56,10 @@ class Estimator(keras.layers.Layer):
 
     Subclasses set `needs_all_branches` (True when training must compute
     every branch, i.e. masked execution) and implement `controller_loss`.
+    `budget_learning_rate` is the step of a budget's multiplier that suits
+    how fast the estimator's controllers follow a change of the reward
+    (`compile(target_cost=...)` takes the smallest of the model's
+    estimators' unless given one).
     `configure(model, controllers)` is called once at `compile`: it may
     check the controllers, adjust their exploration and create weights,
     and set `training_routing`, `{controller: action index}` that the
@@ -75,6 +81,7 @@ class Estimator(keras.layers.Layer):
 
     needs_all_branches = False
     straight_through = False
+    budget_learning_rate = budget.DEFAULT_LEARNING_RATE
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)

@@ -6,6 +6,7 @@ import itertools
 import tensorflow as tf
 
 from keras_d2nn.api_export import keras_d2nn_export
+from keras_d2nn.estimators import budget
 from keras_d2nn.estimators.base import Estimator
 from keras_d2nn.estimators.q_learning import next_controllers
 
@@ -75,6 +76,11 @@ class FullInformation(Estimator):
     model.fit(images, labels, epochs=1, verbose=0)
     ```
     """
+
+    # Controllers that regress to every action's current reward follow a
+    # change of the cost weight within a few steps: the multiplier can move
+    # faster than for REINFORCE (measured in benchmarks/budget.py).
+    budget_learning_rate = budget.FAST_LEARNING_RATE
 
     def __init__(
         self,

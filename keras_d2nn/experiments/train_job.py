@@ -10,8 +10,13 @@ command line over it.
 
 Runs of any length train a D2NN: the warm-up and the cost-weight ramp are
 shortened to fit (`schedules.d2nn_schedule`), so the last epoch always
-trains at `cost_weight`. A run whose controllers end up taking one action
-for every test example says so (`report["warnings"]`, printed last).
+trains at `cost_weight`. With `budget` (a fraction of the full FLOPs) the
+D2NN is compiled with `target_cost=budget`: the cost weight becomes a
+Lagrange multiplier that training moves (from `cost_weight`) towards the
+budget, with no ramp; the report records where the test cost landed. A
+run whose controllers end up taking one action for every test example
+says so (`report["warnings"]`, printed last), as does a budget below the
+cheapest route's cost or missed by more than `LANDING_TOLERANCE`.
 
 Example:
 
@@ -38,11 +43,15 @@ from keras_d2nn.architectures.high_low import GATE_INPUTS
 from keras_d2nn.callbacks import schedules
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.data import pipelines
+from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.estimators.rewards import check_cost_weight
 from keras_d2nn.experiments import baselines
 from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
+
+# How far from the budget the test cost may land before the report warns.
+LANDING_TOLERANCE = 0.02
 
 
 def check_choice(name, value, choices):
@@ -75,6 +84,7 @@ class TrainConfig:
     dataset: str = "fashion_mnist"
     epochs: int = 3
     cost_weight: float = 0.1
+    budget: float = 0.0
     entropy_weight: float = 0.01
     learning_rate: float = 1e-3
     batch_size: int = 128
@@ -98,6 +108,11 @@ class TrainConfig:
         check_choice("arch", self.arch, list(architectures.ARCHITECTURES))
         pipelines.check_dataset(self.dataset)
         check_cost_weight(self.cost_weight)
+        if not (self.budget == 0 or 0 < self.budget <= 1):
+            raise ValueError(
+                "`budget` should be a fraction of the full network's FLOPs, "
+                f"in (0, 1], or 0 for none. Received: budget={self.budget!r}"
+            )
         check_choice("estimator", self.estimator, list(estimators.NAMED))
         check_choice("gate_input", self.gate_input, list(GATE_INPUTS))
         if self.gate_input != "features" and self.arch != "high_low":
@@ -117,15 +132,21 @@ class TrainConfig:
             check_at_least(self, name, 0)
         return self
 
+    @property
+    def target_cost(self):
+        """`budget` as `compile(target_cost=...)` takes it (None: 0)."""
+        return self.budget or None
+
     def schedule(self):
         """The warm-up and cost-weight ramp fitted to `epochs` (shortened
-        so that the last epoch trains at `cost_weight`; see
-        `schedules.d2nn_schedule`)."""
+        so that the last epoch trains at `cost_weight`; with a budget, the
+        warm-up alone; see `schedules.d2nn_schedule`)."""
         return schedules.d2nn_schedule(
             self.cost_weight,
             self.epochs,
             self.warmup_epochs,
             self.cost_weight_ramp_epochs,
+            target_cost=self.target_cost,
         )
 
 
@@ -216,9 +237,10 @@ def routing_collapse(model, x, decisions, sample=256):
     return {"routes": routes, "controllers": collapsed}
 
 
-def collapse_warnings(collapse, cost_weight, epochs):
+def collapse_warnings(collapse, cost_weight, epochs, budget=0.0):
     """Warning lines (with advice) for `routing_collapse`'s result; none
-    when every controller routes.
+    when every controller routes. With a `budget` the advice is about the
+    budget, which set the cost weight.
 
     Example: `collapse_warnings(routing_collapse(...), 0.1, epochs=2)`.
     """
@@ -227,7 +249,14 @@ def collapse_warnings(collapse, cost_weight, epochs):
     if not collapsed:
         return lines
     ranks = {c["rank"] for c in collapsed}
-    if ranks == {"costliest"}:
+    if budget and ranks == {"cheapest"}:
+        advice = (
+            f"raise --budget (was {budget:g}) or train longer (more "
+            f"than --epochs={epochs})"
+        )
+    elif budget:
+        advice = f"train longer (more than --epochs={epochs})"
+    elif ranks == {"costliest"}:
         advice = (
             f"raise --cost_weight (was {cost_weight:g}) or train "
             f"longer (more than --epochs={epochs})"
@@ -286,6 +315,42 @@ def _compile_kwargs(config):
     )
 
 
+def budget_warnings(config, landed, cheapest):
+    """Warning lines for a run with a budget: below the cheapest route's
+    cost (`cheapest`), or `landed` (the test cost fraction) off by more
+    than `LANDING_TOLERANCE`; none without a budget.
+
+    Example: `budget_warnings(TrainConfig(budget=0.3), 0.36, 0.006)`.
+    """
+    if not config.budget:
+        return []
+    if config.budget < cheapest:
+        return [
+            f"WARNING: --budget={config.budget:g} is below the cost of the "
+            f"cheapest route ({cheapest:.4f} of the full FLOPs): no "
+            "routing meets it, so training pushed every controller to its "
+            "cheapest action. Ask for at least the cheapest route's cost."
+        ]
+    if abs(landed - config.budget) <= LANDING_TOLERANCE:
+        return []
+    advice = (
+        "At a constant learning rate the gate's decisions move by several "
+        "points of the FLOPs from one step to the next, so the last step "
+        "decides where the cost lands"
+    )
+    if config.estimator != "full_information":
+        advice += (
+            "; --estimator=full_information follows a budget more closely "
+            f"than {config.estimator}"
+        )
+    return [
+        f"WARNING: budget {config.budget:.2f}: landed at {landed:.2f} of "
+        f"the full FLOPs on the test split, more than "
+        f"{LANDING_TOLERANCE:g} away. {advice} "
+        "(docs/estimators_and_schedules.md, Budgets)."
+    ]
+
+
 def run(config, log=print):
     """Runs the main job; returns the report dict (also written to disk).
 
@@ -303,7 +368,11 @@ def run(config, log=print):
     estimator = estimators.by_name(config.estimator)
     if isinstance(estimator, estimators.Reinforce):
         estimator.entropy_weight = config.entropy_weight
-    model.compile(**_compile_kwargs(config), estimator=estimator)
+    model.compile(
+        **_compile_kwargs(config),
+        estimator=estimator,
+        target_cost=config.target_cost,
+    )
     take = config.train_examples or None
     train = pipelines.load(
         config.dataset,
@@ -334,14 +403,19 @@ def run(config, log=print):
             RoutingTensorBoard(logs, data=x_test[:1000]),
         ]
 
+    setting = (
+        f"budget={config.budget}"
+        if config.budget
+        else f"cost_weight={config.cost_weight}"
+    )
     log(
         f"Training {config.arch} on {config.dataset} for {config.epochs} "
-        f"epoch{'s' if config.epochs > 1 else ''}, cost_weight="
-        f"{config.cost_weight}: {schedule.describe()}."
+        f"epoch{'s' if config.epochs > 1 else ''}, {setting}: "
+        f"{schedule.describe()}."
     )
     start = time.time()
     # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
-    model.fit(
+    history = model.fit(
         train,
         epochs=config.epochs,
         verbose=config.verbose,
@@ -357,12 +431,27 @@ def run(config, log=print):
         routes.mean_flops,
         routes.decisions,
     )
+    landed = mean_flops / model.full_flops
+    budget = None
+    if config.budget:
+        budget = {
+            "target_cost": config.budget,
+            "landed_cost": landed,
+            "cheapest_cost": budget_lib.cheapest_cost(model.plan),
+            "budget_learning_rate": model.cost_budget.learning_rate,
+            # The multiplier at the end of each epoch, and at the end.
+            "cost_weights": [
+                float(w) for w in history.history.get("cost_weight", [])
+            ],
+            "cost_weight": model.cost_weight,
+        }
     d2nn = baselines.Point(
         "D2NN",
         "d2nn",
         accuracy,
         mean_flops,
-        {"cost_weight": config.cost_weight},
+        {"cost_weight": model.cost_weight}
+        | ({"budget": config.budget} if config.budget else {}),
     )
     rows = model.cost_report(routes=routes, print_fn=log)
     class_names = pipelines.DATASETS[config.dataset]["class_names"]
@@ -373,7 +462,11 @@ def run(config, log=print):
         q: entry["actions"] for q, entry in routing["controllers"].items()
     }
     collapse = routing_collapse(model, x_test, decisions)
-    warnings = collapse_warnings(collapse, config.cost_weight, config.epochs)
+    warnings = collapse_warnings(
+        collapse, config.cost_weight, config.epochs, config.budget
+    )
+    if budget is not None:
+        warnings += budget_warnings(config, landed, budget["cheapest_cost"])
 
     points = []
     if config.baselines:
@@ -403,10 +496,11 @@ def run(config, log=print):
         "arch": config.arch,
         "dataset": config.dataset,
         "test_accuracy": accuracy,
-        "mean_cost_fraction": mean_flops / model.full_flops,
+        "mean_cost_fraction": landed,
         "mean_flops": mean_flops,
         "full_flops": model.full_flops,
         "action_rates": action_rates,
+        "budget": budget,
         "warnings": warnings,
         "routing_collapse": collapse,
         "schedule": {
@@ -447,6 +541,7 @@ def run(config, log=print):
         output_dir / "tradeoff.png",
         model.full_flops,
         title=f"{config.arch} on {config.dataset}",
+        budget=config.target_cost,
     )
     _save(model, output_dir / "model.keras", config.save_optimizer)
     _log_summary(report, log, output_dir)
@@ -477,6 +572,13 @@ def _log_summary(report, log, output_dir):
         f"network ({report['mean_flops']:,.0f} of "
         f"{report['full_flops']:,.0f} FLOPs per example)"
     )
+    budget = report["budget"]
+    if budget is not None:
+        log(
+            f"budget {budget['target_cost']:.2f}: landed at "
+            f"{budget['landed_cost']:.2f} (cost_weight ended at "
+            f"{budget['cost_weight']:.4g})"
+        )
     for q, rates in report["action_rates"].items():
         shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
         log(f"controller {q}: {shares}")

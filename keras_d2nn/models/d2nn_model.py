@@ -12,6 +12,7 @@ from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.estimators import assignment
+from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.estimators import objective
 from keras_d2nn.estimators import rewards
 from keras_d2nn.execution import engine
@@ -34,7 +35,24 @@ _D2NN_COMPILE_KEYS = (
     "estimator",
     "reward_bag_size",
     "bag_metric",
+    "target_cost",
+    "budget_learning_rate",
 )
+
+
+class _Once:
+    """A callable running `fn` at its first call and returning that result
+    ever after: a training step's greedy pass, shared by the estimators
+    and the budget."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.result = None
+
+    def __call__(self):
+        if self.result is None:
+            self.result = self.fn()
+        return self.result
 
 
 @keras_d2nn_export
@@ -51,6 +69,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     The `fit` progress bar shows `loss`, the compiled metrics, `cost` (mean
     executed FLOPs / full FLOPs) and, for each controller and action,
     `<controller>_<action>`: the share of examples that took that action.
+    With a budget (`compile(target_cost=...)`) it also shows `cost_weight`,
+    the multiplier the budget moves, and `greedy_cost`, the cost of the
+    inference decisions on the training batches, which it steers.
 
     Args:
         graph: a `keras_d2nn.Graph` (validated here) or its config dict.
@@ -118,9 +139,17 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self._training_routing: dict[str, Any] = {}
         self.reward_bag_size: int | None = None
         self.bag_metric: Any = None
+        # A budget (`compile(target_cost=...)`) moves it in the training
+        # step, where every replica assigns the same value.
         self._cost_weight = self.add_weight(
-            shape=(), initializer="zeros", trainable=False, name="cost_weight"
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            name="cost_weight",
+            aggregation="only_first_replica",
         )
+        # The `CostBudget` of `compile(target_cost=...)`, or None.
+        self.cost_budget: budget_lib.CostBudget | None = None
         self.task_reward: str | Callable = "correct"
         self.cost_tracker = keras.metrics.Mean(name="cost")
         self.action_names = [
@@ -143,6 +172,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     def cost_weight(self):
         """Weight of the normalised cost in the reward; assignable any time.
 
+        With a budget (`compile(target_cost=...)`) it is the Lagrange
+        multiplier that training moves; assigning it restarts the
+        multiplier from there.
+
         Example: `model.cost_weight = 0.3` (e.g. from a callback).
         """
         return float(self._cost_weight.numpy())
@@ -150,6 +183,14 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     @cost_weight.setter
     def cost_weight(self, value):
         self._cost_weight.assign(rewards.check_cost_weight(value))
+
+    @property
+    def target_cost(self):
+        """The budget of `compile(target_cost=...)` (a fraction of the full
+        FLOPs), or None when the cost weight stays where it is set."""
+        if self.cost_budget is None:
+            return None
+        return self.cost_budget.target_cost
 
     @property
     def allow_non_finite(self):
@@ -189,6 +230,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         baseline_momentum: float = 0.9,
         reward_bag_size: int | None = None,
         bag_metric: str | Callable = "f1",
+        target_cost: float | None = None,
+        budget_learning_rate: float | None = None,
         jit_compile: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -197,6 +240,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         Args:
             cost_weight: weight of the normalised cost in the controllers'
                 reward (>= 0). Change it later with `model.cost_weight = x`.
+                With `target_cost`: where the multiplier starts.
             task_reward: `"correct"` (1 if top-1 is right), `"neg_loss"`
                 (minus the per-example loss) or a callable
                 `(y_true, y_pred) -> (batch,)`.
@@ -212,6 +256,26 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 bag shares the bag's `bag_metric` (minus its own cost).
             bag_metric: `"f1"` (macro F1) or a callable
                 `(y_true, y_pred) -> scalar` for one bag.
+            target_cost: a FLOP budget, a fraction of the full network's
+                FLOPs in (0, 1], or None (default: the cost weight stays
+                where it is set). With a budget the cost weight is a
+                Lagrange multiplier that each training step moves by
+                `budget_learning_rate * (cost - target_cost)`, not below
+                0, where `cost` is the mean cost fraction of the greedy
+                (inference) decisions on the step's batch (one more
+                forward pass, in inference mode; see
+                `keras_d2nn.estimators.budget`). It does not move while
+                every controller's routing is forced (`WarmUp`,
+                `set_routing`); `CostWeightSchedule` refuses such a
+                model. Warns when the budget is below the cost of the
+                graph's cheapest route.
+            budget_learning_rate: the multiplier's step per training step
+                and unit of overspending (> 0). Default: the smallest
+                `budget_learning_rate` of the estimators (0.005 for
+                REINFORCE, Q-learning and Gumbel, whose controllers follow
+                a change of the reward gradually; 0.02 for
+                `FullInformation`, whose controllers follow it within a
+                few steps).
             jit_compile: default False: routed execution has data-dependent
                 shapes, which XLA cannot compile.
 
@@ -220,6 +284,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         ```python
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
             from_logits=True), metrics=["accuracy"], cost_weight=0.5)
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True), metrics=["accuracy"], target_cost=0.3)
         ```
         """
         if loss is None:
@@ -242,6 +308,21 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             baseline_momentum=baseline_momentum,
         )
         groups = assignment.assign(self.plan.controllers, estimator, default)
+        if budget_learning_rate is None:
+            budget_learning_rate = min(
+                (est.budget_learning_rate for est, _ in groups),
+                default=budget_lib.DEFAULT_LEARNING_RATE,
+            )
+        cost_budget = None
+        if target_cost is not None:
+            cost_budget = budget_lib.CostBudget(
+                target_cost, budget_learning_rate, name="cost_budget"
+            )
+            budget_lib.warn_if_out_of_reach(self.plan, cost_budget.target_cost)
+        else:
+            budget_learning_rate = budget_lib.check_budget_learning_rate(
+                budget_learning_rate
+            )
         super().compile(
             optimizer=optimizer,
             loss=loss,
@@ -250,6 +331,11 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             **kwargs,
         )
         self.cost_weight = cost_weight
+        if self.cost_budget is not None:
+            # Keras tracks what is assigned but never forgets it: a budget
+            # replaced here would keep its weights and metrics in the model.
+            self._tracker.untrack(self.cost_budget)
+        self.cost_budget = cost_budget
         self.task_reward = task_reward
         self.reward_bag_size = reward_bag_size
         self.bag_metric = bag_metric
@@ -290,6 +376,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             # Callables (custom rewards and bag metrics) are not saved: pass
             # them to compile() again after loading.
             "bag_metric": bag_metric_name,
+            "target_cost": None
+            if cost_budget is None
+            else cost_budget.target_cost,
+            "budget_learning_rate": float(budget_learning_rate),
         }
 
     @property
@@ -533,6 +623,16 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 tf.cast(tf.equal(decisions[q], index), tf.float32)
             )
 
+    def _budget_step(self, greedy, move):
+        """The budget's part of a step: with `move`, the multiplier's
+        dual-ascent step on the global batch's mean cost of the greedy
+        decisions (`greedy`, an inference trace); then its metrics."""
+        budget = self.cost_budget
+        fraction = greedy.executed_flops / self.full_flops
+        if move:
+            budget.update(self._cost_weight, replicas.mean(fraction))
+        budget.track(self._cost_weight, fraction)
+
     def _track_loss(self, loss, x):
         # compute_loss divides by the replica count; the tracker wants the
         # plain mean, as in Keras's own train_step.
@@ -605,6 +705,12 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         y = self._checked_labels(y)
+        learned = set(self.plan.controllers) - set(self._routing)
+        # One greedy (inference) pass at most, for the estimators that ask
+        # for it and for the budget; rewards need no log-probabilities.
+        greedy_trace = _Once(
+            lambda: self.trace(x, training=False, statistics=False)
+        )
         with tf.GradientTape() as tape:
             forced = self._training_decisions(x)
             trace = self.trace(
@@ -627,12 +733,12 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             # replica count; gradients are summed across replicas.
             policy_loss = objective.controllers_loss(
                 self._estimator_groups,
-                set(self.plan.controllers) - set(self._routing),
+                learned,
                 trace,
                 y,
                 self._reward_settings(),
                 self.plan,
-                greedy_trace=lambda: self.trace(x, training=False),
+                greedy_trace=greedy_trace,
                 forced_trace=lambda decisions: self.trace(
                     x, training=False, decisions=decisions
                 ),
@@ -655,6 +761,13 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 q for q in self._training_routing if q not in self._routing
             ],
         )
+        if self.cost_budget is not None:
+            # With every controller forced (warm-up), the training pass
+            # took the forced decisions: the multiplier stays, and the
+            # metrics need no second pass.
+            self._budget_step(
+                greedy_trace() if learned else trace, move=bool(learned)
+            )
         return self._step_logs(
             self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         )
@@ -669,6 +782,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         )
         self._track_loss(loss, x)
         self._update_routing_metrics(trace)
+        if self.cost_budget is not None:
+            self._budget_step(trace, move=False)
         return self._step_logs(
             self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
         )

@@ -11,6 +11,7 @@ from keras_d2nn.testing.random_graphs import random_graph
 from keras_d2nn.testing.routing_spy import RoutingSpy
 from keras_d2nn.testing.test_case import TestCase
 from keras_d2nn.testing.toy_problem import LOSS
+from keras_d2nn.testing.toy_problem import routing_data
 from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
@@ -24,6 +25,7 @@ __all__ = [
     "assert_exports_agree",
     "example_inputs",
     "random_graph",
+    "routing_data",
     "run_export_test",
     "small_high_low",
     "toy_data",

@@ -90,6 +90,25 @@ def test_train_speed_benchmark_writes_rows(tmp_path):
     assert all(r["examples_per_second"] > 0 for r in rows)
 
 
+def test_budget_benchmark_writes_asked_and_landed(tmp_path, tfds_dir):
+    output = tmp_path / "budget.json"
+    stdout = run_script(
+        "budget.py",
+        "--budgets=0.5",
+        "--recipes=full_information:none",
+        "--seeds=0",
+        "--epochs=2",
+        "--train_examples=256",
+        f"--tfds_dir={tfds_dir}",
+        f"--output={output}",
+    )
+    [row] = json.loads(output.read_text())["rows"]
+    assert row["budget"] == 0.5 and 0 < row["landed_cost"] <= 1
+    # The warm-up epoch leaves the multiplier at its start.
+    assert row["cost_weights"][0] == 0.0
+    assert "asked" in stdout and "landed" in stdout
+
+
 @pytest.mark.usefixtures("fashion_mnist")
 def test_export_latency_benchmark_times_each_route(tmp_path):
     import keras

@@ -153,6 +153,22 @@ def test_train_without_optimizer_state_keeps_the_trained_weights(
     assert accuracy == pytest.approx(report["test_accuracy"], abs=1e-6)
 
 
+def test_train_budget_flag_reaches_the_job(cli_main, monkeypatch, tfds_dir):
+    from keras_d2nn import cli
+    from keras_d2nn.experiments import train_job
+
+    configs = []
+    monkeypatch.setattr(train_job, "run", configs.append)
+    cli_main("train", "--budget=0.3", f"--tfds_dir={tfds_dir}")
+    cli_main("train", f"--tfds_dir={tfds_dir}")
+    budget, plain = configs
+    assert budget.budget == 0.3 and budget.target_cost == 0.3
+    assert plain.budget == 0.0 and plain.target_cost is None
+    # One flag, read by train and tune, each with its own help.
+    assert "Lagrange multiplier" in cli._own_help("train", "budget")
+    assert "most accurate model" in cli._own_help("tune", "budget")
+
+
 def test_a_typo_gets_one_line_not_a_traceback():
     result = run_cli("trian")
     assert result.returncode == 2
@@ -259,6 +275,11 @@ def cli_main():
             "--flop_penalty. Received: --budget=0.3, --target_accuracy=0.9",
         ),
         (("tune", "--budget=2"), "--budget is a fraction of the full network"),
+        (
+            ("train", "--budget=1.5"),
+            "--budget should be a fraction of the full network's FLOPs, in "
+            "(0, 1], or 0 for none. Received: --budget=1.5",
+        ),
         (
             ("tune", "--tuner=grid"),
             "--tuner should be one of ['random', "

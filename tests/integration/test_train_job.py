@@ -133,6 +133,70 @@ def test_a_run_that_does_not_route_says_so(tfds_dir, tmp_path):
     assert saved["warnings"] == [warning]
 
 
+def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
+    report, printed = small_run(
+        tfds_dir,
+        tmp_path,
+        epochs=2,
+        budget=0.3,
+        estimator="full_information",
+    )
+    budget = report["budget"]
+    assert budget["target_cost"] == 0.3
+    assert budget["landed_cost"] == report["mean_cost_fraction"]
+    assert budget["cheapest_cost"] == pytest.approx(0.0056, abs=1e-3)
+    # The multiplier starts at --cost_weight (0.1) and stays there in the
+    # warm-up; then the budget moves it.
+    first, last = budget["cost_weights"]
+    assert first == pytest.approx(0.1) and last != first
+    assert budget["cost_weight"] == pytest.approx(last)
+    assert trained_cost_weight(tmp_path) == pytest.approx(last)
+    assert report["schedule"] == {
+        "warmup_epochs": 1,
+        "cost_weight_ramp_epochs": 0,
+        "cost_weights": None,
+    }
+    assert "budget 0.3 of the full FLOPs" in printed
+    assert f"budget 0.30: landed at {budget['landed_cost']:.2f}" in printed
+    compile_config = json.loads(
+        zipfile.ZipFile(tmp_path / "model.keras").read("config.json")
+    )["compile_config"]
+    assert compile_config["target_cost"] == 0.3
+    # A run without a budget says so.
+    assert train_job.TrainConfig().target_cost is None
+
+
+def test_budget_is_checked_and_its_misses_warned():
+    with pytest.raises(
+        ValueError,
+        match=r"`budget` should be a fraction of the full network's FLOPs, "
+        r"in \(0, 1\], or 0 for none. Received: budget=1.5",
+    ):
+        train_job.TrainConfig(budget=1.5).check()
+    with pytest.raises(ValueError, match="Received: budget=-0.1"):
+        train_job.TrainConfig(budget=-0.1).check()
+    config = train_job.TrainConfig(budget=0.3, epochs=2)
+    assert train_job.budget_warnings(config, 0.31, 0.006) == []
+    assert train_job.budget_warnings(train_job.TrainConfig(), 0.9, 0.0) == []
+    [miss] = train_job.budget_warnings(config, 0.36, 0.006)
+    assert "budget 0.30: landed at 0.36" in miss
+    assert "--estimator=full_information follows a budget" in miss
+    [below] = train_job.budget_warnings(
+        train_job.TrainConfig(budget=0.001), 0.0056, 0.0056
+    )
+    assert "--budget=0.001 is below the cost of the cheapest route" in below
+    collapse = {
+        "routes": 1,
+        "controllers": [
+            {"controller": "gate", "action": "stop", "ran": 1.0},
+        ],
+    }
+    collapse["controllers"][0]["rank"] = "cheapest"
+    [warning] = train_job.collapse_warnings(collapse, 0.1, 2, budget=0.05)
+    assert "raise --budget (was 0.05)" in warning
+    assert "--cost_weight" not in warning
+
+
 def test_collapse_found_on_given_decisions_and_ranked_by_cost():
     from keras_d2nn.testing import small_high_low
 

@@ -101,6 +101,23 @@ CASES = {
         ValueError,
         r"`cost_weight` should be a number >= 0. Received: cost_weight='high'",
     ),
+    "compile: target_cost 0": (
+        lambda: compiled(target_cost=0),
+        ValueError,
+        r"`target_cost` should be a fraction of the full network's FLOPs, "
+        r"in \(0, 1\]. Received: target_cost=0",
+    ),
+    "compile: target_cost above 1": (
+        lambda: compiled(target_cost=1.5),
+        ValueError,
+        r"`target_cost` should be a fraction .* Received: target_cost=1.5",
+    ),
+    "compile: budget_learning_rate 0": (
+        lambda: compiled(target_cost=0.3, budget_learning_rate=0),
+        ValueError,
+        r"`budget_learning_rate` should be a finite number > 0. Received: "
+        "budget_learning_rate=0",
+    ),
     "compile: no loss": (
         lambda: small_high_low().compile("adam"),
         ValueError,

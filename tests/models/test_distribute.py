@@ -38,6 +38,13 @@ MIRRORED = textwrap.dedent("""
             baseline="moving_average", normalize_advantage=True),
         "q_learning": lambda: keras_d2nn.QLearning(),
         "gumbel": lambda: keras_d2nn.GumbelSoftmax(),
+        "reinforce_value_budget": lambda: None,
+    }
+    # The multiplier moves in each step from the global batch's cost: a
+    # budget under the untrained gate's cost, so that it rises.
+    COMPILE = {
+        "reinforce_value_budget": dict(
+            target_cost=0.01, budget_learning_rate=0.05),
     }
     # One strategy object for all runs: collective keys of a second
     # MirroredStrategy in the same process clash with the first's.
@@ -49,8 +56,9 @@ MIRRORED = textwrap.dedent("""
         with strategy.scope():
             model = architectures.high_low()
             model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True), cost_weight=0.1,
-                estimator=ESTIMATORS[estimator]())
+                from_logits=True),
+                estimator=ESTIMATORS[estimator](),
+                **COMPILE.get(estimator, dict(cost_weight=0.1)))
         history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False,
                             verbose=0, callbacks=[schedules.WarmUp(1)])
         return model, history.history
@@ -68,6 +76,7 @@ MIRRORED = textwrap.dedent("""
             "max_loss_diff": max(abs(p - q) for p, q in zip(
                 history_a["loss"], history_b["loss"])),
             "rates": [history_a["gate_high"], history_b["gate_high"]],
+            "cost_weights": [a.cost_weight, b.cost_weight],
             "decisions_agree": float(np.mean(
                 a.route(x)["decisions"]["gate"]
                 == b.route(x)["decisions"]["gate"])),
@@ -96,14 +105,23 @@ def check_two_devices_train_like_one(estimators):
         assert figures["max_loss_diff"] < 1e-5, (name, figures)
         assert figures["max_weight_diff"] < 1e-4, (name, figures)
         assert figures["decisions_agree"] == 1.0, (name, figures)
+        one, two = figures["cost_weights"]
+        assert abs(one - two) < 1e-6, (name, figures)
+        # The budget's multiplier rose from 0; the others stay at 0.1.
+        assert one > 0 if "budget" in name else abs(one - 0.1) < 1e-6
 
 
 @pytest.mark.usefixtures("fashion_mnist")
 def test_two_devices_train_like_one_device_on_the_same_global_batch():
     # REINFORCE with each kind of batch statistic: the critic's, and the
-    # global mean reward and advantage moments.
+    # global mean reward and advantage moments; and a budget's multiplier,
+    # moved by the global batch's cost.
     check_two_devices_train_like_one(
-        ["reinforce_value", "reinforce_moving_average_normalized"]
+        [
+            "reinforce_value",
+            "reinforce_moving_average_normalized",
+            "reinforce_value_budget",
+        ]
     )
 
 
