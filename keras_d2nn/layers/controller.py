@@ -138,12 +138,31 @@ class Controller(SavesSeedState, keras.layers.Layer):
             trainable=False,
             name="temperature",
         )
+        # Added to the logits at every call: 0 unless a budget calibration
+        # (`D2NNModel.calibrate_budget`) put a price on the actions' costs.
+        # A weight, so that it is saved and exported with the model.
+        self.logit_offset = self.add_weight(
+            shape=(self.num_logits,),
+            initializer="zeros",
+            trainable=False,
+            name="logit_offset",
+        )
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         self.network.build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
-        return self.network(inputs)
+        logits = self.network(inputs)
+        return logits + tf.cast(self.logit_offset, logits.dtype)
+
+    def load_own_variables(self, store: Any) -> None:
+        # Files of 0.1.0 have no `logit_offset` (the last of the
+        # layer's own variables): it stays 0.
+        own = [k for k in store.keys() if not k.startswith("seed_state_")]
+        if len(own) == len(self._non_trainable_variables) - 1:
+            store = {k: store[k] for k in store.keys()}
+            store[str(len(own))] = self.logit_offset.numpy()
+        super().load_own_variables(store)
 
     def compute_output_shape(
         self,

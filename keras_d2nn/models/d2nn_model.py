@@ -22,6 +22,7 @@ from keras_d2nn.graph import Graph
 from keras_d2nn.inspection import cost_report
 from keras_d2nn.layers.seed_state import SavesSeedState
 from keras_d2nn.models import batch_inputs
+from keras_d2nn.models import calibration
 from keras_d2nn.models import input_checks
 from keras_d2nn.models import routing_pass
 from keras_d2nn.models.multi_worker import MultiWorkerFixes
@@ -826,6 +827,38 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         """
         return routing_pass.route(
             self, data, batch_size, labels, decisions, values
+        )
+
+    def calibrate_budget(
+        self, data: Any, target_cost: float, batch_size: int = 256
+    ) -> calibration.Calibration:
+        """Lands the trained model on a FLOP budget: sets the price on cost
+        at which its greedy decisions on `data` cost `target_cost` of the
+        full FLOPs (see `keras_d2nn.models.calibration`).
+
+        Use held-out examples (a validation split), not training ones. The
+        price is a non-trainable weight of each controller
+        (`logit_offset`): saved and exported with the model.
+
+        Args:
+            data: inputs, as `route` takes them.
+            target_cost: the budget, a fraction of the full FLOPs in (0, 1].
+            batch_size: of the routing passes.
+
+        Returns:
+            A `keras_d2nn.models.Calibration` (`delta`, `cost`,
+            `uncalibrated_cost`).
+
+        Example:
+
+        ```python
+        # test_images: held-out examples (a validation split)
+        result = model.calibrate_budget(test_images, target_cost=0.3)
+        result.cost  # within 0.002 of 0.3 on test_images
+        ```
+        """
+        return calibration.calibrate_budget(
+            self, data, target_cost, batch_size=batch_size
         )
 
     def routing_report(
