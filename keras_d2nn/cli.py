@@ -250,8 +250,12 @@ SUMMARIES = {
 }
 # Flags every data-reading command shares.
 DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
-# Flags shared with `train` whose defaults differ for a search.
-TUNE_OWN_DEFAULTS = ("train_examples", "output_dir")
+# Flags shared by `train` and `tune` whose defaults differ: the command's
+# config has its own.
+OWN_DEFAULTS = {
+    "tune": ("train_examples", "output_dir"),
+    "train": ("val_examples",),
+}
 # The flags each command reads (train and tune: their config's fields).
 COMMAND_FLAGS = {
     "get_data": ("data_dir",),
@@ -284,7 +288,12 @@ _COMMAND_HELP = {
     ("train", "budget"): "Train to this fraction of the full network's "
     "FLOPs (0: no budget, --cost_weight stays): the cost weight becomes a "
     "Lagrange multiplier moved each step towards the budget, starting at "
-    "--cost_weight, with no ramp.",
+    "--cost_weight, with no ramp; then the trained model is landed on the "
+    "budget on the --val_examples held-out images.",
+    ("train", "val_examples"): "With --budget: the last N training images, "
+    "held out to land the trained model on the budget "
+    "(D2NNModel.calibrate_budget); 0: no landing, the trained decisions "
+    "stay.",
     ("tune", "budget"): "The most accurate model within this fraction of "
     "the full network's FLOPs.",
 }
@@ -346,8 +355,9 @@ def _own_help(command, name):
 def _flag_help(command, name):
     flag = FLAGS[name]
     default = flag.default
-    if command == "tune" and name in TUNE_OWN_DEFAULTS:
-        default = getattr(tune_job.TuneConfig(), name)
+    if name in OWN_DEFAULTS.get(command, ()):
+        config = {"tune": tune_job.TuneConfig, "train": train_job.TrainConfig}
+        default = getattr(config[command](), name)
     if flag.boolean:
         shown = f"--[no]{name}"
         default = "true" if default else "false"
@@ -580,15 +590,18 @@ def _config_from_flags(cls, own_defaults=None):
 
 def train():
     """Trains, evaluates and measures baselines (see `train_job`)."""
-    train_job.run(_config_from_flags(train_job.TrainConfig))
+    train_job.run(
+        _config_from_flags(
+            train_job.TrainConfig, own_defaults=OWN_DEFAULTS["train"]
+        )
+    )
 
 
 def tune():
     """Searches cost_weight (see `tune_job`)."""
-    # Flags shared with `train` whose defaults differ for a search.
     tune_job.run(
         _config_from_flags(
-            tune_job.TuneConfig, own_defaults=("train_examples", "output_dir")
+            tune_job.TuneConfig, own_defaults=OWN_DEFAULTS["tune"]
         )
     )
 

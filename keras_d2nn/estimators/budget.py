@@ -23,7 +23,6 @@ import math
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 # The multiplier's step per training step and unit of overspending (cost
@@ -86,10 +85,7 @@ def cheapest_cost(plan):
     """
     if not plan.full_flops:
         return 0.0
-    names = list(plan.flops)
-    flops = np.array([plan.flops[n] for n in names], dtype=np.float64)
-    executes = np.stack([plan.conditions[n] for n in names]).astype(float)
-    return float((flops @ executes).min() / plan.full_flops)
+    return float(plan.route_flops.min() / plan.full_flops)
 
 
 def out_of_reach(plan, target_cost):

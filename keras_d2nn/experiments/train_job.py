@@ -13,7 +13,10 @@ shortened to fit (`schedules.d2nn_schedule`), so the last epoch always
 trains at `cost_weight`. With `budget` (a fraction of the full FLOPs) the
 D2NN is compiled with `target_cost=budget`: the cost weight becomes a
 Lagrange multiplier that training moves (from `cost_weight`) towards the
-budget, with no ramp; the report records where the test cost landed. A
+budget, with no ramp; then the trained model is landed on the budget
+(`D2NNModel.calibrate_budget`) on the last `val_examples` training images,
+held out from training (the baselines' too), and the report records
+where the test cost landed. A
 run whose controllers end up taking one action for every test example
 says so (`report["warnings"]`, printed last), as does a budget below the
 cheapest route's cost or missed by more than `LANDING_TOLERANCE`.
@@ -50,6 +53,8 @@ from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
 
+# The size of the training split of the datasets (Fashion-MNIST).
+TRAIN_IMAGES = 60_000
 # How far from the budget the test cost may land before the report warns.
 LANDING_TOLERANCE = 0.02
 
@@ -89,6 +94,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     batch_size: int = 128
     train_examples: int = 0
+    val_examples: int = 5000
     estimator: str = "reinforce_value"
     gate_input: str = "features"
     warmup_epochs: int = 1
@@ -123,8 +129,14 @@ class TrainConfig:
             )
         for name in ("epochs", "batch_size"):
             check_at_least(self, name, 1)
+        if self.budget and self.val_examples >= TRAIN_IMAGES:
+            raise ValueError(
+                "`val_examples` should leave training images: fewer than "
+                f"{TRAIN_IMAGES}. Received: val_examples={self.val_examples}"
+            )
         for name in (
             "train_examples",
+            "val_examples",
             "baseline_epochs",
             "warmup_epochs",
             "cost_weight_ramp_epochs",
@@ -333,12 +345,20 @@ def budget_warnings(config, landed, cheapest):
         ]
     if abs(landed - config.budget) <= LANDING_TOLERANCE:
         return []
-    advice = (
-        "At a constant learning rate the gate's decisions move by several "
-        "points of the FLOPs from one step to the next, so the last step "
-        "decides where the cost lands"
-    )
-    if config.estimator != "full_information":
+    if config.val_examples:
+        advice = (
+            "It was landed on the budget on the held-out images: the test "
+            "images differ from them (more --val_examples make the landing "
+            "steadier)"
+        )
+    else:
+        advice = (
+            "At a constant learning rate the gate's decisions move by "
+            "several points of the FLOPs from one step to the next, so the "
+            "last step decides where the cost lands; --val_examples=5000 "
+            "lands the trained model on the budget"
+        )
+    if config.estimator != "full_information" and not config.val_examples:
         advice += (
             "; --estimator=full_information follows a budget more closely "
             f"than {config.estimator}"
@@ -374,9 +394,10 @@ def run(config, log=print):
         target_cost=config.target_cost,
     )
     take = config.train_examples or None
+    held_out = config.val_examples if config.budget else 0
     train = pipelines.load(
         config.dataset,
-        "train",
+        f"train[:-{held_out}]" if held_out else "train",
         config.batch_size,
         data_dir=config.tfds_dir,
         manual_dir=config.data_dir,
@@ -423,6 +444,22 @@ def run(config, log=print):
         callbacks=callbacks,
     )
     train_seconds = time.time() - start
+    landing = None
+    if held_out and not budget_lib.out_of_reach(model.plan, config.budget):
+        # Lands the trained model on the budget, on images it did not
+        # train on (the cheap head is more confident on its own).
+        x_val, _ = pipelines.load_arrays(
+            config.dataset,
+            f"train[-{held_out}:]",
+            data_dir=config.tfds_dir,
+            manual_dir=config.data_dir,
+        )
+        landing = model.calibrate_budget(x_val, config.budget)
+        log(
+            f"Landed on the budget with {held_out} held-out images: their "
+            f"cost {landing.uncalibrated_cost:.3f} -> {landing.cost:.3f} "
+            f"(price on cost {landing.delta:+.4g})."
+        )
 
     # One pass over the test set serves every report below.
     routes = model.route(x_test, labels=y_test)
@@ -444,6 +481,17 @@ def run(config, log=print):
                 float(w) for w in history.history.get("cost_weight", [])
             ],
             "cost_weight": model.cost_weight,
+            # How the trained model was landed on the budget (null with
+            # --val_examples=0): the price on cost, and the held-out cost
+            # before and after.
+            "landing": None
+            if landing is None
+            else {
+                "val_examples": held_out,
+                "price": landing.delta,
+                "trained_cost": landing.uncalibrated_cost,
+                "landed_cost": landing.cost,
+            },
         }
     d2nn = baselines.Point(
         "D2NN",

@@ -10,9 +10,11 @@ import dataclasses
 import functools
 from typing import TYPE_CHECKING
 
+import numpy as np
+import tensorflow as tf
+
 if TYPE_CHECKING:
     import keras
-    import numpy as np
 
     from keras_d2nn.graph.reachability import DecisionSpace
 
@@ -97,6 +99,28 @@ class Plan:
     def nodes(self) -> dict[str, Node]:
         """`{name: node}`."""
         return {node.name: node for node in self.order}
+
+    @functools.cached_property
+    def route_flops(self) -> np.ndarray:
+        """FLOPs per example of each joint decision's route (float64, over
+        `space`, as `conditions`)."""
+        names = list(self.flops)
+        flops = np.array([self.flops[n] for n in names], dtype=np.float64)
+        executes = np.stack([self.conditions[n] for n in names]).astype(float)
+        return flops @ executes
+
+    def joint_decision(self, decisions: dict) -> tf.Tensor:
+        """The index into `route_flops` of each example's decisions
+        (`{controller: int tensor (batch,)}`, -1 where a controller did
+        not decide: its choice changes nothing then)."""
+        index = None
+        for q in self.controllers:
+            action = tf.maximum(tf.cast(decisions[q], tf.int32), 0)
+            size = len(self.nodes[q].actions)
+            index = action if index is None else index * size + action
+        if index is None:
+            raise ValueError("joint_decision: the graph has no controller.")
+        return index
 
     @property
     def full_flops(self) -> float:

@@ -91,10 +91,7 @@ def committed_costs(plan) -> dict[str, np.ndarray]:
     committed_costs(model.plan)  # {"gate": array([0.0, 0.994])}
     ```
     """
-    names = list(plan.flops)
-    flops = np.array([plan.flops[n] for n in names], dtype=np.float64)
-    executes = np.stack([plan.conditions[n] for n in names]).astype(float)
-    route_flops = flops @ executes  # per joint decision
+    route_flops = plan.route_flops
     full = plan.full_flops or 1.0
     costs = {}
     for q in plan.controllers:

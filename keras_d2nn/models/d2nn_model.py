@@ -612,12 +612,22 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     def _update_routing_metrics(self, trace, greedy=()):
         """Cost and action rates of `trace`; for the controllers in
         `greedy` (forced in training by their estimator), the rates of
-        the decisions they would take (argmax of their logits)."""
-        self.cost_tracker.update_state(trace.executed_flops / self.full_flops)
+        the decisions they would take (argmax of their logits), and the
+        cost of the route those decisions take: the training pass ran
+        their forced routes (FullInformation: every module), whose cost
+        says nothing of the routing learned."""
         decisions = dict(trace.decisions)
         for q in greedy:
             taken = self.plan.nodes[q].layer.greedy_action(trace.logits[q])
             decisions[q] = tf.where(trace.executed[q], taken, -1)
+        if greedy:
+            flops = tf.gather(
+                tf.constant(self.plan.route_flops, tf.float32),
+                self.plan.joint_decision(decisions),
+            )
+        else:
+            flops = trace.executed_flops
+        self.cost_tracker.update_state(flops / self.full_flops)
         for (q, action), tracker in zip(self.action_names, self.rate_trackers):
             index = self.plan.nodes[q].actions.index(action)
             tracker.update_state(

@@ -418,7 +418,7 @@ def test_command_help_lists_its_flags_with_defaults(cli_run, capsys, command):
         if (
             flag.default is not None
             and not flag.boolean
-            and not (command == "tune" and name in cli.TUNE_OWN_DEFAULTS)
+            and name not in cli.OWN_DEFAULTS.get(command, ())
         ):
             assert (
                 f"--{name}=" in out and f"(default: {flag.default})" in out

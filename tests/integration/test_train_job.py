@@ -1,5 +1,6 @@
 """The main job in-process: estimator, warm-up and ramp settings."""
 
+import dataclasses
 import json
 import zipfile
 
@@ -140,10 +141,19 @@ def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
         epochs=2,
         budget=0.3,
         estimator="full_information",
+        val_examples=2000,
     )
     budget = report["budget"]
     assert budget["target_cost"] == 0.3
     assert budget["landed_cost"] == report["mean_cost_fraction"]
+    # Landed on the 2,000 held-out images (each one sent high moves the
+    # cost by ~0.0005), so the 10,000 test images, drawn like them, land
+    # near the budget too (binomial spread of the share ~0.01).
+    landing = budget["landing"]
+    assert landing["val_examples"] == 2000
+    assert landing["landed_cost"] == pytest.approx(0.3, abs=0.002)
+    assert budget["landed_cost"] == pytest.approx(0.3, abs=0.04)
+    assert "Landed on the budget with 2000 held-out images" in printed
     assert budget["cheapest_cost"] == pytest.approx(0.0056, abs=1e-3)
     # The multiplier starts at --cost_weight (0.1) and stays there in the
     # warm-up; then the budget moves it.
@@ -180,7 +190,13 @@ def test_budget_is_checked_and_its_misses_warned():
     assert train_job.budget_warnings(train_job.TrainConfig(), 0.9, 0.0) == []
     [miss] = train_job.budget_warnings(config, 0.36, 0.006)
     assert "budget 0.30: landed at 0.36" in miss
+    assert "landed on the budget on the held-out images" in miss
+    unlanded = dataclasses.replace(config, val_examples=0)
+    [miss] = train_job.budget_warnings(unlanded, 0.36, 0.006)
     assert "--estimator=full_information follows a budget" in miss
+    assert "--val_examples=5000 lands the trained model" in miss
+    with pytest.raises(ValueError, match="Received: val_examples=60000"):
+        train_job.TrainConfig(budget=0.3, val_examples=60_000).check()
     [below] = train_job.budget_warnings(
         train_job.TrainConfig(budget=0.001), 0.0056, 0.0056
     )
