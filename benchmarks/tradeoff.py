@@ -18,7 +18,11 @@ For each seed, on Fashion-MNIST (the last `--validation_examples` of the
   module trained on every example and, on high_low, the gate reading the
   cheap head's confidence (`gate_input="confidence"`). Its logits are
   per-action values of the task reward, so the cost weight only shifts
-  them by a constant per action: one model per seed serves every budget.
+  them by a constant per action: one model per seed serves every budget;
+- `two_phase`: the same, then `--gate_epochs` more epochs in which the
+  controllers alone learn, on the frozen modules (`freeze_modules`); the
+  modules, trained as the static network's, see `--epochs` epochs like
+  every contender's.
 
 Every learned model is then landed on the budget with
 `model.calibrate_budget(held_out_images, budget)` (the price on cost that
@@ -63,8 +67,12 @@ CONTENDERS = (
     "reinforce",
     "q_learning",
     "full_information",
+    "two_phase",
 )
-LEARNED = ("reinforce", "q_learning", "full_information")
+LEARNED = ("reinforce", "q_learning", "full_information", "two_phase")
+# Controllers that serve every budget from one trained model (their logits
+# are values of the task reward; calibration prices the cost).
+ONE_MODEL_PER_SEED = ("full_information", "two_phase")
 
 
 def parse_args(argv=None):
@@ -77,6 +85,12 @@ def parse_args(argv=None):
     parser.add_argument("--contenders", default=",".join(CONTENDERS))
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument(
+        "--gate_epochs",
+        type=int,
+        default=3,
+        help="two_phase: epochs of controller training on frozen modules",
+    )
     parser.add_argument("--validation_examples", type=int, default=5000)
     parser.add_argument(
         "--train_examples",
@@ -120,7 +134,7 @@ def load_data(args):
 
 
 def build(arch, contender):
-    if arch == "high_low" and contender == "full_information":
+    if arch == "high_low" and contender in ONE_MODEL_PER_SEED:
         return architectures.high_low(gate_input="confidence")
     return architectures.ARCHITECTURES[arch]()
 
@@ -165,17 +179,11 @@ def train_learned(contender, budget, train, args, seed):
     keras.utils.set_random_seed(seed)
     model = build(args.arch, contender)
     callbacks = []
-    if contender == "full_information":
+    if contender in ONE_MODEL_PER_SEED:
         # Values of the task reward alone: the budget is the price that
         # calibration puts on cost (the same decisions as training with
         # that cost weight, whose part of each value is a constant).
-        model.compile(
-            keras.optimizers.Adam(1e-3),
-            LOSS,
-            metrics=["accuracy"],
-            cost_weight=0.0,
-            estimator=FullInformation(objective="value"),
-        )
+        compile_full_information(model)
     else:
         estimator = (
             QLearning(epsilon=0.1) if contender == "q_learning" else None
@@ -191,7 +199,30 @@ def train_learned(contender, budget, train, args, seed):
             0.0, args.epochs, target_cost=budget
         ).callbacks()
     seconds = fit(model, train, args, callbacks)
+    if contender == "two_phase":
+        model.freeze_modules()
+        compile_full_information(model)
+        start = time.time()
+        model.fit(
+            *train,
+            epochs=args.gate_epochs,
+            batch_size=args.batch_size,
+            shuffle=True,
+            verbose=2,
+        )
+        model.freeze_modules(False)
+        seconds += time.time() - start
     return model, seconds
+
+
+def compile_full_information(model):
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        LOSS,
+        metrics=["accuracy"],
+        cost_weight=0.0,
+        estimator=FullInformation(objective="value"),
+    )
 
 
 def threshold_curve(static, test, full_flops):
@@ -316,7 +347,7 @@ def run_seed(seed, results, args, data):
         for budget in args.budgets:
             if str(budget) in done:
                 continue
-            if model is None or contender != "full_information":
+            if model is None or contender not in ONE_MODEL_PER_SEED:
                 print(f"seed {seed}: training {contender} at {budget}")
                 model, seconds = train_learned(
                     contender, budget, train, args, seed
@@ -373,21 +404,24 @@ def print_summary(lines, results):
             + (f"{diff:>+13.2f}" if diff is not None else f"{'n/a':>13}")
         )
     for seed, rows in results["seeds"].items():
-        fi = rows.get("full_information", {})
-        for budget, row in fi.items():
-            if "diagnostic" in row:
-                d = row["diagnostic"]
-                print(
-                    f"seed {seed} full_information diagnostic (own modules, "
-                    "gate minus threshold at shares 0.1..0.5): "
-                    + " ".join(
-                        f"{v:+.2f}" for v in d["gate_minus_threshold_points"]
-                    )
-                    + f"; within-class AUC gate "
-                    f"{d['auc_within_class']['gate']:.3f} vs confidence "
-                    f"{d['auc_within_class']['confidence']:.3f}"
-                )
-                break
+        for contender in ONE_MODEL_PER_SEED:
+            print_diagnostic(seed, contender, rows.get(contender, {}))
+
+
+def print_diagnostic(seed, contender, rows):
+    """The diagnostic line of one model serving every budget."""
+    for row in rows.values():
+        if "diagnostic" not in row:
+            continue
+        d = row["diagnostic"]
+        print(
+            f"seed {seed} {contender} diagnostic (own modules, gate minus "
+            "threshold at shares 0.1..0.5): "
+            + " ".join(f"{v:+.2f}" for v in d["gate_minus_threshold_points"])
+            + f"; within-class AUC gate {d['auc_within_class']['gate']:.3f}"
+            f" vs confidence {d['auc_within_class']['confidence']:.3f}"
+        )
+        return
 
 
 def plot(results, lines, args):
@@ -411,6 +445,7 @@ def plot(results, lines, args):
         "reinforce": "s",
         "q_learning": "^",
         "full_information": "o",
+        "two_phase": "*",
     }
     for contender, marker in markers.items():
         points = [

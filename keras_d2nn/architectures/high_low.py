@@ -89,7 +89,9 @@ def high_low(
             strided convolution and a Dense layer of 32).
         high_network: a Keras model image -> `num_classes` logits
             (default: two convolutions and a Dense layer of 128).
-        controller: a `keras_d2nn.Controller` with 2 actions.
+        controller: a `keras_d2nn.Controller` with 2 actions (default:
+            one hidden layer of 16 units; two of 64 with
+            `gate_input="confidence"`).
         name: model name.
         gate_input: `"features"` (default: the low network's features) or
             `"confidence"` (the low head's `ConfidenceFeatures`).
@@ -143,9 +145,16 @@ def high_low(
             inputs="low_head",
         )
         gate_reads = "gate_features"
+    if controller is None:
+        # The confidence features are 13 numbers, not 32 features: a wider
+        # gate ranks them better (two-phase recipe, Fashion-MNIST: +0.2 to
+        # +0.3 points over (16,) at shares 0.1 to 0.4), for 10 kFLOPs, 0.1%
+        # of the high branch.
+        units = (64, 64) if gate_input == "confidence" else (16,)
+        controller = Controller(2, hidden_units=units)
     graph.q_node(
         "gate",
-        controller or Controller(2, hidden_units=(16,)),
+        controller,
         inputs=gate_reads,
         actions=("stop", "high"),
     )

@@ -422,6 +422,34 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         """The forced routing set with `set_routing` (`{}`: all learned)."""
         return dict(self._routing)
 
+    def freeze_modules(self, frozen: bool = True) -> None:
+        """Makes every module (F-node layer) untrainable, or trainable
+        again: then `compile` and `fit` train the controllers alone.
+
+        The second phase of the two-phase recipe: modules trained first
+        with every branch on every example (`FullInformation`), then the
+        controllers learn on modules that no longer move, so the rewards
+        they regress to are those of the final modules (on Fashion-MNIST's
+        high-low, docs/estimators_and_schedules.md, "Two phases"). As
+        with any Keras layer, the change takes effect at the next
+        `compile`.
+
+        Args:
+            frozen: True to freeze, False to make the modules trainable.
+
+        Example:
+
+        ```python
+        model.freeze_modules()
+        model.compile("adam", loss, estimator=keras_d2nn.FullInformation())
+        model.fit(images, labels, epochs=1, verbose=0)
+        model.freeze_modules(False)
+        ```
+        """
+        for node in self.plan.order:
+            if node.kind == "f":
+                node.layer.trainable = not frozen
+
     def set_routing(self, routing: dict | None = None) -> None:
         """Forces controllers' decisions instead of using what they learned.
 
