@@ -69,6 +69,12 @@ flags.DEFINE_string(
     "tfds_dir", None, "TFDS data directory (default: ~/tensorflow_datasets)."
 )
 flags.DEFINE_integer("epochs", _DEFAULTS.epochs, "Training epochs.")
+flags.DEFINE_integer(
+    "gate_epochs",
+    _DEFAULTS.gate_epochs,
+    "train: after --epochs, epochs in which the controllers alone learn, "
+    "on the frozen modules (0: none).",
+)
 flags.DEFINE_float(
     "cost_weight",
     _DEFAULTS.cost_weight,

@@ -114,19 +114,7 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
     exits = model.graph.metadata.get("exits", [])
     if not exits:
         return []
-    plan = model.plan
-    go_on = {
-        e["controller"]: plan.nodes[e["controller"]].actions.index(
-            e["continue"]
-        )
-        for e in exits
-    }
-    stop = {
-        e["controller"]: plan.nodes[e["controller"]].actions.index(e["stop"])
-        for e in exits
-    }
-    everything = {q: np.full(len(x), a, np.int32) for q, a in go_on.items()}
-    confidences = _head_confidences(model, x, everything, exits, batch_size)
+    confidences = _exit_confidences(model, x, exits, batch_size)
     if thresholds is None:
         # Quantiles of the confidences spread the sweep over exit rates
         # from all to none, however (un)confident the heads are.
@@ -136,30 +124,88 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
                 [np.quantile(pooled, np.linspace(0.0, 1.0, 11)), [1.01]]
             )
         )
-    points = []
-    for t in thresholds:
-        stopped = np.zeros(len(x), dtype=bool)
-        decisions = {}
-        for e in exits:
-            q = e["controller"]
-            exit_here = (confidences[e["head"]] >= t) & ~stopped
-            decisions[q] = np.where(exit_here, stop[q], go_on[q]).astype(
-                np.int32
-            )
-            stopped |= exit_here
-        accuracy, flops, _ = measure(
-            model, x, y, decisions, batch_size, count_controllers=False
+    return [
+        _threshold_point(model, x, y, t, confidences, exits, batch_size)
+        for t in thresholds
+    ]
+
+
+def threshold_exit_at_cost(model, x, y, mean_flops, batch_size=500, steps=12):
+    """The threshold-exit `Point` whose mean FLOPs are nearest
+    `mean_flops`: the threshold is bisected (`steps` routing passes), so
+    a D2NN is compared with the threshold at its own cost, not with a
+    line drawn between the points of a coarse sweep (which lies below the
+    concave curve and flatters the D2NN).
+
+    Returns None when the graph declares no exits.
+
+    Example: `threshold_exit_at_cost(full_network, x_test, y_test, 2.6e6)`.
+    """
+    exits = model.graph.metadata.get("exits", [])
+    if not exits:
+        return None
+    confidences = _exit_confidences(model, x, exits, batch_size)
+    # Bisected on the quantile of the confidences, not the threshold: they
+    # crowd near 1, where a step in the threshold moves many examples.
+    pooled = np.concatenate(list(confidences.values()))
+    low, high = 0.0, 1.0  # a higher threshold continues more: costs more
+    best = None
+    for _ in range(steps):
+        middle = (low + high) / 2
+        threshold = float(np.quantile(pooled, middle))
+        point = _threshold_point(
+            model, x, y, threshold, confidences, exits, batch_size
         )
-        points.append(
-            Point(
-                f"threshold {t:.3f}",
-                "threshold",
-                accuracy,
-                flops,
-                {"threshold": float(t), "exit_rate": float(stopped.mean())},
-            )
+        if best is None or abs(point.mean_flops - mean_flops) < abs(
+            best.mean_flops - mean_flops
+        ):
+            best = point
+        if point.mean_flops < mean_flops:
+            low = middle
+        else:
+            high = middle
+    return best
+
+
+def _exit_confidences(model, x, exits, batch_size):
+    """Each exit head's max softmax with every exit continuing."""
+    plan = model.plan
+    everything = {
+        e["controller"]: np.full(
+            len(x),
+            plan.nodes[e["controller"]].actions.index(e["continue"]),
+            np.int32,
         )
-    return points
+        for e in exits
+    }
+    return _head_confidences(model, x, everything, exits, batch_size)
+
+
+def _threshold_point(model, x, y, t, confidences, exits, batch_size):
+    """The threshold exit at `t`, executed and measured."""
+    plan = model.plan
+    stopped = np.zeros(len(x), dtype=bool)
+    decisions = {}
+    for e in exits:
+        q = e["controller"]
+        actions = plan.nodes[q].actions
+        exit_here = (confidences[e["head"]] >= t) & ~stopped
+        decisions[q] = np.where(
+            exit_here,
+            actions.index(e["stop"]),
+            actions.index(e["continue"]),
+        ).astype(np.int32)
+        stopped |= exit_here
+    accuracy, flops, _ = measure(
+        model, x, y, decisions, batch_size, count_controllers=False
+    )
+    return Point(
+        f"threshold {t:.3f}",
+        "threshold",
+        accuracy,
+        flops,
+        {"threshold": float(t), "exit_rate": float(stopped.mean())},
+    )
 
 
 def _head_confidences(model, x, decisions, exits, batch_size):

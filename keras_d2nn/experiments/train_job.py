@@ -88,6 +88,7 @@ class TrainConfig:
     arch: str = "high_low"
     dataset: str = "fashion_mnist"
     epochs: int = 3
+    gate_epochs: int = 0
     cost_weight: float = 0.1
     budget: float = 0.0
     entropy_weight: float = 0.01
@@ -137,6 +138,7 @@ class TrainConfig:
         for name in (
             "train_examples",
             "val_examples",
+            "gate_epochs",
             "baseline_epochs",
             "warmup_epochs",
             "cost_weight_ramp_epochs",
@@ -317,12 +319,19 @@ def compiler(config):
     return compile_model
 
 
-def _compile_kwargs(config):
+def _estimator(config):
+    estimator = estimators.by_name(config.estimator)
+    if isinstance(estimator, estimators.Reinforce):
+        estimator.entropy_weight = config.entropy_weight
+    return estimator
+
+
+def _compile_kwargs(config, cost_weight=None):
     return dict(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        cost_weight=config.cost_weight,
+        cost_weight=config.cost_weight if cost_weight is None else cost_weight,
         entropy_weight=config.entropy_weight,
     )
 
@@ -385,12 +394,9 @@ def run(config, log=print):
     keras.utils.set_random_seed(config.seed)
     build = builder(config)
     model = build()
-    estimator = estimators.by_name(config.estimator)
-    if isinstance(estimator, estimators.Reinforce):
-        estimator.entropy_weight = config.entropy_weight
     model.compile(
         **_compile_kwargs(config),
-        estimator=estimator,
+        estimator=_estimator(config),
         target_cost=config.target_cost,
     )
     take = config.train_examples or None
@@ -443,6 +449,27 @@ def run(config, log=print):
         shuffle=False,
         callbacks=callbacks,
     )
+    if config.gate_epochs:
+        # Phase two: the controllers alone, on modules that no longer
+        # move (the cost weight, or the budget's multiplier, goes on).
+        log(
+            f"Training the controllers alone for {config.gate_epochs} "
+            f"epoch{'s' if config.gate_epochs > 1 else ''} on the frozen "
+            "modules."
+        )
+        model.freeze_modules()
+        model.compile(
+            **_compile_kwargs(config, cost_weight=model.cost_weight),
+            estimator=_estimator(config),
+            target_cost=config.target_cost,
+        )
+        model.fit(
+            train,
+            epochs=config.gate_epochs,
+            verbose=config.verbose,
+            shuffle=False,
+        )
+        model.freeze_modules(False)
     train_seconds = time.time() - start
     landing = None
     if held_out and not budget_lib.out_of_reach(model.plan, config.budget):
@@ -517,6 +544,9 @@ def run(config, log=print):
         warnings += budget_warnings(config, landed, budget["cheapest_cost"])
 
     points = []
+    # The D2NN against the threshold exit of the full static network at
+    # the same mean FLOPs (None without baselines or exits).
+    versus_threshold = None
     if config.baselines:
         epochs = config.baseline_epochs or config.epochs
         statics, full_network = baselines.static_baselines(
@@ -539,6 +569,18 @@ def run(config, log=print):
         # stages were trained only on the examples routed to them.
         full_network.set_routing(None)
         points += baselines.threshold_exit_curve(full_network, x_test, y_test)
+        at_cost = baselines.threshold_exit_at_cost(
+            full_network, x_test, y_test, mean_flops
+        )
+        if at_cost is not None:
+            at_cost.name = "confidence-threshold exit at the D2NN's FLOPs"
+            points.append(at_cost)
+            versus_threshold = {
+                "threshold": at_cost.details["threshold"],
+                "threshold_accuracy": at_cost.test_accuracy,
+                "threshold_mean_flops": at_cost.mean_flops,
+                "difference_points": 100 * (accuracy - at_cost.test_accuracy),
+            }
 
     report = {
         "arch": config.arch,
@@ -549,6 +591,7 @@ def run(config, log=print):
         "full_flops": model.full_flops,
         "action_rates": action_rates,
         "budget": budget,
+        "versus_threshold": versus_threshold,
         "warnings": warnings,
         "routing_collapse": collapse,
         "schedule": {
@@ -630,6 +673,13 @@ def _log_summary(report, log, output_dir):
     for q, rates in report["action_rates"].items():
         shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
         log(f"controller {q}: {shares}")
+    versus = report["versus_threshold"]
+    if versus is not None:
+        log(
+            f"threshold exit at the same FLOPs (t = {versus['threshold']:.3f}"
+            f"): {versus['threshold_accuracy']:.4f}; D2NN "
+            f"{versus['difference_points']:+.2f} points"
+        )
     if report["baselines"]:
         log(f"\n{'baseline':<44} {'accuracy':>9} {'mean FLOPs':>14}")
         for b in report["baselines"]:

@@ -63,6 +63,27 @@ def test_threshold_exit_sweeps_from_all_to_no_exits(trained_high_low):
     assert points[-1].test_accuracy == pytest.approx(accuracy)
 
 
+def test_threshold_at_a_cost_is_the_sweep_point_nearest_that_cost(
+    trained_high_low,
+):
+    model, x, y = trained_high_low
+    plan = model.plan
+    cheap = plan.flops["low"] + plan.flops["low_head"]
+    target = cheap + 0.3 * plan.flops["high"]  # 30% continue
+    point = baselines.threshold_exit_at_cost(model, x, y, target)
+    # 1,000 examples: one more continuing moves the cost by high / 1000.
+    assert abs(point.mean_flops - target) <= 2 * plan.flops["high"] / 1000
+    assert point.details["exit_rate"] == pytest.approx(0.7, abs=0.002)
+    [again] = baselines.threshold_exit_curve(
+        model, x, y, [point.details["threshold"]]
+    )
+    assert again.test_accuracy == point.test_accuracy
+    assert again.mean_flops == point.mean_flops
+    assert (
+        baselines.threshold_exit_at_cost(architectures.chain(), x, y, 1) is None
+    )
+
+
 def test_threshold_exit_needs_declared_exits(trained_high_low):
     _, x, y = trained_high_low
     assert baselines.threshold_exit_curve(architectures.chain(), x, y) == []

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import zipfile
 
+import keras
 import numpy as np
 import pytest
 
@@ -174,6 +175,24 @@ def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
     assert compile_config["target_cost"] == 0.3
     # A run without a budget says so.
     assert train_job.TrainConfig().target_cost is None
+
+
+def test_gate_epochs_train_the_controllers_alone(tfds_dir, tmp_path):
+    report, printed = small_run(
+        tfds_dir,
+        tmp_path,
+        epochs=1,
+        gate_epochs=1,
+        estimator="full_information",
+        gate_input="confidence",
+    )
+    assert "Training the controllers alone for 1 epoch on the frozen" in (
+        printed
+    )
+    assert report["config"]["gate_epochs"] == 1
+    model = keras.models.load_model(tmp_path / "model.keras")
+    # Trainable again once saved: a loaded model trains as any other.
+    assert all(n.layer.trainable for n in model.plan.order if n.kind == "f")
 
 
 def test_budget_is_checked_and_its_misses_warned():

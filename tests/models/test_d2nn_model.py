@@ -232,3 +232,24 @@ class RoutingTest(TestCase):
             model.set_routing({"gate": "medium"})
         with self.assertRaisesRegex(ValueError, "summing to 1"):
             model.set_routing({"gate": [0.5, 0.6]})
+
+
+def test_frozen_modules_stay_while_the_controllers_learn():
+    model = small_high_low()
+    model.freeze_modules()
+    model.compile("adam", LOSS, cost_weight=0.1)
+    modules = {
+        n.name: [w.numpy() for w in n.layer.weights]
+        for n in model.plan.order
+        if n.kind == "f"
+    }
+    gate = [w.numpy() for w in model.plan.nodes["gate"].layer.trainable_weights]
+    x, y = toy_data(256)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    for name, before in modules.items():
+        for old, new in zip(before, model.plan.nodes[name].layer.weights):
+            np.testing.assert_array_equal(old, new.numpy())
+    after = model.plan.nodes["gate"].layer.trainable_weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(gate, after))
+    model.freeze_modules(False)
+    assert all(n.layer.trainable for n in model.plan.order if n.kind == "f")
