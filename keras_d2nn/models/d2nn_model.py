@@ -447,7 +447,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         ```
         """
         for node in self.plan.order:
-            if node.kind == "f":
+            if node.kind == "f" and node.layer is not None:
                 node.layer.trainable = not frozen
 
     def set_routing(self, routing: dict | None = None) -> None:
