@@ -102,10 +102,10 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "gate_input",
     _DEFAULTS.gate_input,
-    "high_low: what the gate reads: 'features' (the cheap network's "
-    "features) or 'confidence' (the cheap head's probabilities and "
-    "confidence statistics; with --estimator=full_information, the "
-    "recipe that routes as well as the threshold exit).",
+    "high_low and cascade: what the controllers read: 'features' (the "
+    "builder's default: the cheap network's features for high_low, the "
+    "heads' logits for cascade) or 'confidence' (the head's "
+    "probabilities and confidence statistics: the two-phase recipe's).",
 )
 flags.DEFINE_integer(
     "warmup_epochs",

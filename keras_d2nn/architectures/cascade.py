@@ -8,8 +8,12 @@ import keras
 
 from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
+from keras_d2nn.layers import ConfidenceFeatures
 from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
+
+# What the exit controllers can read (`gate_input`).
+CASCADE_GATE_INPUTS = ("logits", "confidence")
 
 
 def default_stages(input_shape: tuple[int, ...]) -> list[keras.Sequential]:
@@ -53,8 +57,9 @@ def cascade(
     input_shape: Sequence[int] = (28, 28, 1),
     num_classes: int = 10,
     stages: Sequence[keras.Layer] | None = None,
-    controller_hidden_units: Sequence[int] = (16,),
+    controller_hidden_units: Sequence[int] | None = None,
     name: str = "cascade",
+    gate_input: str = "logits",
 ) -> D2NNModel:
     """Builds a cascade D2NN: after each stage, stop or continue.
 
@@ -72,15 +77,23 @@ def cascade(
     classifies from stage `i`. The controllers read the head's logits, as a
     confidence-threshold exit would, so learned and threshold exits are
     compared on the same information. Every head but the last is also
-    trained on all examples that reach it (`Graph.supervise`).
+    trained on all examples that reach it (`Graph.supervise`). With
+    `gate_input="confidence"` each controller reads the head's
+    `ConfidenceFeatures` instead (an F-node `confidence<i>`: softmax
+    probabilities, max, margin, entropy; no gradient into the head), the
+    input of the two-phase recipe (docs/estimators_and_schedules.md).
 
     Args:
         input_shape: shape of one image.
         num_classes: number of classes (logits are output).
         stages: list of Keras models, stage `i + 1` taking stage `i`'s
             output (default: three conv stages of growing cost).
-        controller_hidden_units: hidden layers of each exit controller.
+        controller_hidden_units: hidden layers of each exit controller
+            (default: one of 16 units reading logits, two of 64 reading
+            confidence features).
         name: model name.
+        gate_input: what each exit controller reads: `"logits"` (the
+            head's logits, default) or `"confidence"`.
 
     Returns:
         An uncompiled `D2NNModel` with controllers `exit1`, ...,
@@ -97,6 +110,15 @@ def cascade(
     num_classes = arguments.class_count("cascade", num_classes)
     if not stages:
         input_shape = arguments.image_shape("cascade", input_shape)
+    if gate_input not in CASCADE_GATE_INPUTS:
+        raise ValueError(
+            f"cascade: `gate_input` should be one of {CASCADE_GATE_INPUTS}. "
+            f"Received: gate_input={gate_input!r}"
+        )
+    if controller_hidden_units is None:
+        controller_hidden_units = (
+            (64, 64) if gate_input == "confidence" else (16,)
+        )
     stages = stages or default_stages(tuple(input_shape))
     if len(stages) < 2:
         raise ValueError(
@@ -114,10 +136,14 @@ def cascade(
             finals.append(f"head{i}")
             break
         controller = f"exit{i}"
+        reads = f"head{i}"
+        if gate_input == "confidence":
+            reads = f"confidence{i}"
+            graph.f_node(reads, ConfidenceFeatures(), inputs=f"head{i}")
         graph.q_node(
             controller,
             Controller(2, hidden_units=controller_hidden_units),
-            inputs=f"head{i}",
+            inputs=reads,
             actions=("stop", "continue"),
         )
         graph.dummy(f"stop{i}", inputs=f"head{i}", when=(controller, "stop"))

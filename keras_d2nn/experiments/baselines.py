@@ -114,7 +114,7 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
     exits = model.graph.metadata.get("exits", [])
     if not exits:
         return []
-    confidences = _exit_confidences(model, x, exits, batch_size)
+    confidences = exit_confidences(model, x, batch_size)
     if thresholds is None:
         # Quantiles of the confidences spread the sweep over exit rates
         # from all to none, however (un)confident the heads are.
@@ -144,7 +144,7 @@ def threshold_exit_at_cost(model, x, y, mean_flops, batch_size=500, steps=12):
     exits = model.graph.metadata.get("exits", [])
     if not exits:
         return None
-    confidences = _exit_confidences(model, x, exits, batch_size)
+    confidences = exit_confidences(model, x, batch_size)
     # Bisected on the quantile of the confidences, not the threshold: they
     # crowd near 1, where a step in the threshold moves many examples.
     pooled = np.concatenate(list(confidences.values()))
@@ -167,8 +167,16 @@ def threshold_exit_at_cost(model, x, y, mean_flops, batch_size=500, steps=12):
     return best
 
 
-def _exit_confidences(model, x, exits, batch_size):
-    """Each exit head's max softmax with every exit continuing."""
+def exit_confidences(model, x, batch_size=500):
+    """`{exit head: max softmax (n,)}` of each exit the graph declares,
+    with every exit continuing ({} without exits): what the threshold
+    exit compares with its threshold.
+
+    Example: `exit_confidences(full_network, x_test)["low_head"]`.
+    """
+    exits = model.graph.metadata.get("exits", [])
+    if not exits:
+        return {}
     plan = model.plan
     everything = {
         e["controller"]: np.full(

@@ -122,10 +122,13 @@ class TrainConfig:
             )
         check_choice("estimator", self.estimator, list(estimators.NAMED))
         check_choice("gate_input", self.gate_input, list(GATE_INPUTS))
-        if self.gate_input != "features" and self.arch != "high_low":
+        if self.gate_input != "features" and self.arch not in (
+            "high_low",
+            "cascade",
+        ):
             raise ValueError(
                 "`gate_input` other than 'features' is an option of the "
-                f"high_low architecture. Received: gate_input="
+                f"high_low and cascade architectures. Received: gate_input="
                 f"{self.gate_input!r} with arch={self.arch!r}"
             )
         for name in ("epochs", "batch_size"):
@@ -173,7 +176,9 @@ def builder(config):
     factory = architectures.ARCHITECTURES[config.arch]
 
     options = {}
-    if config.gate_input != "features":  # a high_low option (checked)
+    # A high_low and cascade option (checked); "features" is each
+    # builder's default input.
+    if config.gate_input != "features":
         options["gate_input"] = config.gate_input
 
     def build():

@@ -255,10 +255,10 @@ def cli_main():
             "--cost_weight=nan",
         ),
         (
-            ("train", "--gate_input=confidence", "--arch=cascade"),
+            ("train", "--gate_input=confidence", "--arch=chain"),
             "--gate_input other than 'features' is an option of the high_low "
-            "architecture. Received: --gate_input='confidence' with "
-            "--arch='cascade'",
+            "and cascade architectures. Received: --gate_input='confidence' "
+            "with --arch='chain'",
         ),
         (
             ("train", "--batch_size=0"),

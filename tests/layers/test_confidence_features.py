@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from keras_d2nn import FullInformation
+from keras_d2nn.architectures import cascade
 from keras_d2nn.architectures import high_low
 from keras_d2nn.layers import ConfidenceFeatures
 from keras_d2nn.layers import Controller
@@ -102,3 +103,25 @@ def test_high_low_default_gate_still_reads_the_features():
     assert tuple(model.plan.nodes["gate"].inputs) == ("low",)
     with pytest.raises(ValueError, match="gate_input"):
         high_low(gate_input="logits")
+
+
+def test_cascade_exits_can_read_confidence_features(tmp_path):
+    model = cascade(gate_input="confidence")
+    for i in (1, 2):
+        node = model.plan.nodes[f"confidence{i}"]
+        assert isinstance(node.layer, ConfidenceFeatures)
+        assert tuple(node.inputs) == (f"head{i}",)
+        assert tuple(model.plan.nodes[f"exit{i}"].inputs) == (f"confidence{i}",)
+        assert model.plan.nodes[f"exit{i}"].layer.hidden_units == (64, 64)
+    assert tuple(cascade().plan.nodes["exit1"].inputs) == ("head1",)
+    with pytest.raises(ValueError, match="Received: gate_input='features'"):
+        cascade(gate_input="features")
+    model.compile("adam", LOSS, estimator=FullInformation())
+    x = np.random.default_rng(0).random((32, 28, 28, 1), dtype=np.float32)
+    y = np.arange(32) % 10
+    model.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    model.save(tmp_path / "cascade.keras")
+    loaded = keras.models.load_model(tmp_path / "cascade.keras")
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+    )
