@@ -73,7 +73,8 @@ flags.DEFINE_integer(
     "gate_epochs",
     _DEFAULTS.gate_epochs,
     "train: after --epochs, epochs in which the controllers alone learn, "
-    "on the frozen modules (0: none).",
+    "on the frozen modules (0: none; default: 2 with full_information, "
+    "else 0).",
 )
 flags.DEFINE_float(
     "cost_weight",
@@ -97,7 +98,8 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "estimator",
     _DEFAULTS.estimator,
-    f"How controllers learn: one of {list(estimators.NAMED)}.",
+    f"How controllers learn: one of {list(estimators.NAMED)} (default: "
+    "full_information for high_low and cascade, else reinforce_value).",
 )
 flags.DEFINE_string(
     "gate_input",
@@ -105,12 +107,15 @@ flags.DEFINE_string(
     "high_low and cascade: what the controllers read: 'features' (the "
     "builder's default: the cheap network's features for high_low, the "
     "heads' logits for cascade) or 'confidence' (the head's "
-    "probabilities and confidence statistics: the two-phase recipe's).",
+    "probabilities and confidence statistics: the two-phase recipe's; "
+    "default for high_low and cascade).",
 )
 flags.DEFINE_integer(
     "warmup_epochs",
     _DEFAULTS.warmup_epochs,
-    "Epochs of random routing before controllers learn.",
+    "Epochs of random routing before controllers learn (default: 0 with "
+    "full_information, which trains every module on every example, "
+    "else 1).",
 )
 flags.DEFINE_integer(
     "cost_weight_ramp_epochs",
@@ -260,7 +265,7 @@ DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
 # config has its own.
 OWN_DEFAULTS = {
     "tune": ("train_examples", "output_dir"),
-    "train": ("val_examples",),
+    "train": ("val_examples", "budget"),
 }
 # The flags each command reads (train and tune: their config's fields).
 COMMAND_FLAGS = {
@@ -292,7 +297,8 @@ _COMMAND_HELP = {
     ("tune", "output_dir"): "Where the search state, the Pareto front, its "
     "plot, the best model and the summary go (a rerun resumes).",
     ("train", "budget"): "Train to this fraction of the full network's "
-    "FLOPs (0: no budget, --cost_weight stays): the cost weight becomes a "
+    "FLOPs (default: 0.3 for high_low and cascade, else 0; 0: no budget, "
+    "--cost_weight stays): the cost weight becomes a "
     "Lagrange multiplier moved each step towards the budget, starting at "
     "--cost_weight, with no ramp; then the trained model is landed on the "
     "budget on the --val_examples held-out images.",

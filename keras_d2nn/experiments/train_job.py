@@ -53,6 +53,12 @@ from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
 
+# Architectures whose graphs declare early exits: their defaults are the
+# two-phase recipe (benchmarks/tradeoff.py: above the confidence threshold
+# at budgets 0.1 to 0.4 on Fashion-MNIST's high-low).
+EXIT_ARCHITECTURES = ("high_low", "cascade")
+DEFAULT_BUDGET = 0.3
+TWO_PHASE_GATE_EPOCHS = 2
 # The size of the training split of the datasets (Fashion-MNIST).
 TRAIN_IMAGES = 60_000
 # How far from the budget the test cost may land before the report warns.
@@ -88,17 +94,18 @@ class TrainConfig:
     arch: str = "high_low"
     dataset: str = "fashion_mnist"
     epochs: int = 3
-    gate_epochs: int = 0
+    # None: by architecture (`resolved`).
+    gate_epochs: int | None = None
     cost_weight: float = 0.1
-    budget: float = 0.0
+    budget: float | None = None
     entropy_weight: float = 0.01
     learning_rate: float = 1e-3
     batch_size: int = 128
     train_examples: int = 0
     val_examples: int = 5000
-    estimator: str = "reinforce_value"
-    gate_input: str = "features"
-    warmup_epochs: int = 1
+    estimator: str | None = None
+    gate_input: str | None = None
+    warmup_epochs: int | None = None
     cost_weight_ramp_epochs: int = 1
     baselines: bool = True
     baseline_epochs: int = 0
@@ -110,21 +117,60 @@ class TrainConfig:
     save_optimizer: bool = True
     tensorboard: bool = True
 
+    def resolved(self):
+        """This config with each setting left to the architecture (None)
+        set: for an architecture with early exits (`EXIT_ARCHITECTURES`)
+        the two-phase recipe (`full_information`; with it, controllers
+        reading `confidence`, no warm-up, `TWO_PHASE_GATE_EPOCHS` epochs of the
+        controllers alone, `DEFAULT_BUDGET`), else release 0.1's
+        (`reinforce_value`, one warm-up epoch, no budget: `cost_weight`).
+
+        Example:
+
+        ```python
+        from keras_d2nn.experiments import train_job
+
+        train_job.TrainConfig().resolved().estimator  # "full_information"
+        train_job.TrainConfig(arch="chain").resolved().budget  # 0.0
+        ```
+        """
+        exits = self.arch in EXIT_ARCHITECTURES
+        estimator = self.estimator or (
+            "full_information" if exits else "reinforce_value"
+        )
+        full = estimator.startswith("full_information")
+
+        def pick(value, default):
+            return default if value is None else value
+
+        return dataclasses.replace(
+            self,
+            estimator=estimator,
+            budget=pick(self.budget, DEFAULT_BUDGET if exits else 0.0),
+            gate_input=pick(
+                self.gate_input, "confidence" if exits and full else "features"
+            ),
+            warmup_epochs=pick(self.warmup_epochs, 0 if full else 1),
+            gate_epochs=pick(
+                self.gate_epochs, TWO_PHASE_GATE_EPOCHS if full else 0
+            ),
+        )
+
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
         check_choice("arch", self.arch, list(architectures.ARCHITECTURES))
         pipelines.check_dataset(self.dataset)
         check_cost_weight(self.cost_weight)
-        if not (self.budget == 0 or 0 < self.budget <= 1):
+        settings = self.resolved()
+        if not (settings.budget == 0 or 0 < settings.budget <= 1):
             raise ValueError(
                 "`budget` should be a fraction of the full network's FLOPs, "
                 f"in (0, 1], or 0 for none. Received: budget={self.budget!r}"
             )
-        check_choice("estimator", self.estimator, list(estimators.NAMED))
-        check_choice("gate_input", self.gate_input, list(GATE_INPUTS))
-        if self.gate_input != "features" and self.arch not in (
-            "high_low",
-            "cascade",
+        check_choice("estimator", settings.estimator, list(estimators.NAMED))
+        check_choice("gate_input", settings.gate_input, list(GATE_INPUTS))
+        if settings.gate_input != "features" and self.arch not in (
+            EXIT_ARCHITECTURES
         ):
             raise ValueError(
                 "`gate_input` other than 'features' is an option of the "
@@ -132,8 +178,8 @@ class TrainConfig:
                 f"{self.gate_input!r} with arch={self.arch!r}"
             )
         for name in ("epochs", "batch_size"):
-            check_at_least(self, name, 1)
-        if self.budget and self.val_examples >= TRAIN_IMAGES:
+            check_at_least(settings, name, 1)
+        if settings.budget and self.val_examples >= TRAIN_IMAGES:
             raise ValueError(
                 "`val_examples` should leave training images: fewer than "
                 f"{TRAIN_IMAGES}. Received: val_examples={self.val_examples}"
@@ -146,22 +192,23 @@ class TrainConfig:
             "warmup_epochs",
             "cost_weight_ramp_epochs",
         ):
-            check_at_least(self, name, 0)
+            check_at_least(settings, name, 0)
         return self
 
     @property
     def target_cost(self):
-        """`budget` as `compile(target_cost=...)` takes it (None: 0)."""
-        return self.budget or None
+        """`budget` as `compile(target_cost=...)` takes it (None: none)."""
+        return self.resolved().budget or None
 
     def schedule(self):
         """The warm-up and cost-weight ramp fitted to `epochs` (shortened
         so that the last epoch trains at `cost_weight`; with a budget, the
         warm-up alone; see `schedules.d2nn_schedule`)."""
+        settings = self.resolved()
         return schedules.d2nn_schedule(
             self.cost_weight,
             self.epochs,
-            self.warmup_epochs,
+            settings.warmup_epochs,
             self.cost_weight_ramp_epochs,
             target_cost=self.target_cost,
         )
@@ -172,6 +219,7 @@ def builder(config):
 
     Example: `model = builder(TrainConfig(arch="cascade"))()`.
     """
+    config = config.resolved()
     info = pipelines.DATASETS[config.dataset]
     factory = architectures.ARCHITECTURES[config.arch]
 
@@ -348,6 +396,7 @@ def budget_warnings(config, landed, cheapest):
 
     Example: `budget_warnings(TrainConfig(budget=0.3), 0.36, 0.006)`.
     """
+    config = config.resolved()
     if not config.budget:
         return []
     if config.budget < cheapest:
@@ -395,7 +444,7 @@ def run(config, log=print):
     report["test_accuracy"], report["mean_cost_fraction"]
     ```
     """
-    config.check()
+    config = config.check().resolved()
     keras.utils.set_random_seed(config.seed)
     build = builder(config)
     model = build()
@@ -468,13 +517,15 @@ def run(config, log=print):
             estimator=_estimator(config),
             target_cost=config.target_cost,
         )
-        model.fit(
+        gate_history = model.fit(
             train,
             epochs=config.gate_epochs,
             verbose=config.verbose,
             shuffle=False,
         )
         model.freeze_modules(False)
+        for key, values in gate_history.history.items():
+            history.history.setdefault(key, []).extend(values)
     train_seconds = time.time() - start
     landing = None
     if held_out and not budget_lib.out_of_reach(model.plan, config.budget):
@@ -508,7 +559,8 @@ def run(config, log=print):
             "landed_cost": landed,
             "cheapest_cost": budget_lib.cheapest_cost(model.plan),
             "budget_learning_rate": model.cost_budget.learning_rate,
-            # The multiplier at the end of each epoch, and at the end.
+            # The multiplier at the end of each epoch (--gate_epochs
+            # included), and at the end.
             "cost_weights": [
                 float(w) for w in history.history.get("cost_weight", [])
             ],

@@ -363,6 +363,8 @@ def _baselines(config, tuner, hypermodel, test, log):
         data_dir=config.data_dir,
         tfds_dir=config.tfds_dir,
         seed=config.seed,
+        # The trials' graph (the builder's default input).
+        gate_input="features",
     )
     train = pipelines.load(
         config.dataset,

@@ -49,16 +49,19 @@ def test_config_check_names_the_bad_setting():
 
 
 def test_short_runs_are_accepted_and_end_at_the_target_cost_weight():
+    # Release 0.1's recipe (a cost weight, no budget: the two-phase
+    # default has no ramp to shorten).
+    old = dict(estimator="reinforce_value", budget=0.0)
     # Once refused: the warm-up took the only epoch.
-    config = train_job.TrainConfig(epochs=1, warmup_epochs=3).check()
+    config = train_job.TrainConfig(epochs=1, warmup_epochs=3, **old).check()
     assert config.schedule().cost_weights() == [0.1]
     # Two epochs: warm-up, then the target (not the ramp's 0).
-    assert train_job.TrainConfig(epochs=2).schedule().cost_weights() == [
+    assert train_job.TrainConfig(epochs=2, **old).schedule().cost_weights() == [
         0.1,
         0.1,
     ]
-    # The default 3-epoch job is unchanged.
-    schedule = train_job.TrainConfig().schedule()
+    # Three epochs: warm-up, the ramp, the target.
+    schedule = train_job.TrainConfig(**old).schedule()
     assert (schedule.warmup_epochs, schedule.cost_weights()) == (
         1,
         [0.0, 0.0, 0.1],
@@ -69,6 +72,10 @@ def small_run(tfds_dir, output_dir, **settings):
     config = train_job.TrainConfig(
         **{
             **dict(
+                # Release 0.1's recipe unless a test asks for another:
+                # faster, and what most of these tests are about.
+                estimator="reinforce_value",
+                budget=0.0,
                 train_examples=2048,
                 baselines=False,
                 tensorboard=False,
@@ -143,6 +150,7 @@ def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
         budget=0.3,
         estimator="full_information",
         val_examples=2000,
+        warmup_epochs=1,
     )
     budget = report["budget"]
     assert budget["target_cost"] == 0.3
@@ -155,10 +163,13 @@ def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
     assert landing["landed_cost"] == pytest.approx(0.3, abs=0.002)
     assert budget["landed_cost"] == pytest.approx(0.3, abs=0.04)
     assert "Landed on the budget with 2000 held-out images" in printed
-    assert budget["cheapest_cost"] == pytest.approx(0.0056, abs=1e-3)
+    # The confidence gate (two layers of 64) is the cheapest route's extra.
+    assert budget["cheapest_cost"] == pytest.approx(0.0067, abs=1e-3)
     # The multiplier starts at --cost_weight (0.1) and stays there in the
     # warm-up; then the budget moves it.
-    first, last = budget["cost_weights"]
+    # 2 epochs, then the default 2 of the controllers alone.
+    first, *_, last = budget["cost_weights"]
+    assert len(budget["cost_weights"]) == 4
     assert first == pytest.approx(0.1) and last != first
     assert budget["cost_weight"] == pytest.approx(last)
     assert trained_cost_weight(tmp_path) == pytest.approx(last)
@@ -174,7 +185,7 @@ def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
     )["compile_config"]
     assert compile_config["target_cost"] == 0.3
     # A run without a budget says so.
-    assert train_job.TrainConfig().target_cost is None
+    assert train_job.TrainConfig(budget=0).target_cost is None
 
 
 def test_gate_epochs_train_the_controllers_alone(tfds_dir, tmp_path):
@@ -195,6 +206,43 @@ def test_gate_epochs_train_the_controllers_alone(tfds_dir, tmp_path):
     assert all(n.layer.trainable for n in model.plan.order if n.kind == "f")
 
 
+def test_defaults_are_the_two_phase_recipe_where_exits_allow():
+    for arch in ("high_low", "cascade"):
+        settings = train_job.TrainConfig(arch=arch).check().resolved()
+        assert (
+            settings.estimator,
+            settings.gate_input,
+            settings.warmup_epochs,
+            settings.gate_epochs,
+            settings.budget,
+        ) == ("full_information", "confidence", 0, 2, 0.3)
+    for arch in ("chain", "hierarchical", "attention"):
+        settings = train_job.TrainConfig(arch=arch).check().resolved()
+        assert (
+            settings.estimator,
+            settings.gate_input,
+            settings.warmup_epochs,
+            settings.gate_epochs,
+            settings.budget,
+        ) == ("reinforce_value", "features", 1, 0, 0.0)
+    # What is given stays.
+    settings = train_job.TrainConfig(
+        estimator="reinforce", budget=0.2, warmup_epochs=0, gate_epochs=1
+    ).resolved()
+    assert (
+        settings.estimator,
+        settings.budget,
+        settings.warmup_epochs,
+        settings.gate_epochs,
+    ) == ("reinforce", 0.2, 0, 1)
+    assert (
+        train_job.TrainConfig(estimator="reinforce").resolved().gate_epochs == 0
+    )
+    # The schedule of the default: no warm-up, no ramp (a budget).
+    schedule = train_job.TrainConfig(epochs=3).schedule()
+    assert (schedule.warmup_epochs, schedule.ramp_epochs) == (0, 0)
+
+
 def test_budget_is_checked_and_its_misses_warned():
     with pytest.raises(
         ValueError,
@@ -206,11 +254,16 @@ def test_budget_is_checked_and_its_misses_warned():
         train_job.TrainConfig(budget=-0.1).check()
     config = train_job.TrainConfig(budget=0.3, epochs=2)
     assert train_job.budget_warnings(config, 0.31, 0.006) == []
-    assert train_job.budget_warnings(train_job.TrainConfig(), 0.9, 0.0) == []
+    assert (
+        train_job.budget_warnings(train_job.TrainConfig(budget=0), 0.9, 0.0)
+        == []
+    )
     [miss] = train_job.budget_warnings(config, 0.36, 0.006)
     assert "budget 0.30: landed at 0.36" in miss
     assert "landed on the budget on the held-out images" in miss
-    unlanded = dataclasses.replace(config, val_examples=0)
+    unlanded = dataclasses.replace(
+        config, val_examples=0, estimator="reinforce_value"
+    )
     [miss] = train_job.budget_warnings(unlanded, 0.36, 0.006)
     assert "--estimator=full_information follows a budget" in miss
     assert "--val_examples=5000 lands the trained model" in miss
