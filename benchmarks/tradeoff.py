@@ -101,6 +101,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--test_examples", type=int, default=0, help="0: all 10,000"
     )
+    parser.add_argument("--tfds_dir", default=None, help="TFDS data directory")
     parser.add_argument("--output", default="")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument(
@@ -127,14 +128,19 @@ def parse_args(argv=None):
 
 
 def load_data(args):
-    x, y = pipelines.load_arrays("fashion_mnist", "train")
+    x, y = pipelines.load_arrays(
+        "fashion_mnist", "train", data_dir=args.tfds_dir
+    )
     held = args.validation_examples
     x_train, y_train = x[:-held], y[:-held]
     if args.train_examples:
         x_train = x_train[: args.train_examples]
         y_train = y_train[: args.train_examples]
     x_test, y_test = pipelines.load_arrays(
-        "fashion_mnist", "test", take=args.test_examples or None
+        "fashion_mnist",
+        "test",
+        data_dir=args.tfds_dir,
+        take=args.test_examples or None,
     )
     return (x_train, y_train), (x[-held:], y[-held:]), (x_test, y_test)
 
@@ -159,11 +165,12 @@ def exit_routing(model, action):
     }
 
 
-def fit(model, train, args, callbacks=()):
+def fit(model, train, args, callbacks=(), epochs=None):
+    """Trains for `epochs` (default `--epochs`); returns the seconds."""
     start = time.time()
     model.fit(
         *train,
-        epochs=args.epochs,
+        epochs=epochs or args.epochs,
         batch_size=args.batch_size,
         shuffle=True,
         verbose=2,
@@ -208,16 +215,8 @@ def train_learned(contender, budget, train, args, seed):
     if contender == "two_phase":
         model.freeze_modules()
         compile_full_information(model)
-        start = time.time()
-        model.fit(
-            *train,
-            epochs=args.gate_epochs,
-            batch_size=args.batch_size,
-            shuffle=True,
-            verbose=2,
-        )
+        seconds += fit(model, train, args, epochs=args.gate_epochs)
         model.freeze_modules(False)
-        seconds += time.time() - start
     return model, seconds
 
 

@@ -109,6 +109,40 @@ def test_budget_benchmark_writes_asked_and_landed(tmp_path, tfds_dir):
     assert "asked" in stdout and "landed" in stdout
 
 
+def test_tradeoff_benchmark_lands_each_contender_on_the_budget(
+    tmp_path, tfds_dir
+):
+    output = tmp_path / "tradeoff.json"
+    stdout = run_script(
+        "tradeoff.py",
+        "--budgets=0.3",
+        "--seeds=0",
+        "--contenders=two_phase",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--train_examples=256",
+        "--validation_examples=200",
+        "--test_examples=300",
+        f"--tfds_dir={tfds_dir}",
+        f"--output={output}",
+    )
+    results = json.loads(output.read_text())
+    rows = results["seeds"]["0"]
+    # The threshold curve at every percentile, from all exits to none.
+    assert len(rows["threshold"]["cost"]) > 50
+    row = rows["two_phase"]["0.3"]
+    assert row["held_out_cost"] == pytest.approx(0.3, abs=0.01)
+    assert 0.0 <= row["accuracy"] <= 1.0
+    assert set(row["diagnostic"]) == {
+        "gate_minus_threshold_points",
+        "auc_within_class",
+    }
+    [line] = results["summary"]
+    assert line["contender"] == "two_phase" and line["seeds"] == 1
+    assert "two_phase diagnostic" in stdout
+    assert output.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
 @pytest.mark.usefixtures("fashion_mnist")
 def test_export_latency_benchmark_times_each_route(tmp_path):
     import keras

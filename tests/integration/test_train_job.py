@@ -206,25 +206,23 @@ def test_gate_epochs_train_the_controllers_alone(tfds_dir, tmp_path):
     assert all(n.layer.trainable for n in model.plan.order if n.kind == "f")
 
 
+def recipe(settings):
+    return (
+        settings.estimator,
+        settings.gate_input,
+        settings.warmup_epochs,
+        settings.gate_epochs,
+        settings.budget,
+    )
+
+
 def test_defaults_are_the_two_phase_recipe_where_exits_allow():
     for arch in ("high_low", "cascade"):
         settings = train_job.TrainConfig(arch=arch).check().resolved()
-        assert (
-            settings.estimator,
-            settings.gate_input,
-            settings.warmup_epochs,
-            settings.gate_epochs,
-            settings.budget,
-        ) == ("full_information", "confidence", 0, 2, 0.3)
+        assert recipe(settings) == ("full_information", "confidence", 0, 2, 0.3)
     for arch in ("chain", "hierarchical", "attention"):
         settings = train_job.TrainConfig(arch=arch).check().resolved()
-        assert (
-            settings.estimator,
-            settings.gate_input,
-            settings.warmup_epochs,
-            settings.gate_epochs,
-            settings.budget,
-        ) == ("reinforce_value", "features", 1, 0, 0.0)
+        assert recipe(settings) == ("reinforce_value", "features", 1, 0, 0.0)
     # What is given stays.
     settings = train_job.TrainConfig(
         estimator="reinforce", budget=0.2, warmup_epochs=0, gate_epochs=1
