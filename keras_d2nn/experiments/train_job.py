@@ -121,8 +121,8 @@ class TrainConfig:
         """This config with each setting left to the architecture (None)
         set: for an architecture with early exits (`EXIT_ARCHITECTURES`)
         the two-phase recipe (`full_information`; with it, controllers
-        reading `confidence`, no warm-up, `TWO_PHASE_GATE_EPOCHS` epochs of the
-        controllers alone, `DEFAULT_BUDGET`), else release 0.1's
+        reading `confidence`, no warm-up, `TWO_PHASE_GATE_EPOCHS` epochs
+        of the controllers alone, `DEFAULT_BUDGET`), else release 0.1's
         (`reinforce_value`, one warm-up epoch, no budget: `cost_weight`).
 
         Example:
