@@ -15,8 +15,9 @@ For each seed, on Fashion-MNIST (the last `--validation_examples` of the
   `compile(target_cost=budget)`, one model per budget;
 - `q_learning`: the paper's estimator, the same way;
 - `full_information`: `FullInformation(objective="value")` with every
-  module trained on every example and, on high_low, the gate reading the
-  cheap head's confidence (`gate_input="confidence"`). Its logits are
+  module trained on every example and, on high_low and cascade, the
+  controllers reading the exit heads' confidence
+  (`gate_input="confidence"`). Its logits are
   per-action values of the task reward, so the cost weight only shifts
   them by a constant per action: one model per seed serves every budget;
 - `two_phase`: the same, then `--gate_epochs` more epochs in which the
@@ -146,8 +147,8 @@ def load_data(args):
 
 
 def build(arch, contender):
-    if arch == "high_low" and contender in ONE_MODEL_PER_SEED:
-        return architectures.high_low(gate_input="confidence")
+    if arch in ("high_low", "cascade") and contender in ONE_MODEL_PER_SEED:
+        return architectures.ARCHITECTURES[arch](gate_input="confidence")
     return architectures.ARCHITECTURES[arch]()
 
 
