@@ -234,7 +234,13 @@ def train_with_routing(build, routing, train, epochs, compile_model, verbose=0):
     """Builds a fresh model, forces `routing`, trains it; returns it.
 
     `compile_model(model)` compiles each new model (with a new optimizer:
-    a Keras optimizer serves one model).
+    a Keras optimizer serves one model). `train` is a dataset, or a
+    function returning a fresh one: each model then sees the examples in
+    the same order (a shuffled `tf.data.Dataset` reshuffles at each pass).
+    With a `build` that seeds, the full static network trains as the
+    D2NN's modules do when they see every example (the two-phase recipe),
+    so that comparing them compares the routing, not two draws of the
+    weights.
 
     Example:
 
@@ -246,7 +252,8 @@ def train_with_routing(build, routing, train, epochs, compile_model, verbose=0):
     model = build()
     compile_model(model)
     model.set_routing(routing)
-    model.fit(train, epochs=epochs, verbose=verbose, shuffle=False)
+    data = train() if callable(train) else train
+    model.fit(data, epochs=epochs, verbose=verbose, shuffle=False)
     return model
 
 

@@ -372,6 +372,16 @@ def compiler(config):
     return compile_model
 
 
+def _versus(accuracy, point):
+    """The D2NN's `accuracy` against a threshold-exit `Point`."""
+    return {
+        "threshold": point.details["threshold"],
+        "threshold_accuracy": point.test_accuracy,
+        "threshold_mean_flops": point.mean_flops,
+        "difference_points": 100 * (accuracy - point.test_accuracy),
+    }
+
+
 def _estimator(config):
     estimator = estimators.by_name(config.estimator)
     if isinstance(estimator, estimators.Reinforce):
@@ -455,15 +465,21 @@ def run(config, log=print):
     )
     take = config.train_examples or None
     held_out = config.val_examples if config.budget else 0
-    train = pipelines.load(
-        config.dataset,
-        f"train[:-{held_out}]" if held_out else "train",
-        config.batch_size,
-        data_dir=config.tfds_dir,
-        manual_dir=config.data_dir,
-        take=take,
-        seed=config.seed,
-    )
+
+    def training_data():
+        # A fresh pipeline gives the same order of examples as the first:
+        # the D2NN and each baseline see the same batches.
+        return pipelines.load(
+            config.dataset,
+            f"train[:-{held_out}]" if held_out else "train",
+            config.batch_size,
+            data_dir=config.tfds_dir,
+            manual_dir=config.data_dir,
+            take=take,
+            seed=config.seed,
+        )
+
+    train = training_data()
     x_test, y_test = pipelines.load_arrays(
         config.dataset,
         "test",
@@ -601,21 +617,41 @@ def run(config, log=print):
         warnings += budget_warnings(config, landed, budget["cheapest_cost"])
 
     points = []
-    # The D2NN against the threshold exit of the full static network at
-    # the same mean FLOPs (None without baselines or exits).
+    # The D2NN against the threshold exit at its own mean FLOPs: on its
+    # own modules (the routing alone) and, with baselines, on the full
+    # static network; None for a graph without exits.
     versus_threshold = None
+    own = baselines.threshold_exit_at_cost(model, x_test, y_test, mean_flops)
+    if own is not None:
+        versus_threshold = {
+            "own_modules": _versus(accuracy, own),
+            "static_network": None,
+        }
     if config.baselines:
         epochs = config.baseline_epochs or config.epochs
+
+        def seeded_build():
+            # The D2NN's initial weights: with the same batches, the full
+            # static network is what the two-phase recipe's modules are.
+            keras.utils.set_random_seed(config.seed)
+            return build()
+
         statics, full_network = baselines.static_baselines(
-            build, train, x_test, y_test, epochs, compiler(config), log=log
+            seeded_build,
+            training_data,
+            x_test,
+            y_test,
+            epochs,
+            compiler(config),
+            log=log,
         )
         points += statics
         log("baseline: random routing at the D2NN's action rates")
         points.append(
             baselines.random_routing_baseline(
-                build,
+                seeded_build,
                 baselines.action_rates(model, decisions),
-                train,
+                training_data,
                 x_test,
                 y_test,
                 epochs,
@@ -632,12 +668,7 @@ def run(config, log=print):
         if at_cost is not None:
             at_cost.name = "confidence-threshold exit at the D2NN's FLOPs"
             points.append(at_cost)
-            versus_threshold = {
-                "threshold": at_cost.details["threshold"],
-                "threshold_accuracy": at_cost.test_accuracy,
-                "threshold_mean_flops": at_cost.mean_flops,
-                "difference_points": 100 * (accuracy - at_cost.test_accuracy),
-            }
+            versus_threshold["static_network"] = _versus(accuracy, at_cost)
 
     report = {
         "arch": config.arch,
@@ -730,13 +761,18 @@ def _log_summary(report, log, output_dir):
     for q, rates in report["action_rates"].items():
         shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
         log(f"controller {q}: {shares}")
-    versus = report["versus_threshold"]
-    if versus is not None:
-        log(
-            f"threshold exit at the same FLOPs (t = {versus['threshold']:.3f}"
-            f"): {versus['threshold_accuracy']:.4f}; D2NN "
-            f"{versus['difference_points']:+.2f} points"
-        )
+    versus = report["versus_threshold"] or {}
+    for key, where in (
+        ("static_network", "the full static network"),
+        ("own_modules", "the D2NN's own modules (the routing alone)"),
+    ):
+        if versus.get(key) is not None:
+            row = versus[key]
+            log(
+                f"threshold exit at the same FLOPs on {where}: "
+                f"{row['threshold_accuracy']:.4f} (t = {row['threshold']:.3f}"
+                f"); D2NN {row['difference_points']:+.2f} points"
+            )
     if report["baselines"]:
         log(f"\n{'baseline':<44} {'accuracy':>9} {'mean FLOPs':>14}")
         for b in report["baselines"]:
