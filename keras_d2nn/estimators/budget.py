@@ -160,8 +160,9 @@ class CostBudget(keras.layers.Layer):
     Example:
 
     ```python
-    budget = CostBudget(0.3)
-    budget.update(model._cost_weight, cost=0.5)  # lambda += 0.005 * 0.2
+    budget = keras_d2nn.estimators.CostBudget(0.3)
+    multiplier = keras.Variable(0.0)
+    budget.update(multiplier, cost=0.5)  # 0.005 x (0.5 - 0.3): 0.001
     ```
     """
 
@@ -179,7 +180,17 @@ class CostBudget(keras.layers.Layer):
         """One dual-ascent step: moves `cost_weight` (the model's scalar
         variable) by `learning_rate * (cost - target_cost)`, not below 0,
         for `cost` the step's mean cost fraction (a scalar). Graph-safe:
-        one variable assignment."""
+        one variable assignment.
+
+        Example:
+
+        ```python
+        budget = keras_d2nn.estimators.CostBudget(0.3, learning_rate=0.1)
+        multiplier = keras.Variable(0.05)
+        budget.update(multiplier, cost=0.1)  # 0.05 - 0.1 x 0.2: 0.03
+        budget.update(multiplier, cost=0.0)  # not below 0: 0.0
+        ```
+        """
         step = self.learning_rate * (
             tf.cast(cost, tf.float32) - self.target_cost
         )
@@ -187,7 +198,16 @@ class CostBudget(keras.layers.Layer):
 
     def track(self, cost_weight, cost_fraction):
         """Updates the metrics: the multiplier `cost_weight` and the
-        per-example `cost_fraction` `(batch,)` of the greedy decisions."""
+        per-example `cost_fraction` `(batch,)` of the greedy decisions.
+
+        Example:
+
+        ```python
+        budget = keras_d2nn.estimators.CostBudget(0.3)
+        budget.track(0.2, tf.constant([0.1, 0.5]))
+        budget.greedy_cost_metric.result()  # 0.3
+        ```
+        """
         self.cost_weight_metric.update_state(cost_weight)
         self.greedy_cost_metric.update_state(cost_fraction)
 

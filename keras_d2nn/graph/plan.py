@@ -112,7 +112,16 @@ class Plan:
     def joint_decision(self, decisions: dict) -> tf.Tensor:
         """The index into `route_flops` of each example's decisions
         (`{controller: int tensor (batch,)}`, -1 where a controller did
-        not decide: its choice changes nothing then)."""
+        not decide: its choice changes nothing then).
+
+        Example:
+
+        ```python
+        decisions = model.route(test_images).decisions
+        index = model.plan.joint_decision(decisions).numpy()
+        model.plan.route_flops[index]  # each example's FLOPs
+        ```
+        """
         index = None
         for q in self.controllers:
             action = tf.maximum(tf.cast(decisions[q], tf.int32), 0)

@@ -73,7 +73,16 @@ def routing_data(n=1024, seed=0):
     low network alone is right almost always, so routing has little to
     gain there.
 
-    Example: `x, y = routing_data(1024)`.
+    Example:
+
+    ```python
+    from keras_d2nn.testing import LOSS, routing_data, small_high_low
+
+    x, y = routing_data(1024)
+    toy = small_high_low()
+    toy.compile("adam", LOSS, cost_weight=0.1)
+    toy.fit(x, y, epochs=1, verbose=0)
+    ```
     """
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 6)).astype("float32")
