@@ -164,11 +164,12 @@ def calibrate_budget(
     ```
     """
     target_cost = budget_lib.check_target_cost(target_cost)
-    reason = budget_lib.out_of_reach(model.plan, target_cost)
-    if reason is not None:
+    cheapest = budget_lib.cheapest_cost(model.plan)
+    if target_cost < cheapest:
         raise ValueError(
-            f"`target_cost` cannot be met: {reason}. Received: "
-            f"target_cost={target_cost!r}"
+            "`target_cost` should be at least the cost of the graph's "
+            f"cheapest route ({cheapest:.4g} of the full FLOPs): no price "
+            f"on cost lands below it. Received: target_cost={target_cost!r}"
         )
     steps = 0
 

@@ -118,6 +118,18 @@ CASES = {
         r"`budget_learning_rate` should be a finite number > 0. Received: "
         "budget_learning_rate=0",
     ),
+    "calibrate_budget: below the cheapest route": (
+        lambda: compiled().calibrate_budget(X, target_cost=0.01),
+        ValueError,
+        r"`target_cost` should be at least the cost of the graph's cheapest "
+        r"route \(0.1331 of the full FLOPs\): no price on cost lands below "
+        r"it. Received: target_cost=0.01",
+    ),
+    "calibrate_budget: target_cost above 1": (
+        lambda: compiled().calibrate_budget(X, target_cost=2),
+        ValueError,
+        r"`target_cost` should be a fraction .* Received: target_cost=2",
+    ),
     "compile: no loss": (
         lambda: small_high_low().compile("adam"),
         ValueError,

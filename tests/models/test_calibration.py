@@ -117,7 +117,7 @@ def test_the_price_is_saved_and_exported(tmp_path):
 @pytest.mark.parametrize(
     "target, message",
     [
-        (0.01, "below the cost of the cheapest route"),
+        (0.01, "at least the cost of the graph's cheapest route"),
         (0.0, "fraction of the full network's FLOPs, in (0, 1]"),
         (1.5, "Received: target_cost=1.5"),
     ],
