@@ -382,11 +382,18 @@ def _versus(accuracy, point):
     }
 
 
-def _estimator(config):
+def _compile_d2nn(model, config, cost_weight=None):
+    """Compiles the D2NN as configured: its estimator and budget, a new
+    Adam, and the cost weight (or budget multiplier) from `cost_weight`
+    (default: the config's)."""
     estimator = estimators.by_name(config.estimator)
     if isinstance(estimator, estimators.Reinforce):
         estimator.entropy_weight = config.entropy_weight
-    return estimator
+    model.compile(
+        **_compile_kwargs(config, cost_weight),
+        estimator=estimator,
+        target_cost=config.target_cost,
+    )
 
 
 def _compile_kwargs(config, cost_weight=None):
@@ -458,11 +465,7 @@ def run(config, log=print):
     keras.utils.set_random_seed(config.seed)
     build = builder(config)
     model = build()
-    model.compile(
-        **_compile_kwargs(config),
-        estimator=_estimator(config),
-        target_cost=config.target_cost,
-    )
+    _compile_d2nn(model, config)
     take = config.train_examples or None
     held_out = config.val_examples if config.budget else 0
 
@@ -528,11 +531,7 @@ def run(config, log=print):
             "modules."
         )
         model.freeze_modules()
-        model.compile(
-            **_compile_kwargs(config, cost_weight=model.cost_weight),
-            estimator=_estimator(config),
-            target_cost=config.target_cost,
-        )
+        _compile_d2nn(model, config, cost_weight=model.cost_weight)
         gate_history = model.fit(
             train,
             epochs=config.gate_epochs,
