@@ -2,6 +2,13 @@
 cheap and expensive paths differ in cost by more than 10x, and the forced
 routings that send a chosen fraction of examples down the expensive path.
 
+Two sizes: `high_low` and `cascade` read 28x28 Fashion-MNIST images
+(expensive paths of 33 and 30 MFLOPs); `high_low_224` and `cascade_224`
+are of the size people deploy: 224x224x3 images, a MobileNetV2 (about 620
+MFLOPs) or ResNet-style stages (about 640 MFLOPs) on the expensive path,
+timed on synthetic pixels with random weights (`IMAGE_SHAPES`,
+`REAL_SIZE`).
+
 Imported by `speed.py`, `train_speed.py` and `serving_memory.py` (run
 them as scripts: their folder is then on the import path), with the
 writer of their JSON results.
@@ -71,7 +78,88 @@ def bench_cascade():
     return architectures.cascade(stages=stages)
 
 
-BUILDERS = {"high_low": bench_high_low, "cascade": bench_cascade}
+def bench_high_low_224():
+    """224x224x3 images. Cheap path: three strided convolutions, about 17
+    MFLOPs; expensive path: a MobileNetV2 (width 1.0, random weights),
+    about 620 MFLOPs."""
+    low = keras.Sequential(
+        [
+            keras.Input((224, 224, 3)),
+            conv(16, strides=4),
+            conv(32, strides=2),
+            conv(64, strides=2),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(64, activation="relu"),
+        ],
+        name="low_network",
+    )
+    high = keras.applications.MobileNetV2(
+        input_shape=(224, 224, 3),
+        weights=None,
+        classes=10,
+        classifier_activation=None,
+        name="mobilenet_v2",
+    )
+    return architectures.high_low(
+        input_shape=(224, 224, 3), low_network=low, high_network=high
+    )
+
+
+def residual_stage(input_shape, filters, name):
+    """Two 3x3 convolutions with a skip connection, then 2x2 pooling: a
+    ResNet-style stage (a functional model, so the skip is an `Add`)."""
+    inputs = keras.Input(input_shape)
+    first = conv(filters)(inputs)
+    second = conv(filters)(first)
+    merged = keras.layers.Add()([first, second])
+    outputs = keras.layers.MaxPooling2D(2)(merged)
+    return keras.Model(inputs, outputs, name=name)
+
+
+def bench_cascade_224():
+    """224x224x3 images. Stage 1 (two strided convolutions) with its head
+    about 11 MFLOPs; stages 2 and 3 (ResNet-style, 128 and 256 filters at
+    28x28 and 14x14) about 290 and 350 MFLOPs."""
+    stages = [
+        keras.Sequential(
+            [
+                keras.Input((224, 224, 3)),
+                conv(16, strides=4),
+                conv(32, strides=2),
+            ],
+            name="stage1",
+        ),
+        residual_stage((28, 28, 32), 128, "stage2"),
+        residual_stage((14, 14, 128), 256, "stage3"),
+    ]
+    return architectures.cascade(input_shape=(224, 224, 3), stages=stages)
+
+
+BUILDERS = {
+    "high_low": bench_high_low,
+    "cascade": bench_cascade,
+    "high_low_224": bench_high_low_224,
+    "cascade_224": bench_cascade_224,
+}
+# Networks timed on synthetic pixels (no dataset of their input size here).
+REAL_SIZE = ("high_low_224", "cascade_224")
+
+
+def image_shape(arch):
+    """The shape of one input image of network `arch`."""
+    return (224, 224, 3) if arch in REAL_SIZE else (28, 28, 1)
+
+
+def images(arch, n, seed=0):
+    """`n` images for `arch`: Fashion-MNIST test images for the small
+    networks, uniform synthetic pixels for the real-size ones (timing does
+    not depend on the pixels; the routing is forced)."""
+    if arch in REAL_SIZE:
+        rng = np.random.default_rng(seed)
+        return rng.random((n,) + image_shape(arch), dtype=np.float32)
+    from keras_d2nn import data
+
+    return data.load_fashion_mnist("test")[0][:n]
 
 
 def cheap_and_expensive_routes(plan):

@@ -1,7 +1,10 @@
 """Serving speed: do the FLOPs a D2NN skips turn into time saved?
 
 Builds high-low and cascade D2NNs whose cheap and expensive paths differ in
-cost by more than 10x, and times, side by side in one run:
+cost by more than 10x (small ones on Fashion-MNIST, and real-size ones on
+224x224x3 synthetic images whose expensive path is a MobileNetV2 or
+ResNet-style stages: `bench_networks.py`), and times, side by side in one
+run:
 
 - `static`: the full static network (`keras_d2nn.static_network`: every
   node of the most expensive route on the whole batch, no controllers);
@@ -9,12 +12,13 @@ cost by more than 10x, and times, side by side in one run:
   `tf.cond` per conditional node at batch 1);
 - `masked`: the D2NN computing every branch and masking, as the peers do.
 
-Routing is forced so that a fraction (0, 0.1, 0.3, 0.5, 1.0) of the
-examples takes the expensive path (the rest the cheapest one), and also
-left to a policy trained briefly on real Fashion-MNIST (`trained` rows).
-Runtimes: TF graph (`tf.function`, CPU) at batch 1, 32 and 256, and the
-LiteRT interpreter (one thread) at batch 1 (XNNPACK on) and batched
-(builtin kernels: XNNPACK cannot prepare the empty sub-batches).
+Routing is forced so that a fraction (0, 0.1, 0.3, 0.5, 1.0; 0.1 to 1.0
+on the real-size networks) of the examples takes the expensive path (the
+rest the cheapest one), and, for the small networks, also left to a
+policy trained briefly on real Fashion-MNIST (`trained` rows). Runtimes:
+TF graph (`tf.function`, CPU) at batch 1, 32 and 256, and the LiteRT
+interpreter with its default settings (XNNPACK) at batch 1 and 32, with 1
+and 2 threads.
 
 FLOP speedup = full network FLOPs / mean executed FLOPs of the D2NN
 (controllers included); time speedup = time of `static` / time of the
@@ -38,21 +42,31 @@ from keras_d2nn.export import litert
 from keras_d2nn.export import static_network
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.5, 1.0)
+REAL_SIZE_FRACTIONS = (0.1, 0.3, 0.5, 1.0)
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default="high_low,cascade")
+    parser.add_argument(
+        "--archs", default="high_low,cascade,high_low_224,cascade_224"
+    )
     parser.add_argument("--runtimes", default="tf,litert")
     parser.add_argument("--tf_batches", default="1,32,256")
     parser.add_argument("--litert_batches", default="1,32")
+    parser.add_argument("--litert_threads", default="1,2")
     parser.add_argument(
         "--examples",
         type=int,
         default=2048,
         help="most examples timed per configuration and "
         "repeat (8 batches, at least 256, below that)",
+    )
+    parser.add_argument(
+        "--real_size_examples",
+        type=int,
+        default=64,
+        help="the same for the 224x224 networks (at least one batch)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -116,8 +130,9 @@ def mode_functions(model, static):
 
 
 def signature(model, batch):
+    image = list(model.plan.specs["image"].shape[1:])
     return [
-        tf.TensorSpec([batch, 28, 28, 1], tf.float32, name="images"),
+        tf.TensorSpec([batch] + image, tf.float32, name="images"),
         tf.TensorSpec(
             [batch, len(model.plan.controllers)], tf.int32, name="decisions"
         ),
@@ -132,22 +147,24 @@ def tf_runners(model, static, batch):
     }
 
 
-def litert_runners(model, static, batch):
-    """LiteRT interpreters (one thread) for each mode. XNNPACK at batch 1
-    only: it cannot prepare the empty sub-batches of the batched model."""
-    runners = {}
+def litert_runners(model, static, batch, thread_counts):
+    """`{threads: {mode: runner}}`: LiteRT interpreters with the default
+    settings (XNNPACK, which the routed model runs at any batch: no branch
+    gets a zero-size tensor), one per mode and thread count."""
+    runners = {threads: {} for threads in thread_counts}
     for mode, fn in mode_functions(model, static).items():
         content = litert.convert([model], fn, signature(model, batch))
-        runner = litert.interpreter(
-            content, xnnpack=batch == 1
-        ).get_signature_runner()
-        names = set(runner.get_input_details())
+        for threads in thread_counts:
+            runner = litert.interpreter(
+                content, num_threads=threads
+            ).get_signature_runner()
+            names = set(runner.get_input_details())
 
-        def call(images, decisions, runner=runner, names=names):
-            feed = {"images": images, "decisions": decisions}
-            return runner(**{k: v for k, v in feed.items() if k in names})
+            def call(images, decisions, runner=runner, names=names):
+                feed = {"images": images, "decisions": decisions}
+                return runner(**{k: v for k, v in feed.items() if k in names})
 
-        runners[mode] = call
+            runners[threads][mode] = call
     return runners
 
 
@@ -203,10 +220,12 @@ def train_policy(model, args):
     )
 
 
-def bench_arch(arch, args, x_test, log=print):
+def bench_arch(arch, args, log=print):
     keras.utils.set_random_seed(args.seed)
     model = bench_networks.BUILDERS[arch]()
-    train_policy(model, args)
+    real_size = arch in bench_networks.REAL_SIZE
+    if not real_size:  # no dataset of 224x224 images to train on here
+        train_policy(model, args)
     static = static_network.static_network(model)
     full = static_network.static_flops(model)
     route_flops = [
@@ -214,21 +233,24 @@ def bench_arch(arch, args, x_test, log=print):
         for route in bench_networks.cheap_and_expensive_routes(model.plan)
     ]
     rng = np.random.default_rng(args.seed)
-    rows = []
+    threads = [int(t) for t in args.litert_threads.split(",")]
     plans = [
-        ("tf", int(b))
+        ("tf", int(b), None)
         for b in args.tf_batches.split(",")
         if "tf" in args.runtimes
     ] + [
-        ("litert", int(b))
+        ("litert", int(b), threads)
         for b in args.litert_batches.split(",")
         if "litert" in args.runtimes
     ]
-    for runtime, batch in plans:
+    rows = []
+    for runtime, batch, thread_counts in plans:
         log(f"{arch}: {runtime} batch {batch}")
-        maker = tf_runners if runtime == "tf" else litert_runners
         try:
-            runners = maker(model, static, batch)
+            if runtime == "tf":
+                by_threads = {None: tf_runners(model, static, batch)}
+            else:
+                by_threads = litert_runners(model, static, batch, thread_counts)
         except ValueError as error:  # a conversion failure: say, go on
             log(f"{arch}: {runtime} batch {batch} skipped: {error}")
             rows.append(
@@ -240,72 +262,102 @@ def bench_arch(arch, args, x_test, log=print):
                 }
             )
             continue
-        n = max(256, min(args.examples, 8 * batch))
-        x = x_test[:n]
+        if real_size:
+            n = max(batch, min(args.real_size_examples, 8 * batch))
+        else:
+            n = max(256, min(args.examples, 8 * batch))
+        x = bench_networks.images(arch, n, args.seed)
         cases = [
             (f, bench_networks.forced_decisions(model.plan, f, n, rng))
-            for f in FRACTIONS
-        ] + [
-            (
-                "trained",
-                {
-                    q: np.asarray(d)
-                    for q, d in model.route(x)["decisions"].items()
-                },
-            )
+            for f in (REAL_SIZE_FRACTIONS if real_size else FRACTIONS)
         ]
-        for fraction, decisions in cases:
-            modes = (
-                ["static", "trained_routed"]
-                if fraction == "trained"
-                else [
-                    "static",
-                    "static_cheap",
-                    "static_equivalent",
-                    "routed",
-                    "masked",
-                ]
+        if not real_size:
+            trained = model.route(x)["decisions"]
+            cases.append(
+                ("trained", {q: np.asarray(d) for q, d in trained.items()})
             )
-            chosen = {m: runners[m] for m in modes}
-            times = time_modes(
-                chosen, batches_of(x, decisions, batch), args.repeats
-            )
-            flops = mean_flops(model, x, decisions)
-            expensive = _expensive_fraction(model.plan, decisions)
-            for mode, ms in times.items():
-                mode_flops = {
-                    "static": full,
-                    "static_cheap": route_flops[0],
-                    "static_equivalent": route_flops[1],
-                }.get(mode, flops)
-                flop_speedup = full / mode_flops
-                time_speedup = times["static"] / ms
-                extra = {}
-                if mode == "routed":
-                    # What routing would cost with zero overhead: each
-                    # example through its own route's static network.
-                    mix = (1 - expensive) * times[
-                        "static_cheap"
-                    ] + expensive * times["static_equivalent"]
-                    extra = {"route_mix_ms": mix, "routing_overhead": ms / mix}
-                rows.append(
-                    {
-                        "arch": arch,
-                        "runtime": runtime,
-                        "batch": batch,
-                        "routed_fraction": expensive,
-                        "policy": "trained"
-                        if fraction == "trained"
-                        else "forced",
-                        "mode": mode.replace("trained_", ""),
-                        "ms_per_example": ms,
-                        "flop_speedup": flop_speedup,
-                        "time_speedup": time_speedup,
-                        "efficiency": time_speedup / flop_speedup,
-                        **extra,
-                    }
+        for threads, runners in by_threads.items():
+            setting = {"arch": arch, "runtime": runtime, "batch": batch}
+            if threads is not None:
+                setting["threads"] = threads
+            for fraction, decisions in cases:
+                rows += time_case(
+                    model,
+                    runners,
+                    x,
+                    decisions,
+                    fraction,
+                    setting,
+                    args,
+                    full,
+                    route_flops,
+                    log,
                 )
-                log(format_row(rows[-1]))
+    return rows
+
+
+def time_case(
+    model,
+    runners,
+    x,
+    decisions,
+    fraction,
+    setting,
+    args,
+    full,
+    route_flops,
+    log,
+):
+    """The rows of one routing (`fraction` forced, or "trained") in one
+    runtime setting: each mode timed side by side."""
+    modes = (
+        ["static", "trained_routed"]
+        if fraction == "trained"
+        else [
+            "static",
+            "static_cheap",
+            "static_equivalent",
+            "routed",
+            "masked",
+        ]
+    )
+    chosen = {m: runners[m] for m in modes}
+    times = time_modes(
+        chosen, batches_of(x, decisions, setting["batch"]), args.repeats
+    )
+    flops = mean_flops(model, x, decisions)
+    expensive = _expensive_fraction(model.plan, decisions)
+    rows = []
+    for mode, ms in times.items():
+        mode_flops = {
+            "static": full,
+            "static_cheap": route_flops[0],
+            "static_equivalent": route_flops[1],
+        }.get(mode, flops)
+        flop_speedup = full / mode_flops
+        time_speedup = times["static"] / ms
+        extra = {}
+        if mode == "routed":
+            # What routing would cost with zero overhead: each example
+            # through its own route's static network.
+            mix = (1 - expensive) * times["static_cheap"] + expensive * times[
+                "static_equivalent"
+            ]
+            extra = {"route_mix_ms": mix, "routing_overhead": ms / mix}
+        rows.append(
+            {
+                **setting,
+                "routed_fraction": expensive,
+                "policy": "trained" if fraction == "trained" else "forced",
+                "mode": mode.replace("trained_", ""),
+                "ms_per_example": ms,
+                "flop_speedup": flop_speedup,
+                "time_speedup": time_speedup,
+                "efficiency": time_speedup / flop_speedup,
+                **extra,
+            }
+        )
+        log(format_row(rows[-1]))
     return rows
 
 
@@ -326,8 +378,10 @@ def _expensive_fraction(plan, decisions):
 
 
 def format_row(row):
+    threads = f"t={row['threads']}" if "threads" in row else "   "
     return (
-        f"{row['arch']:9s} {row['runtime']:6s} b={row['batch']:<4d} "
+        f"{row['arch']:12s} {row['runtime']:6s} b={row['batch']:<4d} "
+        f"{threads} "
         f"{row['policy']:7s} f={row['routed_fraction']:.2f} "
         f"{row['mode']:17s} {row['ms_per_example']:8.4f} ms/ex  "
         f"FLOPx{row['flop_speedup']:6.2f}  timex{row['time_speedup']:6.2f}"
@@ -342,10 +396,9 @@ def format_row(row):
 
 def main():
     args = parse_args()
-    x_test, _ = data.load_fashion_mnist("test")
     rows = []
     for arch in args.archs.split(","):
-        rows += bench_arch(arch, args, x_test)
+        rows += bench_arch(arch, args)
     bench_networks.write_results(args.output, args, rows)
 
 

@@ -131,35 +131,108 @@ def empty_trace(plan):
     )
 
 
-def _gather_run_scatter(fn, mask, args, batch_size, empty_outputs):
-    """Runs `fn` on the examples where `mask` holds; scatters the results.
+class SubBatch(typing.NamedTuple):
+    """What a conditional node computed on the examples that reached it,
+    before its outputs are scattered back into the full batch.
 
-    `empty_outputs()` makes, for the skipped case, zero-size tensors with
-    the same structure as `fn`'s outputs. It is called inside the branch:
-    a zero-size constant captured from outside becomes a branch input, and
-    the LiteRT converter then fails to legalise convolutions in the other
-    branch.
+    Attributes:
+        indices: int32 `(rows,)`: the example (row of the full batch) of
+            each row. When no example reached the node it holds one
+            placeholder row (example 0, output zeros): see `_select`.
+        count: int32 scalar: how many rows are real examples.
+        outputs: the node's outputs on those rows.
+
+    A child that reads only nodes of one sub-batch runs on it directly
+    (or on a subset of its rows): the examples are carried from node to
+    node and scattered only where a full-batch value is read.
     """
-    indices = tf.cast(tf.where(mask)[:, 0], tf.int32)
-    sub_args = [tf.gather(a, indices) for a in args]
-    outputs = tf.cond(
-        tf.size(indices) > 0,
-        lambda: fn(sub_args),
-        empty_outputs,
-    )
-    scatter_at = indices[:, None]
 
-    def scatter(sub):
-        shape = tf.concat([[batch_size], tf.shape(sub)[1:]], axis=0)
-        full = tf.scatter_nd(scatter_at, sub, shape)
+    indices: tf.Tensor
+    count: tf.Tensor
+    outputs: object
+
+
+def _select(mask, rows):
+    """Positions where `mask` (over `rows` rows) holds, and their count.
+
+    No tensor handed to a node has zero size (but in a batch of no
+    example): when the mask holds nowhere, one placeholder row (position
+    0) is selected; the branch that skips the node returns one row of
+    zeros for it, scattered onto an example whose value is zero anyway
+    (no example reached the node). LiteRT prepares both branches of a
+    `tf.cond` with its inputs' shapes, and XNNPACK, its default delegate,
+    cannot prepare a zero-size tensor: without the placeholder, a batched
+    LiteRT model fails when a branch gets no example.
+    """
+    positions = tf.cast(tf.where(mask)[:, 0], tf.int32)
+    count = tf.size(positions)
+    # [0] when the mask holds nowhere, else []; [] too when there is no
+    # row at all (a batch of no example has no row 0).
+    placeholder = tf.zeros(
+        [tf.minimum(tf.maximum(1 - count, 0), rows)], tf.int32
+    )
+    return tf.concat([positions, placeholder], axis=0), count
+
+
+def _run_rows(fn, sub_args, count, empty_outputs):
+    """`fn(sub_args)` when `count > 0`, else zeros with as many rows as
+    `sub_args` (the placeholder row, or none).
+
+    `empty_outputs()` makes zero-size tensors with the structure of `fn`'s
+    outputs. It is called inside the branch: a constant captured from
+    outside becomes a branch input, and the LiteRT converter then fails to
+    legalise convolutions in the other branch.
+    """
+
+    def skipped():
+        rows = tf.shape(sub_args[0])[:1] if sub_args else count[None]
+        return _map_tensors(
+            lambda e: tf.zeros(tf.concat([rows, e.shape[1:]], 0), e.dtype),
+            empty_outputs(),
+        )
+
+    return tf.cond(count > 0, lambda: fn(sub_args), skipped)
+
+
+def _gather_run(fn, mask, args, batch_size, empty_outputs):
+    """Runs `fn` on the examples of the full batch where `mask` holds."""
+    indices, count = _select(mask, batch_size)
+    sub_args = [tf.gather(a, indices) for a in args]
+    outputs = _run_rows(fn, sub_args, count, empty_outputs)
+    return SubBatch(indices, count, outputs)
+
+
+def _run_carried(fn, parent, local_mask, data, extras, empty_outputs):
+    """Runs `fn` on rows of `parent` (a `SubBatch`): all of them when
+    `local_mask` is None, else those where it holds. `data` are the node's
+    inputs as rows of `parent`; `extras`, full-batch tensors (a forced
+    decision, exploration noise), are gathered by example."""
+    if local_mask is None:
+        indices, count, sub_data = parent.indices, parent.count, list(data)
+    else:
+        positions, count = _select(local_mask, tf.size(parent.indices))
+        indices = tf.gather(parent.indices, positions)
+        sub_data = [tf.gather(d, positions) for d in data]
+    sub_args = sub_data + [tf.gather(e, indices) for e in extras]
+    outputs = _run_rows(fn, sub_args, count, empty_outputs)
+    return SubBatch(indices, count, outputs)
+
+
+def _scatter(sub, batch_size):
+    """The full-batch tensors of a `SubBatch`: zeros where no row is."""
+    scatter_at = sub.indices[:, None]
+
+    def scatter(rows):
+        shape = tf.concat([[batch_size], tf.shape(rows)[1:]], axis=0)
+        full = tf.scatter_nd(scatter_at, rows, shape)
         # Restate the static feature shape with an op (set_shape is lost
         # on conversion, EnsureShape is not a LiteRT builtin): LiteRT
         # cannot legalise a convolution whose input has unknown rank.
-        if sub.shape[1:].is_fully_defined():
-            full = tf.reshape(full, [-1] + list(sub.shape[1:]))
+        if rows.shape[1:].is_fully_defined():
+            full = tf.reshape(full, [-1] + list(rows.shape[1:]))
         return full
 
-    return _map_tensors(scatter, outputs)
+    return _map_tensors(scatter, sub.outputs)
 
 
 def _run_single(fn, mask, args, empty_outputs):
@@ -296,6 +369,8 @@ class _Run:
         self.all_true = tf.ones([self.batch_size], dtype=tf.bool)
         self.values = {}
         self.executed = {}
+        # {node: SubBatch} of conditional nodes run on gathered examples.
+        self.sub = {}
         # Nodes every example reaches whatever the controllers decide: run
         # on the whole batch directly, without gather/scatter.
         self.always = {}
@@ -340,17 +415,52 @@ class _Run:
             for p in node.inputs
         ]
 
-    def call(self, node, fn, args, empty):
-        """Runs `fn(args)` on the examples that reach `node`, as the mode
-        says; `empty()` makes zero-size outputs of `fn`'s structure."""
+    def call(self, node, fn, empty, extras=()):
+        """Runs `fn(inputs + extras)` on the examples that reach `node`, as
+        the mode says, and returns full-batch outputs; `empty()` makes
+        zero-size outputs of `fn`'s structure. `extras` are full-batch
+        tensors that travel with the inputs (a controller's forced
+        decisions, exploration noise)."""
         mask = self.executed[node.name]
         if self.mode == "masked":
-            return _run_masked(fn, mask, args)
+            return _run_masked(fn, mask, self.arguments(node) + list(extras))
         if self.always[node.name]:
-            return fn(args)
+            return fn(self.arguments(node) + list(extras))
         if self.static_batch_size == 1:
-            return _run_single(fn, mask, args, empty)
-        return _gather_run_scatter(fn, mask, args, self.batch_size, empty)
+            return _run_single(
+                fn, mask, self.arguments(node) + list(extras), empty
+            )
+        parent = self._carrier(node)
+        if parent is None:
+            sub = _gather_run(
+                fn,
+                mask,
+                self.arguments(node) + list(extras),
+                self.batch_size,
+                empty,
+            )
+        else:
+            # The same examples flow on: no gather from (or scatter into)
+            # the full batch. A controller of the node narrows them.
+            local_mask = (
+                tf.gather(mask, parent.indices) if node.control else None
+            )
+            data = [self.sub[p].outputs for p in node.inputs]
+            sub = _run_carried(fn, parent, local_mask, data, extras, empty)
+        self.sub[node.name] = sub
+        # Unused full-batch values (a node read only by nodes carried on
+        # its sub-batch) are pruned from a traced graph.
+        return _scatter(sub, self.batch_size)
+
+    def _carrier(self, node):
+        """The `SubBatch` `node` can run on, or None: every input comes
+        from the same sub-batch and none has an edge default (which would
+        bring examples where the parent did not run)."""
+        parents = {id(self.sub.get(p)) for p in node.inputs}
+        first = self.sub.get(node.inputs[0]) if node.inputs else None
+        if first is None or len(parents) != 1 or node.defaults:
+            return None
+        return first
 
     def _soft_indicator(self, node):
         """Float (batch,) equal to the node's execution mask, differentiable
@@ -447,7 +557,7 @@ def _run_layer(run, node):
     def empty():
         return tf.zeros([0] + list(spec.shape[1:]), dtype=spec.dtype)
 
-    out = run.call(node, fn, run.arguments(node), empty)
+    out = run.call(node, fn, empty)
     if run.straight_through:
         out = out * _broadcast_mask(run.soft[node.name], out)
     run.values[node.name] = out
@@ -458,20 +568,20 @@ def _run_controller(run, node):
     name = node.name
     forced = run.forced.get(name)
     temperature = run.straight_through.get(name)
-    args = run.arguments(node)
     # Extra arguments travel with the inputs, so that routed execution
     # gathers them for the examples that reach the controller.
+    extras = []
     if forced is not None:
         # 0 where the controller does not run (masked mode still computes
         # those rows, and a log-probability of action -1 fails in TFP).
-        args.append(tf.where(mask, tf.cast(forced, tf.int32), 0))
+        extras.append(tf.where(mask, tf.cast(forced, tf.int32), 0))
     noise = None
     if run.training and (forced is None or temperature is not None):
         # Drawn for the whole batch before routing: an example's draw does
         # not depend on which other examples reach the controller (see
         # execution/sampling.py).
         noise = node.layer.exploration_noise(run.batch_size)
-        args.append(noise)
+        extras.append(noise)
     fn = _controller_fn(
         node,
         run.training,
@@ -494,7 +604,7 @@ def _run_controller(run, node):
             else tf.zeros([0, num_actions], tf.float32),
         )
 
-    decision = run.call(node, fn, args, empty)
+    decision = run.call(node, fn, empty, extras)
     # Scattering leaves 0 where the controller did not run; -1 makes "did
     # not decide" distinct from action 0.
     run.decisions[name] = decision._replace(

@@ -214,8 +214,9 @@ def interpreter(
     """A LiteRT interpreter for `model_content`, tensors allocated.
 
     `xnnpack=False` runs the builtin kernels without the default XNNPACK
-    delegate: XNNPACK cannot prepare zero-size tensors, which the batched
-    (gather/scatter) model produces when no example takes a branch.
+    delegate. Routed models run under XNNPACK at any batch size (no branch
+    is handed a zero-size tensor, `execution/engine.py`), but a batch of
+    no example, which XNNPACK cannot prepare, needs the builtin kernels.
 
     Example: `runner = interpreter(data).get_signature_runner()`.
     """

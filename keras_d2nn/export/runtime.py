@@ -284,10 +284,11 @@ def _load_litert(path, num_threads):
     quantized = any(
         t["dtype"] in (np.int8, np.float16) for t in probe.get_tensor_details()
     )
-    # XNNPACK cannot prepare the zero-size tensors of gather/scatter
-    # routing (a branch no example takes); batch 1 has none.
+    # XNNPACK, LiteRT's default delegate, runs the routed model at any
+    # batch size: no branch is handed a zero-size tensor (a batch of no
+    # image is refused before it reaches the interpreter).
     runner = litert.interpreter(
-        content, num_threads=num_threads, xnnpack=batch == 1
+        content, num_threads=num_threads
     ).get_signature_runner()
 
     def call(images):

@@ -438,10 +438,10 @@ def export_litert(
 
     Args:
         batch_size: 1 (default): one `tf.cond` per conditional node, so
-            only the chosen branch runs, and XNNPACK can be used. `None`:
-            any batch size, gather/scatter routing (run it with the
-            builtin kernels: XNNPACK cannot prepare a branch no example
-            takes; `litert.interpreter(..., xnnpack=False)`).
+            only the chosen branch runs. `None`: any batch size,
+            gather/scatter routing. Both run under the default
+            interpreter settings (XNNPACK); a batch of no image needs the
+            builtin kernels (`litert.interpreter(..., xnnpack=False)`).
         quantization: None (float32), `"float16"` (weights stored in
             float16, half the file) or `"int8"` (weights and activations
             in int8 where the kernels allow; inputs in the dtype the

@@ -196,6 +196,44 @@ def test_batch_of_one_uses_cond_without_gather_and_still_skips():
     np.testing.assert_allclose(expensive.outputs["m"], 2 * x)
 
 
+def chained_graph():
+    """x -> q: cheap (dummy) | e1 -> e2 -> e3 (e2 and e3 ungated), merged."""
+    graph = Graph()
+    graph.input("x", shape=(3,))
+    graph.q_node(
+        "q",
+        Controller(2, hidden_units=()),
+        inputs="x",
+        actions=("cheap", "expensive"),
+    )
+    graph.dummy("cheap", inputs="x", when=("q", "cheap"))
+    graph.f_node(
+        "e1", keras.layers.Dense(3), inputs="x", when=("q", "expensive")
+    )
+    graph.f_node("e2", keras.layers.Dense(3, "relu"), inputs="e1")
+    graph.f_node("e3", keras.layers.Dense(3), inputs="e2")
+    graph.merge("m", inputs=["cheap", "e3"])
+    graph.output("m")
+    return D2NNModel(graph)
+
+
+def test_a_chain_carries_its_sub_batch_and_agrees_with_masked():
+    # e2 and e3 run on e1's gathered examples: one gather from the full
+    # batch for the whole chain, not one per node.
+    model = chained_graph()
+    run = tf.function(lambda x, d: model.trace(x, decisions={"q": d}).outputs)
+    spec = (tf.TensorSpec([None, 3]), tf.TensorSpec([None], tf.int32))
+    graph = run.get_concrete_function(*spec).graph
+    gathers = [op for op in graph.get_operations() if op.type == "GatherV2"]
+    assert len(gathers) == 1
+    rng = np.random.default_rng(0)
+    for decisions in ([0, 1, 1, 0, 1], [0] * 5, [1] * 5, []):
+        d = tf.constant(decisions, tf.int32)
+        x = rng.normal(size=(len(decisions), 3)).astype("float32")
+        masked = model.trace(x, decisions={"q": d}, mode="masked").outputs
+        np.testing.assert_allclose(run(x, d)["m"], masked["m"], atol=1e-5)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_batch_of_one_equals_masked_on_random_graphs(seed):
     model = D2NNModel(random_graph(seed))

@@ -44,20 +44,35 @@ def test_batch_of_one_with_xnnpack_runs_only_the_chosen_branch(model):
         )
 
 
-def test_batched_model_takes_any_batch_and_empty_branches(model):
+@pytest.mark.parametrize("xnnpack", [True, False])
+def test_batched_model_takes_any_batch_and_empty_branches(model, xnnpack):
+    # XNNPACK, the default delegate, cannot prepare a zero-size tensor: the
+    # branch no example takes ([0] * 5: "high") must not be handed one.
     spec = [
         tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
         tf.TensorSpec([None], tf.int32, name="gate"),
     ]
     content = litert.convert([model], forced_fn(model), spec)
     rng = np.random.default_rng(1)
-    for gate in ([0] * 5, [1] * 3, [0, 1, 1, 0, 1, 0, 0]):
+    for gate in ([0] * 5, [1] * 3, [0, 1, 1, 0, 1, 0, 0], [0]):
         gate = np.array(gate, np.int32)
         images = rng.random((len(gate), 28, 28, 1), "float32")
         expected = forced_fn(model)(images, gate).numpy()
         np.testing.assert_allclose(
-            run_litert(content, False, images, gate), expected, atol=1e-5
+            run_litert(content, xnnpack, images, gate), expected, atol=1e-5
         )
+
+
+def test_batched_model_takes_a_batch_of_no_example(model):
+    # The builtin kernels (XNNPACK cannot prepare the zero-size input).
+    spec = [
+        tf.TensorSpec([None, 28, 28, 1], tf.float32, name="images"),
+        tf.TensorSpec([None], tf.int32, name="gate"),
+    ]
+    content = litert.convert([model], forced_fn(model), spec)
+    images = np.zeros((0, 28, 28, 1), "float32")
+    out = run_litert(content, False, images, np.zeros([0], np.int32))
+    assert out.shape == (0, 10)
 
 
 def test_ops_needing_flex_are_refused_at_conversion(model):
@@ -89,10 +104,16 @@ def test_cascade_batched_model_converts_and_agrees():
         tf.TensorSpec([None, 2], tf.int32, name="decisions"),
     ]
     content = litert.convert([cascade], run, spec)
-    runner = litert.interpreter(content, xnnpack=False).get_signature_runner()
+    # The default interpreter (XNNPACK), with stages no example reaches.
+    runner = litert.interpreter(content).get_signature_runner()
     images = np.random.default_rng(2).random((6, 28, 28, 1), "float32")
-    decisions = np.array(
-        [[0, 0], [1, 0], [1, 1], [0, 1], [1, 1], [0, 0]], np.int32
-    )
-    out = next(iter(runner(images=images, decisions=decisions).values()))
-    np.testing.assert_allclose(out, run(images, decisions).numpy(), atol=1e-5)
+    for decisions in (
+        [[0, 0], [1, 0], [1, 1], [0, 1], [1, 1], [0, 0]],
+        [[0, 0]] * 6,
+        [[1, 0]] * 6,
+    ):
+        decisions = np.array(decisions, np.int32)
+        out = next(iter(runner(images=images, decisions=decisions).values()))
+        np.testing.assert_allclose(
+            out, run(images, decisions).numpy(), atol=1e-5
+        )

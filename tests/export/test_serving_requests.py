@@ -295,7 +295,8 @@ for name in requests:
 
 
 @pytest.mark.parametrize(
-    "name, xnnpack", [("litert", True), ("litert_batched", False)]
+    "name, xnnpack",
+    [("litert", True), ("litert_batched", True), ("litert_batched", False)],
 )
 def test_litert_refuses_bad_requests_and_flags_non_finite_images(
     name, xnnpack, model, exports, requests

@@ -69,6 +69,39 @@ def test_speed_benchmark_writes_rows(tmp_path):
     assert "efficiency" in stdout or "eff" in stdout
 
 
+@pytest.mark.slow  # about a minute: six LiteRT conversions at 224x224
+def test_speed_benchmark_times_a_real_size_network(tmp_path):
+    # Synthetic 224x224x3 pixels, no dataset; XNNPACK with 1 and 2 threads.
+    output = tmp_path / "speed.json"
+    run_script(
+        "speed.py",
+        "--archs=cascade_224",
+        "--tf_batches=5",
+        "--litert_batches=5",
+        "--litert_threads=1,2",
+        "--real_size_examples=10",
+        "--repeats=1",
+        f"--output={output}",
+    )
+    rows = json.loads(output.read_text())["rows"]
+    assert {(r["runtime"], r["batch"], r.get("threads")) for r in rows} == {
+        ("tf", 5, None),
+        ("litert", 5, 1),
+        ("litert", 5, 2),
+    }
+    assert all("error" not in r for r in rows)
+    # The expensive path is hundreds of MFLOPs: all cheap saves > 10x.
+    cheap = [
+        r["flop_speedup"]
+        for r in rows
+        if r["mode"] == "routed" and r["routed_fraction"] == 0.0
+    ]
+    assert cheap and min(cheap) > 10
+    summary = run_script("speed_summary.py", f"--results={tmp_path}")
+    assert "| cascade_224 | tf batch 5 |" in summary
+    assert "| cascade_224 | litert batch 5, 2 threads |" in summary
+
+
 @pytest.mark.usefixtures("fashion_mnist")
 def test_train_speed_benchmark_writes_rows(tmp_path):
     output = tmp_path / "train_speed.json"
