@@ -69,10 +69,14 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     controllers jointly: the supervised loss of the produced outputs plus a
     REINFORCE loss whose per-example reward is the task reward (1 for a
     correct prediction by default) minus `cost_weight` times the executed
-    FLOPs as a fraction of running every node.
+    FLOPs as a fraction of running every node (or, with
+    `compile(cost="latency", latency_profile=...)`, the predicted
+    milliseconds as a fraction of the full network's; see
+    docs/latency_cost.md).
 
     The `fit` progress bar shows `loss`, the compiled metrics, `cost` (mean
-    executed FLOPs / full FLOPs) and, for each controller and action,
+    executed FLOPs / full FLOPs, or the latency fraction; then also
+    `latency_ms`) and, for each controller and action,
     `<controller>_<action>`: the share of examples that took that action.
     With a budget (`compile(target_cost=...)`) it also shows `cost_weight`,
     the multiplier the budget moves, and `greedy_cost`, the cost of the
@@ -196,7 +200,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     @property
     def target_cost(self):
         """The budget of `compile(target_cost=...)` (a fraction of the full
-        FLOPs), or None when the cost weight stays where it is set."""
+        FLOPs, or of the full latency with `cost="latency"`), or None when
+        the cost weight stays where it is set."""
         if self.cost_budget is None:
             return None
         return self.cost_budget.target_cost
