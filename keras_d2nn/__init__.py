@@ -5,6 +5,7 @@ from keras_d2nn import tf_logging  # noqa: F401  (must precede TensorFlow)
 
 # isort: on
 from keras_d2nn import architectures
+from keras_d2nn import profiling
 from keras_d2nn.callbacks import RoutingTensorBoard
 from keras_d2nn.callbacks import schedules
 from keras_d2nn.estimators import Estimator
@@ -45,6 +46,7 @@ __all__ = [
     "gallery",
     "layer_flops",
     "plot_graph",
+    "profiling",
     "routing_report",
     "schedules",
     "static_network",

@@ -24,6 +24,7 @@ LAYERS = (
     ("callbacks",),
     ("architectures",),
     ("export",),
+    ("profiling",),
     ("data",),
     ("experiments",),
     ("testing",),

@@ -13,12 +13,15 @@
 What they learn from is in `rewards` (task reward per example or per
 mini-bag, minus the weighted cost); `assignment` gives each controller its
 estimator; `budget` (`CostBudget`, made by `compile(target_cost=...)`)
-moves the cost weight, as a Lagrange multiplier, towards a FLOP budget.
+moves the cost weight, as a Lagrange multiplier, towards a budget;
+`CostMeasure` is what the cost is: FLOPs, or milliseconds from a measured
+`LatencyProfile` (`compile(cost="latency")`).
 """
 
 from keras_d2nn.estimators.base import Estimator
 from keras_d2nn.estimators.base import PolicyBatch
 from keras_d2nn.estimators.budget import CostBudget
+from keras_d2nn.estimators.cost import CostMeasure
 from keras_d2nn.estimators.full_information import FullInformation
 from keras_d2nn.estimators.gumbel import GumbelSoftmax
 from keras_d2nn.estimators.q_learning import QLearning
@@ -58,6 +61,7 @@ def by_name(name):
 __all__ = [
     "NAMED",
     "CostBudget",
+    "CostMeasure",
     "Estimator",
     "FullInformation",
     "GumbelSoftmax",

@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from keras_d2nn.estimators import budget
+from keras_d2nn.estimators.cost import CostMeasure
 
 
 @dataclasses.dataclass
@@ -27,6 +28,8 @@ class PolicyBatch:
         plan: the model's `Plan`.
         cost_weight: the model's cost weight (a scalar tensor).
         full_flops: FLOPs per example of running every node.
+        cost: the `cost.CostMeasure` the reward charges (FLOPs or
+            latency); None means FLOPs.
 
     Example:
 
@@ -49,6 +52,7 @@ class PolicyBatch:
     reward_of: object = None
     cost_weight: object = 0.0
     full_flops: float = 1.0
+    cost: CostMeasure | None = None
 
 
 class Estimator(keras.layers.Layer):

@@ -1,7 +1,8 @@
 """FLOP budgets: the cost weight as a Lagrange multiplier.
 
 Training a D2NN for a budget means maximising the task reward subject to
-`E[cost] <= target_cost` (cost: executed FLOPs / full FLOPs). Its
+`E[cost] <= target_cost` (cost: executed FLOPs / full FLOPs, or predicted
+milliseconds / full milliseconds with `compile(cost="latency")`). Its
 Lagrangian, `task - lambda * (cost - target_cost)`, gives each example the
 reward the controllers already learn from, `task - cost_weight * cost`,
 with the multiplier `lambda` as the cost weight (the constant
@@ -25,6 +26,8 @@ import warnings
 import keras
 import tensorflow as tf
 
+from keras_d2nn.estimators.cost import CostMeasure
+
 # The multiplier's step per training step and unit of overspending (cost
 # fraction above the target), for estimators whose controllers follow a
 # change of the reward gradually (REINFORCE: the policy moves by the
@@ -43,7 +46,8 @@ FAST_LEARNING_RATE = 0.02
 
 def check_target_cost(value):
     """`value` as a float, or a ValueError in the library's dialect: a
-    budget is a fraction of the full network's FLOPs, in (0, 1].
+    budget is a fraction of the full network's cost (FLOPs, or latency
+    with `compile(cost="latency")`), in (0, 1].
 
     Example: `check_target_cost(0.3)  # 0.3`.
     """
@@ -76,39 +80,48 @@ def check_budget_learning_rate(value):
     return number
 
 
-def cheapest_cost(plan):
-    """The cost fraction (executed FLOPs / full FLOPs, controllers
+def _full_name(measure):
+    """How messages name the full network's cost in `measure`'s unit."""
+    return "FLOPs" if measure.kind == "flops" else "latency"
+
+
+def cheapest_cost(plan, measure=None):
+    """The cost fraction (executed cost / full cost, controllers
     included) of the cheapest route of `plan`: no budget below it can be
-    met, whatever the controllers learn.
+    met, whatever the controllers learn. The cost is `measure`'s (a
+    `cost.CostMeasure`), FLOPs by default.
 
     Example: `cheapest_cost(model.plan)  # 0.0056 for high_low()`.
     """
-    if not plan.full_flops:
+    measure = measure or CostMeasure.flops(plan)
+    if not measure.full:
         return 0.0
-    return float(plan.route_flops.min() / plan.full_flops)
+    return float(measure.route_costs.min() / measure.full)
 
 
-def out_of_reach(plan, target_cost):
+def out_of_reach(plan, target_cost, measure=None):
     """A sentence saying why `target_cost` cannot be met by `plan` (below
     the cost of its cheapest route), or None when it can.
 
     Example: `out_of_reach(model.plan, 0.001)`.
     """
-    cheapest = cheapest_cost(plan)
+    measure = measure or CostMeasure.flops(plan)
+    cheapest = cheapest_cost(plan, measure)
     if target_cost >= cheapest:
         return None
     return (
         f"the budget {target_cost:g} is below the cost of the cheapest "
-        f"route of this graph ({cheapest:.4g} of the full FLOPs): no "
+        f"route of this graph ({cheapest:.4g} of the full "
+        f"{_full_name(measure)}): no "
         "routing meets it, and the cost weight rises for as long as "
         "training runs, pushing every controller to its cheapest action"
     )
 
 
-def warn_if_out_of_reach(plan, target_cost):
+def warn_if_out_of_reach(plan, target_cost, measure=None):
     """Warns when `target_cost` is below the cost of `plan`'s cheapest
     route (see `out_of_reach`)."""
-    reason = out_of_reach(plan, target_cost)
+    reason = out_of_reach(plan, target_cost, measure)
     if reason is not None:
         warnings.warn(f"target_cost={target_cost:g}: {reason}.", stacklevel=3)
 

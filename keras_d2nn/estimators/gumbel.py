@@ -13,8 +13,9 @@ class GumbelSoftmax(Estimator):
 
     Every node's output is multiplied by its relaxed execution indicator,
     so the supervised loss trains the controllers directly; the cost term
-    `cost_weight * executed_flops / full_flops` is differentiable too and is
-    this estimator's loss. The gradient of a decision needs the outputs of
+    `cost_weight * executed cost / full cost` (FLOPs, or milliseconds with
+    `compile(cost="latency")`) is differentiable too and is this
+    estimator's loss. The gradient of a decision needs the outputs of
     the branches not taken, so **training runs masked** (every branch is
     computed); inference stays routed.
 
@@ -53,7 +54,12 @@ class GumbelSoftmax(Estimator):
 
     def controller_loss(self, batch):
         trace = batch.trace
-        cost = tf.reduce_mean(trace.soft_executed_flops) / batch.full_flops
+        if batch.cost is None:
+            cost = tf.reduce_mean(trace.soft_executed_flops) / batch.full_flops
+        else:
+            cost = tf.reduce_mean(batch.cost.soft_executed(trace)) / (
+                batch.cost.full or 1.0
+            )
         entropy = tf.add_n(
             [tf.reduce_mean(trace.entropies[q]) for q in batch.controllers]
         )

@@ -4,7 +4,7 @@
 
 - `RewardSettings.reward`: each example's reward for the decisions in a
   trace (task reward, per example or per mini-bag, minus the weighted
-  FLOP fraction);
+  cost fraction: FLOPs by default, or measured latency);
 - `controllers_loss`: the loss of each estimator over the controllers it
   trains (those not under forced routing);
 - `supervision_loss`: the loss of supervised intermediate nodes on the
@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from keras_d2nn.estimators import rewards
 from keras_d2nn.estimators.base import PolicyBatch
+from keras_d2nn.estimators.cost import CostMeasure
 from keras_d2nn.execution import replicas
 
 
@@ -37,11 +38,13 @@ class RewardSettings:
             `(y_true, y_pred) -> (batch,)` (see `rewards.TASK_REWARDS`).
         loss: the compiled supervised loss (for `"neg_loss"`).
         full_flops: FLOPs per example of running every node.
-        cost_weight: weight of the FLOP fraction (a scalar variable, so
+        cost_weight: weight of the cost fraction (a scalar variable, so
             that schedules change it without retracing).
         bag_size: the paper's mini-bag size, or None for per-example
             rewards.
         bag_metric: callable `(y_true, y_pred) -> scalar` of one bag.
+        cost: the `cost.CostMeasure` charged (`compile(cost=...)`); None
+            charges the FLOP fraction `executed_flops / full_flops`.
 
     Example:
 
@@ -57,12 +60,29 @@ class RewardSettings:
     cost_weight: object = 0.0
     bag_size: object = None
     bag_metric: object = None
+    cost: CostMeasure | None = None
+
+    def cost_fraction(self, trace):
+        """Each example's cost `(batch,)` as a fraction of the full
+        network's, in the unit training charges.
+
+        Example:
+
+        ```python
+        settings = keras_d2nn.estimators.objective.RewardSettings(
+            full_flops=model.full_flops)
+        settings.cost_fraction(model.trace(images[:8]))  # (8,)
+        ```
+        """
+        if self.cost is None:
+            return trace.executed_flops / self.full_flops
+        return self.cost.fraction(trace)
 
     def reward(self, trace, y):
         """Per-example reward `(batch,)` of the decisions in `trace` (no
         gradient flows through it)."""
         y, y_pred = first(y), first(trace.outputs)
-        cost_fraction = trace.executed_flops / self.full_flops
+        cost_fraction = self.cost_fraction(trace)
         if self.bag_size:
             task = rewards.minibag(self.bag_metric, self.bag_size, y, y_pred)
         else:
@@ -127,6 +147,7 @@ def controllers_loss(
                     reward_of=reward_of if forced_trace is not None else None,
                     cost_weight=settings.cost_weight,
                     full_flops=settings.full_flops,
+                    cost=settings.cost,
                 )
             )
     return total

@@ -45,6 +45,11 @@ class ExecutionTrace(typing.NamedTuple):
         soft_executed_flops: with straight-through controllers, the same
             FLOPs as a differentiable function of their relaxed decisions
             (equal in value); `None` otherwise.
+        soft_executed: with straight-through controllers, `{node: float
+            (batch,)}`: each node's relaxed execution indicator (equal in
+            value to `executed`, differentiable in the decisions), so that
+            costs other than FLOPs (measured latency) can be relaxed too;
+            `None` otherwise.
 
     Example:
 
@@ -66,6 +71,7 @@ class ExecutionTrace(typing.NamedTuple):
     logits: dict
     executed_flops: tf.Tensor
     soft_executed_flops: object = None
+    soft_executed: object = None
 
 
 class Decision(typing.NamedTuple):
@@ -512,6 +518,7 @@ class _Run:
             logits={q: d.logits for q, d in decisions.items()},
             executed_flops=self.flops,
             soft_executed_flops=soft_flops,
+            soft_executed=dict(self.soft) if self.straight_through else None,
         )
 
 

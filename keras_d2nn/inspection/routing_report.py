@@ -35,6 +35,8 @@ def summarize(plan, routes, class_names=None):
     flops = routes["executed_flops"].astype(np.float64)
     full = plan.full_flops
     labels = routes.get("labels")
+    # Predicted milliseconds: routes of a model trained on latency.
+    ms = getattr(routes, "executed_ms", None)
     correct = None
     if labels is not None:
         correct = routes["predictions"] == labels.astype(np.int64)
@@ -46,6 +48,8 @@ def summarize(plan, routes, class_names=None):
         "controllers": {},
         "routes": [],
     }
+    if ms is not None:
+        report["mean_ms"] = float(np.mean(ms))
     for q in plan.controllers:
         decided = routes["decisions"][q]
         actions = plan.nodes[q].actions
@@ -85,6 +89,8 @@ def summarize(plan, routes, class_names=None):
                 ),
             }
         )
+        if ms is not None:
+            report["routes"][-1]["mean_ms"] = float(ms[chosen].mean())
     report["routes"].sort(key=lambda r: -r["share"])
     return report
 
@@ -99,16 +105,22 @@ def format_report(report):
         if report["accuracy"] is None
         else f"accuracy {report['accuracy']:.4f}, "
     )
+    with_ms = "mean_ms" in report
+    predicted = (
+        f", predicted {report['mean_ms']:.4g} ms per example" if with_ms else ""
+    )
     lines = [
         f"Routing of {report['examples']:,} examples: {accuracy}mean "
         f"{report['mean_flops']:,.0f} FLOPs "
-        f"({report['mean_cost_fraction']:.3f} of the full network)",
+        f"({report['mean_cost_fraction']:.3f} of the full network)"
+        f"{predicted}",
         "",
     ]
     width = max(len("route"), *(len(r["route"]) for r in report["routes"]))
     lines.append(
         f"{'route':<{width}}  {'share':>6}  {'examples':>8}  "
         f"{'accuracy':>8}  {'mean FLOPs':>12}  {'of full':>7}"
+        + (f"  {'mean ms':>9}" if with_ms else "")
     )
     for r in report["routes"]:
         acc = "" if r["accuracy"] is None else f"{r['accuracy']:.4f}"
@@ -116,6 +128,7 @@ def format_report(report):
             f"{r['route']:<{width}}  {r['share']:>6.1%}  {r['examples']:>8,}"
             f"  {acc:>8}  {r['mean_flops']:>12,.0f}  "
             f"{r['mean_cost_fraction']:>7.3f}"
+            + (f"  {r['mean_ms']:>9.4g}" if with_ms else "")
         )
     for q, entry in report["controllers"].items():
         actions = list(entry["actions"])
@@ -170,8 +183,11 @@ def routing_report(
         "controllers": {q: {"ran", "actions": {action: rate}, "by_class":
         {class: {action: rate}}}}, "routes": [{"route", "examples",
         "share", "accuracy", "mean_flops", "mean_cost_fraction"}]}`, routes
-        by decreasing share. Action rates are shares of all examples
-        (they sum to `ran`); per-class rates are shares of that class.
+        by decreasing share; with a model trained on latency
+        (`compile(cost="latency")`), `"mean_ms"` too, overall and per
+        route (predicted milliseconds per example). Action rates are
+        shares of all examples (they sum to `ran`); per-class rates are
+        shares of that class.
 
     Example:
 

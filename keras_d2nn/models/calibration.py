@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from keras_d2nn.estimators import budget as budget_lib
+from keras_d2nn.estimators.cost import CostMeasure
 
 # Bisection stops when the cost is this close to the budget, or after
 # MAX_STEPS steps (the cost is a step function of `delta`: on n examples
@@ -80,10 +81,12 @@ class Calibration:
     steps: int
 
 
-def committed_costs(plan) -> dict[str, np.ndarray]:
+def committed_costs(plan, measure=None) -> dict[str, np.ndarray]:
     """Per controller, the cost fraction each action commits to: the
     cheapest route on which the controller runs and takes that action,
     less the cheapest over its actions (so the cheapest action is 0).
+    Costs are `measure`'s (a `CostMeasure`: the model's training cost),
+    FLOPs by default.
 
     Example:
 
@@ -91,14 +94,15 @@ def committed_costs(plan) -> dict[str, np.ndarray]:
     committed_costs(model.plan)  # {"gate": array([0.0, 0.994])}
     ```
     """
-    route_flops = plan.route_flops
-    full = plan.full_flops or 1.0
+    measure = measure or CostMeasure.flops(plan)
+    route_costs = measure.route_costs
+    full = measure.full or 1.0
     costs = {}
     for q in plan.controllers:
         runs = plan.conditions[q]
         per_action = np.array(
             [
-                route_flops[runs & plan.space.chooses(q, a)].min()
+                route_costs[runs & plan.space.chooses(q, a)].min()
                 for a in range(len(plan.nodes[q].actions))
             ]
         )
@@ -106,14 +110,14 @@ def committed_costs(plan) -> dict[str, np.ndarray]:
     return costs
 
 
-def logit_offsets(plan, delta: float) -> dict[str, np.ndarray]:
+def logit_offsets(plan, delta: float, measure=None) -> dict[str, np.ndarray]:
     """Per controller, the offsets `-delta * committed cost` of its logits
     (one value for a Bernoulli gate: its open action's extra cost).
 
     Example: `logit_offsets(model.plan, 0.5)  # {"gate": array([0, -0.497])}`.
     """
     offsets = {}
-    for q, costs in committed_costs(plan).items():
+    for q, costs in committed_costs(plan, measure).items():
         layer = plan.nodes[q].layer
         if layer.distribution == "bernoulli":
             costs = np.array([costs[1] - costs[0]])
@@ -127,7 +131,9 @@ def set_price(model, delta: float) -> None:
 
     Example: `set_price(model, 0.0)`.
     """
-    for q, offset in logit_offsets(model.plan, delta).items():
+    for q, offset in logit_offsets(
+        model.plan, delta, model.cost_measure
+    ).items():
         model.plan.nodes[q].layer.logit_offset.assign(offset)
 
 
@@ -139,7 +145,9 @@ def calibrate_budget(
     tolerance: float = TOLERANCE,
 ) -> Calibration:
     """Sets the price on cost that lands `model`'s greedy decisions on
-    `data` at `target_cost` (a fraction of the full FLOPs).
+    `data` at `target_cost` (a fraction of the full network's cost, in
+    the unit the model trains on: FLOPs, or latency with
+    `compile(cost="latency")`).
 
     Use examples the model was not trained on (a validation split): the
     cheap heads are more confident on training images, so a price found
@@ -164,11 +172,12 @@ def calibrate_budget(
     ```
     """
     target_cost = budget_lib.check_target_cost(target_cost)
-    cheapest = budget_lib.cheapest_cost(model.plan)
+    cheapest = budget_lib.cheapest_cost(model.plan, model.cost_measure)
     if target_cost < cheapest:
+        full = "FLOPs" if model.cost_measure.kind == "flops" else "latency"
         raise ValueError(
             "`target_cost` should be at least the cost of the graph's "
-            f"cheapest route ({cheapest:.4g} of the full FLOPs): no price "
+            f"cheapest route ({cheapest:.4g} of the full {full}): no price "
             f"on cost lands below it. Received: target_cost={target_cost!r}"
         )
     steps = 0

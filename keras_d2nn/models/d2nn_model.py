@@ -13,12 +13,14 @@ from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import Reinforce
 from keras_d2nn.estimators import assignment
 from keras_d2nn.estimators import budget as budget_lib
+from keras_d2nn.estimators import cost as cost_lib
 from keras_d2nn.estimators import objective
 from keras_d2nn.estimators import rewards
 from keras_d2nn.execution import engine
 from keras_d2nn.execution import forced_routing
 from keras_d2nn.execution import replicas
 from keras_d2nn.graph import Graph
+from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.inspection import cost_report
 from keras_d2nn.layers.seed_state import SavesSeedState
 from keras_d2nn.models import batch_inputs
@@ -38,6 +40,8 @@ _D2NN_COMPILE_KEYS = (
     "bag_metric",
     "target_cost",
     "budget_learning_rate",
+    "cost",
+    "latency_profile",
 )
 
 
@@ -65,10 +69,14 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     controllers jointly: the supervised loss of the produced outputs plus a
     REINFORCE loss whose per-example reward is the task reward (1 for a
     correct prediction by default) minus `cost_weight` times the executed
-    FLOPs as a fraction of running every node.
+    FLOPs as a fraction of running every node (or, with
+    `compile(cost="latency", latency_profile=...)`, the predicted
+    milliseconds as a fraction of the full network's; see
+    docs/latency_cost.md).
 
     The `fit` progress bar shows `loss`, the compiled metrics, `cost` (mean
-    executed FLOPs / full FLOPs) and, for each controller and action,
+    executed FLOPs / full FLOPs, or the latency fraction; then also
+    `latency_ms`) and, for each controller and action,
     `<controller>_<action>`: the share of examples that took that action.
     With a budget (`compile(target_cost=...)`) it also shows `cost_weight`,
     the multiplier the budget moves, and `greedy_cost`, the cost of the
@@ -153,6 +161,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self.cost_budget: budget_lib.CostBudget | None = None
         self.task_reward: str | Callable = "correct"
         self.cost_tracker = keras.metrics.Mean(name="cost")
+        # What the reward charges: FLOPs unless `compile(cost="latency")`.
+        self.cost_measure = cost_lib.CostMeasure.flops(self.plan)
+        # `latency_ms` in the logs, with `compile(cost="latency")` only.
+        self.latency_tracker: keras.metrics.Mean | None = None
         self.action_names = [
             (q, action)
             for q in self.plan.controllers
@@ -188,7 +200,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     @property
     def target_cost(self):
         """The budget of `compile(target_cost=...)` (a fraction of the full
-        FLOPs), or None when the cost weight stays where it is set."""
+        FLOPs, or of the full latency with `cost="latency"`), or None when
+        the cost weight stays where it is set."""
         if self.cost_budget is None:
             return None
         return self.cost_budget.target_cost
@@ -233,6 +246,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         bag_metric: str | Callable = "f1",
         target_cost: float | None = None,
         budget_learning_rate: float | None = None,
+        cost: str = "flops",
+        latency_profile: LatencyProfile | dict | None = None,
         jit_compile: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -277,6 +292,18 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 a change of the reward gradually; 0.02 for
                 `FullInformation`, whose controllers follow it within a
                 few steps).
+            cost: what the reward's cost term charges: `"flops"`
+                (default; executed FLOPs / full FLOPs) or `"latency"`
+                (predicted milliseconds of the nodes that ran / full
+                milliseconds, from `latency_profile`). `target_cost`,
+                the `cost` and `greedy_cost` logs and `calibrate_budget`
+                use the same fraction; with `"latency"`, `fit` also logs
+                `latency_ms`, the predicted milliseconds per example.
+                Exported models still report `executed_flops`.
+            latency_profile: a `keras_d2nn.profiling.LatencyProfile`
+                (or its `get_config()` dict) covering every node that
+                computes; needed by `cost="latency"` and only by it.
+                Saved in the compile config (so in `.keras` files).
             jit_compile: default False: routed execution has data-dependent
                 shapes, which XLA cannot compile.
 
@@ -287,6 +314,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             from_logits=True), metrics=["accuracy"], cost_weight=0.5)
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
             from_logits=True), metrics=["accuracy"], target_cost=0.3)
+        profile = keras_d2nn.profiling.LatencyProfile(
+            {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
+        model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True), cost="latency", latency_profile=profile)
         ```
         """
         if loss is None:
@@ -296,6 +327,14 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 "from_logits=True)."
             )
         cost_weight = rewards.check_cost_weight(cost_weight)
+        if isinstance(latency_profile, dict):
+            latency_profile = LatencyProfile.from_config(latency_profile)
+        cost_lib.check_cost(cost, latency_profile)
+        cost_measure = (
+            cost_lib.CostMeasure.flops(self.plan)
+            if latency_profile is None
+            else cost_lib.CostMeasure.latency(self.plan, latency_profile)
+        )
         rewards.check_task_reward(task_reward)
         bag_metric_name = bag_metric if isinstance(bag_metric, str) else "f1"
         bag_metric = rewards.check_bag(reward_bag_size, bag_metric)
@@ -319,7 +358,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             cost_budget = budget_lib.CostBudget(
                 target_cost, budget_learning_rate, name="cost_budget"
             )
-            budget_lib.warn_if_out_of_reach(self.plan, cost_budget.target_cost)
+            budget_lib.warn_if_out_of_reach(
+                self.plan, cost_budget.target_cost, cost_measure
+            )
         else:
             budget_learning_rate = budget_lib.check_budget_learning_rate(
                 budget_learning_rate
@@ -337,6 +378,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             # replaced here would keep its weights and metrics in the model.
             self._tracker.untrack(self.cost_budget)
         self.cost_budget = cost_budget
+        self._set_cost_measure(cost_measure)
         self.task_reward = task_reward
         self.reward_bag_size = reward_bag_size
         self.bag_metric = bag_metric
@@ -381,7 +423,24 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             if cost_budget is None
             else cost_budget.target_cost,
             "budget_learning_rate": float(budget_learning_rate),
+            "cost": cost,
+            "latency_profile": None
+            if latency_profile is None
+            else latency_profile.get_config(),
         }
+
+    def _set_cost_measure(self, measure):
+        """Charges `measure` from now on; tracks `latency_ms` for a
+        latency cost."""
+        self.cost_measure = measure
+        if self.latency_tracker is not None:
+            # As for the budget: Keras would keep a replaced metric.
+            self._tracker.untrack(self.latency_tracker)
+        self.latency_tracker = (
+            keras.metrics.Mean(name="latency_ms")
+            if measure.kind == "latency"
+            else None
+        )
 
     @property
     def policy(self):
@@ -617,6 +676,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             cost_weight=self._cost_weight,
             bag_size=self.reward_bag_size,
             bag_metric=self.bag_metric,
+            cost=None
+            if self.cost_measure.kind == "flops"
+            else self.cost_measure,
         )
 
     def _training_decisions(self, x):
@@ -648,14 +710,17 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         for q in greedy:
             taken = self.plan.nodes[q].layer.greedy_action(trace.logits[q])
             decisions[q] = tf.where(trace.executed[q], taken, -1)
+        measure = self.cost_measure
         if greedy:
-            flops = tf.gather(
-                tf.constant(self.plan.route_flops, tf.float32),
+            cost = tf.gather(
+                tf.constant(measure.route_costs, tf.float32),
                 self.plan.joint_decision(decisions),
             )
         else:
-            flops = trace.executed_flops
-        self.cost_tracker.update_state(flops / self.full_flops)
+            cost = measure.executed(trace)
+        self.cost_tracker.update_state(cost / (measure.full or 1.0))
+        if self.latency_tracker is not None:
+            self.latency_tracker.update_state(cost)
         for (q, action), tracker in zip(self.action_names, self.rate_trackers):
             index = self.plan.nodes[q].actions.index(action)
             tracker.update_state(
@@ -667,7 +732,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         dual-ascent step on the global batch's mean cost of the greedy
         decisions (`greedy`, an inference trace); then its metrics."""
         budget = self.cost_budget
-        fraction = greedy.executed_flops / self.full_flops
+        fraction = self.cost_measure.fraction(greedy)
         if move:
             budget.update(self._cost_weight, replicas.mean(fraction))
         budget.track(self._cost_weight, fraction)

@@ -31,6 +31,11 @@ class Routes(collections.abc.Mapping):
         node_values: `{node: array (n, ...)}`: the outputs of the nodes
             asked for (`route(..., values=[...])`).
         full_flops: FLOPs per example of running every node.
+        executed_ms: float `(n,)`, the predicted milliseconds of the nodes
+            that ran, when the model trains on latency
+            (`compile(cost="latency")`), else None.
+        full_ms: milliseconds per example of running every node, with
+            `executed_ms`, else None.
 
     Example:
 
@@ -47,6 +52,8 @@ class Routes(collections.abc.Mapping):
     labels: np.ndarray | None = None
     node_values: dict = dataclasses.field(default_factory=dict)
     full_flops: float = 1.0
+    executed_ms: np.ndarray | None = None
+    full_ms: float | None = None
 
     def _keys(self):
         keys = ["executed", "decisions", "executed_flops", "predictions"]
@@ -81,8 +88,25 @@ class Routes(collections.abc.Mapping):
         return float(self.executed_flops.astype(np.float64).mean())
 
     @property
-    def mean_cost_fraction(self):
+    def mean_flop_fraction(self):
         return self.mean_flops / self.full_flops
+
+    @property
+    def mean_ms(self):
+        """Predicted milliseconds per example (None without a latency
+        cost)."""
+        if self.executed_ms is None:
+            return None
+        return float(self.executed_ms.astype(np.float64).mean())
+
+    @property
+    def mean_cost_fraction(self):
+        """The mean cost over the full network's, in the unit the model
+        trains on: latency when the routes carry predicted milliseconds,
+        else FLOPs."""
+        if self.executed_ms is not None:
+            return self.mean_ms / (self.full_ms or 1.0)
+        return self.mean_flop_fraction
 
     def without_controller_flops(self, plan):
         """The FLOPs of each example without its controllers' (a static
@@ -150,6 +174,7 @@ def route(model, data, batch_size=256, labels=None, decisions=None, values=()):
         for name, part in parts.items()
     }
     flat = joined["flat"]
+    profile = model.cost_measure.profile
     return Routes(
         executed=joined["executed"],
         decisions=joined.get("decisions", {}),
@@ -158,6 +183,10 @@ def route(model, data, batch_size=256, labels=None, decisions=None, values=()):
         labels=flat.get("labels"),
         node_values=joined.get("values", {}),
         full_flops=model.full_flops,
+        executed_ms=None
+        if profile is None
+        else profile.per_example(joined["executed"]),
+        full_ms=None if profile is None else profile.full_ms(),
     )
 
 

@@ -60,6 +60,7 @@ ALLOWED_WITHOUT_EXAMPLE = {
     "keras_d2nn.data.SPLITS": "a constant",
     "keras_d2nn.estimators.NAMED": "a constant: estimators by name",
     "keras_d2nn.export.QUANTIZATIONS": "a constant",
+    "keras_d2nn.profiling.RUNTIMES": "a constant",
     "keras_d2nn.experiments.tuning.OBJECTIVE": "a constant (keras-tuner's)",
     "keras_d2nn.testing.LOSS": "a constant (a Keras loss object)",
     # Exceptions: raised by the library, not called.

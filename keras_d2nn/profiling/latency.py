@@ -1,0 +1,173 @@
+"""Timing each node of a D2NN alone, on TensorFlow's CPU or in LiteRT.
+
+Each node's layer runs on random inputs of its parents' output shapes, at
+the batch size asked for: a few warm-up calls, then the median of
+`repeats` timed calls, divided by the batch size. A node's time includes
+one call's dispatch overhead, which is deliberate: in routed execution
+every conditional node is its own `tf.cond` with a gather and a scatter,
+so small nodes do pay a fixed price per call, which FLOPs never show.
+
+Timings are noisy: profile on the machine, runtime and batch size you
+will serve on, with nothing else running, and save the profile
+(`LatencyProfile.save`) rather than measuring in every run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from keras_d2nn.export import litert
+from keras_d2nn.graph.latency_profile import LatencyProfile
+from keras_d2nn.graph.latency_profile import _check_runtime
+
+if TYPE_CHECKING:
+    from keras_d2nn.graph.plan import Node
+    from keras_d2nn.graph.plan import Plan
+
+# The batch each runtime is usually served at: TF Serving batches
+# requests, a phone runs one image at a time.
+DEFAULT_BATCH_SIZES = {"tf_cpu": 64, "litert": 1}
+
+
+def profile_latency(
+    model: Any,
+    runtime: str = "tf_cpu",
+    batch_size: int | None = None,
+    repeats: int = 20,
+    warmup: int = 3,
+    seed: int = 0,
+) -> LatencyProfile:
+    """Measures each node's milliseconds per example on `runtime`.
+
+    Args:
+        model: a `D2NNModel` (or anything with a `plan`).
+        runtime: `"tf_cpu"` (each layer as a `tf.function` on the CPU) or
+            `"litert"` (each layer converted alone to LiteRT, builtin ops
+            only, and run in its interpreter with one thread).
+        batch_size: examples per timed call; default 64 for `"tf_cpu"`,
+            1 for `"litert"`.
+        repeats: timed calls per node (>= 1); the median is kept.
+        warmup: untimed calls first (>= 0): tracing, allocation, caches.
+        seed: of the random inputs.
+
+    Returns:
+        A `LatencyProfile` of every node with a layer (controllers
+        included); nodes without one cost 0.
+
+    Example:
+
+    ```python
+    profile = keras_d2nn.profiling.profile_latency(
+        model, runtime="tf_cpu", batch_size=16, repeats=3)
+    sorted(profile.node_ms)  # ["gate", "high", "low", "low_head"]
+    model.compile("adam", loss, cost="latency", latency_profile=profile)
+    ```
+    """
+    _check_runtime(runtime)
+    if batch_size is None:
+        batch_size = DEFAULT_BATCH_SIZES[runtime]
+    for name, value, least in (
+        ("batch_size", batch_size, 1),
+        ("repeats", repeats, 1),
+        ("warmup", warmup, 0),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, np.integer))
+            or value < least
+        ):
+            raise ValueError(
+                f"`{name}` should be an integer >= {least}. "
+                f"Received: {name}={value!r}"
+            )
+    time_call = _TIMERS[runtime]
+    rng = np.random.default_rng(seed)
+    node_ms = {}
+    for node in model.plan.order:
+        if node.layer is None:
+            continue  # inputs, dummies, plain merges: no computation
+        inputs = _random_inputs(model.plan, node, batch_size, rng)
+        seconds = time_call(_node_fn(node), node.layer, inputs, repeats, warmup)
+        node_ms[node.name] = 1000.0 * seconds / batch_size
+    return LatencyProfile(node_ms, runtime=runtime, batch_size=batch_size)
+
+
+def _node_fn(node: Node) -> Callable[..., Any]:
+    """The node's computation as the engine calls it, in inference mode."""
+    layer = node.layer
+
+    def fn(*args):
+        return layer(args[0] if len(args) == 1 else list(args), training=False)
+
+    return fn
+
+
+def _random_inputs(plan: Plan, node: Node, batch_size: int, rng) -> list:
+    """Random arrays of the node's parents' output shapes and dtypes."""
+    arrays = []
+    for parent in node.inputs:
+        spec = plan.specs[parent]
+        if spec is None:
+            raise ValueError(
+                f"Cannot profile node '{node.name}': its input '{parent}' "
+                "has no shape (a dummy without inputs)."
+            )
+        shape = (batch_size, *spec.shape[1:])
+        if any(d is None for d in shape):
+            raise ValueError(
+                f"Cannot profile node '{node.name}': its input '{parent}' "
+                f"has an unknown dimension, shape {tuple(spec.shape)}."
+            )
+        dtype = np.dtype(spec.dtype)
+        if np.issubdtype(dtype, np.floating):
+            arrays.append(rng.standard_normal(shape).astype(dtype))
+        else:
+            arrays.append(np.zeros(shape, dtype))
+    return arrays
+
+
+def _median_seconds(call: Callable[[], Any], repeats: int, warmup: int):
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _time_tf_cpu(fn, layer, inputs: Sequence[np.ndarray], repeats, warmup):
+    with tf.device("/CPU:0"):
+        tensors = [tf.constant(a) for a in inputs]
+        compiled = tf.function(fn)
+        compiled(*tensors)  # traced before timing, whatever `warmup`
+        return _median_seconds(lambda: compiled(*tensors), repeats, warmup)
+
+
+def _time_litert(fn, layer, inputs: Sequence[np.ndarray], repeats, warmup):
+    content = litert.convert(
+        [layer], fn, [tf.TensorSpec(a.shape, a.dtype) for a in inputs]
+    )
+    interpreter = litert.interpreter(content, num_threads=1)
+    # Inputs are random: any assignment of arrays to matching tensors
+    # times the same computation.
+    unused = list(inputs)
+    for detail in interpreter.get_input_details():
+        shape = tuple(detail["shape"])
+        match = next(i for i, a in enumerate(unused) if tuple(a.shape) == shape)
+        interpreter.set_tensor(
+            detail["index"], unused.pop(match).astype(detail["dtype"])
+        )
+    return _median_seconds(interpreter.invoke, repeats, warmup)
+
+
+_TIMERS = {"tf_cpu": _time_tf_cpu, "litert": _time_litert}

@@ -1,0 +1,90 @@
+"""`LatencyProfile`: predicted milliseconds of routes, JSON, bad inputs."""
+
+import numpy as np
+import pytest
+
+from keras_d2nn.profiling import LatencyProfile
+from keras_d2nn.testing import small_high_low
+from keras_d2nn.testing import toy_data
+
+MS = {"low": 0.5, "low_head": 0.25, "gate": 0.125, "high": 4.0}
+CHEAP = MS["low"] + MS["low_head"] + MS["gate"]  # gate=stop
+FULL = sum(MS.values())  # gate=high: every node
+
+
+def test_routes_and_full_cost_are_the_sums_of_their_nodes():
+    model = small_high_low()
+    profile = LatencyProfile(MS, runtime="tf_cpu", batch_size=8)
+    assert profile.full_ms() == FULL
+    stop = model.plan.nodes["gate"].actions.index("stop")
+    route_ms = profile.route_ms(model.plan)
+    assert route_ms[stop] == pytest.approx(CHEAP)
+    assert route_ms[1 - stop] == pytest.approx(FULL)
+
+
+def test_predict_from_decisions_is_the_mean_of_the_hand_sums():
+    model = small_high_low()
+    profile = LatencyProfile(MS)
+    stop = model.plan.nodes["gate"].actions.index("stop")
+    decisions = {"gate": np.array([stop, 1 - stop, 1 - stop, stop])}
+    predicted = profile.predict(decisions, plan=model.plan)
+    assert predicted == pytest.approx((2 * CHEAP + 2 * FULL) / 4)
+
+
+def test_predict_from_a_trace_or_routes_reads_what_ran():
+    model = small_high_low()
+    profile = LatencyProfile(MS)
+    x, _ = toy_data(6)
+    stop = model.plan.nodes["gate"].actions.index("stop")
+    forced = np.array([stop, 1 - stop] * 3, np.int32)
+    trace = model.trace(x, decisions={"gate": forced})
+    expected = np.where(forced == stop, CHEAP, FULL)
+    np.testing.assert_allclose(
+        profile.per_example({k: v.numpy() for k, v in trace.executed.items()}),
+        expected,
+    )
+    assert profile.predict(trace) == pytest.approx(expected.mean())
+    routes = model.route(x, decisions={"gate": forced})
+    assert profile.predict(routes) == pytest.approx(expected.mean())
+
+
+def test_json_round_trip(tmp_path):
+    profile = LatencyProfile(MS, runtime="litert", batch_size=1)
+    path = tmp_path / "latency.json"
+    profile.save(path)
+    assert LatencyProfile.load(path) == profile
+    assert LatencyProfile.from_config(profile.get_config()) == profile
+
+
+def test_check_accepts_a_profile_of_every_computing_node():
+    LatencyProfile(MS).check(small_high_low().plan)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"runtime": "gpu"}, r"`runtime` should be one of .*runtime='gpu'"),
+        ({"batch_size": 0}, r"`batch_size` should be an integer >= 1"),
+        ({"node_ms": {"low": -1.0}}, r"finite number .* node_ms\['low'\]=-1"),
+        ({"node_ms": {"low": float("nan")}}, r"node_ms\['low'\]=nan"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    arguments = {"node_ms": MS, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        LatencyProfile(**arguments)
+
+
+def test_check_names_missing_and_unknown_nodes():
+    plan = small_high_low().plan
+    missing = {k: v for k, v in MS.items() if k != "high"}
+    with pytest.raises(ValueError, match=r"no time for the nodes \['high'\]"):
+        LatencyProfile(missing).check(plan)
+    with pytest.raises(ValueError, match=r"names nodes \['extra'\]"):
+        LatencyProfile({**MS, "extra": 1.0}).check(plan)
+
+
+def test_predict_from_decisions_needs_every_controller():
+    plan = small_high_low().plan
+    with pytest.raises(ValueError, match="should name every controller"):
+        LatencyProfile(MS).predict({"other": np.array([0])}, plan=plan)
