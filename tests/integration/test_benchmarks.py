@@ -208,3 +208,29 @@ def test_export_latency_benchmark_times_each_route(tmp_path):
         )
         assert all(r["ms"] > 0 and r["images"] == 5 for r in routes.values())
     assert "time ratio" in stdout
+
+
+@pytest.mark.slow  # about a minute
+@pytest.mark.usefixtures("fashion_mnist")
+def test_gate_variants_benchmark_writes_each_variant(tmp_path):
+    output = tmp_path / "gate_variants.json"
+    run_script(
+        "gate_variants.py",
+        "--variants=correct-1,prob-1",
+        "--epochs=1",
+        f"--work_dir={tmp_path}",
+        "--data_args=--train_examples=1500 --test_examples=500 "
+        "--validation_examples=500",
+        f"--output={output}",
+    )
+    results = json.loads(output.read_text())["0"]
+    assert set(results) == {"correct-1", "prob-1"}
+    for variant in results.values():
+        assert set(variant["budgets"]) == {
+            "0.1",
+            "0.2",
+            "0.3",
+            "0.35",
+            "0.4",
+            "0.5",
+        }
