@@ -1,17 +1,30 @@
 """FLOP cost against latency cost: the cascade on Fashion-MNIST, TF CPU.
 
-Profiles every node of `keras_d2nn.architectures.cascade()` on TF CPU
-(`keras_d2nn.profiling.profile_latency`), then trains two D2NNs for the
-same budget, one paying for FLOPs and one for the profiled milliseconds
-(`compile(cost="latency")`), and reports for each on the test images:
-accuracy, FLOP fraction, predicted milliseconds per example (the
-profile's sum over the nodes that ran) and measured milliseconds per
-example (the routed model, compiled, at the profile's batch size).
+Issue 18's check of `compile(cost="latency")`. For one seed:
 
-Smoke run (a minute): `python benchmarks/latency_cost.py
---train_examples=512 --test_examples=256 --epochs=1`. The defaults are
-the full run; results go to benchmarks/results/latency_cost.json. See
-docs/latency_cost.md.
+1. trains the cascade (exits reading their head's confidence) with the
+   two-phase recipe of `tradeoff.py` (`--epochs` of every module on every
+   example, `--gate_epochs` of the controllers alone): the controllers'
+   logits are values of the task reward, so the cost enters only through
+   the price that `calibrate_budget` puts on it, exactly as training with
+   that cost weight would;
+2. profiles every node on TF CPU at `--batch_size`
+   (`keras_d2nn.profiling.profile_latency`);
+3. for each cost, FLOPs (`compile(cost="flops")`) and the profiled
+   milliseconds (`compile(cost="latency", latency_profile=...)`), lands
+   the model on a grid of budgets (fractions of the full FLOPs or of the
+   full latency) with the held-out images, and on the test images
+   records accuracy, FLOP fraction, the profile's predicted ms per
+   example and the measured ms per example (the routed model as a
+   `tf.function` at `--batch_size`, medians of `--repeats` passes, the
+   two costs' points interleaved).
+
+Printed and saved (`--output`): every point, predicted / measured ms,
+and, at matched accuracy, the measured ms of the FLOP-priced model over
+the latency-priced one (interpolated on the FLOP curve at each
+latency-priced point's accuracy; > 1: the latency cost is faster).
+
+    python benchmarks/latency_cost.py
 """
 
 import argparse
@@ -21,111 +34,198 @@ import statistics
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
+import tradeoff
 
 import keras_d2nn
-from keras_d2nn.data import pipelines
+from keras_d2nn.estimators import FullInformation
+from keras_d2nn.estimators import budget as budget_lib
+from keras_d2nn.models import calibration
 
 COSTS = ("flops", "latency")
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train_examples", type=int, default=20000)
-    parser.add_argument("--test_examples", type=int, default=5000)
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--target_cost", type=float, default=0.4)
+    parser.add_argument("--gate_epochs", type=int, default=3)
+    parser.add_argument("--points", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tfds_dir", default=None)
+    parser.add_argument(
+        "--data_args",
+        default="",
+        help="flags of tradeoff.py's data, e.g. '--train_examples=2000' "
+        "(a smoke run)",
+    )
     parser.add_argument(
         "--output", default="benchmarks/results/latency_cost.json"
     )
     return parser.parse_args(argv)
 
 
-def measured_ms(model, images, batch_size, repeats):
-    """Median wall time of the routed model per example, over passes
-    through `images` in batches of `batch_size` (a compiled inference
-    call, as a server runs it)."""
+def train(args, data):
+    """The two-phase cascade (tradeoff.py's `two_phase` contender)."""
+    options = tradeoff.parse_args(
+        [
+            "--arch=cascade",
+            f"--epochs={args.epochs}",
+            f"--gate_epochs={args.gate_epochs}",
+        ]
+        + args.data_args.split()
+    )
+    model, _ = tradeoff.train_learned(
+        "two_phase", None, data[0], options, args.seed
+    )
+    return model
+
+
+def measured_ms(call, batches, batch_size):
+    """Wall time per example of `call` (the routed model as a
+    `tf.function`, as a server runs it) over `batches`."""
+    start = time.perf_counter()
+    for batch in batches:
+        tf.nest.flatten(call(batch))[0].numpy()
+    return 1000.0 * (time.perf_counter() - start) / (len(batches) * batch_size)
+
+
+def priced(model, cost, profile):
+    """Compiles `model` so that calibration prices `cost`."""
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        tradeoff.LOSS,
+        cost_weight=0.0,
+        estimator=FullInformation(objective="value"),
+        cost=cost,
+        latency_profile=profile if cost == "latency" else None,
+    )
+
+
+def points(model, profile, args, data):
+    """Every (cost, budget) point: the landed model on the test images."""
+    _, held_out, (x_test, y_test) = data
+    rows = []
+    for cost in COSTS:
+        priced(model, cost, profile)
+        cheapest = budget_lib.cheapest_cost(model.plan, model.cost_measure)
+        for budget in np.linspace(cheapest + 0.03, 0.9, args.points):
+            landed = model.calibrate_budget(held_out[0], float(budget))
+            routes = model.route(x_test, labels=y_test)
+            rows.append(
+                {
+                    "cost": cost,
+                    "budget": float(budget),
+                    "price": landed.delta,
+                    "accuracy": routes.accuracy,
+                    "flop_fraction": routes.mean_flop_fraction,
+                    "predicted_ms": profile.predict(routes),
+                    "offsets": {
+                        q: np.asarray(o).tolist()
+                        for q, o in calibration.logit_offsets(
+                            model.plan, landed.delta, model.cost_measure
+                        ).items()
+                    },
+                }
+            )
+    return rows
+
+
+def time_points(model, rows, args, x_test):
+    """Measured ms of every point (its offsets are variables: one traced
+    function serves them all), the points interleaved in each repeat so
+    that machine noise hits them alike; the median of `--repeats`."""
     call = tf.function(lambda x: model(x, training=False))
+    size = args.batch_size
     batches = [
-        tf.constant(images[i : i + batch_size])
-        for i in range(0, len(images) - batch_size + 1, batch_size)
+        tf.constant(x_test[i : i + size])
+        for i in range(0, len(x_test) - size + 1, size)
     ]
     for batch in batches[:2]:
         call(batch)  # traced and warm
-    times = []
-    for _ in range(max(1, repeats // 5)):
-        start = time.perf_counter()
-        for batch in batches:
-            call(batch).numpy()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times) / (len(batches) * batch_size)
-
-
-def run(args):
-    x, y = pipelines.load_arrays(
-        "fashion_mnist", "train", data_dir=args.tfds_dir
-    )
-    x, y = x[: args.train_examples], y[: args.train_examples]
-    x_test, y_test = pipelines.load_arrays(
-        "fashion_mnist",
-        "test",
-        data_dir=args.tfds_dir,
-        take=args.test_examples,
-    )
-    keras.utils.set_random_seed(args.seed)
-    profile = keras_d2nn.profiling.profile_latency(
-        keras_d2nn.architectures.cascade(),
-        runtime="tf_cpu",
-        batch_size=args.batch_size,
-        repeats=args.repeats,
-    )
-    results = {"profile": profile.get_config(), "runs": {}}
-    for cost in COSTS:
-        keras.utils.set_random_seed(args.seed)
-        model = keras_d2nn.architectures.cascade()
-        model.compile(
-            "adam",
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            target_cost=args.target_cost,
-            cost=cost,
-            latency_profile=profile if cost == "latency" else None,
+    samples = {i: [] for i in range(len(rows))}
+    for _ in range(args.repeats):
+        for i, row in enumerate(rows):
+            for q, offset in row["offsets"].items():
+                model.plan.nodes[q].layer.logit_offset.assign(offset)
+            samples[i].append(measured_ms(call, batches, size))
+    for i, row in enumerate(rows):
+        row["measured_ms"] = statistics.median(samples[i])
+        row["predicted_over_measured"] = (
+            row["predicted_ms"] / row["measured_ms"]
         )
-        model.fit(x, y, epochs=args.epochs, batch_size=64, verbose=0)
-        routes = model.route(x_test, labels=y_test)
-        results["runs"][cost] = {
-            "accuracy": routes.accuracy,
-            "flop_fraction": routes.mean_flop_fraction,
-            "latency_fraction": profile.predict(routes) / profile.full_ms(),
-            "predicted_ms": profile.predict(routes),
-            "measured_ms": measured_ms(
-                model, x_test, args.batch_size, args.repeats
-            ),
-        }
-    return results
+
+
+def matched(rows):
+    """At each latency-priced point's accuracy, the FLOP-priced curve's
+    measured ms (interpolated) over the latency-priced point's."""
+    flops = sorted(
+        (r for r in rows if r["cost"] == "flops"), key=lambda r: r["accuracy"]
+    )
+    accuracy = [r["accuracy"] for r in flops]
+    result = []
+    for row in rows:
+        if row["cost"] != "latency":
+            continue
+        if not accuracy[0] <= row["accuracy"] <= accuracy[-1]:
+            continue  # outside the FLOP curve: no matched point
+        flop_ms = float(
+            np.interp(
+                row["accuracy"], accuracy, [r["measured_ms"] for r in flops]
+            )
+        )
+        result.append(
+            {
+                "accuracy": row["accuracy"],
+                "latency_priced_ms": row["measured_ms"],
+                "flop_priced_ms": flop_ms,
+                "flop_over_latency": flop_ms / row["measured_ms"],
+            }
+        )
+    return result
 
 
 def main(argv=None):
     args = parse(argv)
-    results = run(args)
-    results["settings"] = vars(args)
-    print(
-        f"{'cost':<8} {'accuracy':>8} {'FLOPs':>6} {'latency':>7} "
-        f"{'predicted ms':>12} {'measured ms':>11}"
+    data = tradeoff.load_data(
+        tradeoff.parse_args(["--arch=cascade"] + args.data_args.split())
     )
-    for cost, row in results["runs"].items():
+    model = train(args, data)
+    profile = keras_d2nn.profiling.profile_latency(
+        model, runtime="tf_cpu", batch_size=args.batch_size
+    )
+    rows = points(model, profile, args, data)
+    time_points(model, rows, args, data[2][0])
+    comparison = matched(rows)
+    print(
+        f"{'cost':<8} {'budget':>6} {'accuracy':>8} {'FLOPs':>6} "
+        f"{'predicted ms':>12} {'measured ms':>11} {'pred/meas':>9}"
+    )
+    for r in rows:
         print(
-            f"{cost:<8} {row['accuracy']:>8.4f} {row['flop_fraction']:>6.3f} "
-            f"{row['latency_fraction']:>7.3f} {row['predicted_ms']:>12.4f} "
-            f"{row['measured_ms']:>11.4f}"
+            f"{r['cost']:<8} {r['budget']:>6.3f} {r['accuracy']:>8.4f} "
+            f"{r['flop_fraction']:>6.3f} {r['predicted_ms']:>12.4f} "
+            f"{r['measured_ms']:>11.4f} {r['predicted_over_measured']:>9.2f}"
         )
+    print("\nat matched accuracy: measured ms, FLOP-priced / latency-priced")
+    for c in comparison:
+        print(
+            f"  accuracy {c['accuracy']:.4f}: {c['flop_priced_ms']:.4f} / "
+            f"{c['latency_priced_ms']:.4f} = {c['flop_over_latency']:.2f}"
+        )
+    results = {
+        "settings": vars(args),
+        "profile": profile.get_config(),
+        "points": [
+            {k: v for k, v in r.items() if k != "offsets"} for r in rows
+        ],
+        "matched_accuracy": comparison,
+    }
     path = pathlib.Path(args.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=1, default=float))
+    print(f"wrote {path}")
     return results
 
 

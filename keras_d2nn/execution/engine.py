@@ -5,9 +5,14 @@ Two modes produce the same values (tested):
 - `"routed"` (the default, used in training and serving): for each node,
   the indices of the examples that reach it are gathered, the node runs on
   that sub-batch only, and its output is scattered back into a full-batch
-  tensor. The call sits in a `tf.cond` on the sub-batch size, so a node that
-  no example reaches does not run at all (no kernels, no variable updates,
-  no batch-norm statistics from an empty batch). Nodes that every example
+  tensor. A node that reads only nodes of one sub-batch runs on it (or on
+  the subset its controller picks) without going back to the full batch:
+  the examples are carried along a chain (stage 2 -> head 2 -> exit 2) and
+  the scatters nothing reads are pruned from traced graphs. The call sits
+  in a `tf.cond` on the sub-batch size, so a node that no example reaches
+  does not run at all (no kernels, no variable updates, no batch-norm
+  statistics from an empty batch); it is then handed one placeholder row,
+  never a zero-size tensor (see `_select`). Nodes that every example
   reaches whatever the controllers decide run on the whole batch without
   gather/scatter; with a static batch of one, conditional nodes use a
   `tf.cond` on the example's decision and no gather/scatter at all.

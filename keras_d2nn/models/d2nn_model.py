@@ -935,9 +935,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     def calibrate_budget(
         self, data: Any, target_cost: float, batch_size: int = 256
     ) -> calibration.Calibration:
-        """Lands the trained model on a FLOP budget: sets the price on cost
-        at which its greedy decisions on `data` cost `target_cost` of the
-        full FLOPs (see `keras_d2nn.models.calibration`).
+        """Lands the trained model on a budget: sets the price on cost at
+        which its greedy decisions on `data` cost `target_cost` of the
+        full FLOPs (or of the full latency, compiled with
+        `cost="latency"`; see `keras_d2nn.models.calibration`).
 
         Use held-out examples (a validation split), not training ones. The
         price is a non-trainable weight of each controller
@@ -945,7 +946,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
         Args:
             data: inputs, as `route` takes them.
-            target_cost: the budget, a fraction of the full FLOPs in (0, 1].
+            target_cost: the budget, a fraction of the full FLOPs (or
+                latency) in (0, 1].
             batch_size: of the routing passes.
 
         Returns:

@@ -234,3 +234,24 @@ def test_gate_variants_benchmark_writes_each_variant(tmp_path):
             "0.4",
             "0.5",
         }
+
+
+@pytest.mark.slow  # about a minute
+@pytest.mark.usefixtures("fashion_mnist")
+def test_latency_cost_benchmark_compares_both_costs(tmp_path):
+    output = tmp_path / "latency_cost.json"
+    stdout = run_script(
+        "latency_cost.py",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--points=3",
+        "--repeats=1",
+        "--data_args=--train_examples=1500 --test_examples=512 "
+        "--validation_examples=500",
+        f"--output={output}",
+    )
+    results = json.loads(output.read_text())
+    costs = [p["cost"] for p in results["points"]]
+    assert costs.count("flops") == costs.count("latency") == 3
+    assert all(p["measured_ms"] > 0 for p in results["points"])
+    assert "at matched accuracy" in stdout
