@@ -3,7 +3,8 @@
 Each measurement runs in its own process (peak resident memory cannot be
 reset inside one): the process builds the network of `bench_networks.py`,
 traces the serving function, records its peak resident set size, serves
-`--batches` batches of real Fashion-MNIST test images (routing forced so
+`--batches` batches of images (Fashion-MNIST test images, or synthetic
+224x224x3 pixels for the real-size networks; routing forced so
 that `--fraction` of the examples take the expensive path), and records
 the peak again. The difference is the memory serving added; the rows
 compare it with the static network's. Writes `--output` JSON and prints a
@@ -25,7 +26,9 @@ MODES = ("static", "routed", "masked")
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--archs", default="high_low,cascade")
+    parser.add_argument(
+        "--archs", default="high_low,cascade,high_low_224,cascade_224"
+    )
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--batches", type=int, default=8)
     parser.add_argument("--fraction", type=float, default=0.3)
@@ -51,16 +54,17 @@ def worker(arch, mode, args):
     import numpy as np
     import tensorflow as tf
 
-    from keras_d2nn import data
     from keras_d2nn.export import static_network
 
     model = bench_networks.BUILDERS[arch]()
-    x, _ = data.load_fashion_mnist("test")
     n = args.batch * args.batches
+    x = bench_networks.images(arch, n)
     decisions = bench_networks.forced_decisions(
         model.plan, args.fraction, n, np.random.default_rng(0)
     )
-    spec = tf.TensorSpec([args.batch, 28, 28, 1], tf.float32)
+    spec = tf.TensorSpec(
+        [args.batch] + list(bench_networks.image_shape(arch)), tf.float32
+    )
     if mode == "static":
         network = static_network.static_network(model)
         fn = tf.function(lambda images, forced: network(images))
@@ -136,7 +140,7 @@ def main():
                     row["peak_after_mib"] / static["peak_after_mib"]
                 )
                 print(
-                    f"{arch:9s} {row['mode']:7s} serving adds "
+                    f"{arch:12s} {row['mode']:7s} serving adds "
                     f"{row['serving_mib']:7.1f} MiB (x"
                     f"{row['vs_static']:.2f} of static); peak "
                     f"{row['peak_after_mib']:7.1f} MiB (x"
