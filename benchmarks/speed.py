@@ -30,6 +30,7 @@ list of rows) and prints a table. Example (the figures in docs/performance.md):
 
 import argparse
 import time
+import typing
 
 import bench_networks
 import keras
@@ -232,6 +233,7 @@ def bench_arch(arch, args, log=print):
         _route_flops(model, route)
         for route in bench_networks.cheap_and_expensive_routes(model.plan)
     ]
+    bench = Bench(model, full, route_flops, args, log)
     rng = np.random.default_rng(args.seed)
     threads = [int(t) for t in args.litert_threads.split(",")]
     plans = [
@@ -282,34 +284,26 @@ def bench_arch(arch, args, log=print):
                 setting["threads"] = threads
             for fraction, decisions in cases:
                 rows += time_case(
-                    model,
-                    runners,
-                    x,
-                    decisions,
-                    fraction,
-                    setting,
-                    args,
-                    full,
-                    route_flops,
-                    log,
+                    bench, runners, x, fraction, decisions, setting
                 )
     return rows
 
 
-def time_case(
-    model,
-    runners,
-    x,
-    decisions,
-    fraction,
-    setting,
-    args,
-    full,
-    route_flops,
-    log,
-):
+class Bench(typing.NamedTuple):
+    """What every timed case of one network shares."""
+
+    model: object
+    full_flops: float
+    route_flops: list  # of the cheapest and the most expensive route
+    args: argparse.Namespace
+    log: typing.Callable
+
+
+def time_case(bench, runners, x, fraction, decisions, setting):
     """The rows of one routing (`fraction` forced, or "trained") in one
     runtime setting: each mode timed side by side."""
+    model, full, route_flops = bench.model, bench.full_flops, bench.route_flops
+    args, log = bench.args, bench.log
     modes = (
         ["static", "trained_routed"]
         if fraction == "trained"
