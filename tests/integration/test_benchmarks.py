@@ -255,3 +255,24 @@ def test_latency_cost_benchmark_compares_both_costs(tmp_path):
     assert costs.count("flops") == costs.count("latency") == 3
     assert all(p["measured_ms"] > 0 for p in results["points"])
     assert "at matched accuracy" in stdout
+
+
+@pytest.mark.slow  # about a minute
+@pytest.mark.usefixtures("fashion_mnist")
+def test_minibag_benchmark_lands_every_contender(tmp_path):
+    output = tmp_path / "minibag.json"
+    run_script(
+        "minibag.py",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--data_args=--train_examples=1500 --test_examples=500 "
+        "--validation_examples=500",
+        f"--output={output}",
+    )
+    rows = json.loads(output.read_text())["rows"]
+    assert {(r["contender"], r["budget"]) for r in rows} == {
+        (c, b)
+        for c in ("two_phase", "two_phase_minibag", "reinforce_minibag")
+        for b in (0.1, 0.3)
+    }
+    assert all(0.0 <= r["f1_positive"] <= 1.0 for r in rows)
