@@ -231,12 +231,7 @@ class LatencyProfile:
                 "`routing` read as decisions should name every controller "
                 f"{list(plan.controllers)}. Received: {sorted(routing)}"
             )
-        table = np.stack(
-            [np.maximum(np.asarray(routing[q]), 0) for q in plan.controllers]
-        ).astype(np.int64)
-        index = np.zeros(table.shape[1], np.int64)
-        for q, actions in zip(plan.controllers, table):
-            index = index * len(plan.nodes[q].actions) + actions
+        index = np.asarray(plan.joint_decision(routing))
         return float(np.mean(self.route_ms(plan)[index]))
 
     # -- saving ------------------------------------------------------------
