@@ -23,12 +23,21 @@ and 2 threads.
 FLOP speedup = full network FLOPs / mean executed FLOPs of the D2NN
 (controllers included); time speedup = time of `static` / time of the
 mode; efficiency = time speedup / FLOP speedup. Writes `--output` (JSON
-list of rows) and prints a table. Example (the figures in docs/performance.md):
+list of rows; rows of networks and runtimes not timed in this run are
+kept) and prints a table. The figures in docs/performance.md came from one
+process per network and runtime:
 
-    python benchmarks/speed.py --output=benchmarks/results/speed.json
+    for arch in high_low cascade high_low_224 cascade_224; do
+      for runtime in tf litert; do
+        python benchmarks/speed.py --archs=$arch --runtimes=$runtime \
+            --examples=1024
+      done
+    done
 """
 
 import argparse
+import json
+import pathlib
 import time
 import typing
 
@@ -390,10 +399,21 @@ def format_row(row):
 
 def main():
     args = parse_args()
-    rows = []
+    # Rows of other networks and runtimes already in `--output` stay, so
+    # that each (network, runtime) can run in its own process: TF keeps
+    # the memory of every batch-256 224x224 function it ran, and one
+    # process timing everything outgrows 24 GiB.
+    output = pathlib.Path(args.output)
+    rows = json.loads(output.read_text())["rows"] if output.exists() else []
+    runtimes = args.runtimes.split(",")
     for arch in args.archs.split(","):
-        rows += bench_arch(arch, args)
-    bench_networks.write_results(args.output, args, rows)
+        new = bench_arch(arch, args)
+        rows = [
+            r
+            for r in rows
+            if not (r["arch"] == arch and r["runtime"] in runtimes)
+        ] + new
+        bench_networks.write_results(args.output, args, rows)
 
 
 if __name__ == "__main__":
