@@ -130,6 +130,40 @@ CASES = {
         ValueError,
         r"`target_cost` should be a fraction .* Received: target_cost=2",
     ),
+    "compile: cost unknown": (
+        lambda: compiled(cost="time"),
+        ValueError,
+        r"`cost` should be one of \('flops', 'latency'\). Received: "
+        r"cost='time'",
+    ),
+    "compile: latency cost without a profile": (
+        lambda: compiled(cost="latency"),
+        ValueError,
+        r"cost='latency' needs a `latency_profile`",
+    ),
+    "compile: latency profile missing nodes": (
+        lambda: compiled(
+            cost="latency",
+            latency_profile=keras_d2nn.profiling.LatencyProfile({"low": 1.0}),
+        ),
+        ValueError,
+        r"The latency profile has no time for the nodes \['low_head', "
+        r"'gate', 'high'\]",
+    ),
+    "LatencyProfile: negative milliseconds": (
+        lambda: keras_d2nn.profiling.LatencyProfile({"low": -1.0}),
+        ValueError,
+        r"Every node's latency should be a finite number of milliseconds "
+        r">= 0. Received: node_ms\['low'\]=-1.0",
+    ),
+    "profile_latency: unknown runtime": (
+        lambda: keras_d2nn.profiling.profile_latency(
+            small_high_low(), runtime="gpu"
+        ),
+        ValueError,
+        r"`runtime` should be one of \('tf_cpu', 'litert'\). Received: "
+        r"runtime='gpu'",
+    ),
     "compile: no loss": (
         lambda: small_high_low().compile("adam"),
         ValueError,
