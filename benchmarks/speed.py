@@ -76,7 +76,8 @@ def parse_args():
         "--real_size_examples",
         type=int,
         default=64,
-        help="the same for the 224x224 networks (at least one batch)",
+        help="examples timed per configuration and repeat on the "
+        "224x224 networks (at least one batch)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -273,8 +274,8 @@ def bench_arch(arch, args, log=print):
                 }
             )
             continue
-        if real_size:
-            n = max(batch, min(args.real_size_examples, 8 * batch))
+        if real_size:  # at batch 1 too: enough to route 10% exactly
+            n = max(batch, args.real_size_examples)
         else:
             n = max(256, min(args.examples, 8 * batch))
         x = bench_networks.images(arch, n, args.seed)
