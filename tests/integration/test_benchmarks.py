@@ -90,13 +90,14 @@ def test_speed_benchmark_times_a_real_size_network(tmp_path):
         ("litert", 5, 2),
     }
     assert all("error" not in r for r in rows)
-    # The expensive path is hundreds of MFLOPs: all cheap saves > 10x.
-    cheap = [
+    # The expensive path is hundreds of MFLOPs, the cheap one about 10:
+    # with 10% of the images expensive the FLOPs shrink more than 5x.
+    mostly_cheap = [
         r["flop_speedup"]
         for r in rows
-        if r["mode"] == "routed" and r["routed_fraction"] == 0.0
+        if r["mode"] == "routed" and r["routed_fraction"] == pytest.approx(0.1)
     ]
-    assert cheap and min(cheap) > 10
+    assert mostly_cheap and min(mostly_cheap) > 5
     summary = run_script("speed_summary.py", f"--results={tmp_path}")
     assert "| cascade_224 | tf batch 5 |" in summary
     assert "| cascade_224 | litert batch 5, 2 threads |" in summary
