@@ -51,12 +51,7 @@ def parse_args():
     )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
-    parser.add_argument(
-        "--data_args",
-        default="",
-        help="flags of tradeoff.py's data, e.g. '--train_examples=2000 "
-        "--test_examples=1000 --validation_examples=500' (a smoke run)",
-    )
+    tradeoff.add_data_flag(parser)
     parser.add_argument("--work_dir", default="/tmp/gate_variants")
     parser.add_argument(
         "--output", default="benchmarks/results/gate_variants.json"
@@ -115,9 +110,7 @@ def run_variant(path, variant, args, data):
 
 def main():
     args = parse_args()
-    data = tradeoff.load_data(
-        tradeoff.parse_args(["--arch=high_low"] + args.data_args.split())
-    )
+    data = tradeoff.load_data_of("high_low", args.data_args)
     path = first_phase(args, data[0])
     output = pathlib.Path(args.output)
     results = json.loads(output.read_text()) if output.exists() else {}

@@ -54,12 +54,7 @@ def parse(argv=None):
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--data_args",
-        default="",
-        help="flags of tradeoff.py's data, e.g. '--train_examples=2000' "
-        "(a smoke run)",
-    )
+    tradeoff.add_data_flag(parser)
     parser.add_argument(
         "--output", default="benchmarks/results/latency_cost.json"
     )
@@ -227,9 +222,7 @@ def main(argv=None):
         results = json.loads(path.read_text())
         results["matched_accuracy"] = matched(results["points"])
     else:
-        data = tradeoff.load_data(
-            tradeoff.parse_args(["--arch=cascade"] + args.data_args.split())
-        )
+        data = tradeoff.load_data_of("cascade", args.data_args)
         model = train(args, data)
         profile = keras_d2nn.profiling.profile_latency(
             model, runtime="tf_cpu", batch_size=args.batch_size

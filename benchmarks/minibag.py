@@ -46,12 +46,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--bag_size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--data_args",
-        default="",
-        help="flags of tradeoff.py's data, e.g. '--train_examples=2000' "
-        "(a smoke run)",
-    )
+    tradeoff.add_data_flag(parser)
     parser.add_argument("--output", default="benchmarks/results/minibag.json")
     return parser.parse_args(argv)
 
@@ -121,11 +116,7 @@ def evaluate(model, budget, held_out, test):
 
 def main(argv=None):
     args = parse_args(argv)
-    data = binary(
-        tradeoff.load_data(
-            tradeoff.parse_args(["--arch=high_low"] + args.data_args.split())
-        )
-    )
+    data = binary(tradeoff.load_data_of("high_low", args.data_args))
     train_split, held_out, test = data
     budgets = [float(b) for b in args.budgets.split(",")]
     rows = []

@@ -146,6 +146,23 @@ def load_data(args):
     return (x_train, y_train), (x[-held:], y[-held:]), (x_test, y_test)
 
 
+def add_data_flag(parser):
+    """`--data_args`, for the scripts that train on this benchmark's data
+    (`gate_variants.py`, `latency_cost.py`, `minibag.py`)."""
+    parser.add_argument(
+        "--data_args",
+        default="",
+        help="flags of tradeoff.py's data, e.g. '--train_examples=2000 "
+        "--test_examples=1000 --validation_examples=500' (a smoke run)",
+    )
+
+
+def load_data_of(arch, data_args):
+    """(train, held out, test) as this benchmark splits them, with the
+    data flags `data_args` (a string of tradeoff.py's flags)."""
+    return load_data(parse_args([f"--arch={arch}"] + data_args.split()))
+
+
 def build(arch, contender):
     if arch in ("high_low", "cascade") and contender in ONE_MODEL_PER_SEED:
         return architectures.ARCHITECTURES[arch](gate_input="confidence")
