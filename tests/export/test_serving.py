@@ -95,8 +95,8 @@ def test_saved_model_stores_each_weight_once(model, tmp_path):
 
 
 def test_litert_agrees_at_batch_one_and_any_batch(model):
-    # Batch 1 (one tf.cond per conditional node, XNNPACK), fed one image
-    # at a time; any batch (gather/scatter, builtin kernels).
+    # Batch 1 (one tf.cond per conditional node), fed one image at a
+    # time; any batch (gather/scatter); both under XNNPACK.
     runs = run_export_test(model, ("litert", "litert_batched"), images(7))
     assert runs["litert"].exported.batch_size == 1
     assert runs["litert_batched"].exported.batch_size is None
