@@ -30,7 +30,10 @@ class CallCounter(keras.layers.Layer):
         return inputs * 2.0
 
 
-def counted_graph():
+def cheap_or_expensive(add_expensive):
+    """x -> q: "cheap" (a dummy passing x on) or "expensive" (the nodes
+    `add_expensive(graph, when)` adds, returning the last one's name),
+    merged into the output "m"."""
     graph = Graph()
     graph.input("x", shape=(3,))
     graph.q_node(
@@ -40,16 +43,18 @@ def counted_graph():
         actions=("cheap", "expensive"),
     )
     graph.dummy("cheap", inputs="x", when=("q", "cheap"))
-    graph.f_node(
-        "expensive",
-        CallCounter(),
-        inputs="x",
-        when=("q", "expensive"),
-        cost=100,
-    )
-    graph.merge("m", inputs=["cheap", "expensive"])
+    last = add_expensive(graph, ("q", "expensive"))
+    graph.merge("m", inputs=["cheap", last])
     graph.output("m")
     return D2NNModel(graph)
+
+
+def counted_graph():
+    return cheap_or_expensive(
+        lambda graph, when: graph.f_node(
+            "expensive", CallCounter(), inputs="x", when=when, cost=100
+        )
+    )
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -197,24 +202,14 @@ def test_batch_of_one_uses_cond_without_gather_and_still_skips():
 
 
 def chained_graph():
-    """x -> q: cheap (dummy) | e1 -> e2 -> e3 (e2 and e3 ungated), merged."""
-    graph = Graph()
-    graph.input("x", shape=(3,))
-    graph.q_node(
-        "q",
-        Controller(2, hidden_units=()),
-        inputs="x",
-        actions=("cheap", "expensive"),
-    )
-    graph.dummy("cheap", inputs="x", when=("q", "cheap"))
-    graph.f_node(
-        "e1", keras.layers.Dense(3), inputs="x", when=("q", "expensive")
-    )
-    graph.f_node("e2", keras.layers.Dense(3, "relu"), inputs="e1")
-    graph.f_node("e3", keras.layers.Dense(3), inputs="e2")
-    graph.merge("m", inputs=["cheap", "e3"])
-    graph.output("m")
-    return D2NNModel(graph)
+    """The expensive branch is a chain e1 -> e2 -> e3 (e2, e3 ungated)."""
+
+    def chain(graph, when):
+        graph.f_node("e1", keras.layers.Dense(3), inputs="x", when=when)
+        graph.f_node("e2", keras.layers.Dense(3, "relu"), inputs="e1")
+        return graph.f_node("e3", keras.layers.Dense(3), inputs="e2")
+
+    return cheap_or_expensive(chain)
 
 
 def test_a_chain_carries_its_sub_batch_and_agrees_with_masked():
