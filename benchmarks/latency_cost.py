@@ -8,8 +8,10 @@ Issue 18's check of `compile(cost="latency")`. For one seed:
    logits are values of the task reward, so the cost enters only through
    the price that `calibrate_budget` puts on it, exactly as training with
    that cost weight would;
-2. profiles every node on TF CPU at `--batch_size`
-   (`keras_d2nn.profiling.profile_latency`);
+2. profiles it on TF CPU at `--batch_size`
+   (`keras_d2nn.profiling.profile_latency`: the nodes alone, then the
+   routed model on each route, the profile fitted to those times), and
+   the nodes alone only (`routes=False`), for comparison;
 3. for each cost, FLOPs (`compile(cost="flops")`) and the profiled
    milliseconds (`compile(cost="latency", latency_profile=...)`), lands
    the model on a grid of budgets (fractions of the full FLOPs or of the
@@ -17,7 +19,10 @@ Issue 18's check of `compile(cost="latency")`. For one seed:
    records accuracy, FLOP fraction, the profile's predicted ms per
    example and the measured ms per example (the routed model as a
    `tf.function` at `--batch_size`, medians of `--repeats` passes, the
-   two costs' points interleaved).
+   two costs' points interleaved);
+4. times, in the same passes, the model with every example forced down
+   each route: the profile's own routes measured again, to tell the
+   profile's error from the machine's drift since profiling.
 
 Printed and saved (`--output`): every point, predicted / measured ms,
 and, at matched accuracy, the measured ms of the fastest FLOP-priced
@@ -42,6 +47,7 @@ import keras_d2nn
 from keras_d2nn.estimators import FullInformation
 from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.models import calibration
+from keras_d2nn.profiling import route_timing
 
 COSTS = ("flops", "latency")
 
@@ -53,6 +59,8 @@ def parse(argv=None):
     parser.add_argument("--points", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--profile_repeats", type=int, default=50)
+    parser.add_argument("--profile_warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     tradeoff.add_data_flag(parser)
     parser.add_argument(
@@ -103,7 +111,36 @@ def priced(model, cost, profile):
     )
 
 
-def points(model, profile, args, data):
+def route_rows(model, profile, alone, data):
+    """Every route, each example forced down it (as the profiler times
+    it), on the test images."""
+    _, _, (x_test, y_test) = data
+    plan = model.plan
+    rows = []
+    for route, index in route_timing.distinct_routes(plan).items():
+        actions = route_timing.joint_actions(plan, index)
+        offsets = {}
+        for q, action in actions.items():
+            offset = np.zeros(len(plan.nodes[q].actions), np.float32)
+            offset[action] = route_timing.FORCING_OFFSET
+            offsets[q] = offset.tolist()
+        forced = {q: np.full(len(x_test), a) for q, a in actions.items()}
+        routes = model.route(x_test, labels=y_test, decisions=forced)
+        rows.append(
+            {
+                "cost": "route",
+                "route": list(route),
+                "accuracy": routes.accuracy,
+                "flop_fraction": routes.mean_flop_fraction,
+                "predicted_ms": profile.predict(routes),
+                "predicted_alone_ms": alone.predict(routes),
+                "offsets": offsets,
+            }
+        )
+    return rows
+
+
+def points(model, profile, alone, args, data):
     """Every (cost, budget) point: the landed model on the test images."""
     _, held_out, (x_test, y_test) = data
     rows = []
@@ -121,6 +158,7 @@ def points(model, profile, args, data):
                     "accuracy": routes.accuracy,
                     "flop_fraction": routes.mean_flop_fraction,
                     "predicted_ms": profile.predict(routes),
+                    "predicted_alone_ms": alone.predict(routes),
                     "offsets": {
                         q: np.asarray(o).tolist()
                         for q, o in calibration.logit_offsets(
@@ -152,9 +190,8 @@ def time_points(model, rows, args, x_test):
             samples[i].append(measured_ms(call, batches, size))
     for i, row in enumerate(rows):
         row["measured_ms"] = statistics.median(samples[i])
-        row["predicted_over_measured"] = (
-            row["predicted_ms"] / row["measured_ms"]
-        )
+        for key in ("predicted", "predicted_alone"):
+            row[f"{key}_over_measured"] = row[f"{key}_ms"] / row["measured_ms"]
 
 
 def matched(rows):
@@ -195,13 +232,16 @@ def report(results):
     """Prints the points and the comparison at matched accuracy."""
     print(
         f"{'cost':<8} {'budget':>6} {'accuracy':>8} {'FLOPs':>6} "
-        f"{'predicted ms':>12} {'measured ms':>11} {'pred/meas':>9}"
+        f"{'predicted ms':>12} {'measured ms':>11} {'pred/meas':>9} "
+        f"{'alone/meas':>10}"
     )
-    for r in results["points"]:
+    for r in results.get("routes", []) + results["points"]:
+        budget = f"{r['budget']:>6.3f}" if "budget" in r else f"{'-':>6}"
         print(
-            f"{r['cost']:<8} {r['budget']:>6.3f} {r['accuracy']:>8.4f} "
+            f"{r['cost']:<8} {budget} {r['accuracy']:>8.4f} "
             f"{r['flop_fraction']:>6.3f} {r['predicted_ms']:>12.4f} "
-            f"{r['measured_ms']:>11.4f} {r['predicted_over_measured']:>9.2f}"
+            f"{r['measured_ms']:>11.4f} {r['predicted_over_measured']:>9.2f} "
+            f"{r.get('predicted_alone_over_measured', float('nan')):>10.2f}"
         )
     print(
         "\nat matched accuracy: measured ms of the fastest FLOP-priced point "
@@ -224,14 +264,28 @@ def main(argv=None):
     else:
         data = tradeoff.load_data_of("cascade", args.data_args)
         model = train(args, data)
-        profile = keras_d2nn.profiling.profile_latency(
-            model, runtime="tf_cpu", batch_size=args.batch_size
-        )
-        rows = points(model, profile, args, data)
-        time_points(model, rows, args, data[2][0])
+        profiles = {
+            routes: keras_d2nn.profiling.profile_latency(
+                model,
+                runtime="tf_cpu",
+                batch_size=args.batch_size,
+                repeats=args.profile_repeats,
+                warmup=args.profile_warmup,
+                routes=routes,
+            )
+            for routes in (True, False)
+        }
+        profile, alone = profiles[True], profiles[False]
+        forced = route_rows(model, profile, alone, data)
+        rows = points(model, profile, alone, args, data)
+        time_points(model, forced + rows, args, data[2][0])
         results = {
             "settings": vars(args),
             "profile": profile.get_config(),
+            "profile_alone": alone.get_config(),
+            "routes": [
+                {k: v for k, v in r.items() if k != "offsets"} for r in forced
+            ],
             "points": [
                 {k: v for k, v in r.items() if k != "offsets"} for r in rows
             ],

@@ -36,6 +36,8 @@ class CostMeasure:
         route_costs: float64 cost of each joint decision's route, over
             `plan.space` (as `plan.route_flops`).
         profile: the `LatencyProfile` of a latency cost, else None.
+        base: the cost every example pays whatever its route (a
+            profile's `base_example_ms`; 0 for FLOPs).
 
     Example:
 
@@ -53,6 +55,7 @@ class CostMeasure:
     full: float
     route_costs: np.ndarray
     profile: LatencyProfile | None = None
+    base: float = 0.0
 
     @classmethod
     def flops(cls, plan) -> CostMeasure:
@@ -97,8 +100,7 @@ class CostMeasure:
             )
         profile.check(plan)
         node_costs = {
-            node.name: profile.node_ms.get(node.name, 0.0)
-            for node in plan.order
+            node.name: profile.example_ms(node.name) for node in plan.order
         }
         return cls(
             kind="latency",
@@ -107,6 +109,7 @@ class CostMeasure:
             full=profile.full_ms(),
             route_costs=profile.route_ms(plan),
             profile=profile,
+            base=profile.base_example_ms(),
         )
 
     def executed(self, trace) -> tf.Tensor:
@@ -159,14 +162,16 @@ class CostMeasure:
         return self.executed(trace) / (self.full or 1.0)
 
     def _weighted(self, indicators):
-        """The sum of each node's cost times its indicator `(batch,)`."""
+        """`base` plus the sum of each node's cost times its indicator
+        `(batch,)`."""
         terms = [
             cost * indicators[node]
             for node, cost in self.node_costs.items()
             if cost and node in indicators
         ]
-        zeros = tf.zeros_like(next(iter(indicators.values())), tf.float32)
-        return tf.add_n([zeros] + terms)
+        like = next(iter(indicators.values()))
+        base = tf.fill(tf.shape(like), tf.constant(self.base, tf.float32))
+        return tf.add_n([base] + terms)
 
 
 def check_cost(cost, latency_profile):

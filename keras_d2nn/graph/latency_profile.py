@@ -8,6 +8,15 @@ milliseconds per example; `keras_d2nn.profiling.profile_latency` measures
 one, and `D2NNModel.compile(cost="latency", latency_profile=...)` trains
 the controllers on it.
 
+Time has a part a FLOP count lacks: what a batch pays once, whatever
+its size (a call, a kernel launch, routing's `tf.cond`). A profile fitted
+to the routed model's own times (the default of `profile_latency`) keeps
+it apart: `base_ms` per batch for every route, and `node_fixed_ms` per
+batch in which a node runs for at least one example. A controller's
+reward charges each example its share of them as if its whole batch took
+its route (`example_ms`); `predict` counts them batch by batch, as the
+runtime pays them.
+
 It lives beside the plan (not with the profiler, which needs `export/`
 for LiteRT) so that training and the reports can read it.
 """
@@ -29,6 +38,16 @@ if TYPE_CHECKING:
 
 # Where a profile can be measured (see `keras_d2nn.profiling`).
 RUNTIMES = ("tf_cpu", "litert")
+
+
+def _checked_ms(name: str, ms: Any) -> float:
+    value = float(ms)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(
+            "Every latency should be a finite number of milliseconds >= 0. "
+            f"Received: {name}={ms!r}"
+        )
+    return value
 
 
 def _check_runtime(runtime: str) -> str:
@@ -53,6 +72,11 @@ class LatencyProfile:
         runtime: where it was measured, one of `RUNTIMES`
             (`"tf_cpu"`, `"litert"`).
         batch_size: the batch size it was measured at (>= 1).
+        node_fixed_ms: `{node name: milliseconds per batch}` a node costs
+            in a batch where it runs for any example, on top of `node_ms`
+            per example (default: none).
+        base_ms: milliseconds every batch costs whatever its route
+            (default 0).
 
     Example:
 
@@ -68,6 +92,8 @@ class LatencyProfile:
     node_ms: Mapping[str, float]
     runtime: str = "tf_cpu"
     batch_size: int = 1
+    node_fixed_ms: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    base_ms: float = 0.0
 
     def __post_init__(self):
         _check_runtime(self.runtime)
@@ -80,17 +106,23 @@ class LatencyProfile:
                 "`batch_size` should be an integer >= 1. "
                 f"Received: batch_size={self.batch_size!r}"
             )
-        cleaned = {}
-        for node, ms in dict(self.node_ms).items():
-            value = float(ms)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(
-                    "Every node's latency should be a finite number of "
-                    f"milliseconds >= 0. Received: node_ms[{node!r}]={ms!r}"
-                )
-            cleaned[str(node)] = value
-        # Frozen: assign through object to store the checked copy.
-        object.__setattr__(self, "node_ms", cleaned)
+        # Frozen: assign through object to store the checked copies.
+        for field in ("node_ms", "node_fixed_ms"):
+            cleaned = {
+                str(node): _checked_ms(f"{field}[{node!r}]", ms)
+                for node, ms in dict(getattr(self, field)).items()
+            }
+            object.__setattr__(self, field, cleaned)
+        unknown = sorted(set(self.node_fixed_ms) - set(self.node_ms))
+        if unknown:
+            raise ValueError(
+                f"`node_fixed_ms` names nodes {unknown} that `node_ms` "
+                "lacks: every node with a fixed cost needs a cost per "
+                "example too (0 is fine)."
+            )
+        object.__setattr__(
+            self, "base_ms", _checked_ms("base_ms", self.base_ms)
+        )
         object.__setattr__(self, "batch_size", int(self.batch_size))
 
     # -- the plan's view ---------------------------------------------------
@@ -128,9 +160,40 @@ class LatencyProfile:
                 f"does not have; its nodes: {[n.name for n in plan.order]}"
             )
 
+    def example_ms(self, node: str) -> float:
+        """What an example pays for `node`: its milliseconds per example
+        plus its fixed cost per batch shared by a whole batch
+        (`node_fixed_ms / batch_size`), 0 for a node left out.
+
+        Example:
+
+        ```python
+        profile = keras_d2nn.profiling.LatencyProfile(
+            {"low": 0.01, "high": 0.05}, batch_size=64,
+            node_fixed_ms={"high": 0.64})
+        profile.example_ms("high")  # 0.05 + 0.64 / 64 = 0.06
+        ```
+        """
+        fixed = self.node_fixed_ms.get(node, 0.0) / self.batch_size
+        return self.node_ms.get(node, 0.0) + fixed
+
+    def base_example_ms(self) -> float:
+        """What every example pays whatever its route: `base_ms` shared by
+        a batch of `batch_size`.
+
+        Example:
+
+        ```python
+        profile = keras_d2nn.profiling.LatencyProfile(
+            {"low": 0.01}, batch_size=64, base_ms=0.32)
+        profile.base_example_ms()  # 0.005
+        ```
+        """
+        return self.base_ms / self.batch_size
+
     def node_vector(self, plan: Plan) -> np.ndarray:
-        """Milliseconds per example of each node of `plan`, in the order
-        of `plan.order` (0 for nodes the profile leaves out).
+        """`example_ms` of each node of `plan`, in the order of
+        `plan.order` (0 for nodes the profile leaves out).
 
         Example:
 
@@ -141,12 +204,13 @@ class LatencyProfile:
         ```
         """
         return np.array(
-            [self.node_ms.get(node.name, 0.0) for node in plan.order],
+            [self.example_ms(node.name) for node in plan.order],
             dtype=np.float64,
         )
 
     def full_ms(self) -> float:
-        """Milliseconds per example when every node runs.
+        """Milliseconds per example when every node runs for the whole
+        batch (`base_example_ms` plus every node's `example_ms`).
 
         Example:
 
@@ -156,11 +220,13 @@ class LatencyProfile:
         profile.full_ms()  # 0.063
         ```
         """
-        return float(sum(self.node_ms.values()))
+        nodes = sum(self.example_ms(node) for node in self.node_ms)
+        return float(self.base_example_ms() + nodes)
 
     def route_ms(self, plan: Plan) -> np.ndarray:
-        """Milliseconds per example of each joint decision's route (float64,
-        over `plan.space`, as `plan.route_flops`).
+        """Milliseconds per example of each joint decision's route when its
+        whole batch takes it (float64, over `plan.space`, as
+        `plan.route_flops`).
 
         Example:
 
@@ -172,11 +238,13 @@ class LatencyProfile:
         ```
         """
         executes = np.stack([plan.conditions[n.name] for n in plan.order])
-        return self.node_vector(plan) @ executes.astype(np.float64)
+        nodes = self.node_vector(plan) @ executes.astype(np.float64)
+        return self.base_example_ms() + nodes
 
     def per_example(self, executed: Mapping[str, Any]) -> np.ndarray:
         """Milliseconds of each example, from `{node: bool (n,)}`: which
-        nodes ran for it (`trace.executed`, `routes.executed`).
+        nodes ran for it (`trace.executed`, `routes.executed`), each
+        charged as if its whole batch took its route (`route_ms`).
 
         Example:
 
@@ -186,21 +254,23 @@ class LatencyProfile:
         profile.per_example(model.trace(images).executed)  # (64,)
         ```
         """
-        total = None
-        for node, ms in self.node_ms.items():
-            if node not in executed:
-                continue
-            ran = np.asarray(executed[node], dtype=np.float64)
-            total = ms * ran if total is None else total + ms * ran
-        if total is None:
-            raise ValueError(
-                "`executed` names none of the profiled nodes "
-                f"{sorted(self.node_ms)}. Received nodes: {sorted(executed)}"
-            )
+        ran = self._ran(executed)
+        total = np.full(len(next(iter(ran.values()))), self.base_example_ms())
+        for node, mask in ran.items():
+            total = total + self.example_ms(node) * mask
         return total
 
-    def predict(self, routing: Any, plan: Plan | None = None) -> float:
-        """The mean predicted milliseconds per example of `routing`.
+    def predict(
+        self,
+        routing: Any,
+        plan: Plan | None = None,
+        batch_size: int | None = None,
+    ) -> float:
+        """The mean predicted milliseconds per example of `routing`, run in
+        batches of `batch_size` (default: the profile's) in its order: each
+        batch pays `base_ms`, each node's `node_fixed_ms` if it runs for
+        any of the batch's examples, and `node_ms` for each example it
+        runs for.
 
         Args:
             routing: an `ExecutionTrace` or `Routes` (anything with
@@ -208,6 +278,7 @@ class LatencyProfile:
                 with `plan`, `{controller: int (n,)}` decisions instead
                 (-1 where a controller did not decide).
             plan: the model's `Plan`, to read `routing` as decisions.
+            batch_size: examples per batch (>= 1).
 
         Example:
 
@@ -219,20 +290,54 @@ class LatencyProfile:
                         plan=model.plan)                # mean of 3 routes
         ```
         """
+        size = self.batch_size if batch_size is None else batch_size
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            size = 0  # refused below
+        if size < 1:
+            raise ValueError(
+                "`batch_size` should be an integer >= 1. "
+                f"Received: batch_size={batch_size!r}"
+            )
         executed = getattr(routing, "executed", None)
-        if executed is not None:
-            return float(np.mean(self.per_example(executed)))
-        if plan is None:
-            return float(np.mean(self.per_example(routing)))
-        unknown = sorted(set(routing) - set(plan.controllers))
-        missing = [q for q in plan.controllers if q not in routing]
+        if executed is None:
+            executed = routing if plan is None else self._decided(routing, plan)
+        ran = self._ran(executed)
+        count = len(next(iter(ran.values())))
+        total = 0.0
+        for start in range(0, count, size):
+            total += self.base_ms
+            for node, mask in ran.items():
+                runs = float(np.sum(mask[start : start + size]))
+                fixed = self.node_fixed_ms.get(node, 0.0) if runs else 0.0
+                total += fixed + self.node_ms[node] * runs
+        return total / count
+
+    def _ran(self, executed: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """`{profiled node: float64 (n,)}` of `executed`'s masks."""
+        ran = {
+            node: np.asarray(executed[node], dtype=np.float64).reshape(-1)
+            for node in self.node_ms
+            if node in executed
+        }
+        if not ran:
+            raise ValueError(
+                "`executed` names none of the profiled nodes "
+                f"{sorted(self.node_ms)}. Received nodes: {sorted(executed)}"
+            )
+        return ran
+
+    @staticmethod
+    def _decided(decisions: Mapping[str, Any], plan: Plan) -> dict:
+        """`{node: bool (n,)}` of the routes of `decisions`."""
+        unknown = sorted(set(decisions) - set(plan.controllers))
+        missing = [q for q in plan.controllers if q not in decisions]
         if unknown or missing:
             raise ValueError(
                 "`routing` read as decisions should name every controller "
-                f"{list(plan.controllers)}. Received: {sorted(routing)}"
+                f"{list(plan.controllers)}. Received: {sorted(decisions)}"
             )
-        index = np.asarray(plan.joint_decision(routing))
-        return float(np.mean(self.route_ms(plan)[index]))
+        index = np.asarray(plan.joint_decision(decisions))
+        return {name: runs[index] for name, runs in plan.conditions.items()}
 
     # -- saving ------------------------------------------------------------
 
@@ -252,6 +357,8 @@ class LatencyProfile:
             "node_ms": dict(self.node_ms),
             "runtime": self.runtime,
             "batch_size": self.batch_size,
+            "node_fixed_ms": dict(self.node_fixed_ms),
+            "base_ms": self.base_ms,
         }
 
     @classmethod

@@ -1,12 +1,20 @@
-"""Timing each node of a D2NN alone, on TensorFlow's CPU or in LiteRT.
+"""Timing a D2NN's nodes on TensorFlow's CPU or in LiteRT.
 
-Each node's layer runs on random inputs of its parents' output shapes, at
-the batch size asked for: a few warm-up calls, then the median of
-`repeats` timed calls, divided by the batch size. On TF CPU the time of
-calling a `tf.function` from Python (measured on a function that only
-passes the inputs on) is subtracted: inside the model's graph a node does
-not pay it. What routing itself costs per conditional node (its
-`tf.cond`, gather and scatter) is not in the profile.
+First each node's layer runs alone on random inputs of its parents'
+output shapes, at the batch size asked for: a few warm-up calls, then the
+median of `repeats` timed calls, divided by the batch size. On TF CPU the
+time of calling a `tf.function` from Python (measured on a function that
+only passes the inputs on) is subtracted: inside the model's graph a node
+does not pay it.
+
+Nodes alone leave out what the routed graph adds (the model's call,
+each conditional node's `tf.cond`, gather and scatter) and what the
+runtime overlaps: on the cascade they predicted its cheap routes at half
+their measured time. So by default the routed model itself is then timed
+on each of its routes, at the batch size and at batch 1
+(`route_timing`), and the profile is fitted to those times
+(`route_fit`): node costs in context, a fixed cost per batch for each
+node, and a base cost per batch.
 
 Timings are noisy: profile on the machine, runtime and batch size you
 will serve on, with nothing else running, and save the profile
@@ -28,6 +36,8 @@ import tensorflow as tf
 from keras_d2nn.export import litert
 from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.graph.latency_profile import _check_runtime
+from keras_d2nn.profiling import route_fit
+from keras_d2nn.profiling import route_timing
 
 if TYPE_CHECKING:
     from keras_d2nn.graph.plan import Node
@@ -45,6 +55,8 @@ def profile_latency(
     repeats: int = 20,
     warmup: int = 3,
     seed: int = 0,
+    routes: bool = True,
+    max_routes: int = 64,
 ) -> LatencyProfile:
     """Measures each node's milliseconds per example on `runtime`.
 
@@ -58,6 +70,13 @@ def profile_latency(
         repeats: timed calls per node (>= 1); the median is kept.
         warmup: untimed calls first (>= 0): tracing, allocation, caches.
         seed: of the random inputs.
+        routes: also time the routed model on each of its distinct routes
+            (every example forced down it) and fit the profile to those
+            times (recommended: what routing costs is then in it); False
+            keeps each node's time alone.
+        max_routes: with `routes`, refuse graphs with more distinct
+            routes than this (each is timed `repeats` times per batch
+            size, and on LiteRT converted once).
 
     Returns:
         A `LatencyProfile` of every node with a layer (controllers
@@ -79,6 +98,7 @@ def profile_latency(
         ("batch_size", batch_size, 1),
         ("repeats", repeats, 1),
         ("warmup", warmup, 0),
+        ("max_routes", max_routes, 1),
     ):
         if (
             isinstance(value, bool)
@@ -98,7 +118,29 @@ def profile_latency(
         inputs = _random_inputs(model.plan, node, batch_size, rng)
         seconds = time_call(_node_fn(node), node.layer, inputs, repeats, warmup)
         node_ms[node.name] = 1000.0 * seconds / batch_size
-    return LatencyProfile(node_ms, runtime=runtime, batch_size=batch_size)
+    if not routes or not model.plan.controllers:
+        return LatencyProfile(node_ms, runtime=runtime, batch_size=batch_size)
+    count = len(route_timing.distinct_routes(model.plan))
+    if count > max_routes:
+        raise ValueError(
+            f"The graph has {count} distinct routes, more than "
+            f"max_routes={max_routes}: timing each would take long. Raise "
+            "`max_routes`, or pass routes=False to time the nodes alone."
+        )
+    sizes = (1, batch_size) if batch_size > 1 else (1,)
+    seconds_per_route = route_timing.time_routes(
+        model, runtime, sizes, repeats, warmup, rng
+    )
+    fitted_ms, fixed_ms, base_ms = route_fit.fit_to_routes(
+        model.plan, seconds_per_route, node_ms, batch_size
+    )
+    return LatencyProfile(
+        fitted_ms,
+        runtime=runtime,
+        batch_size=batch_size,
+        node_fixed_ms=fixed_ms,
+        base_ms=base_ms,
+    )
 
 
 def _node_fn(node: Node) -> Callable[..., Any]:

@@ -247,6 +247,8 @@ def test_latency_cost_benchmark_compares_both_costs(tmp_path):
         "--gate_epochs=1",
         "--points=3",
         "--repeats=1",
+        "--profile_repeats=2",
+        "--profile_warmup=1",
         "--data_args=--train_examples=1500 --test_examples=512 "
         "--validation_examples=500",
         f"--output={output}",
@@ -255,6 +257,11 @@ def test_latency_cost_benchmark_compares_both_costs(tmp_path):
     costs = [p["cost"] for p in results["points"]]
     assert costs.count("flops") == costs.count("latency") == 3
     assert all(p["measured_ms"] > 0 for p in results["points"])
+    # The cascade's three routes (exit 1, exit 2, the last head), each
+    # predicted by the fitted profile and by the nodes alone.
+    assert len(results["routes"]) == 3
+    assert all(r["predicted_alone_ms"] > 0 for r in results["routes"])
+    assert results["profile"]["base_ms"] > 0
     assert "at matched accuracy" in stdout
 
 

@@ -153,7 +153,7 @@ CASES = {
     "LatencyProfile: negative milliseconds": (
         lambda: keras_d2nn.profiling.LatencyProfile({"low": -1.0}),
         ValueError,
-        r"Every node's latency should be a finite number of milliseconds "
+        r"Every latency should be a finite number of milliseconds "
         r">= 0. Received: node_ms\['low'\]=-1.0",
     ),
     "profile_latency: unknown runtime": (
