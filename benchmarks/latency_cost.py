@@ -21,8 +21,10 @@ Issue 18's check of `compile(cost="latency")`. For one seed:
    `tf.function` at `--batch_size`, medians of `--repeats` passes, the
    two costs' points interleaved);
 4. times, in the same passes, the model with every example forced down
-   each route: the profile's own routes measured again, to tell the
-   profile's error from the machine's drift since profiling.
+   each route: the profile's own routes measured again;
+5. profiles the model again after those passes: two profiles of one
+   model on one machine stand apart by the machine's drift, which
+   bounds how close any prediction can come.
 
 Printed and saved (`--output`): every point, predicted / measured ms,
 and, at matched accuracy, the measured ms of the fastest FLOP-priced
@@ -135,6 +137,7 @@ def route_rows(model, profile, alone, data):
                 "predicted_ms": profile.predict(routes),
                 "predicted_alone_ms": alone.predict(routes),
                 "offsets": offsets,
+                "executed": routes.executed,
             }
         )
     return rows
@@ -159,6 +162,7 @@ def points(model, profile, alone, args, data):
                     "flop_fraction": routes.mean_flop_fraction,
                     "predicted_ms": profile.predict(routes),
                     "predicted_alone_ms": alone.predict(routes),
+                    "executed": routes.executed,
                     "offsets": {
                         q: np.asarray(o).tolist()
                         for q, o in calibration.logit_offsets(
@@ -233,7 +237,7 @@ def report(results):
     print(
         f"{'cost':<8} {'budget':>6} {'accuracy':>8} {'FLOPs':>6} "
         f"{'predicted ms':>12} {'measured ms':>11} {'pred/meas':>9} "
-        f"{'alone/meas':>10}"
+        f"{'again/meas':>10} {'alone/meas':>10}"
     )
     for r in results.get("routes", []) + results["points"]:
         budget = f"{r['budget']:>6.3f}" if "budget" in r else f"{'-':>6}"
@@ -241,6 +245,7 @@ def report(results):
             f"{r['cost']:<8} {budget} {r['accuracy']:>8.4f} "
             f"{r['flop_fraction']:>6.3f} {r['predicted_ms']:>12.4f} "
             f"{r['measured_ms']:>11.4f} {r['predicted_over_measured']:>9.2f} "
+            f"{r.get('predicted_after_over_measured', float('nan')):>10.2f} "
             f"{r.get('predicted_alone_over_measured', float('nan')):>10.2f}"
         )
     print(
@@ -255,6 +260,24 @@ def report(results):
         )
 
 
+def profiled(model, args, routes):
+    """The model's TF CPU profile at `--batch_size`: fitted to its routes,
+    or (`routes=False`) its nodes alone."""
+    return keras_d2nn.profiling.profile_latency(
+        model,
+        runtime="tf_cpu",
+        batch_size=args.batch_size,
+        repeats=args.profile_repeats,
+        warmup=args.profile_warmup,
+        routes=routes,
+    )
+
+
+def _saved(row):
+    """A row without what only the run needs (offsets, masks)."""
+    return {k: v for k, v in row.items() if k not in ("offsets", "executed")}
+
+
 def main(argv=None):
     args = parse(argv)
     path = pathlib.Path(args.output)
@@ -264,31 +287,27 @@ def main(argv=None):
     else:
         data = tradeoff.load_data_of("cascade", args.data_args)
         model = train(args, data)
-        profiles = {
-            routes: keras_d2nn.profiling.profile_latency(
-                model,
-                runtime="tf_cpu",
-                batch_size=args.batch_size,
-                repeats=args.profile_repeats,
-                warmup=args.profile_warmup,
-                routes=routes,
-            )
-            for routes in (True, False)
-        }
-        profile, alone = profiles[True], profiles[False]
+        profile, alone = (
+            profiled(model, args, routes=routes) for routes in (True, False)
+        )
         forced = route_rows(model, profile, alone, data)
         rows = points(model, profile, alone, args, data)
         time_points(model, forced + rows, args, data[2][0])
+        # Profiled again after the passes: how far two profiles of the
+        # same model on this machine stand apart bounds any prediction.
+        after = profiled(model, args, routes=True)
+        for row in forced + rows:
+            row["predicted_after_ms"] = after.predict(row["executed"])
+            row["predicted_after_over_measured"] = (
+                row["predicted_after_ms"] / row["measured_ms"]
+            )
         results = {
             "settings": vars(args),
             "profile": profile.get_config(),
+            "profile_after": after.get_config(),
             "profile_alone": alone.get_config(),
-            "routes": [
-                {k: v for k, v in r.items() if k != "offsets"} for r in forced
-            ],
-            "points": [
-                {k: v for k, v in r.items() if k != "offsets"} for r in rows
-            ],
+            "routes": [_saved(r) for r in forced],
+            "points": [_saved(r) for r in rows],
             "matched_accuracy": matched(rows),
         }
     report(results)

@@ -62,12 +62,14 @@ def profile_latency(
 
     Args:
         model: a `D2NNModel` (or anything with a `plan`).
-        runtime: `"tf_cpu"` (each layer as a `tf.function` on the CPU) or
-            `"litert"` (each layer converted alone to LiteRT, builtin ops
-            only, and run in its interpreter with one thread).
+        runtime: `"tf_cpu"` (each layer, then the model, as a
+            `tf.function` on the CPU) or `"litert"` (each layer, then the
+            model, converted to LiteRT with builtin ops only and run in
+            its interpreter with one thread).
         batch_size: examples per timed call; default 64 for `"tf_cpu"`,
             1 for `"litert"`.
-        repeats: timed calls per node (>= 1); the median is kept.
+        repeats: timed calls per node, and per route and batch size
+            (>= 1); the median is kept.
         warmup: untimed calls first (>= 0): tracing, allocation, caches.
         seed: of the random inputs.
         routes: also time the routed model on each of its distinct routes
@@ -109,6 +111,16 @@ def profile_latency(
                 f"`{name}` should be an integer >= {least}. "
                 f"Received: {name}={value!r}"
             )
+    routes = routes and bool(model.plan.controllers)
+    if routes:
+        count = len(route_timing.distinct_routes(model.plan))
+        if count > max_routes:
+            raise ValueError(
+                f"The graph has {count} distinct routes, more than "
+                f"max_routes={max_routes}: timing each would take long. "
+                "Raise `max_routes`, or pass routes=False to time the "
+                "nodes alone."
+            )
     time_call = _TIMERS[runtime]
     rng = np.random.default_rng(seed)
     node_ms = {}
@@ -118,15 +130,8 @@ def profile_latency(
         inputs = _random_inputs(model.plan, node, batch_size, rng)
         seconds = time_call(_node_fn(node), node.layer, inputs, repeats, warmup)
         node_ms[node.name] = 1000.0 * seconds / batch_size
-    if not routes or not model.plan.controllers:
+    if not routes:
         return LatencyProfile(node_ms, runtime=runtime, batch_size=batch_size)
-    count = len(route_timing.distinct_routes(model.plan))
-    if count > max_routes:
-        raise ValueError(
-            f"The graph has {count} distinct routes, more than "
-            f"max_routes={max_routes}: timing each would take long. Raise "
-            "`max_routes`, or pass routes=False to time the nodes alone."
-        )
     sizes = (1, batch_size) if batch_size > 1 else (1,)
     seconds_per_route = route_timing.time_routes(
         model, runtime, sizes, repeats, warmup, rng

@@ -127,10 +127,9 @@ def time_routes(
     warmup: int,
     rng,
 ) -> dict[tuple[str, ...], dict[int, float]]:
-    """`{route: {batch size: seconds per batch}}`: the mean of `repeats`
+    """`{route: {batch size: seconds per batch}}`: the median of `repeats`
     calls of the routed model with every example forced down each of its
-    distinct routes. The mean, not the median: a server's throughput pays
-    its slow calls too. The routes take turns in each round, so that the
+    distinct routes. The routes take turns in each round, so that the
     machine's noise hits them alike.
 
     Example: `time_routes(model, "tf_cpu", (1, 64), 20, 3, rng)`.
@@ -167,7 +166,7 @@ def time_routes(
                     if round_ >= warmup:
                         samples[route].append(time.perf_counter() - start)
             for route in routes:
-                times[route][size] = statistics.fmean(samples[route])
+                times[route][size] = statistics.median(samples[route])
     finally:
         for q, offset in saved.items():
             plan.nodes[q].layer.logit_offset.assign(offset)

@@ -52,6 +52,29 @@ def test_the_reward_charges_the_latency_fraction(profile):
     )
 
 
+def test_fixed_and_base_costs_are_shared_by_the_batch_in_the_reward():
+    # Measured at batch 4: the base 2 ms and high's fixed 0.8 ms per batch
+    # are 0.5 and 0.2 ms per example.
+    profile = LatencyProfile(
+        {**LOW, "high": 3.0},
+        batch_size=4,
+        node_fixed_ms={"high": 0.8},
+        base_ms=2.0,
+    )
+    model = small_high_low()
+    trace, _, high = forced_trace(model)
+    measure = CostMeasure.latency(model.plan, profile)
+    low = sum(LOW.values())
+    expected = 0.5 + low + np.where(high, 3.0 + 0.2, 0.0)
+    np.testing.assert_allclose(
+        measure.executed(trace).numpy(), expected, rtol=1e-6
+    )
+    assert measure.full == pytest.approx(0.5 + low + 3.2)
+    np.testing.assert_allclose(
+        measure.fraction(trace).numpy(), expected / (0.5 + low + 3.2)
+    )
+
+
 def test_the_two_profiles_price_the_same_decisions_differently():
     model = small_high_low()
     trace, _, high = forced_trace(model)

@@ -48,12 +48,58 @@ def test_predict_from_a_trace_or_routes_reads_what_ran():
     assert profile.predict(routes) == pytest.approx(expected.mean())
 
 
+# Measured at batch 4: each batch pays 2 ms, and 0.8 ms more when any of
+# its examples runs high.
+FITTED = LatencyProfile(
+    MS, batch_size=4, node_fixed_ms={"high": 0.8}, base_ms=2.0
+)
+
+
+def test_fixed_costs_are_shared_by_a_batch_that_takes_the_route():
+    model = small_high_low()
+    assert FITTED.example_ms("high") == pytest.approx(4.0 + 0.8 / 4)
+    assert FITTED.base_example_ms() == pytest.approx(0.5)
+    assert FITTED.full_ms() == pytest.approx(0.5 + FULL + 0.2)
+    stop = model.plan.nodes["gate"].actions.index("stop")
+    route_ms = FITTED.route_ms(model.plan)
+    assert route_ms[stop] == pytest.approx(0.5 + CHEAP)
+    assert route_ms[1 - stop] == pytest.approx(0.5 + FULL + 0.2)
+
+
+def test_predict_pays_fixed_costs_once_per_batch_that_runs_the_node():
+    model = small_high_low()
+    stop = model.plan.nodes["gate"].actions.index("stop")
+    high = 1 - stop
+    # Batches of 4: the first runs high for one example, the second (two
+    # examples, the last partial batch) for none.
+    decisions = {"gate": np.array([high, stop, stop, stop, stop, stop])}
+    first = 2.0 + 4 * CHEAP + 0.8 + MS["high"]
+    second = 2.0 + 2 * CHEAP
+    predicted = FITTED.predict(decisions, plan=model.plan)
+    assert predicted == pytest.approx((first + second) / 6)
+    # One batch of 6: the fixed cost is paid once, the base once.
+    one_batch = (2.0 + 6 * CHEAP + 0.8 + MS["high"]) / 6
+    assert FITTED.predict(
+        decisions, plan=model.plan, batch_size=6
+    ) == pytest.approx(one_batch)
+    with pytest.raises(ValueError, match="`batch_size` should be an integer"):
+        FITTED.predict(decisions, plan=model.plan, batch_size=0)
+
+
 def test_json_round_trip(tmp_path):
-    profile = LatencyProfile(MS, runtime="litert", batch_size=1)
-    path = tmp_path / "latency.json"
-    profile.save(path)
-    assert LatencyProfile.load(path) == profile
-    assert LatencyProfile.from_config(profile.get_config()) == profile
+    for profile in (LatencyProfile(MS, runtime="litert"), FITTED):
+        path = tmp_path / "latency.json"
+        profile.save(path)
+        assert LatencyProfile.load(path) == profile
+        assert LatencyProfile.from_config(profile.get_config()) == profile
+
+
+def test_a_profile_saved_before_fixed_costs_still_loads():
+    # What `get_config` wrote before fixed costs: node_ms only.
+    old = {"node_ms": MS, "runtime": "tf_cpu", "batch_size": 64}
+    profile = LatencyProfile.from_config(old)
+    assert (profile.node_fixed_ms, profile.base_ms) == ({}, 0.0)
+    assert profile.full_ms() == FULL
 
 
 def test_check_accepts_a_profile_of_every_computing_node():
@@ -67,6 +113,11 @@ def test_check_accepts_a_profile_of_every_computing_node():
         ({"batch_size": 0}, r"`batch_size` should be an integer >= 1"),
         ({"node_ms": {"low": -1.0}}, r"finite number .* node_ms\['low'\]=-1"),
         ({"node_ms": {"low": float("nan")}}, r"node_ms\['low'\]=nan"),
+        ({"base_ms": -0.5}, r"finite number .* base_ms=-0.5"),
+        (
+            {"node_fixed_ms": {"extra": 1.0}},
+            r"`node_fixed_ms` names nodes \['extra'\] that `node_ms` lacks",
+        ),
     ],
 )
 def test_bad_arguments(kwargs, message):

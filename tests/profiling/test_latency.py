@@ -48,3 +48,21 @@ def test_litert_profile_times_every_node_with_a_layer(high_low):
 def test_bad_arguments(high_low, kwargs, message):
     with pytest.raises(ValueError, match=message):
         profile_latency(high_low, **kwargs)
+
+
+def test_the_default_profile_is_fitted_to_the_routed_model(high_low):
+    profile = profile_latency(high_low, batch_size=16, repeats=3, warmup=1)
+    alone = profile_latency(
+        high_low, batch_size=16, repeats=3, warmup=1, routes=False
+    )
+    # Calling the model costs every batch something whatever its route;
+    # nodes timed alone know nothing of it.
+    assert profile.base_ms > 0
+    assert (alone.base_ms, alone.node_fixed_ms) == (0.0, {})
+    assert set(profile.node_ms) == set(alone.node_ms)
+    profile.check(high_low.plan)
+
+
+def test_too_many_routes_are_refused(high_low):
+    with pytest.raises(ValueError, match="2 distinct routes, more than"):
+        profile_latency(high_low, batch_size=4, repeats=1, max_routes=1)
