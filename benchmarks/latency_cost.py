@@ -61,7 +61,7 @@ def parse(argv=None):
     parser.add_argument("--points", type=int, default=8)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--profile_repeats", type=int, default=50)
+    parser.add_argument("--profile_repeats", type=int, default=20)
     parser.add_argument("--profile_warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     tradeoff.add_data_flag(parser)
