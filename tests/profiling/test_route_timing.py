@@ -49,7 +49,11 @@ def test_timing_every_route_puts_the_offsets_back():
     offset = model.plan.nodes["gate"].layer.logit_offset
     offset.assign([0.25, -0.5])
     times = route_timing.time_routes(
-        model, "tf_cpu", (1, 8), repeats=2, warmup=1,
+        model,
+        "tf_cpu",
+        (1, 8),
+        repeats=2,
+        warmup=1,
         rng=np.random.default_rng(0),
     )
     np.testing.assert_array_equal(offset.numpy(), [0.25, -0.5])
