@@ -336,7 +336,7 @@ class LatencyProfile:
                 "`routing` read as decisions should name every controller "
                 f"{list(plan.controllers)}. Received: {sorted(decisions)}"
             )
-        index = np.asarray(plan.joint_decision(decisions))
+        index = np.asarray(plan.joint_decision(dict(decisions)))
         return {name: runs[index] for name, runs in plan.conditions.items()}
 
     # -- saving ------------------------------------------------------------

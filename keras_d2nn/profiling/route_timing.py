@@ -70,7 +70,8 @@ def force(plan: Plan, actions: dict[str, int]) -> None:
     for q, action in actions.items():
         offset = np.zeros(len(plan.nodes[q].actions), np.float32)
         offset[action] = FORCING_OFFSET
-        plan.nodes[q].layer.logit_offset.assign(offset)
+        controller: Any = plan.nodes[q].layer  # a Q-node always has one
+        controller.logit_offset.assign(offset)
 
 
 def random_model_inputs(model: Any, batch_size: int, rng) -> list:
