@@ -8,13 +8,10 @@ Two modes produce the same values (tested):
   tensor. A node that reads only nodes of one sub-batch runs on it (or on
   the subset its controller picks) without going back to the full batch:
   the examples are carried along a chain (stage 2 -> head 2 -> exit 2) and
-  the scatters nothing reads are pruned from traced graphs. At inference
-  the nodes of a chain that no controller narrows run in one `tf.cond`
-  (`carried_chains`): routing pays once per chain, not once per node.
-  The call sits in a `tf.cond` on the sub-batch size, so a node that no
-  example reaches does not run at all (no kernels, no variable updates,
-  no batch-norm statistics from an empty batch); it is then handed one
-  placeholder row,
+  the scatters nothing reads are pruned from traced graphs. The call sits
+  in a `tf.cond` on the sub-batch size, so a node that no example reaches
+  does not run at all (no kernels, no variable updates, no batch-norm
+  statistics from an empty batch); it is then handed one placeholder row,
   never a zero-size tensor (see `_select`). Nodes that every example
   reaches whatever the controllers decide run on the whole batch without
   gather/scatter; with a static batch of one, conditional nodes use a
@@ -291,50 +288,6 @@ def _masked_value(value, mask, default=0.0):
     return tf.where(_broadcast_mask(mask, value), value, fill)
 
 
-def carried_chains(plan):
-    """`{head: (member, ...)}`: the nodes that run in their head's
-    `tf.cond` at inference.
-
-    A member computes (a layer or a controller), is not reached by every
-    example, has no controller of its own and no edge default, and reads
-    only its head and the head's other members: exactly the head's
-    examples reach it, so it runs on the head's rows, in the same branch.
-    Every other conditional node that computes heads a chain, maybe of
-    itself alone (left out).
-
-    Example: `carried_chains(model.plan)  # {"stage2": ("head2", "exit2")}`.
-    """
-    always, head_of, chains = {}, {}, {}
-    for node in plan.order:
-        name = node.name
-        if node.kind == "input":
-            always[name] = True
-            continue
-        always[name] = not node.control and (
-            not node.inputs or any(always[p] for p in node.inputs)
-        )
-        computes = node.kind in ("f", "q") or (
-            node.kind == "merge" and node.layer is not None
-        )
-        if always[name] or not computes:
-            continue
-        heads = {head_of.get(p) for p in node.inputs}
-        if (
-            node.inputs
-            and not node.control
-            and not node.defaults
-            and len(heads) == 1
-            and None not in heads
-        ):
-            head = heads.pop()
-            head_of[name] = head
-            chains[head].append(name)
-        else:
-            head_of[name] = name
-            chains[name] = []
-    return {head: tuple(members) for head, members in chains.items() if members}
-
-
 def execute(
     plan,
     inputs,
@@ -432,16 +385,6 @@ class _Run:
         # Nodes every example reaches whatever the controllers decide: run
         # on the whole batch directly, without gather/scatter.
         self.always = {}
-        # Inference only: in training, a member controller's exploration
-        # noise would be drawn before the nodes between it and its head,
-        # changing the order of the random draws.
-        self.chains = (
-            carried_chains(plan) if mode == "routed" and not training else {}
-        )
-        self.head_of = {m: h for h, ms in self.chains.items() for m in ms}
-        # {member: what its head's `tf.cond` computed for it}: a SubBatch,
-        # or the outputs themselves with a static batch of one.
-        self.fused = {}
         self.decisions = {}  # {controller: Decision}
         # Straight-through only: relaxed execution indicators and gates.
         self.soft = {}
@@ -451,10 +394,7 @@ class _Run:
         """Marks which examples reach `node`: any data parent ran and every
         controlling controller picked one of the node's actions."""
         mask = self.all_true
-        head = self.head_of.get(node.name)
-        if head is not None:  # exactly its head's examples (no op needed)
-            mask = self.executed[head]
-        elif node.inputs:
+        if node.inputs:
             mask = tf.reduce_any(
                 tf.stack([self.executed[p] for p in node.inputs]), axis=0
             )
@@ -486,36 +426,21 @@ class _Run:
             for p in node.inputs
         ]
 
-    def call(self, node, parts):
-        """Runs the node's computation on the examples that reach it, as
-        the mode says, and returns full-batch outputs. `parts()` builds it
-        (only when it is not already computed in its chain head's
-        `tf.cond`): `(fn, empty, extras)`, where `fn(inputs + extras)`
-        computes the outputs, `empty()` makes zero-size outputs of `fn`'s
-        structure, and `extras` are full-batch tensors that travel with
-        the inputs (a controller's forced decisions, exploration noise)."""
-        if node.name in self.fused:  # computed in its head's `tf.cond`
-            done = self.fused.pop(node.name)
-            if self.static_batch_size == 1:
-                return done
-            self.sub[node.name] = done
-            return _scatter(done, self.batch_size)
-        fn, empty, extras = parts()
+    def call(self, node, fn, empty, extras=()):
+        """Runs `fn(inputs + extras)` on the examples that reach `node`, as
+        the mode says, and returns full-batch outputs; `empty()` makes
+        zero-size outputs of `fn`'s structure. `extras` are full-batch
+        tensors that travel with the inputs (a controller's forced
+        decisions, exploration noise)."""
         mask = self.executed[node.name]
         if self.mode == "masked":
             return _run_masked(fn, mask, self.arguments(node) + list(extras))
         if self.always[node.name]:
             return fn(self.arguments(node) + list(extras))
-        members = self.chains.get(node.name, ())
-        if members:
-            fn, empty, extras = self._fused_chain(node, fn, empty, extras)
         if self.static_batch_size == 1:
-            outputs = _run_single(
+            return _run_single(
                 fn, mask, self.arguments(node) + list(extras), empty
             )
-            for i, member in enumerate(members, start=1):
-                self.fused[member] = outputs[i]
-            return outputs[0] if members else outputs
         parent = self._carrier(node)
         if parent is None:
             sub = _gather_run(
@@ -533,10 +458,6 @@ class _Run:
             )
             data = [self.sub[p].outputs for p in node.inputs]
             sub = _run_carried(fn, parent, local_mask, data, extras, empty)
-        if members:
-            for i, member in enumerate(members, start=1):
-                self.fused[member] = sub._replace(outputs=sub.outputs[i])
-            sub = sub._replace(outputs=sub.outputs[0])
         self.sub[node.name] = sub
         # Unused full-batch values (a node read only by nodes carried on
         # its sub-batch) are pruned from a traced graph.
@@ -544,47 +465,13 @@ class _Run:
 
     def _carrier(self, node):
         """The `SubBatch` `node` can run on, or None: every input comes
-        from the same sub-batch (the same rows) and none has an edge
-        default (which would bring examples where the parent did not
-        run)."""
-        subs = [self.sub.get(p) for p in node.inputs]
-        if not subs or None in subs or node.defaults:
+        from the same sub-batch and none has an edge default (which would
+        bring examples where the parent did not run)."""
+        parents = {id(self.sub.get(p)) for p in node.inputs}
+        first = self.sub.get(node.inputs[0]) if node.inputs else None
+        if first is None or len(parents) != 1 or node.defaults:
             return None
-        if len({id(sub.indices) for sub in subs}) != 1:
-            return None
-        return subs[0]
-
-    def _fused_chain(self, head, fn, empty, extras):
-        """`(fn, empty, extras)` computing `head` and then its chain's
-        members (`carried_chains`) on the same rows, as one tuple of
-        outputs: one `tf.cond` for the whole chain. The members' extras
-        (forced decisions) follow the head's."""
-        names = (head.name, *self.chains[head.name])
-        parts = [(fn, empty, list(extras))] + [
-            _PARTS[self.plan.nodes[m].kind](self, self.plan.nodes[m], None)
-            for m in names[1:]
-        ]
-        data_count = len(head.inputs)
-        nodes = self.plan.nodes
-
-        def chain_fn(args):
-            data, rest = list(args[:data_count]), list(args[data_count:])
-            outputs = {}
-            for name, (node_fn, _, node_extras) in zip(names, parts):
-                mine, rest = rest[: len(node_extras)], rest[len(node_extras) :]
-                inputs = (
-                    data
-                    if name == head.name
-                    else [outputs[p] for p in nodes[name].inputs]
-                )
-                outputs[name] = node_fn(inputs + mine)
-            return tuple(outputs[name] for name in names)
-
-        def chain_empty():
-            return tuple(node_empty() for _, node_empty, _ in parts)
-
-        chain_extras = [e for _, _, node_extras in parts for e in node_extras]
-        return chain_fn, chain_empty, chain_extras
+        return first
 
     def _soft_indicator(self, node):
         """Float (batch,) equal to the node's execution mask, differentiable
@@ -670,8 +557,8 @@ def _run_merge(run, node):
     run.values[node.name] = merged
 
 
-def _layer_parts(run, node, mask):
-    """`(fn, empty, extras)` of a node with a layer (`mask` unused)."""
+def _run_layer(run, node):
+    run.reach(node)
     layer, training = node.layer, run.training
     spec = run.plan.specs[node.name]
 
@@ -682,21 +569,14 @@ def _layer_parts(run, node, mask):
     def empty():
         return tf.zeros([0] + list(spec.shape[1:]), dtype=spec.dtype)
 
-    return fn, empty, []
-
-
-def _run_layer(run, node):
-    mask = run.reach(node)
-    out = run.call(node, lambda: _layer_parts(run, node, mask))
+    out = run.call(node, fn, empty)
     if run.straight_through:
         out = out * _broadcast_mask(run.soft[node.name], out)
     run.values[node.name] = out
 
 
-def _controller_parts(run, node, mask):
-    """`(fn, empty, extras)` of a controller; `mask`, the examples that
-    reach it, or None when only reached rows are handed to it (a chain's
-    member)."""
+def _run_controller(run, node):
+    mask = run.reach(node)
     name = node.name
     forced = run.forced.get(name)
     temperature = run.straight_through.get(name)
@@ -704,10 +584,9 @@ def _controller_parts(run, node, mask):
     # gathers them for the examples that reach the controller.
     extras = []
     if forced is not None:
-        forced = tf.cast(forced, tf.int32)
         # 0 where the controller does not run (masked mode still computes
         # those rows, and a log-probability of action -1 fails in TFP).
-        extras.append(forced if mask is None else tf.where(mask, forced, 0))
+        extras.append(tf.where(mask, tf.cast(forced, tf.int32), 0))
     noise = None
     if run.training and (forced is None or temperature is not None):
         # Drawn for the whole batch before routing: an example's draw does
@@ -737,22 +616,13 @@ def _controller_parts(run, node, mask):
             else tf.zeros([0, num_actions], tf.float32),
         )
 
-    return fn, empty, extras
-
-
-def _run_controller(run, node):
-    mask = run.reach(node)
-    decision = run.call(node, lambda: _controller_parts(run, node, mask))
-    name = node.name
+    decision = run.call(node, fn, empty, extras)
     # Scattering leaves 0 where the controller did not run; -1 makes "did
     # not decide" distinct from action 0.
     run.decisions[name] = decision._replace(
         action=tf.where(mask, decision.action, -tf.ones_like(decision.action))
     )
 
-
-# How a chain's head builds its members' computations (`_fused_chain`).
-_PARTS = {"f": _layer_parts, "merge": _layer_parts, "q": _controller_parts}
 
 _RUNNERS = {
     "input": _run_input,

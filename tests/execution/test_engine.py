@@ -5,12 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras_d2nn
 from keras_d2nn import Controller
 from keras_d2nn import D2NNModel
 from keras_d2nn import Graph
 from keras_d2nn import execute
-from keras_d2nn.execution.engine import carried_chains
 from keras_d2nn.testing import random_graph
 
 
@@ -229,43 +227,6 @@ def test_a_chain_carries_its_sub_batch_and_agrees_with_masked():
         x = rng.normal(size=(len(decisions), 3)).astype("float32")
         masked = model.trace(x, decisions={"q": d}, mode="masked").outputs
         np.testing.assert_allclose(run(x, d)["m"], masked["m"], atol=1e-5)
-
-
-def routing_conds(fn, *specs):
-    """The `tf.cond` ops of `fn`'s graph, the input checks' left out."""
-    graph = tf.function(fn).get_concrete_function(*specs).graph
-    return [
-        op
-        for op in graph.get_operations()
-        if op.type in ("If", "StatelessIf") and "AssertGuard" not in op.name
-    ]
-
-
-def test_at_inference_a_chain_runs_in_one_cond():
-    model = chained_graph()
-    assert carried_chains(model.plan) == {"e1": ("e2", "e3")}
-    # e1, e2 and e3 in one branch: one `tf.cond` for the chain, at any
-    # batch size and at a batch of one.
-    for shape in ([None, 3], [1, 3]):
-        serve = routing_conds(
-            lambda x: model(x, training=False), tf.TensorSpec(shape)
-        )
-        assert len(serve) == 1
-    # Training keeps one `tf.cond` per node.
-    train = routing_conds(
-        lambda x, d: model.trace(x, training=True, decisions={"q": d}).outputs,
-        tf.TensorSpec([None, 3]),
-        tf.TensorSpec([None], tf.int32),
-    )
-    assert len(train) == 3
-
-
-def test_the_cascades_stages_chain_their_heads_and_exits():
-    plan = keras_d2nn.architectures.cascade().plan
-    assert carried_chains(plan) == {
-        "stage2": ("head2", "exit2"),
-        "stage3": ("head3",),
-    }
 
 
 @pytest.mark.parametrize("seed", range(4))
