@@ -1,4 +1,5 @@
-"""FLOP cost against latency cost: the cascade on Fashion-MNIST, TF CPU.
+"""FLOP cost against latency cost: the cascade on Fashion-MNIST, TF CPU
+or LiteRT.
 
 Issue 18's check of `compile(cost="latency")`. For one seed:
 
@@ -8,7 +9,8 @@ Issue 18's check of `compile(cost="latency")`. For one seed:
    logits are values of the task reward, so the cost enters only through
    the price that `calibrate_budget` puts on it, exactly as training with
    that cost weight would;
-2. profiles it on TF CPU at `--batch_size`
+2. profiles it on `--runtime` at `--batch_size` (TF CPU at 64 or LiteRT
+   at 1 by default)
    (`keras_d2nn.profiling.profile_latency`: the nodes alone, then the
    routed model on each route, the profile fitted to those times), and
    the nodes alone only (`routes=False`), for comparison;
@@ -17,9 +19,10 @@ Issue 18's check of `compile(cost="latency")`. For one seed:
    the model on a grid of budgets (fractions of the full FLOPs or of the
    full latency) with the held-out images, and on the test images
    records accuracy, FLOP fraction, the profile's predicted ms per
-   example and the measured ms per example (the routed model as a
-   `tf.function` at `--batch_size`, medians of `--repeats` passes, the
-   two costs' points interleaved);
+   example and the measured ms per example (the routed model at
+   `--batch_size`, as a `tf.function` or converted to LiteRT with the
+   point's offsets and run with one thread; medians of `--repeats`
+   passes, the two costs' points interleaved);
 4. times, in the same passes, the model with every example forced down
    each route: the profile's own routes measured again;
 5. profiles the model again after those passes: two profiles of one
@@ -31,7 +34,8 @@ and, at matched accuracy, the measured ms of the fastest FLOP-priced
 point at least as accurate as each latency-priced point, over that
 point's (> 1: the latency cost is faster at that accuracy).
 
-    python benchmarks/latency_cost.py
+    python benchmarks/latency_cost.py                   # TF CPU, batch 64
+    python benchmarks/latency_cost.py --runtime=litert  # LiteRT, batch 1
 """
 
 import argparse
@@ -48,6 +52,7 @@ import tradeoff
 import keras_d2nn
 from keras_d2nn.estimators import FullInformation
 from keras_d2nn.estimators import budget as budget_lib
+from keras_d2nn.export import litert
 from keras_d2nn.models import calibration
 from keras_d2nn.profiling import route_timing
 
@@ -59,21 +64,38 @@ def parse(argv=None):
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--gate_epochs", type=int, default=3)
     parser.add_argument("--points", type=int, default=8)
-    parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument(
+        "--runtime", choices=keras_d2nn.profiling.RUNTIMES, default="tf_cpu"
+    )
+    parser.add_argument(
+        "--batch_size",
+        type=int,
+        default=None,
+        help="default: 64 on tf_cpu, 1 on litert",
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile_repeats", type=int, default=20)
     parser.add_argument("--profile_warmup", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     tradeoff.add_data_flag(parser)
     parser.add_argument(
-        "--output", default="benchmarks/results/latency_cost.json"
+        "--output",
+        default=None,
+        help="default: benchmarks/results/latency_cost.json on tf_cpu, "
+        "latency_cost_litert.json on litert",
     )
     parser.add_argument(
         "--summary_only",
         action="store_true",
         help="print the saved points and compare them again",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.batch_size is None:
+        args.batch_size = 1 if args.runtime == "litert" else 64
+    if args.output is None:
+        suffix = "_litert" if args.runtime == "litert" else ""
+        args.output = f"benchmarks/results/latency_cost{suffix}.json"
+    return args
 
 
 def train(args, data):
@@ -90,15 +112,6 @@ def train(args, data):
         "two_phase", None, data[0], options, args.seed
     )
     return model
-
-
-def measured_ms(call, batches, batch_size):
-    """Wall time per example of `call` (the routed model as a
-    `tf.function`, as a server runs it) over `batches`."""
-    start = time.perf_counter()
-    for batch in batches:
-        tf.nest.flatten(call(batch))[0].numpy()
-    return 1000.0 * (time.perf_counter() - start) / (len(batches) * batch_size)
 
 
 def priced(model, cost, profile):
@@ -174,24 +187,73 @@ def points(model, profile, alone, args, data):
     return rows
 
 
-def time_points(model, rows, args, x_test):
-    """Measured ms of every point (its offsets are variables: one traced
-    function serves them all), the points interleaved in each repeat so
-    that machine noise hits them alike; the median of `--repeats`."""
+def _assign_offsets(model, row):
+    for q, offset in row["offsets"].items():
+        model.plan.nodes[q].layer.logit_offset.assign(offset)
+
+
+def tf_cpu_runners(model, rows, batches):
+    """One runner per row: the routed model as a `tf.function` (its
+    offsets are variables: one trace serves every row), the row's
+    offsets assigned before each pass."""
     call = tf.function(lambda x: model(x, training=False))
+    tensors = [tf.constant(b) for b in batches]
+    for batch in tensors[:2]:
+        call(batch)  # traced and warm
+
+    def runner(row):
+        def run():
+            _assign_offsets(model, row)
+            for batch in tensors:
+                tf.nest.flatten(call(batch))[0].numpy()
+
+        return run
+
+    return [runner(row) for row in rows]
+
+
+def litert_runners(model, rows, batches):
+    """One runner per row: the model converted to LiteRT with the row's
+    offsets (frozen as constants on conversion), one thread, the default
+    interpreter settings (XNNPACK)."""
+    runners = []
+    for row in rows:
+        _assign_offsets(model, row)
+        content = litert.convert(
+            [model],
+            lambda x: model(x, training=False),
+            [tf.TensorSpec(batches[0].shape, tf.float32)],
+        )
+        interpreter = litert.interpreter(content, num_threads=1)
+        index = interpreter.get_input_details()[0]["index"]
+
+        def run(interpreter=interpreter, index=index):
+            for batch in batches:
+                interpreter.set_tensor(index, batch)
+                interpreter.invoke()
+
+        runners.append(run)
+    return runners
+
+
+def time_points(model, rows, args, x_test):
+    """Measured ms per example of every row on `--runtime`, the rows
+    interleaved in each of `--repeats` passes over the test images so
+    that machine noise hits them alike; the median pass."""
     size = args.batch_size
     batches = [
-        tf.constant(x_test[i : i + size])
+        np.ascontiguousarray(x_test[i : i + size], np.float32)
         for i in range(0, len(x_test) - size + 1, size)
     ]
-    for batch in batches[:2]:
-        call(batch)  # traced and warm
+    make = litert_runners if args.runtime == "litert" else tf_cpu_runners
+    runners = make(model, rows, batches)
     samples = {i: [] for i in range(len(rows))}
     for _ in range(args.repeats):
-        for i, row in enumerate(rows):
-            for q, offset in row["offsets"].items():
-                model.plan.nodes[q].layer.logit_offset.assign(offset)
-            samples[i].append(measured_ms(call, batches, size))
+        for i, run in enumerate(runners):
+            start = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - start
+            samples[i].append(1000.0 * elapsed / (len(batches) * size))
     for i, row in enumerate(rows):
         row["measured_ms"] = statistics.median(samples[i])
         for key in ("predicted", "predicted_alone"):
@@ -261,11 +323,11 @@ def report(results):
 
 
 def profiled(model, args, routes):
-    """The model's TF CPU profile at `--batch_size`: fitted to its routes,
-    or (`routes=False`) its nodes alone."""
+    """The model's profile on `--runtime` at `--batch_size`: fitted to its
+    routes, or (`routes=False`) its nodes alone."""
     return keras_d2nn.profiling.profile_latency(
         model,
-        runtime="tf_cpu",
+        runtime=args.runtime,
         batch_size=args.batch_size,
         repeats=args.profile_repeats,
         warmup=args.profile_warmup,

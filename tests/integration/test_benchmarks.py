@@ -265,6 +265,32 @@ def test_latency_cost_benchmark_compares_both_costs(tmp_path):
     assert "at matched accuracy" in stdout
 
 
+@pytest.mark.slow  # about two minutes: a LiteRT conversion per point
+@pytest.mark.usefixtures("fashion_mnist")
+def test_latency_cost_benchmark_runs_on_litert(tmp_path):
+    output = tmp_path / "latency_cost_litert.json"
+    run_script(
+        "latency_cost.py",
+        "--runtime=litert",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--points=2",
+        "--repeats=1",
+        "--profile_repeats=2",
+        "--profile_warmup=1",
+        "--data_args=--train_examples=1500 --test_examples=200 "
+        "--validation_examples=500",
+        f"--output={output}",
+    )
+    results = json.loads(output.read_text())
+    assert results["profile"]["runtime"] == "litert"
+    assert results["profile"]["batch_size"] == 1
+    # At batch 1 every cost is per example: no fixed part, no base.
+    assert results["profile"]["base_ms"] == 0.0
+    assert len(results["routes"]) == 3 and len(results["points"]) == 4
+    assert all(r["measured_ms"] > 0 for r in results["points"])
+
+
 @pytest.mark.slow  # about a minute
 @pytest.mark.usefixtures("fashion_mnist")
 def test_minibag_benchmark_lands_every_contender(tmp_path):
