@@ -11,6 +11,7 @@ compute their logits as in serving. The offsets are put back afterwards.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -25,9 +26,13 @@ from keras_d2nn.export import litert
 if TYPE_CHECKING:
     from keras_d2nn.graph.plan import Plan
 
-# A round times this many batches of one route back to back, cycling
-# through this many distinct random batches: a stream, as served.
+# A round times at least this many batches of one route back to back,
+# and, once the warm-up rounds have measured a call, enough for the round
+# to last MIN_ROUND_SECONDS, cycling through STREAM_BATCHES distinct random
+# batches: a stream, as served. Rounds of 8 calls of 10 microseconds
+# (LiteRT, batch 1) measured mostly the wake-up after the previous round.
 CALLS_PER_ROUND = 8
+MIN_ROUND_SECONDS = 0.02
 STREAM_BATCHES = 4
 
 # Added to the chosen action's logit: far above any trained logit, small
@@ -156,9 +161,10 @@ def time_routes(
     every example forced down each of its distinct routes.
 
     Timed as a server runs: in each of `warmup + repeats` rounds, each
-    route in turn serves `CALLS_PER_ROUND` batches back to back (distinct
-    random batches), and the mean time per batch of the round is a
-    sample; the median of the `repeats` samples is kept. Single calls,
+    route in turn serves batches back to back (distinct random batches;
+    `CALLS_PER_ROUND`, or as many as fill `MIN_ROUND_SECONDS` after the
+    warm-up), and the mean time per batch of the round is a sample; the
+    median of the `repeats` samples is kept. Single calls,
     each after another route's, ran the cascade's cheapest route 30%
     slower and its full route 8% faster than a stream of batches does.
 
@@ -191,14 +197,22 @@ def time_routes(
             samples: dict[tuple[str, ...], list[float]] = {
                 r: [] for r in routes
             }
+            calls = dict.fromkeys(routes, CALLS_PER_ROUND)
             for round_ in range(warmup + repeats):
                 for route, index in routes.items():
-                    force(plan, joint_actions(plan, index))
+                    if shared is not None:  # LiteRT froze them already
+                        force(plan, joint_actions(plan, index))
                     start = time.perf_counter()
-                    runners[route](CALLS_PER_ROUND)
+                    runners[route](calls[route])
                     elapsed = time.perf_counter() - start
                     if round_ >= warmup:
-                        samples[route].append(elapsed / CALLS_PER_ROUND)
+                        samples[route].append(elapsed / calls[route])
+                    else:
+                        per_call = elapsed / calls[route]
+                        calls[route] = max(
+                            CALLS_PER_ROUND,
+                            math.ceil(MIN_ROUND_SECONDS / max(per_call, 1e-9)),
+                        )
             for route in routes:
                 times[route][size] = statistics.median(samples[route])
     finally:
