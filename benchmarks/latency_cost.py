@@ -294,6 +294,57 @@ def matched(rows):
     return result
 
 
+def frontier(rows):
+    """`(accuracy, ms)` of the points no faster point is as accurate as,
+    by increasing time (and so accuracy)."""
+    points = sorted((r["measured_ms"], r["accuracy"]) for r in rows)
+    result = []
+    for ms, accuracy in points:
+        if not result or accuracy > result[-1][0]:
+            result.append((accuracy, ms))
+    return result
+
+
+def time_at(curve, accuracy):
+    """The time `curve` (a `frontier`) needs for `accuracy`, linearly
+    interpolated between its points; None outside its range."""
+    for (a0, t0), (a1, t1) in zip(curve, curve[1:]):
+        if a0 <= accuracy <= a1:
+            return t0 + (accuracy - a0) / (a1 - a0) * (t1 - t0)
+    if curve and accuracy == curve[0][0]:
+        return curve[0][1]
+    return None
+
+
+def interpolated(rows):
+    """At each accuracy of either curve's frontier within both frontiers'
+    range: the time each frontier needs for it, interpolated, and FLOP
+    over latency (> 1: the latency cost is faster). Unlike `matched`,
+    which compares a point with the fastest at least as accurate (a
+    coarse grid then favours whichever curve has the point), both curves
+    are read at the same accuracy."""
+    curves = {
+        cost: frontier([r for r in rows if r["cost"] == cost]) for cost in COSTS
+    }
+    accuracies = sorted({a for curve in curves.values() for a, _ in curve})
+    result = []
+    for accuracy in accuracies:
+        times = {
+            cost: time_at(curve, accuracy) for cost, curve in curves.items()
+        }
+        if None in times.values():
+            continue
+        result.append(
+            {
+                "accuracy": accuracy,
+                "flop_priced_ms": times["flops"],
+                "latency_priced_ms": times["latency"],
+                "flop_over_latency": times["flops"] / times["latency"],
+            }
+        )
+    return result
+
+
 def report(results):
     """Prints the points and the comparison at matched accuracy."""
     print(
@@ -318,6 +369,15 @@ def report(results):
         print(
             f"  accuracy {c['accuracy']:.4f}: {c['flop_priced_ms']:.4f} "
             f"(at {c['flop_priced_accuracy']:.4f}) / "
+            f"{c['latency_priced_ms']:.4f} = {c['flop_over_latency']:.2f}"
+        )
+    print(
+        "\ninterpolated on both frontiers at the same accuracy: FLOP-priced "
+        "ms / latency-priced ms"
+    )
+    for c in results.get("interpolated", []):
+        print(
+            f"  accuracy {c['accuracy']:.4f}: {c['flop_priced_ms']:.4f} / "
             f"{c['latency_priced_ms']:.4f} = {c['flop_over_latency']:.2f}"
         )
 
@@ -346,6 +406,7 @@ def main(argv=None):
     if args.summary_only:  # the comparison again, from the saved points
         results = json.loads(path.read_text())
         results["matched_accuracy"] = matched(results["points"])
+        results["interpolated"] = interpolated(results["points"])
     else:
         data = tradeoff.load_data_of("cascade", args.data_args)
         model = train(args, data)
@@ -371,6 +432,7 @@ def main(argv=None):
             "routes": [_saved(r) for r in forced],
             "points": [_saved(r) for r in rows],
             "matched_accuracy": matched(rows),
+            "interpolated": interpolated(rows),
         }
     report(results)
     path.parent.mkdir(parents=True, exist_ok=True)
