@@ -134,11 +134,7 @@ def route_rows(model, profile, alone, data):
     rows = []
     for route, index in route_timing.distinct_routes(plan).items():
         actions = route_timing.joint_actions(plan, index)
-        offsets = {}
-        for q, action in actions.items():
-            offset = np.zeros(len(plan.nodes[q].actions), np.float32)
-            offset[action] = route_timing.FORCING_OFFSET
-            offsets[q] = offset.tolist()
+        offsets = route_timing.forcing_offsets(plan, actions)
         forced = {q: np.full(len(x_test), a) for q, a in actions.items()}
         routes = model.route(x_test, labels=y_test, decisions=forced)
         rows.append(

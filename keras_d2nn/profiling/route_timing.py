@@ -69,12 +69,23 @@ def joint_actions(plan: Plan, index: int) -> dict[str, int]:
     return actions
 
 
-def force(plan: Plan, actions: dict[str, int]) -> None:
-    """Sets each controller's `logit_offset` so that its argmax is
-    `actions[controller]` whatever its inputs."""
+def forcing_offsets(plan: Plan, actions: dict[str, int]) -> dict:
+    """`{controller: float32 logit offsets}` whose argmax is
+    `actions[controller]` whatever the controller's inputs.
+
+    Example: `forcing_offsets(model.plan, {"gate": 1})  # {"gate": [0, 1e4]}`.
+    """
+    offsets = {}
     for q, action in actions.items():
         offset = np.zeros(len(plan.nodes[q].actions), np.float32)
         offset[action] = FORCING_OFFSET
+        offsets[q] = offset
+    return offsets
+
+
+def force(plan: Plan, actions: dict[str, int]) -> None:
+    """Sets each controller's `logit_offset` to `forcing_offsets`."""
+    for q, offset in forcing_offsets(plan, actions).items():
         controller: Any = plan.nodes[q].layer  # a Q-node always has one
         controller.logit_offset.assign(offset)
 
