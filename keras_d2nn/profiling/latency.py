@@ -38,6 +38,7 @@ from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.graph.latency_profile import _check_runtime
 from keras_d2nn.profiling import route_fit
 from keras_d2nn.profiling import route_timing
+from keras_d2nn.profiling.random_inputs import random_array
 
 if TYPE_CHECKING:
     from keras_d2nn.graph.plan import Node
@@ -174,11 +175,7 @@ def _random_inputs(plan: Plan, node: Node, batch_size: int, rng) -> list:
                 f"Cannot profile node '{node.name}': its input '{parent}' "
                 f"has an unknown dimension, shape {tuple(spec.shape)}."
             )
-        dtype = np.dtype(spec.dtype)
-        if np.issubdtype(dtype, np.floating):
-            arrays.append(rng.standard_normal(shape).astype(dtype))
-        else:
-            arrays.append(np.zeros(shape, dtype))
+        arrays.append(random_array(spec, batch_size, rng))
     return arrays
 
 

@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn.export import litert
+from keras_d2nn.profiling.random_inputs import random_array
 
 if TYPE_CHECKING:
     from keras_d2nn.graph.plan import Plan
@@ -92,16 +93,10 @@ def force(plan: Plan, actions: dict[str, int]) -> None:
 
 def random_model_inputs(model: Any, batch_size: int, rng) -> list:
     """Random arrays of the model's inputs, in `model.input_names` order."""
-    arrays = []
-    for name in model.input_names:
-        spec = model.plan.specs[name]
-        shape = (batch_size, *spec.shape[1:])
-        dtype = np.dtype(spec.dtype)
-        if np.issubdtype(dtype, np.floating):
-            arrays.append(rng.random(shape).astype(dtype))
-        else:
-            arrays.append(np.zeros(shape, dtype))
-    return arrays
+    return [
+        random_array(model.plan.specs[name], batch_size, rng, uniform=True)
+        for name in model.input_names
+    ]
 
 
 def _serving_fn(model: Any) -> Callable[..., Any]:
