@@ -303,6 +303,8 @@ class LatencyProfile:
             executed = routing if plan is None else self._decided(routing, plan)
         ran = self._ran(executed)
         count = len(next(iter(ran.values())))
+        if not count:
+            raise ValueError("`routing` holds no example: nothing to predict.")
         total = 0.0
         for start in range(0, count, size):
             total += self.base_ms

@@ -84,6 +84,8 @@ def test_predict_pays_fixed_costs_once_per_batch_that_runs_the_node():
     ) == pytest.approx(one_batch)
     with pytest.raises(ValueError, match="`batch_size` should be an integer"):
         FITTED.predict(decisions, plan=model.plan, batch_size=0)
+    with pytest.raises(ValueError, match="holds no example"):
+        FITTED.predict({"gate": np.array([], int)}, plan=model.plan)
 
 
 def test_json_round_trip(tmp_path):
