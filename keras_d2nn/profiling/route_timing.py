@@ -170,9 +170,9 @@ def time_routes(
     route in turn serves batches back to back (distinct random batches;
     `CALLS_PER_ROUND`, or as many as fill `MIN_ROUND_SECONDS` after the
     warm-up), and the mean time per batch of the round is a sample; the
-    median of the `repeats` samples is kept. Single calls,
-    each after another route's, ran the cascade's cheapest route 30%
-    slower and its full route 8% faster than a stream of batches does.
+    median of the `repeats` samples is kept. Single calls, each after
+    another route's, ran the cascade's cheapest route 30% slower and its
+    full route 8% faster than a stream of batches does.
 
     Example: `time_routes(model, "tf_cpu", (1, 64), 20, 3, rng)`.
     """
