@@ -50,6 +50,18 @@ def _checked_ms(name: str, ms: Any) -> float:
     return value
 
 
+def _check_batch_size(batch_size: Any) -> None:
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ValueError(
+            "`batch_size` should be an integer >= 1. "
+            f"Received: batch_size={batch_size!r}"
+        )
+
+
 def _check_runtime(runtime: str) -> str:
     if runtime not in RUNTIMES:
         raise ValueError(
@@ -97,15 +109,7 @@ class LatencyProfile:
 
     def __post_init__(self):
         _check_runtime(self.runtime)
-        if (
-            isinstance(self.batch_size, bool)
-            or not isinstance(self.batch_size, (int, np.integer))
-            or self.batch_size < 1
-        ):
-            raise ValueError(
-                "`batch_size` should be an integer >= 1. "
-                f"Received: batch_size={self.batch_size!r}"
-            )
+        _check_batch_size(self.batch_size)
         # Frozen: assign through object to store the checked copies.
         for field in ("node_ms", "node_fixed_ms"):
             cleaned = {
@@ -291,13 +295,7 @@ class LatencyProfile:
         ```
         """
         size = self.batch_size if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-            size = 0  # refused below
-        if size < 1:
-            raise ValueError(
-                "`batch_size` should be an integer >= 1. "
-                f"Received: batch_size={batch_size!r}"
-            )
+        _check_batch_size(size)
         executed = getattr(routing, "executed", None)
         if executed is None:
             executed = routing if plan is None else self._decided(routing, plan)

@@ -138,7 +138,7 @@ def profile_latency(
         model, runtime, sizes, repeats, warmup, rng
     )
     fitted_ms, fixed_ms, base_ms = route_fit.fit_to_routes(
-        model.plan, seconds_per_route, node_ms, batch_size
+        seconds_per_route, node_ms, batch_size
     )
     return LatencyProfile(
         fitted_ms,

@@ -12,16 +12,11 @@ fixed part is the profile's `base_ms`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from keras_d2nn.graph.plan import Plan
-
 
 def fit_to_routes(
-    plan: Plan,
     route_seconds: Mapping[tuple[str, ...], Mapping[int, float]],
     alone_ms: Mapping[str, float],
     batch_size: int,
@@ -34,7 +29,7 @@ def fit_to_routes(
     nodes that always run together; a node on no timed route keeps it.
     At batch size 1 there is no fixed part: everything is per example.
 
-    Example: `fit_to_routes(plan, times, profile.node_ms, 64)`.
+    Example: `fit_to_routes(times, profile.node_ms, 64)`.
     """
     routes = list(route_seconds)
     per_batch = np.array(

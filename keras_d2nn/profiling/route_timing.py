@@ -189,24 +189,23 @@ def time_routes(
                 for _ in range(STREAM_BATCHES)
             ]
             # TF: one traced function for every route (the offsets are
-            # variables); LiteRT freezes them: one conversion per route.
-            shared = None
-            if runtime != "litert":
-                shared = _tf_cpu_runner(model, batches)
-            runners = {}
-            for route, index in routes.items():
-                if shared is None:
+            # variables, forced before each round); LiteRT freezes them:
+            # one conversion per route.
+            frozen = runtime == "litert"
+            if frozen:
+                runners = {}
+                for route, index in routes.items():
                     force(plan, joint_actions(plan, index))
                     runners[route] = _litert_runner(model, batches)
-                else:
-                    runners[route] = shared
+            else:
+                runners = dict.fromkeys(routes, _tf_cpu_runner(model, batches))
             samples: dict[tuple[str, ...], list[float]] = {
                 r: [] for r in routes
             }
             calls = dict.fromkeys(routes, CALLS_PER_ROUND)
             for round_ in range(warmup + repeats):
                 for route, index in routes.items():
-                    if shared is not None:  # LiteRT froze them already
+                    if not frozen:
                         force(plan, joint_actions(plan, index))
                     start = time.perf_counter()
                     runners[route](calls[route])

@@ -42,7 +42,7 @@ def test_the_fit_reproduces_every_route_and_splits_groups_by_alone(cascade):
     # group of nodes on the same routes comes from these times.
     alone = {n: 2 * ms for n, ms in true_ms.items()}
 
-    node_ms, fixed_ms, base_ms = fit_to_routes(plan, times, alone, BATCH)
+    node_ms, fixed_ms, base_ms = fit_to_routes(times, alone, BATCH)
 
     profile = LatencyProfile(
         node_ms, batch_size=BATCH, node_fixed_ms=fixed_ms, base_ms=base_ms
@@ -70,7 +70,7 @@ def test_a_batch_of_one_has_no_fixed_part(cascade):
         for r in routes
     }
     node_ms, fixed_ms, base_ms = fit_to_routes(
-        plan, times, dict.fromkeys(computing, 1.0), batch_size=1
+        times, dict.fromkeys(computing, 1.0), batch_size=1
     )
     assert (fixed_ms, base_ms) == ({}, 0.0)
     for route, sizes in times.items():
@@ -84,7 +84,7 @@ def test_noise_that_would_make_a_cost_negative_leaves_it_at_zero():
     # Noise: the full route measured faster than the cheap one.
     times = {cheap: {1: 0.002, BATCH: 0.004}, full: {1: 0.0019, BATCH: 0.0037}}
     alone = dict.fromkeys(full, 0.01)
-    node_ms, fixed_ms, base_ms = fit_to_routes(model.plan, times, alone, BATCH)
+    node_ms, fixed_ms, base_ms = fit_to_routes(times, alone, BATCH)
     extra = set(full) - set(cheap)
     assert all(node_ms[n] == 0.0 for n in extra)
     assert not extra & set(fixed_ms)
