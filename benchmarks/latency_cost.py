@@ -1,9 +1,13 @@
-"""FLOP cost against latency cost: the cascade on Fashion-MNIST, TF CPU
-or LiteRT.
+"""FLOP cost against latency cost on Fashion-MNIST, TF CPU or LiteRT.
 
-Issue 18's check of `compile(cost="latency")`. For one seed:
+Issue 18's check of `compile(cost="latency")`, on one of two networks
+(`--network`): the cascade, whose routes rank alike in FLOPs and in time
+(each exit saves FLOPs and time), and `wide_or_deep`
+(`bench_networks.py`), whose gate picks among stopping and two branches
+as accurate as each other, one with half the FLOPs of the other but the
+slower. For one seed:
 
-1. trains the cascade (exits reading their head's confidence) with the
+1. trains the network (its gates reading a head's confidence) with the
    two-phase recipe of `tradeoff.py` (`--epochs` of every module on every
    example, `--gate_epochs` of the controllers alone): the controllers'
    logits are values of the task reward, so the cost enters only through
@@ -36,6 +40,7 @@ point's (> 1: the latency cost is faster at that accuracy).
 
     python benchmarks/latency_cost.py                   # TF CPU, batch 64
     python benchmarks/latency_cost.py --runtime=litert  # LiteRT, batch 1
+    python benchmarks/latency_cost.py --network=wide_or_deep [--runtime=..]
 """
 
 import argparse
@@ -47,6 +52,7 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+import bench_networks
 import tradeoff
 
 import keras_d2nn
@@ -57,10 +63,18 @@ from keras_d2nn.models import calibration
 from keras_d2nn.profiling import route_timing
 
 COSTS = ("flops", "latency")
+NETWORKS = ("cascade", "wide_or_deep")
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--network",
+        choices=NETWORKS,
+        default="cascade",
+        help="cascade: its routes rank alike in FLOPs and in time; "
+        "wide_or_deep (bench_networks.py): its branches rank differently",
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--gate_epochs", type=int, default=3)
     parser.add_argument("--points", type=int, default=8)
@@ -93,12 +107,20 @@ def parse(argv=None):
     if args.batch_size is None:
         args.batch_size = 1 if args.runtime == "litert" else 64
     if args.output is None:
-        suffix = "_litert" if args.runtime == "litert" else ""
-        args.output = f"benchmarks/results/latency_cost{suffix}.json"
+        network = "" if args.network == "cascade" else f"_{args.network}"
+        runtime = "_litert" if args.runtime == "litert" else ""
+        args.output = f"benchmarks/results/latency_cost{network}{runtime}.json"
     return args
 
 
 def train(args, data):
+    """`--network`, trained with the two-phase recipe."""
+    if args.network == "wide_or_deep":
+        return train_wide_or_deep(args, data)
+    return train_cascade(args, data)
+
+
+def train_cascade(args, data):
     """The two-phase cascade (tradeoff.py's `two_phase` contender)."""
     options = tradeoff.parse_args(
         [
@@ -111,6 +133,38 @@ def train(args, data):
     model, _ = tradeoff.train_learned(
         "two_phase", None, data[0], options, args.seed
     )
+    return model
+
+
+def train_wide_or_deep(args, data):
+    """`bench_networks.wide_or_deep` with the two-phase recipe: its
+    modules (the cheap path with its head, `wide`, `deep`) each trained
+    on every training image for `--epochs`, as classifiers of their own,
+    then the gate alone for `--gate_epochs` on the values of the task
+    reward (`FullInformation`: every action's reward on every example)."""
+    keras.utils.set_random_seed(args.seed)
+    model = bench_networks.wide_or_deep()
+    (x_train, y_train), _, _ = data
+    layer = {name: node.layer for name, node in model.plan.nodes.items()}
+    classifiers = [
+        keras.Sequential([layer["low"], layer["low_head"]]),
+        layer["wide"],
+        layer["deep"],
+    ]
+    for classifier in classifiers:
+        classifier.compile(keras.optimizers.Adam(1e-3), tradeoff.LOSS)
+        classifier.fit(
+            x_train, y_train, epochs=args.epochs, batch_size=128, verbose=2
+        )
+    model.freeze_modules()
+    tradeoff.compile_full_information(model)
+    tradeoff.fit(
+        model,
+        (x_train, y_train),
+        tradeoff.parse_args([]),
+        epochs=args.gate_epochs,
+    )
+    model.freeze_modules(False)
     return model
 
 
@@ -158,8 +212,12 @@ def points(model, profile, alone, args, data):
     rows = []
     for cost in COSTS:
         priced(model, cost, profile)
-        cheapest = budget_lib.cheapest_cost(model.plan, model.cost_measure)
-        for budget in np.linspace(cheapest + 0.03, 0.9, args.points):
+        measure = model.cost_measure
+        cheapest = budget_lib.cheapest_cost(model.plan, measure)
+        # 0.9 of the dearest route (of the full cost on the cascade, whose
+        # dearest route runs every node; wide_or_deep's runs one branch).
+        top = 0.9 * measure.route_costs.max() / measure.full
+        for budget in np.linspace(cheapest + 0.03, top, args.points):
             landed = model.calibrate_budget(held_out[0], float(budget))
             routes = model.route(x_test, labels=y_test)
             rows.append(
