@@ -25,11 +25,11 @@ import tensorflow as tf
 
 from keras_d2nn import architectures
 from keras_d2nn.architectures.high_low import default_low_network
+from keras_d2nn.export import static_network
 from keras_d2nn.graph import Graph
 from keras_d2nn.layers import ConfidenceFeatures
 from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
-from keras_d2nn.export import static_network
 
 
 def conv(filters, **kwargs):

@@ -49,10 +49,10 @@ import pathlib
 import statistics
 import time
 
+import bench_networks
 import keras
 import numpy as np
 import tensorflow as tf
-import bench_networks
 import tradeoff
 
 import keras_d2nn
