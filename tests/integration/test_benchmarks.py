@@ -291,6 +291,32 @@ def test_latency_cost_benchmark_runs_on_litert(tmp_path):
     assert all(r["measured_ms"] > 0 for r in results["points"])
 
 
+@pytest.mark.slow  # about two minutes: three modules trained apart
+@pytest.mark.usefixtures("fashion_mnist")
+def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path):
+    output = tmp_path / "latency_cost_wide_or_deep.json"
+    run_script(
+        "latency_cost.py",
+        "--network=wide_or_deep",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--points=2",
+        "--repeats=1",
+        "--profile_repeats=2",
+        "--profile_warmup=1",
+        "--data_args=--train_examples=1000 --test_examples=256 "
+        "--validation_examples=300",
+        f"--output={output}",
+    )
+    results = json.loads(output.read_text())
+    # Stop, wide, deep: deep has fewer FLOPs than wide (its routes' FLOP
+    # fractions on the test images, every example forced down each).
+    stop, wide, deep = results["routes"]
+    assert stop["flop_fraction"] < deep["flop_fraction"]
+    assert deep["flop_fraction"] < wide["flop_fraction"]
+    assert len(results["points"]) == 4
+
+
 @pytest.mark.slow  # about a minute
 @pytest.mark.usefixtures("fashion_mnist")
 def test_minibag_benchmark_lands_every_contender(tmp_path):
