@@ -1,11 +1,11 @@
 """The performance goals against the latest benchmark results, as
 Markdown tables (what docs/performance.md shows).
 
-Reads the JSON written by `speed.py`, `train_speed.py` and
-`serving_memory.py` from `--results` and prints, for serving, one line per
-network and runtime setting (efficiency, routed time / route mix, every
-branch / equivalent static network, each against its goal), then one line
-per training and memory goal:
+Reads the JSON written by `speed.py`, `train_speed.py`,
+`serving_memory.py` and `latency_cost.py` from `--results` and prints,
+for serving, one line per network and runtime setting (efficiency, routed
+time / route mix, every branch / equivalent static network, each against
+its goal), then one line per training, memory and latency-cost goal:
 
     python benchmarks/speed_summary.py
 """
@@ -192,6 +192,56 @@ def memory_lines(memory):
     return lines
 
 
+LATENCY_RESULTS = {
+    "latency_cost.json": "cascade, TF batch 64",
+    "latency_cost_litert.json": "cascade, LiteRT batch 1",
+    "latency_cost_wide_or_deep.json": "wide_or_deep, TF batch 64",
+    "latency_cost_wide_or_deep_litert.json": "wide_or_deep, LiteRT batch 1",
+}
+
+
+def latency_lines(results):
+    """Issue 18's checks of the latency cost, from `latency_cost.py`'s
+    results: the fitted profile's prediction of every row within 10%, and
+    the latency-priced D2NN faster than the FLOP-priced one at every
+    matched accuracy (both frontiers interpolated)."""
+    lines = []
+    for name, what in LATENCY_RESULTS.items():
+        data = load(results, name)
+        if data is None:
+            lines.append(f"| ({name} missing) | | | | |")
+            continue
+        ratios = [
+            r["predicted_over_measured"]
+            for r in data.get("routes", []) + data["points"]
+        ]
+        within = sum(abs(r - 1.0) <= 0.10 for r in ratios)
+        lines.append(
+            _line(
+                f"{what}: predicted / measured ms, farthest from 1",
+                0.10,
+                max(abs(r - 1.0) for r in ratios),
+                "<=",
+                f"{min(ratios):.2f}-{max(ratios):.2f}, "
+                f"{within} of {len(ratios)} within 10%",
+            )
+        )
+        speedups = [c["flop_over_latency"] for c in data["interpolated"]]
+        if speedups:
+            lines.append(
+                _line(
+                    f"{what}: FLOP-priced / latency-priced ms at matched "
+                    "accuracy, lowest",
+                    1.0,
+                    min(speedups),
+                    ">=",
+                    f"{min(speedups):.2f}-{max(speedups):.2f} "
+                    f"at {len(speedups)} accuracies",
+                )
+            )
+    return lines
+
+
 def _line(what, goal, value, direction, note=""):
     met = value >= goal if direction == ">=" else value <= goal
     return (
@@ -219,6 +269,7 @@ def main():
             print(f"| ({name} missing) | | | | |")
             continue
         print("\n".join(make(data)))
+    print("\n".join(latency_lines(args.results)))
 
 
 if __name__ == "__main__":
