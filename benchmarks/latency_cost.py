@@ -87,6 +87,13 @@ def parse(argv=None):
         default=None,
         help="default: 64 on tf_cpu, 1 on litert",
     )
+    parser.add_argument(
+        "--tf_threads",
+        type=int,
+        default=0,
+        help="TF's intra- and inter-op threads for training, profiling and "
+        "timing alike (0: TF's default, every core)",
+    )
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--profile_repeats", type=int, default=20)
     parser.add_argument("--profile_warmup", type=int, default=10)
@@ -453,6 +460,9 @@ def _saved(row):
 
 def main(argv=None):
     args = parse(argv)
+    if args.tf_threads:  # before TF starts: it cannot change afterwards
+        tf.config.threading.set_intra_op_parallelism_threads(args.tf_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.tf_threads)
     path = pathlib.Path(args.output)
     if args.summary_only:  # the comparison again, from the saved points
         results = json.loads(path.read_text())
