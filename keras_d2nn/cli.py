@@ -23,6 +23,10 @@ Commands:
             to --output_dir; resumes an interrupted search.
   verify    runs a model (--model) and its export (--exported) on --n real
             test images and reports how well they agree.
+  profile   times an architecture, built as `train` builds it, on a
+            --runtime (TF CPU or LiteRT) and writes its latency profile to
+            --output, for `train --latency_profile` (milliseconds instead
+            of FLOPs as the controllers' cost).
 
 TensorFlow's C++ log lines are hidden (see `tf_logging`) unless
 TF_CPP_MIN_LOG_LEVEL is set.
@@ -44,14 +48,16 @@ from absl import logging
 from keras_d2nn import estimators
 from keras_d2nn.architectures import ARCHITECTURES
 from keras_d2nn.data import pipelines
+from keras_d2nn.experiments import profile_job
 from keras_d2nn.experiments import train_job
 from keras_d2nn.experiments import tune_job
 
 FLAGS = flags.FLAGS
-COMMANDS = ("get_data", "train", "export", "verify", "tune")
+COMMANDS = ("get_data", "train", "export", "verify", "tune", "profile")
 EXPORT_FORMATS = ("saved_model", "litert", "onnx")
 _DEFAULTS = train_job.TrainConfig()
 _TUNE = tune_job.TuneConfig()
+_PROFILE = profile_job.ProfileConfig()
 
 flags.DEFINE_string(
     "arch", _DEFAULTS.arch, f"Architecture: one of {list(ARCHITECTURES)}."
@@ -215,7 +221,26 @@ flags.DEFINE_bool(
 flags.DEFINE_enum(
     "format", "saved_model", EXPORT_FORMATS, "export: what to write."
 )
-flags.DEFINE_string("output", None, "export: the output path.")
+flags.DEFINE_string("output", None, "export, profile: the output path.")
+flags.DEFINE_string(
+    "latency_profile",
+    None,
+    "train: a latency profile JSON of this architecture (`profile` writes "
+    "one): the controllers pay its milliseconds instead of FLOPs, and "
+    "--budget is a fraction of the full latency.",
+)
+flags.DEFINE_enum(
+    "runtime",
+    _PROFILE.runtime,
+    profile_job.RUNTIMES,
+    "profile: where to time: tf_cpu (TensorFlow on the CPU, TF Serving's "
+    "case) or litert (the LiteRT interpreter, one thread, a phone's case).",
+)
+flags.DEFINE_integer(
+    "repeats",
+    _PROFILE.repeats,
+    "profile: timed rounds per node and per route (the median is kept).",
+)
 flags.DEFINE_integer(
     "export_batch_size",
     None,
@@ -258,6 +283,8 @@ SUMMARIES = {
     "verify": "checks an export against its model on real test images",
     "tune": "searches cost_weight for a FLOP budget or accuracy target "
     "(keras-tuner)",
+    "profile": "times an architecture on a runtime, for train "
+    "--latency_profile",
 }
 # Flags every data-reading command shares.
 DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
@@ -266,6 +293,7 @@ DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
 OWN_DEFAULTS = {
     "tune": ("train_examples", "output_dir"),
     "train": ("val_examples", "budget"),
+    "profile": ("batch_size", "output"),
 }
 # The flags each command reads (train and tune: their config's fields).
 COMMAND_FLAGS = {
@@ -284,6 +312,9 @@ COMMAND_FLAGS = {
     "verify": ("model", "exported", "n", "report", "unsafe_load", *DATA_FLAGS),
     "tune": tuple(f.name for f in dataclasses.fields(tune_job.TuneConfig))
     + ("reward_cost_weight",),
+    "profile": tuple(
+        f.name for f in dataclasses.fields(profile_job.ProfileConfig)
+    ),
 }
 # Help strings that read differently for one command.
 _COMMAND_HELP = {
@@ -308,6 +339,9 @@ _COMMAND_HELP = {
     "stay.",
     ("tune", "budget"): "The most accurate model within this fraction of "
     "the full network's FLOPs.",
+    ("profile", "batch_size"): "Examples per timed call: the batch size "
+    "served (default: 64 on tf_cpu, 1 on litert).",
+    ("profile", "output"): "The JSON file to write (its folder must exist).",
 }
 _LOGGING_HELP = (
     "TensorFlow's C++ log lines are hidden; set TF_CPP_MIN_LOG_LEVEL to see "
@@ -368,7 +402,11 @@ def _flag_help(command, name):
     flag = FLAGS[name]
     default = flag.default
     if name in OWN_DEFAULTS.get(command, ()):
-        config = {"tune": tune_job.TuneConfig, "train": train_job.TrainConfig}
+        config = {
+            "tune": tune_job.TuneConfig,
+            "train": train_job.TrainConfig,
+            "profile": profile_job.ProfileConfig,
+        }
         default = getattr(config[command](), name)
     if flag.boolean:
         shown = f"--[no]{name}"
@@ -574,10 +612,10 @@ def get_data():
     print("Ready: `python -m keras_d2nn train` (or --help) is next.")
 
 
-def _config_from_flags(cls, own_defaults=None):
+def _config_from_flags(cls, own_defaults=None, data=True):
     """A config dataclass from the flags, checked, with its data prepared
-    (or a one-line failure). Flags named in `own_defaults` keep the
-    config's default unless given on the command line."""
+    when `data` (or a one-line failure). Flags named in `own_defaults`
+    keep the config's default unless given on the command line."""
     defaults = cls()
     config = cls(
         **{
@@ -592,9 +630,10 @@ def _config_from_flags(cls, own_defaults=None):
     )
     try:
         config.check()
-        pipelines.prepared_builder(
-            config.dataset, config.tfds_dir, config.data_dir
-        )
+        if data:
+            pipelines.prepared_builder(
+                config.dataset, config.tfds_dir, config.data_dir
+            )
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
     return config
@@ -602,11 +641,17 @@ def _config_from_flags(cls, own_defaults=None):
 
 def train():
     """Trains, evaluates and measures baselines (see `train_job`)."""
-    train_job.run(
-        _config_from_flags(
-            train_job.TrainConfig, own_defaults=OWN_DEFAULTS["train"]
-        )
+    config = _config_from_flags(
+        train_job.TrainConfig, own_defaults=OWN_DEFAULTS["train"]
     )
+    if config.latency_profile is not None:
+        # Another graph's profile, or not a profile: said before training.
+        try:
+            plan = train_job.builder(config)().plan
+            train_job.load_latency_profile(config.latency_profile, plan)
+        except ValueError as error:
+            _fail(str(error))
+    train_job.run(config)
 
 
 def tune():
@@ -616,6 +661,16 @@ def tune():
             tune_job.TuneConfig, own_defaults=OWN_DEFAULTS["tune"]
         )
     )
+
+
+def profile():
+    """Times an architecture on a runtime (see `profile_job`)."""
+    config = _config_from_flags(
+        profile_job.ProfileConfig,
+        own_defaults=OWN_DEFAULTS["profile"],
+        data=False,
+    )
+    profile_job.run(config)
 
 
 def _load_d2nn():
@@ -790,6 +845,7 @@ def main(argv):
         "export": export,
         "verify": verify,
         "tune": tune,
+        "profile": profile,
     }[argv[1]]()
 
 

@@ -10,7 +10,11 @@ command line over it.
 
 Runs of any length train a D2NN: the warm-up and the cost-weight ramp are
 shortened to fit (`schedules.d2nn_schedule`), so the last epoch always
-trains at `cost_weight`. With `budget` (a fraction of the full FLOPs) the
+trains at `cost_weight`. With `latency_profile` (a `LatencyProfile` JSON
+of the same architecture, `python -m keras_d2nn profile`) the controllers
+pay its predicted milliseconds instead of FLOPs (`compile(cost="latency")`,
+docs/latency_cost.md), and the budget and the report's cost fractions are
+of the full latency. With `budget` (a fraction of the full cost) the
 D2NN is compiled with `target_cost=budget`: the cost weight becomes a
 Lagrange multiplier that training moves (from `cost_weight`) towards the
 budget, with no ramp; then the trained model is landed on the budget
@@ -33,6 +37,7 @@ config.schedule().describe()
 
 import dataclasses
 import json
+import os
 import pathlib
 import time
 
@@ -49,6 +54,7 @@ from keras_d2nn.data import pipelines
 from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.estimators.rewards import check_cost_weight
 from keras_d2nn.experiments import baselines
+from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
@@ -116,6 +122,9 @@ class TrainConfig:
     verbose: int = 1
     save_optimizer: bool = True
     tensorboard: bool = True
+    # A `LatencyProfile` JSON of this architecture: the controllers pay its
+    # milliseconds instead of FLOPs (None: FLOPs).
+    latency_profile: str | None = None
 
     def resolved(self):
         """This config with each setting left to the architecture (None)
@@ -164,8 +173,17 @@ class TrainConfig:
         settings = self.resolved()
         if not (settings.budget == 0 or 0 < settings.budget <= 1):
             raise ValueError(
-                "`budget` should be a fraction of the full network's FLOPs, "
-                f"in (0, 1], or 0 for none. Received: budget={self.budget!r}"
+                "`budget` should be a fraction of the full network's cost "
+                "(FLOPs, or milliseconds with `latency_profile`), in (0, 1], "
+                f"or 0 for none. Received: budget={self.budget!r}"
+            )
+        if self.latency_profile is not None and not os.path.isfile(
+            self.latency_profile
+        ):
+            raise ValueError(
+                "`latency_profile` should be a latency profile's JSON file "
+                "(`python -m keras_d2nn profile` writes one). Received: "
+                f"latency_profile={self.latency_profile!r}, no such file"
             )
         check_choice("estimator", settings.estimator, list(estimators.NAMED))
         check_choice("gate_input", settings.gate_input, list(GATE_INPUTS))
@@ -382,10 +400,28 @@ def _versus(accuracy, point):
     }
 
 
-def _compile_d2nn(model, config, cost_weight=None):
+def load_latency_profile(path, plan):
+    """The `LatencyProfile` saved at `path`, checked against `plan`; a
+    ValueError naming the file when it is not one, or is another graph's.
+
+    Example: `load_latency_profile("profile.json", model.plan)`.
+    """
+    try:
+        profile = LatencyProfile.load(path)
+        profile.check(plan)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(
+            f"`latency_profile` {str(path)!r} is not a latency profile of "
+            f"this model: {error}"
+        ) from None
+    return profile
+
+
+def _compile_d2nn(model, config, cost_weight=None, latency_profile=None):
     """Compiles the D2NN as configured: its estimator and budget, a new
-    Adam, and the cost weight (or budget multiplier) from `cost_weight`
-    (default: the config's)."""
+    Adam, the cost weight (or budget multiplier) from `cost_weight`
+    (default: the config's), and the latency cost when `latency_profile`
+    (a `LatencyProfile`) is given."""
     estimator = estimators.by_name(config.estimator)
     if isinstance(estimator, estimators.Reinforce):
         estimator.entropy_weight = config.entropy_weight
@@ -393,6 +429,8 @@ def _compile_d2nn(model, config, cost_weight=None):
         **_compile_kwargs(config, cost_weight),
         estimator=estimator,
         target_cost=config.target_cost,
+        cost="flops" if latency_profile is None else "latency",
+        latency_profile=latency_profile,
     )
 
 
@@ -416,10 +454,11 @@ def budget_warnings(config, landed, cheapest):
     config = config.resolved()
     if not config.budget:
         return []
+    unit = "FLOPs" if config.latency_profile is None else "latency"
     if config.budget < cheapest:
         return [
             f"WARNING: --budget={config.budget:g} is below the cost of the "
-            f"cheapest route ({cheapest:.4f} of the full FLOPs): no "
+            f"cheapest route ({cheapest:.4f} of the full {unit}): no "
             "routing meets it, so training pushed every controller to its "
             "cheapest action. Ask for at least the cheapest route's cost."
         ]
@@ -434,7 +473,7 @@ def budget_warnings(config, landed, cheapest):
     else:
         advice = (
             "At a constant learning rate the gate's decisions move by "
-            "several points of the FLOPs from one step to the next, so the "
+            "several points of the cost from one step to the next, so the "
             "last step decides where the cost lands; --val_examples=5000 "
             "lands the trained model on the budget"
         )
@@ -445,7 +484,7 @@ def budget_warnings(config, landed, cheapest):
         )
     return [
         f"WARNING: budget {config.budget:.2f}: landed at {landed:.2f} of "
-        f"the full FLOPs on the test split, more than "
+        f"the full {unit} on the test split, more than "
         f"{LANDING_TOLERANCE:g} away. {advice} "
         "(docs/estimators_and_schedules.md, Budgets)."
     ]
@@ -465,7 +504,10 @@ def run(config, log=print):
     keras.utils.set_random_seed(config.seed)
     build = builder(config)
     model = build()
-    _compile_d2nn(model, config)
+    profile = None
+    if config.latency_profile is not None:
+        profile = load_latency_profile(config.latency_profile, model.plan)
+    _compile_d2nn(model, config, latency_profile=profile)
     take = config.train_examples or None
     held_out = config.val_examples if config.budget else 0
 
@@ -531,7 +573,12 @@ def run(config, log=print):
             "modules."
         )
         model.freeze_modules()
-        _compile_d2nn(model, config, cost_weight=model.cost_weight)
+        _compile_d2nn(
+            model,
+            config,
+            cost_weight=model.cost_weight,
+            latency_profile=profile,
+        )
         gate_history = model.fit(
             train,
             epochs=config.gate_epochs,
@@ -543,7 +590,9 @@ def run(config, log=print):
             history.history.setdefault(key, []).extend(values)
     train_seconds = time.time() - start
     landing = None
-    if held_out and not budget_lib.out_of_reach(model.plan, config.budget):
+    if held_out and not budget_lib.out_of_reach(
+        model.plan, config.budget, model.cost_measure
+    ):
         # Lands the trained model on the budget, on images it did not
         # train on (the cheap head is more confident on its own).
         x_val, _ = pipelines.load_arrays(
@@ -566,13 +615,16 @@ def run(config, log=print):
         routes.mean_flops,
         routes.decisions,
     )
-    landed = mean_flops / model.full_flops
+    # In the unit the controllers pay: FLOPs, or the profile's ms.
+    landed = routes.mean_cost_fraction
     budget = None
     if config.budget:
         budget = {
             "target_cost": config.budget,
             "landed_cost": landed,
-            "cheapest_cost": budget_lib.cheapest_cost(model.plan),
+            "cheapest_cost": budget_lib.cheapest_cost(
+                model.plan, model.cost_measure
+            ),
             "budget_learning_rate": model.cost_budget.learning_rate,
             # The multiplier at the end of each epoch (--gate_epochs
             # included), and at the end.
@@ -673,9 +725,21 @@ def run(config, log=print):
         "arch": config.arch,
         "dataset": config.dataset,
         "test_accuracy": accuracy,
+        "cost": "flops" if profile is None else "latency",
         "mean_cost_fraction": landed,
         "mean_flops": mean_flops,
         "full_flops": model.full_flops,
+        # The profile's predicted ms per example (null when FLOPs are the
+        # cost), on its runtime at its batch size.
+        "mean_ms": routes.mean_ms,
+        "full_ms": None if profile is None else profile.full_ms(),
+        "latency_profile": None
+        if profile is None
+        else {
+            "path": config.latency_profile,
+            "runtime": profile.runtime,
+            "batch_size": profile.batch_size,
+        },
         "action_rates": action_rates,
         "budget": budget,
         "versus_threshold": versus_threshold,
@@ -745,11 +809,21 @@ def _save(model, path, save_optimizer):
 
 def _log_summary(report, log, output_dir):
     log(f"\ntest accuracy:      {report['test_accuracy']:.4f}")
-    log(
-        f"mean cost:          {report['mean_cost_fraction']:.4f} of the full "
-        f"network ({report['mean_flops']:,.0f} of "
-        f"{report['full_flops']:,.0f} FLOPs per example)"
-    )
+    if report.get("mean_ms") is None:
+        log(
+            f"mean cost:          {report['mean_cost_fraction']:.4f} of the "
+            f"full network ({report['mean_flops']:,.0f} of "
+            f"{report['full_flops']:,.0f} FLOPs per example)"
+        )
+    else:
+        where = report["latency_profile"]
+        log(
+            f"mean cost:          {report['mean_cost_fraction']:.4f} of the "
+            f"full network's latency ({report['mean_ms']:.4f} of "
+            f"{report['full_ms']:.4f} ms per example, predicted for "
+            f"{where['runtime']} at batch {where['batch_size']}; "
+            f"{report['mean_flops'] / report['full_flops']:.4f} of its FLOPs)"
+        )
     budget = report["budget"]
     if budget is not None:
         log(

@@ -296,8 +296,9 @@ def cli_main():
         (("tune", "--budget=2"), "--budget is a fraction of the full network"),
         (
             ("train", "--budget=1.5"),
-            "--budget should be a fraction of the full network's FLOPs, in "
-            "(0, 1], or 0 for none. Received: --budget=1.5",
+            "--budget should be a fraction of the full network's cost "
+            "(FLOPs, or milliseconds with --latency_profile), in (0, 1], or 0 "
+            "for none. Received: --budget=1.5",
         ),
         (
             ("tune", "--tuner=grid"),
@@ -320,6 +321,21 @@ def cli_main():
             ("get_data", "--data_dir=/nonexistent"),
             "Fashion-MNIST is not in /nonexistent",
         ),
+        (
+            ("train", "--latency_profile=/nonexistent.json"),
+            "--latency_profile should be a latency profile's JSON file "
+            "(`python -m keras_d2nn profile` writes one). Received: "
+            "--latency_profile='/nonexistent.json', no such file",
+        ),
+        (
+            ("profile",),
+            "--output should be the path of the JSON file to write. "
+            "Received: --output=None",
+        ),
+        (
+            ("profile", "--output=p.json", "--repeats=0"),
+            "--repeats should be >= 1. Received: --repeats=0",
+        ),
     ],
 )
 def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
@@ -329,6 +345,22 @@ def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
     assert message in capsys.readouterr().err
     # docs/bad_inputs.md quotes what each bad invocation gets.
     assert message in DOC.read_text()
+
+
+def test_another_graphs_latency_profile_is_refused_before_training(
+    cli_main, capsys, tfds_dir, tmp_path
+):
+    from keras_d2nn.profiling import LatencyProfile
+
+    path = tmp_path / "cascade.json"
+    LatencyProfile({"stage1": 0.01, "head1": 0.001}).save(path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main("train", f"--latency_profile={path}", f"--tfds_dir={tfds_dir}")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--latency_profile '{path}' is not a latency profile of " in err
+    assert "has no time for the nodes ['low'" in err
+    assert "Traceback" not in err
 
 
 SAVED = (
@@ -414,7 +446,7 @@ def test_every_way_of_asking_for_help_lists_the_commands(cli_run, capsys, args):
 
 
 @pytest.mark.parametrize(
-    "command", ["get_data", "train", "export", "verify", "tune"]
+    "command", ["get_data", "train", "export", "verify", "tune", "profile"]
 )
 def test_command_help_lists_its_flags_with_defaults(cli_run, capsys, command):
     from absl import flags
