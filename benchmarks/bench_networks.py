@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import architectures
+from keras_d2nn.architectures.high_low import default_high_network
 from keras_d2nn.architectures.high_low import default_low_network
 from keras_d2nn.export import static_network
 from keras_d2nn.graph import Graph
@@ -140,30 +141,13 @@ def bench_cascade_224():
     return architectures.cascade(input_shape=(224, 224, 3), stages=stages)
 
 
-def wide_network():
-    """Two convolutions of 32 and 64 filters: about 8.6 MFLOPs at a high
-    FLOP rate (few, wide kernels)."""
-    return keras.Sequential(
-        [
-            keras.Input((28, 28, 1)),
-            conv(32),
-            keras.layers.MaxPooling2D(2),
-            conv(64),
-            keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(128, activation="relu"),
-            keras.layers.Dense(10),
-        ],
-        name="wide",
-    )
-
-
 def deep_network(blocks=16, channels=8):
     """A MobileNet-style stack of residual depthwise-separable blocks of 8
-    channels at full resolution: about 4.1 MFLOPs, under half the wide
-    branch's, and as accurate on Fashion-MNIST, yet about 1.7x slower on
-    CPU (LiteRT batch 1 and TF batch 64, measured): 50 thin kernels, each
-    far from the hardware's FLOP rate. (Without the skips the stack does
+    channels at full resolution: about 4.1 MFLOPs, under half those of
+    high-low's default expensive network (`wide` in `wide_or_deep`), and
+    as accurate on Fashion-MNIST, yet about 1.7x slower on CPU (LiteRT
+    batch 1 and TF batch 64, measured): 50 thin kernels, each far from
+    the hardware's FLOP rate. (Without the skips the stack does
     not train; with global pooling instead of `Flatten` it reaches 70%.)"""
     inputs = keras.Input((28, 28, 1))
     x = conv(channels)(inputs)
@@ -180,8 +164,9 @@ def wide_or_deep():
     """A D2NN whose FLOPs and time rank its branches differently: the
     cheap path of `high_low` (with its head), and a gate reading the head's
     confidence that stops there or runs one of two classifiers on the
-    image, `wide` (`wide_network`) or `deep` (`deep_network`). In FLOPs
-    `deep` is the cheaper; in time, `wide`.
+    image, `wide` (high-low's default expensive network: two convolutions
+    of 32 and 64 filters, 8.6 MFLOPs at a high FLOP rate) or `deep`
+    (`deep_network`). In FLOPs `deep` is the cheaper; in time, `wide`.
 
     ```
     image --> low --> low_head --> confidence --> <gate>
@@ -204,7 +189,8 @@ def wide_or_deep():
         actions=("stop", "wide", "deep"),
     )
     graph.dummy("stop", inputs="low_head", when=("gate", "stop"))
-    graph.f_node("wide", wide_network(), inputs="image", when=("gate", "wide"))
+    wide = default_high_network((28, 28, 1), 10)
+    graph.f_node("wide", wide, inputs="image", when=("gate", "wide"))
     graph.f_node("deep", deep_network(), inputs="image", when=("gate", "deep"))
     graph.merge("logits", inputs=["stop", "wide", "deep"])
     graph.output("logits")

@@ -237,18 +237,24 @@ def test_gate_variants_benchmark_writes_each_variant(tmp_path):
         }
 
 
+# latency_cost.py trained, profiled and timed as briefly as it runs.
+LATENCY_COST_SMOKE = (
+    "--epochs=1",
+    "--gate_epochs=1",
+    "--repeats=1",
+    "--profile_repeats=2",
+    "--profile_warmup=1",
+)
+
+
 @pytest.mark.slow  # about a minute
 @pytest.mark.usefixtures("fashion_mnist")
 def test_latency_cost_benchmark_compares_both_costs(tmp_path):
     output = tmp_path / "latency_cost.json"
     stdout = run_script(
         "latency_cost.py",
-        "--epochs=1",
-        "--gate_epochs=1",
+        *LATENCY_COST_SMOKE,
         "--points=3",
-        "--repeats=1",
-        "--profile_repeats=2",
-        "--profile_warmup=1",
         "--data_args=--train_examples=1500 --test_examples=512 "
         "--validation_examples=500",
         f"--output={output}",
@@ -272,12 +278,8 @@ def test_latency_cost_benchmark_runs_on_litert(tmp_path):
     run_script(
         "latency_cost.py",
         "--runtime=litert",
-        "--epochs=1",
-        "--gate_epochs=1",
+        *LATENCY_COST_SMOKE,
         "--points=2",
-        "--repeats=1",
-        "--profile_repeats=2",
-        "--profile_warmup=1",
         "--data_args=--train_examples=1500 --test_examples=200 "
         "--validation_examples=500",
         f"--output={output}",
@@ -298,12 +300,8 @@ def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path):
     run_script(
         "latency_cost.py",
         "--network=wide_or_deep",
-        "--epochs=1",
-        "--gate_epochs=1",
+        *LATENCY_COST_SMOKE,
         "--points=2",
-        "--repeats=1",
-        "--profile_repeats=2",
-        "--profile_warmup=1",
         "--data_args=--train_examples=1000 --test_examples=256 "
         "--validation_examples=300",
         f"--output={output}",

@@ -244,8 +244,9 @@ def test_defaults_are_the_two_phase_recipe_where_exits_allow():
 def test_budget_is_checked_and_its_misses_warned():
     with pytest.raises(
         ValueError,
-        match=r"`budget` should be a fraction of the full network's FLOPs, "
-        r"in \(0, 1\], or 0 for none. Received: budget=1.5",
+        match=r"`budget` should be a fraction of the full network's cost "
+        r"\(FLOPs, or milliseconds with `latency_profile`\), in \(0, 1\], "
+        r"or 0 for none. Received: budget=1.5",
     ):
         train_job.TrainConfig(budget=1.5).check()
     with pytest.raises(ValueError, match="Received: budget=-0.1"):
