@@ -313,6 +313,10 @@ def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path):
     assert stop["flop_fraction"] < deep["flop_fraction"]
     assert deep["flop_fraction"] < wide["flop_fraction"]
     assert len(results["points"]) == 4
+    # speed_summary reads it, and says which results are missing.
+    summary = run_script("speed_summary.py", f"--results={tmp_path}")
+    assert "| wide_or_deep, TF batch 64: predicted / measured ms" in summary
+    assert "| (latency_cost_litert.json missing) |" in summary
 
 
 @pytest.mark.slow  # about a minute
