@@ -294,8 +294,10 @@ class D2NNSchedule:
             return None
         return [self._ramp(e) for e in range(self.epochs)]
 
-    def describe(self) -> str:
-        """One line for people, as the main job logs it.
+    def describe(self, cost: str = "FLOPs") -> str:
+        """One line for people, as the main job logs it; `cost` names
+        what a budget is a fraction of ("FLOPs", or "latency" for a model
+        compiled with `cost="latency"`).
 
         Example:
 
@@ -315,7 +317,7 @@ class D2NNSchedule:
         if self.target_cost is not None:
             line = (
                 f"{'; '.join(parts)}; budget {self.target_cost:g} of the "
-                "full FLOPs: the cost weight is a Lagrange multiplier "
+                f"full {cost}: the cost weight is a Lagrange multiplier "
                 f"moved by training from {self.cost_weight:g}, no ramp"
             )
             if self.shortened:

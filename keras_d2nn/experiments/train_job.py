@@ -553,7 +553,7 @@ def run(config, log=print):
     log(
         f"Training {config.arch} on {config.dataset} for {config.epochs} "
         f"epoch{'s' if config.epochs > 1 else ''}, {setting}: "
-        f"{schedule.describe()}."
+        f"{schedule.describe('FLOPs' if profile is None else 'latency')}."
     )
     start = time.time()
     # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.

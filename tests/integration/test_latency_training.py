@@ -48,6 +48,7 @@ def test_train_job_pays_the_profiles_milliseconds(tfds_dir, tmp_path):
     # FLOPs (the model's call and routing cost time, not FLOPs).
     assert report["budget"]["cheapest_cost"] > 2 * flop_cheapest
     assert any("ms per example, predicted for tf_cpu" in x for x in lines)
+    assert any("budget 0.7 of the full latency: the cost" in x for x in lines)
 
 
 def test_another_graphs_profile_is_refused_with_its_path(tmp_path):
