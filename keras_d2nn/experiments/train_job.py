@@ -783,7 +783,8 @@ def run(config, log=print):
         output_dir / "tradeoff.png",
         model.full_flops,
         title=f"{config.arch} on {config.dataset}",
-        budget=config.target_cost,
+        # The plot's axis is FLOPs: a latency budget has no place on it.
+        budget=config.target_cost if profile is None else None,
     )
     _save(model, output_dir / "model.keras", config.save_optimizer)
     _log_summary(report, log, output_dir)
