@@ -145,10 +145,10 @@ def deep_network(blocks=16, channels=8):
     """A MobileNet-style stack of residual depthwise-separable blocks of 8
     channels at full resolution: about 4.1 MFLOPs, under half those of
     high-low's default expensive network (`wide` in `wide_or_deep`), and
-    as accurate on Fashion-MNIST, yet about 1.7x slower on CPU (LiteRT
-    batch 1 and TF batch 64, measured): 50 thin kernels, each far from
-    the hardware's FLOP rate. (Without the skips the stack does
-    not train; with global pooling instead of `Flatten` it reaches 70%.)"""
+    as accurate on Fashion-MNIST, yet 1.5-1.7x slower on CPU (LiteRT batch
+    1 and TF batch 64, measured): 50 thin kernels, each far from the
+    hardware's FLOP rate. (Without the skips the stack does not train;
+    with global pooling instead of `Flatten` it reaches 70%.)"""
     inputs = keras.Input((28, 28, 1))
     x = conv(channels)(inputs)
     for _ in range(blocks):

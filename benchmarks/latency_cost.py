@@ -165,11 +165,8 @@ def train_wide_or_deep(args, data):
         )
     model.freeze_modules()
     tradeoff.compile_full_information(model)
-    tradeoff.fit(
-        model,
-        (x_train, y_train),
-        tradeoff.parse_args([]),
-        epochs=args.gate_epochs,
+    model.fit(
+        x_train, y_train, epochs=args.gate_epochs, batch_size=128, verbose=2
     )
     model.freeze_modules(False)
     return model

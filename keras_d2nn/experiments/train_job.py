@@ -810,7 +810,7 @@ def _save(model, path, save_optimizer):
 
 def _log_summary(report, log, output_dir):
     log(f"\ntest accuracy:      {report['test_accuracy']:.4f}")
-    if report.get("mean_ms") is None:
+    if report["mean_ms"] is None:
         log(
             f"mean cost:          {report['mean_cost_fraction']:.4f} of the "
             f"full network ({report['mean_flops']:,.0f} of "
