@@ -2,17 +2,31 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from keras_d2nn import data  # noqa: E402
+
+# Starts the reason of every skip for want of the Fashion-MNIST files, so
+# that the run's summary can count them (pytest_terminal_summary).
+MISSING_DATA = "Fashion-MNIST files missing"
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same seeds (Python, NumPy, TensorFlow,
+    Keras), whatever ran before it in its worker: an unseeded draw in a
+    test is the same draw on every run."""
+    keras.utils.set_random_seed(0)
 
 
 @pytest.fixture(scope="session")
 def fashion_mnist():
     """Real Fashion-MNIST images: `(x_train, y_train, x_test, y_test)`.
 
-    Skipped where the IDX files are missing, except on CI, where `.ci/run`
+    Only tests about accuracy on real images use it. Skipped where the IDX
+    files are missing, except on CI, where the README's first command
     installs them and a missing data set must fail loudly.
     """
     try:
@@ -21,7 +35,7 @@ def fashion_mnist():
     except FileNotFoundError as error:
         if os.environ.get("CI"):
             raise
-        pytest.skip(str(error))
+        pytest.skip(f"{MISSING_DATA}: {error}")
     return x_train, y_train, x_test, y_test
 
 
@@ -45,3 +59,26 @@ def tfds_dir(tmp_path_factory, fashion_mnist):
         )
     )
     return directory
+
+
+def _skip_reason(report):
+    longrepr = report.longrepr
+    return longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says how many tests skipped for want of the data, and how to get
+    it, so that a run without it cannot pass for a full one."""
+    skipped = [
+        report
+        for report in terminalreporter.stats.get("skipped", [])
+        if MISSING_DATA in _skip_reason(report)
+    ]
+    if skipped:
+        terminalreporter.write_sep(
+            "=",
+            f"{len(skipped)} tests skipped: {MISSING_DATA} (they test "
+            "accuracy on real images). Get them with `python -m keras_d2nn "
+            "get_data` (as root) or set KERAS_D2NN_FASHION_MNIST_DIR",
+            yellow=True,
+        )
