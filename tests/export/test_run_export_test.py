@@ -103,6 +103,65 @@ def test_a_disagreeing_export_names_format_output_and_difference(tmp_path):
     ) in message
 
 
+def serving_dict(probabilities):
+    """A serving dict of `probabilities` (float64), every example valid,
+    decided and costed alike."""
+    probabilities = np.asarray(probabilities, np.float64)
+    n = len(probabilities)
+    return {
+        "probabilities": probabilities,
+        "valid": np.ones(n, bool),
+        "decision_gate": np.zeros(n, np.int32),
+        "executed_flops": np.full(n, 100, np.int64),
+    }
+
+
+def test_a_top1_swap_within_the_tolerance_is_no_disagreement():
+    # Keras's top two probabilities 1.5 atol apart: an export that moves
+    # each by 0.9 atol (within tolerance) ranks them the other way round.
+    # Every output agrees within tolerance, so the export agrees.
+    atol, rtol = 1e-4, 0.0
+    want = serving_dict([[0.5 + 0.75e-4, 0.5 - 0.75e-4], [0.9, 0.1]])
+    got = serving_dict([[0.5 - 0.15e-4, 0.5 + 0.15e-4], [0.9, 0.1]])
+    assert verify._predictions(want)[0] != verify._predictions(got)[0]
+    assert exports._disagreements(want, got, atol, rtol) == []
+    # Random near ties, each probability moved by up to its tolerance:
+    # some top-1 classes swap, none is a disagreement.
+    rng = np.random.default_rng(0)
+    atol, rtol = verify.PROBABILITY_TOLERANCE, 1e-5
+    first = rng.uniform(0.3, 0.5, 200)
+    gap = rng.uniform(0, 2 * atol, 200)
+    want = serving_dict(
+        np.stack([first, first - gap, 1 - 2 * first + gap], axis=1)
+    )
+    tolerance = atol + rtol * want["probabilities"]
+    got = serving_dict(
+        want["probabilities"] + 0.999 * tolerance * rng.uniform(-1, 1, (200, 3))
+    )
+    swapped = verify._predictions(want) != verify._predictions(got)
+    assert swapped.sum() > 20
+    assert exports._disagreements(want, got, atol, rtol) == []
+
+
+def test_a_top1_swap_beyond_the_tolerance_is_a_disagreement():
+    atol, rtol = 1e-4, 1e-5
+    # Example 1: top two 3e-4 apart, beyond the 2.1e-4 both tolerances
+    # allow; example 2: a clear winner swapped.
+    want = serving_dict([[0.9, 0.1], [0.5 + 1.5e-4, 0.5 - 1.5e-4], [0.8, 0.2]])
+    got = serving_dict([[0.9, 0.1], [0.5 - 1.5e-4, 0.5 + 1.5e-4], [0.2, 0.8]])
+    problems = exports._disagreements(want, got, atol, rtol)
+    assert problems[0] == (
+        "top-1 predictions differ on 2 of 3 examples whose top-2 "
+        "probabilities are further apart than the tolerance (first: "
+        "example 1, Keras class 0, export class 1)"
+    )
+    assert problems[1].startswith(
+        "`probabilities` differs beyond tolerance 0.0001 + 1e-05 * |Keras| "
+        "on 2 of 3 examples: largest difference 0.6"
+    )
+    assert len(problems) == 2
+
+
 def test_bad_arguments_are_refused(tmp_path):
     model = small_high_low()
     for formats in ("tflite", (), ("onnx", "litert_int8")):
