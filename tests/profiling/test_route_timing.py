@@ -1,6 +1,7 @@
 """`route_timing`: the routes a graph has, forcing each one through the
 controllers' offsets, and timing the routed model (no assertion on a
-time beyond > 0 and the full route above the cheap one by far)."""
+time beyond a positive one for every route and batch size: speed is for
+the benchmarks)."""
 
 import numpy as np
 
