@@ -43,9 +43,9 @@ def _frozen_graph(fn, input_signature):
 
 
 def _rename(proto, old, new):
-    """Renames tensor `old` to `new` everywhere in the graph (not inside
-    subgraphs: graph inputs and outputs are only referenced at top level
-    or captured by name, which the rename covers too)."""
+    """Renames tensor `old` to `new` everywhere in the graph, initializers
+    included (subgraphs capture graph inputs and outputs by name, which the
+    rename covers too)."""
 
     def visit(graph):
         for node in graph.node:
@@ -57,6 +57,11 @@ def _rename(proto, old, new):
         for value in list(graph.input) + list(graph.output):
             if value.name == old:
                 value.name = new
+        # An output that does not depend on the inputs (executed FLOPs equal
+        # on every route) is folded into an initializer of that name.
+        for initializer in graph.initializer:
+            if initializer.name == old:
+                initializer.name = new
 
     visit(proto.graph)
 

@@ -1,5 +1,10 @@
 """Helpers shared by the test suite (and by users testing their own nodes)."""
 
+from keras_d2nn.testing.branch_probe import HIGH
+from keras_d2nn.testing.branch_probe import STOP
+from keras_d2nn.testing.branch_probe import BranchProbe
+from keras_d2nn.testing.branch_probe import probe_inputs
+from keras_d2nn.testing.branch_probe import probe_model
 from keras_d2nn.testing.exports import DEFAULT_FORMATS
 from keras_d2nn.testing.exports import EXPORT_FORMATS
 from keras_d2nn.testing.exports import ExportRun
@@ -16,14 +21,19 @@ from keras_d2nn.testing.toy_problem import small_high_low
 from keras_d2nn.testing.toy_problem import toy_data
 
 __all__ = [
+    "BranchProbe",
     "DEFAULT_FORMATS",
     "EXPORT_FORMATS",
-    "LOSS",
     "ExportRun",
+    "HIGH",
+    "LOSS",
     "RoutingSpy",
+    "STOP",
     "TestCase",
     "assert_exports_agree",
     "example_inputs",
+    "probe_inputs",
+    "probe_model",
     "random_graph",
     "routing_data",
     "run_export_test",

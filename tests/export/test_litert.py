@@ -6,6 +6,10 @@ import tensorflow as tf
 
 from keras_d2nn import architectures
 from keras_d2nn.export import litert
+from keras_d2nn.testing import HIGH
+from keras_d2nn.testing import STOP
+from keras_d2nn.testing import probe_inputs
+from keras_d2nn.testing import probe_model
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,7 @@ def run_litert(content, xnnpack, images, gate):
     return next(iter(runner(images=images, gate=gate).values()))
 
 
-def test_batch_of_one_with_xnnpack_runs_only_the_chosen_branch(model):
+def test_batch_of_one_with_xnnpack_agrees_on_each_forced_action(model):
     spec = [
         tf.TensorSpec([1, 28, 28, 1], tf.float32, name="images"),
         tf.TensorSpec([1], tf.int32, name="gate"),
@@ -42,6 +46,29 @@ def test_batch_of_one_with_xnnpack_runs_only_the_chosen_branch(model):
         np.testing.assert_allclose(
             run_litert(content, True, images, gate), expected, atol=1e-5
         )
+
+
+def test_batch_of_one_with_xnnpack_runs_only_the_chosen_branch():
+    # The probe fails the run if it is computed for the marked example:
+    # forced to `stop`, the `high` branch must not run at all.
+    probe = probe_model()
+    spec = [
+        tf.TensorSpec([1, 4], tf.float32, name="x"),
+        tf.TensorSpec([1], tf.int32, name="gate"),
+    ]
+
+    def forced(x, gate):
+        return probe.trace(
+            x, decisions={"gate": gate}, statistics=False
+        ).outputs["logits"]
+
+    content = litert.convert([probe], forced, spec)
+    runner = litert.interpreter(content, xnnpack=True).get_signature_runner()
+    marked = probe_inputs([STOP])
+    out = next(iter(runner(x=marked, gate=np.array([STOP], np.int32)).values()))
+    np.testing.assert_allclose(out, forced(marked, [STOP]).numpy(), atol=1e-5)
+    with pytest.raises(RuntimeError, match="gather index out of bounds"):
+        runner(x=marked, gate=np.array([HIGH], np.int32))
 
 
 @pytest.mark.parametrize("xnnpack", [True, False])
