@@ -94,7 +94,7 @@ class CostWeightSchedule(keras.callbacks.Callback):
     ramp = keras_d2nn.schedules.linear_ramp(0.0, 0.2, epochs=2)
     model.fit(images, labels, epochs=2, verbose=0,
               callbacks=[keras_d2nn.schedules.CostWeightSchedule(ramp)])
-    model.cost_weight  # 0.2
+    model.cost_weight  # 0.1: epoch 1's (0.2 from epoch 2 on)
     ```
     """
 
@@ -140,7 +140,7 @@ class VariableSchedule(keras.callbacks.Callback):
     anneal = keras_d2nn.schedules.VariableSchedule(
         epsilon, keras_d2nn.schedules.linear_ramp(0.3, 0.05, epochs=2))
     model.fit(images, labels, epochs=2, verbose=0, callbacks=[anneal])
-    float(epsilon.numpy())  # 0.05
+    float(epsilon.numpy())  # 0.175: epoch 1's (0.05 from epoch 2 on)
     ```
     """
 
@@ -395,7 +395,7 @@ def d2nn_schedule(
     ```python
     d2nn_schedule = keras_d2nn.schedules.d2nn_schedule
     d2nn_schedule(0.1, epochs=3).cost_weights()  # [0.0, 0.0, 0.1]
-    d2nn_schedule(0.1, epochs=2).cost_weights()  # [0.1, 0.1], 1 warm-up
+    d2nn_schedule(0.1, epochs=2).cost_weights()  # [0.1, 0.1]: no ramp
     d2nn_schedule(0.1, epochs=1).warmup_epochs   # 0
     d2nn_schedule(0.0, epochs=3, target_cost=0.3).ramp_epochs  # 0
     ```

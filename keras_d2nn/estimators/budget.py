@@ -175,7 +175,8 @@ class CostBudget(keras.layers.Layer):
     ```python
     budget = keras_d2nn.estimators.CostBudget(0.3)
     multiplier = keras.Variable(0.0)
-    budget.update(multiplier, cost=0.5)  # 0.005 x (0.5 - 0.3): 0.001
+    budget.update(multiplier, cost=0.5)  # a step of 0.005 x (0.5 - 0.3)
+    multiplier.numpy()  # 0.001
     ```
     """
 
@@ -200,8 +201,10 @@ class CostBudget(keras.layers.Layer):
         ```python
         budget = keras_d2nn.estimators.CostBudget(0.3, learning_rate=0.1)
         multiplier = keras.Variable(0.05)
-        budget.update(multiplier, cost=0.1)  # 0.05 - 0.1 x 0.2: 0.03
-        budget.update(multiplier, cost=0.0)  # not below 0: 0.0
+        budget.update(multiplier, cost=0.1)
+        multiplier.numpy()  # 0.03: 0.05 + 0.1 x (0.1 - 0.3)
+        budget.update(multiplier, cost=0.0)
+        multiplier.numpy()  # 0.0: not below 0
         ```
         """
         step = self.learning_rate * (

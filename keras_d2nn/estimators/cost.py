@@ -89,7 +89,7 @@ class CostMeasure:
 
         profile = keras_d2nn.profiling.LatencyProfile(
             {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
-        CostMeasure.latency(model.plan, profile).full  # 0.063 ms
+        CostMeasure.latency(model.plan, profile).full  # 0.063: ms
         ```
         """
         if not isinstance(profile, LatencyProfile):

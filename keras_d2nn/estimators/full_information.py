@@ -274,7 +274,8 @@ class FullInformation(Estimator):
             reward_of=lambda decisions: tf.cast(decisions["gate"], "float32"))
         joints, rewards = estimator.action_rewards(batch)
         # One controller: the target of each action is its reward.
-        estimator.value_targets(batch, joints, rewards)["gate"]  # (8, 2)
+        targets = estimator.value_targets(batch, joints, rewards)["gate"]
+        targets.shape, targets[0]  # (8, 2), [0.0, 1.0]
         ```
         """
         controllers = batch.controllers

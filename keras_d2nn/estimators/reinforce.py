@@ -163,10 +163,10 @@ class Reinforce(Estimator):
         ```python
         estimator = keras_d2nn.Reinforce(entropy_weight=0.0)
         log_prob = tf.math.log([0.5, 0.5])  # of the actions taken
-        # -mean((reward - baseline) * log_prob) = -log(0.5) / 2 = 0.35
         estimator.policy_gradient_loss(log_prob, entropy_sum=tf.zeros([2]),
                                        reward=tf.constant([1.0, 0.0]),
                                        baseline=0.0)
+        # 0.35: -mean((reward - baseline) * log_prob) = -log(0.5) / 2
         ```
         """
         advantage = tf.stop_gradient(reward - baseline)

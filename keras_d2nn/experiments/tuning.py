@@ -545,9 +545,10 @@ def no_routing_warnings(points, best, config_flags):
          "val_flop_fraction": 0.4},
     ]
     flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
-    print(*no_routing_warnings(points, points[1], flags))
-    # WARNING: 1 of 2 trials did not route (...): trial 0 (...). To search
-    # among D2NNs that route, raise --cost_weight_min (was 0.01) or ...
+    no_routing_warnings(points, points[1], flags)
+    # ["WARNING: 1 of 2 trials did not route (...): trial 0 (...). To
+    #   search among D2NNs that route, raise --cost_weight_min (was 0.01)
+    #   or ..."]
     ```
     """
     stuck = [p for p in points if p.get("no_routing")]
@@ -601,8 +602,8 @@ def infeasible_warnings(points, best, objective, config_flags):
     points = [{"trial_id": "0", "cost_weight": 0.05, "val_accuracy": 0.88,
                "val_flop_fraction": 0.5}]
     flags = {"epochs": 2, "cost_weight_min": 0.01, "cost_weight_max": 0.5}
-    print(*infeasible_warnings(points, None, Budget(0.3), flags))
-    # WARNING: no trial met the budget of 0.3 of the FLOPs; ...
+    infeasible_warnings(points, None, Budget(0.3), flags)
+    # ["WARNING: no trial met the budget of 0.3 of the FLOPs; ..."]
     ```
     """
     if best is not None or not points:

@@ -164,7 +164,7 @@ def layer_flops(
 
     ```python
     x = keras.KerasTensor((None, 8))
-    keras_d2nn.layer_flops(keras.layers.Dense(4), x)  # 2*8*4 + 4 = 68.0
+    keras_d2nn.layer_flops(keras.layers.Dense(4), x)  # 68.0: 2*8*4 + 4
     ```
     """
     if hasattr(layer, "compute_flops"):

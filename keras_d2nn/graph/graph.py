@@ -147,7 +147,7 @@ class Graph:
 
         ```python
         graph = keras_d2nn.Graph()
-        graph.input("image", shape=(28, 28, 1))  # returns the name, "image"
+        graph.input("image", shape=(28, 28, 1))  # "image": the name
         graph.input("token_ids", shape=(None,), dtype="int32")  # any length
         ```
         """
@@ -193,7 +193,7 @@ class Graph:
         graph.f_node("features", keras.layers.Flatten(), inputs="image")
         graph.f_node("logits", keras.layers.Dense(10), inputs="features")
         graph.output("logits")
-        graph.validate().flops["logits"]  # 2 * 784 * 10 + 10 = 15690.0
+        graph.validate().flops["logits"]  # 15690.0: 2 * 784 * 10 + 10
         ```
         """
         if not isinstance(layer, keras.layers.Layer):
@@ -289,7 +289,7 @@ class Graph:
         graph.f_node("head", keras.layers.Dense(3), inputs="x")
         graph.q_node("gate", keras_d2nn.Controller(2), inputs="x",
                      actions=("stop", "more"))
-        # "stop" passes the head's output on when the gate stops.
+        # The dummy "stop" passes the head's output on when the gate stops.
         graph.dummy("stop", inputs="head", when=("gate", "stop"))
         graph.f_node("more", keras.layers.Dense(3), inputs="x",
                      when=("gate", "more"))

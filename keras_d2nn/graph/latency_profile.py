@@ -175,7 +175,7 @@ class LatencyProfile:
         profile = keras_d2nn.profiling.LatencyProfile(
             {"low": 0.01, "high": 0.05}, batch_size=64,
             node_fixed_ms={"high": 0.64})
-        profile.example_ms("high")  # 0.05 + 0.64 / 64 = 0.06
+        profile.example_ms("high")  # 0.06: 0.05 + 0.64 / 64
         ```
         """
         fixed = self.node_fixed_ms.get(node, 0.0) / self.batch_size
@@ -204,7 +204,8 @@ class LatencyProfile:
         ```python
         profile = keras_d2nn.profiling.LatencyProfile(
             {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
-        profile.node_vector(model.plan)  # float64, one per node
+        profile.node_vector(model.plan)
+        # [0.0, 0.01, 0.001, 0.002, 0.0, 0.05, 0.0]: float64, in plan.order
         ```
         """
         return np.array(
@@ -255,7 +256,8 @@ class LatencyProfile:
         ```python
         profile = keras_d2nn.profiling.LatencyProfile(
             {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
-        profile.per_example(model.trace(images).executed)  # (64,)
+        ms = profile.per_example(model.trace(images).executed)
+        ms.shape  # (64,): each example's ms
         ```
         """
         ran = self._ran(executed)
@@ -291,7 +293,7 @@ class LatencyProfile:
             {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
         profile.predict(model.route(images))             # from what ran
         profile.predict({"gate": np.array([0, 1, 1])},   # from decisions
-                        plan=model.plan)                # mean of 3 routes
+                        plan=model.plan)                # 0.0463: the mean
         ```
         """
         size = self.batch_size if batch_size is None else batch_size

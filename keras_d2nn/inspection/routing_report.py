@@ -192,7 +192,7 @@ def routing_report(
     Example:
 
     ```python
-    from keras_d2nn.data import CLASS_NAMES  # "T-shirt/top", ...
+    from keras_d2nn.data import CLASS_NAMES  # names: "T-shirt/top", ...
 
     report = keras_d2nn.inspection.routing_report.routing_report(
         model, test_images, test_labels, class_names=CLASS_NAMES)

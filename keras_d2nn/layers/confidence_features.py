@@ -31,8 +31,9 @@ class ConfidenceFeatures(keras.layers.Layer):
 
     ```python
     features = keras_d2nn.layers.ConfidenceFeatures()
-    features(tf.constant([[2.0, 0.0, 0.0]]))  # 3 probabilities, max,
-                                              # margin, entropy
+    features(tf.constant([[2.0, 0.0, 0.0]]))
+    # [[0.787, 0.107, 0.107, 0.787, 0.680, 0.666]]: the 3 probabilities,
+    # their max, margin and entropy
     ```
     """
 

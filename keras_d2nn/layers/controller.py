@@ -194,8 +194,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         ```python
         controller = keras_d2nn.Controller(2, epsilon=0.2)
         logits = tf.constant([[5.0, -5.0]])
-        controller.action_probabilities(logits)  # ~[[1.0, 0.0]]
-        controller.action_probabilities(logits, training=True)  # ~[[0.9, 0.1]]
+        controller.action_probabilities(logits)  # [[1.0, 0.0]]
+        controller.action_probabilities(logits, training=True)  # [[0.9, 0.1]]
         ```
         """
         logits = tf.convert_to_tensor(logits)
@@ -225,7 +225,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
         ```python
         controller = keras_d2nn.Controller(3)
         distribution = controller.distribution_for(tf.zeros([4, 3]))
-        distribution.entropy()  # log(3) for each of the 4 examples
+        distribution.entropy()  # [1.0986, 1.0986, 1.0986, 1.0986]: log(3)
         ```
         """
         probs = self.action_probabilities(logits, training)
@@ -259,7 +259,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
 
         ```python
         controller = keras_d2nn.Controller(2, seed=0)
-        noise = controller.exploration_noise(8)  # (8, 2), in [0, 1)
+        noise = controller.exploration_noise(8)  # uniform in [0, 1)
+        noise.shape  # (8, 2)
         logits = controller(tf.random.normal([8, 16]))
         action, _, _ = controller.decide(logits, training=True, noise=noise)
         ```
@@ -343,7 +344,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
         with tf.GradientTape() as tape:
             action, _, _, gate = controller.gumbel_decide(logits, 1.0)
             chosen = tf.reduce_sum(gate * [[1.0, 2.0]])  # one_hot(action)
-        tape.gradient(chosen, logits)  # nonzero: through the relaxation
+        tape.gradient(chosen, logits)  # e.g. [[-0.08, 0.08]]: nonzero
         ```
         """
         logits = tf.convert_to_tensor(logits)

@@ -13,7 +13,7 @@ class FillLike(keras.layers.Layer):
 
     ```python
     fill = keras_d2nn.layers.FillLike((10,), 0.0)
-    fill(images)  # zeros of shape (64, 10): one row per image
+    fill(images).shape  # (64, 10): zeros, one row per image
     ```
     """
 

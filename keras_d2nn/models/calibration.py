@@ -70,7 +70,7 @@ class Calibration:
 
     ```python
     result = model.calibrate_budget(test_images, target_cost=0.3)
-    result.delta, result.cost  # the price, and ~0.3
+    result.delta, result.cost  # (..., 0.30): the price, the cost
     ```
     """
 

@@ -959,7 +959,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         ```python
         # test_images: held-out examples (a validation split)
         result = model.calibrate_budget(test_images, target_cost=0.3)
-        result.cost  # within 0.002 of 0.3 on test_images
+        result.cost  # 0.30: within 0.002 of the target on test_images
         ```
         """
         return calibration.calibrate_budget(

@@ -117,7 +117,9 @@ class Routes(collections.abc.Mapping):
         ```python
         model.set_routing({"gate": "high"})  # the full static network
         routes = model.route(test_images)
-        routes.without_controller_flops(model.plan)  # the high network's
+        routes.without_controller_flops(model.plan)  # [8642804.0, ...]
+        # the high network's FLOPs for each example: the full network's
+        # 8,643,926 without the gate's 1,122
         ```
         """
         flops = self.executed_flops.astype(np.float64)

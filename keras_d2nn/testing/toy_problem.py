@@ -54,7 +54,7 @@ def toy_data(n=256, seed=0):
     from keras_d2nn.testing import toy_data
 
     x, y = toy_data(128)
-    x.shape, np.bincount(y)  # (128, 6), examples of classes 0, 1 and 2
+    x.shape, np.bincount(y)  # (128, 6), [54, 59, 15]: classes 0, 1, 2
     ```
     """
     rng = np.random.default_rng(seed)
