@@ -82,3 +82,23 @@ def pytest_terminal_summary(terminalreporter):
             "get_data` (as root) or set KERAS_D2NN_FASHION_MNIST_DIR",
             yellow=True,
         )
+
+
+def _runs_slow():
+    """Slow tests join the default run on CI (CI set, as CI sets it) or
+    where KERAS_D2NN_RUN_SLOW is set; elsewhere `pytest -m slow` runs
+    them alone."""
+    return bool(os.environ.get("CI") or os.environ.get("KERAS_D2NN_RUN_SLOW"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leaves the `slow` tests out of a plain `pytest` (a marker expression
+    given with -m decides instead), except where `_runs_slow`."""
+    if config.option.markexpr or _runs_slow():
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [
+            item for item in items if not item.get_closest_marker("slow")
+        ]
