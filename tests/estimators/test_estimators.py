@@ -174,12 +174,26 @@ def test_q_learning_refuses_bernoulli_gates():
 def test_gumbel_gates_are_hard_forward_soft_backward():
     controller = Controller(3, hidden_units=(), seed=0)
     logits = tf.Variable([[0.5, 0.0, -0.5]] * 4)
+    noise = np.random.default_rng(0).uniform(0.05, 0.95, (4, 3))
+    values = np.array([1.0, 2.0, 3.0])
+    temperature = 0.5
     with tf.GradientTape() as tape:
-        action, _, _, gate = controller.gumbel_decide(logits, 1.0)
-        picked = tf.reduce_sum(gate * [[1.0, 2.0, 3.0]])
+        action, _, _, gate = controller.gumbel_decide(
+            logits, temperature, noise=tf.constant(noise, tf.float32)
+        )
+        picked = tf.reduce_sum(gate * values[None].astype("float32"))
+    # Forward: the one-hot of the Gumbel-max sample.
+    perturbed = logits.numpy() - np.log(-np.log(noise))
+    np.testing.assert_array_equal(action, np.argmax(perturbed, axis=-1))
     np.testing.assert_allclose(gate, tf.one_hot(action, 3))
-    grad = tape.gradient(picked, logits)
-    assert np.abs(grad.numpy()).sum() > 0
+    # Backward: the gradient of the relaxed sample s = softmax(perturbed /
+    # T), d(s . v) / d logits = s * (v - s . v) / T, row by row.
+    relaxed = np.exp(perturbed / temperature)
+    relaxed /= relaxed.sum(axis=-1, keepdims=True)
+    expected = relaxed * (values - (relaxed @ values)[:, None]) / temperature
+    grad = tape.gradient(picked, logits).numpy()
+    np.testing.assert_allclose(grad, expected, rtol=1e-4, atol=1e-6)
+    assert np.abs(expected).min() > 1e-4  # every entry has a gradient
 
 
 def test_gumbel_soft_flops_equal_the_executed_flops():
