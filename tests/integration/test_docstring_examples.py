@@ -97,6 +97,8 @@ ALLOWED_WITHOUT_EXAMPLE = {
     "keras_d2nn.UncountableLayerError": "an exception class",
     "keras_d2nn.testing.EXPORT_FORMATS": "a constant",
     "keras_d2nn.testing.DEFAULT_FORMATS": "a constant",
+    "keras_d2nn.testing.HIGH": "a constant: probe_model's action 1",
+    "keras_d2nn.testing.STOP": "a constant: probe_model's action 0",
 }
 
 
