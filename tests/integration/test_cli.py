@@ -73,8 +73,12 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     kinds = {b["kind"] for b in report["baselines"]}
     assert kinds == {"static", "random", "threshold"}
     # The D2NN against the threshold exit at its own FLOPs, on the full
-    # static network and on its own modules.
-    for versus in report["versus_threshold"].values():
+    # static network and on its own modules: both measured.
+    versus_threshold = report["versus_threshold"]
+    assert set(versus_threshold) == {"own_modules", "static_network"}
+    for versus in versus_threshold.values():
+        assert 0.0 <= versus["threshold_accuracy"] <= 1.0
+        assert 0.0 < versus["threshold"] <= 1.0
         assert versus["difference_points"] == pytest.approx(
             100 * (report["test_accuracy"] - versus["threshold_accuracy"])
         )
