@@ -25,6 +25,7 @@ from keras_d2nn.inspection import plot_graph
 from keras_d2nn.inspection import routing_report
 from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
+from keras_d2nn.recipes import fit_two_phase
 from keras_d2nn.version import __version__
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "__version__",
     "architectures",
     "execute",
+    "fit_two_phase",
     "gallery",
     "layer_flops",
     "plot_graph",

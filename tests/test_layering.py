@@ -22,6 +22,7 @@ LAYERS = (
     ("inspection",),
     ("models",),
     ("callbacks",),
+    ("recipes",),
     ("architectures",),
     ("export",),
     ("profiling",),

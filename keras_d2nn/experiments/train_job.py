@@ -58,6 +58,7 @@ from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
 from keras_d2nn.inspection.graph_plot import plot_graph
+from keras_d2nn.recipes import fit_two_phase
 
 # Architectures whose graphs declare early exits: their defaults are the
 # two-phase recipe (benchmarks/tradeoff.py: above the confidence threshold
@@ -385,7 +386,11 @@ def compiler(config):
     """
 
     def compile_model(model):
-        model.compile(**_compile_kwargs(config))
+        model.compile(
+            **_compile_kwargs(config),
+            cost_weight=config.cost_weight,
+            entropy_weight=config.entropy_weight,
+        )
 
     return compile_model
 
@@ -417,30 +422,31 @@ def load_latency_profile(path, plan):
     return profile
 
 
-def _compile_d2nn(model, config, cost_weight=None, latency_profile=None):
-    """Compiles the D2NN as configured: its estimator and budget, a new
-    Adam, the cost weight (or budget multiplier) from `cost_weight`
-    (default: the config's), and the latency cost when `latency_profile`
-    (a `LatencyProfile`) is given."""
+def _recipe_arguments(config, latency_profile=None):
+    """`fit_two_phase`'s arguments as configured: the estimator, a new
+    Adam per phase, the cost weight, budget and entropy weight, and the
+    latency cost when `latency_profile` (a `LatencyProfile`) is given."""
     estimator = estimators.by_name(config.estimator)
     if isinstance(estimator, estimators.Reinforce):
         estimator.entropy_weight = config.entropy_weight
-    model.compile(
-        **_compile_kwargs(config, cost_weight),
+    return dict(
         estimator=estimator,
-        target_cost=config.target_cost,
-        cost="flops" if latency_profile is None else "latency",
-        latency_profile=latency_profile,
+        compile_kwargs=dict(
+            cost_weight=config.cost_weight,
+            entropy_weight=config.entropy_weight,
+            target_cost=config.target_cost,
+            cost="flops" if latency_profile is None else "latency",
+            latency_profile=latency_profile,
+        ),
+        **_compile_kwargs(config),
     )
 
 
-def _compile_kwargs(config, cost_weight=None):
+def _compile_kwargs(config):
     return dict(
         optimizer=keras.optimizers.Adam(config.learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-        cost_weight=config.cost_weight if cost_weight is None else cost_weight,
-        entropy_weight=config.entropy_weight,
     )
 
 
@@ -507,7 +513,6 @@ def run(config, log=print):
     profile = None
     if config.latency_profile is not None:
         profile = load_latency_profile(config.latency_profile, model.plan)
-    _compile_d2nn(model, config, latency_profile=profile)
     take = config.train_examples or None
     held_out = config.val_examples if config.budget else 0
 
@@ -556,38 +561,20 @@ def run(config, log=print):
         f"{schedule.describe('FLOPs' if profile is None else 'latency')}."
     )
     start = time.time()
-    # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
-    history = model.fit(
+    # Phase two (`gate_epochs`): the controllers alone, on modules that no
+    # longer move (the cost weight, or the budget's multiplier, goes on).
+    history = fit_two_phase(
+        model,
         train,
         epochs=config.epochs,
-        verbose=config.verbose,
-        shuffle=False,
+        gate_epochs=config.gate_epochs,
         callbacks=callbacks,
+        log=log,
+        verbose=config.verbose,
+        # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
+        shuffle=False,
+        **_recipe_arguments(config, profile),
     )
-    if config.gate_epochs:
-        # Phase two: the controllers alone, on modules that no longer
-        # move (the cost weight, or the budget's multiplier, goes on).
-        log(
-            f"Training the controllers alone for {config.gate_epochs} "
-            f"epoch{'s' if config.gate_epochs > 1 else ''} on the frozen "
-            "modules."
-        )
-        model.freeze_modules()
-        _compile_d2nn(
-            model,
-            config,
-            cost_weight=model.cost_weight,
-            latency_profile=profile,
-        )
-        gate_history = model.fit(
-            train,
-            epochs=config.gate_epochs,
-            verbose=config.verbose,
-            shuffle=False,
-        )
-        model.freeze_modules(False)
-        for key, values in gate_history.history.items():
-            history.history.setdefault(key, []).extend(values)
     train_seconds = time.time() - start
     landing = None
     if held_out and not budget_lib.out_of_reach(

@@ -6,19 +6,9 @@ import keras
 import pytest
 
 from keras_d2nn import architectures
-from keras_d2nn.estimators import FullInformation
 from keras_d2nn.experiments import baselines
+from keras_d2nn.recipes import fit_two_phase
 from keras_d2nn.testing import LOSS
-
-
-def compile_full_information(model):
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        LOSS,
-        metrics=["accuracy"],
-        cost_weight=0.0,
-        estimator=FullInformation(objective="value"),
-    )
 
 
 @pytest.mark.slow  # about 90 s: 3 epochs on 20,000 images
@@ -31,12 +21,19 @@ def test_two_phase_gate_is_at_or_above_the_threshold_exit(fashion_mnist):
     model = architectures.high_low(gate_input="confidence")
     # Phase one: every module on every example, the gate learning the
     # value of each action; phase two: the gate alone, modules frozen.
-    compile_full_information(model)
-    model.fit(x, y, epochs=2, batch_size=128, verbose=0)
-    model.freeze_modules()
-    compile_full_information(model)
-    model.fit(x, y, epochs=1, batch_size=128, verbose=0)
-    model.freeze_modules(False)
+    fit_two_phase(
+        model,
+        x,
+        y,
+        loss=LOSS,
+        epochs=2,
+        gate_epochs=1,
+        optimizer=keras.optimizers.Adam(1e-3),
+        metrics=["accuracy"],
+        compile_kwargs={"cost_weight": 0.0},
+        batch_size=128,
+        verbose=0,
+    )
     for budget in (0.2, 0.3):
         landing = model.calibrate_budget(held_out, target_cost=budget)
         assert landing.cost == pytest.approx(budget, abs=0.02)

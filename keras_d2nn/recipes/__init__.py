@@ -1,0 +1,6 @@
+"""Training recipes: the sequences of `compile` and `fit` that make a D2NN
+route well, as one call."""
+
+from keras_d2nn.recipes.two_phase import fit_two_phase
+
+__all__ = ["fit_two_phase"]
