@@ -28,9 +28,9 @@ import keras
 import tradeoff
 
 from keras_d2nn import architectures
-from keras_d2nn.estimators import FullInformation
 from keras_d2nn.estimators import rewards
 from keras_d2nn.models import calibration
+from keras_d2nn.recipes import fit_two_phase
 
 BAG_CLASS = 8  # "Bag"
 CONTENDERS = ("two_phase", "two_phase_minibag", "reinforce_minibag")
@@ -56,47 +56,42 @@ def binary(data):
     return [(x, (y == BAG_CLASS).astype("int32")) for x, y in data]
 
 
-def compile_model(model, contender, args, budget=None):
-    bags = (
-        {"reward_bag_size": args.bag_size, "bag_metric": F1_POSITIVE}
-        if contender.endswith("minibag")
-        else {}
-    )
-    if contender.startswith("two_phase"):
-        options = {
-            "cost_weight": 0.0,
-            "estimator": FullInformation(objective="value"),
-        }
-    else:
-        options = {"target_cost": budget}
-    model.compile(
-        keras.optimizers.Adam(1e-3),
-        tradeoff.LOSS,
-        metrics=["accuracy"],
-        **options,
-        **bags,
-    )
+def bag_options(contender, args):
+    """The mini-bag reward's `compile` arguments, for its contenders."""
+    if contender.endswith("minibag"):
+        return {"reward_bag_size": args.bag_size, "bag_metric": F1_POSITIVE}
+    return {}
 
 
 def train(contender, args, train_split, budget=None):
     keras.utils.set_random_seed(args.seed)
     model = architectures.high_low(num_classes=2, gate_input="confidence")
-    compile_model(model, contender, args, budget)
-    fit = functools.partial(
-        model.fit,
-        *train_split,
+    fit = dict(
         batch_size=args.batch_size,
         shuffle=True,
         verbose=2,
     )
     if contender.startswith("two_phase"):
-        fit(epochs=args.epochs)
-        model.freeze_modules()
-        compile_model(model, contender, args)
-        fit(epochs=args.gate_epochs)
-        model.freeze_modules(False)
+        fit_two_phase(
+            model,
+            *train_split,
+            loss=tradeoff.LOSS,
+            optimizer=keras.optimizers.Adam(1e-3),
+            metrics=["accuracy"],
+            compile_kwargs={"cost_weight": 0.0, **bag_options(contender, args)},
+            epochs=args.epochs,
+            gate_epochs=args.gate_epochs,
+            **fit,
+        )
     else:
-        fit(epochs=args.epochs + args.gate_epochs)
+        model.compile(
+            keras.optimizers.Adam(1e-3),
+            tradeoff.LOSS,
+            metrics=["accuracy"],
+            target_cost=budget,
+            **bag_options(contender, args),
+        )
+        model.fit(*train_split, epochs=args.epochs + args.gate_epochs, **fit)
     return model
 
 

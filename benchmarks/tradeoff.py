@@ -60,6 +60,7 @@ from keras_d2nn.estimators import QLearning
 from keras_d2nn.experiments import baselines
 from keras_d2nn.experiments import gate_diagnostic
 from keras_d2nn.models import calibration
+from keras_d2nn.recipes import fit_two_phase
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 CONTENDERS = (
@@ -209,33 +210,37 @@ def train_static(train, args, seed):
 def train_learned(contender, budget, train, args, seed):
     keras.utils.set_random_seed(seed)
     model = build(args.arch, contender)
-    callbacks = []
     if contender in ONE_MODEL_PER_SEED:
         # Values of the task reward alone: the budget is the price that
         # calibration puts on cost (the same decisions as training with
         # that cost weight, whose part of each value is a constant).
-        compile_full_information(model)
-    else:
-        estimator = (
-            QLearning(epsilon=0.1) if contender == "q_learning" else None
-        )
-        model.compile(
-            keras.optimizers.Adam(1e-3),
-            LOSS,
+        start = time.time()
+        fit_two_phase(
+            model,
+            *train,
+            loss=LOSS,
+            optimizer=keras.optimizers.Adam(1e-3),
             metrics=["accuracy"],
-            target_cost=budget,
-            estimator=estimator,
+            compile_kwargs={"cost_weight": 0.0},
+            epochs=args.epochs,
+            gate_epochs=args.gate_epochs if contender == "two_phase" else 0,
+            batch_size=args.batch_size,
+            shuffle=True,
+            verbose=2,
         )
-        callbacks = schedules.d2nn_schedule(
-            0.0, args.epochs, target_cost=budget
-        ).callbacks()
-    seconds = fit(model, train, args, callbacks)
-    if contender == "two_phase":
-        model.freeze_modules()
-        compile_full_information(model)
-        seconds += fit(model, train, args, epochs=args.gate_epochs)
-        model.freeze_modules(False)
-    return model, seconds
+        return model, time.time() - start
+    estimator = QLearning(epsilon=0.1) if contender == "q_learning" else None
+    model.compile(
+        keras.optimizers.Adam(1e-3),
+        LOSS,
+        metrics=["accuracy"],
+        target_cost=budget,
+        estimator=estimator,
+    )
+    callbacks = schedules.d2nn_schedule(
+        0.0, args.epochs, target_cost=budget
+    ).callbacks()
+    return model, fit(model, train, args, callbacks)
 
 
 def compile_full_information(model):
