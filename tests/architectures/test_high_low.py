@@ -1,4 +1,5 @@
-"""The high-low architecture on real Fashion-MNIST images."""
+"""The high-low architecture: its cost of each route, and learning on real
+Fashion-MNIST images."""
 
 import keras
 import numpy as np
@@ -44,11 +45,26 @@ def test_high_low_learns_on_real_images(fashion_mnist):
         x_test[:2000], y_test[:2000], verbose=0, return_dict=True
     )
     assert results["accuracy"] > 0.6  # chance is 0.1
-    routes = model.route(x_test[:2000])
+
+
+def test_each_route_costs_the_flops_it_runs():
+    keras.utils.set_random_seed(0)
+    model = architectures.high_low()
+    # Rectangles of random brightness on black (garments on Fashion-MNIST's
+    # black background): the untrained gate sends some of them high.
+    rng = np.random.default_rng(0)
+    images = np.zeros((200, 28, 28, 1), "float32")
+    for image in images:
+        for _ in range(rng.integers(1, 4)):
+            top, left = rng.integers(0, 24, 2)
+            height, width = rng.integers(3, 20, 2)
+            image[top : top + height, left : left + width] += rng.random()
+    routes = model.route(np.clip(images, 0.0, 1.0))
     executed = routes["executed_flops"]
     plan = model.plan
     cheap = plan.flops["low"] + plan.flops["low_head"] + plan.flops["gate"]
     ran_high = routes["decisions"]["gate"] == 1
+    assert 0 < ran_high.sum() < len(ran_high), "both routes taken"
     np.testing.assert_allclose(executed[~ran_high], cheap)
     np.testing.assert_allclose(executed[ran_high], model.full_flops)
 

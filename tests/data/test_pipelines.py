@@ -8,6 +8,7 @@ import pytest
 from keras_d2nn import data
 from keras_d2nn.data import idx
 from keras_d2nn.data import pipelines
+from keras_d2nn.data.fashion_mnist import FILES
 
 
 def write_idx(path, array, compress=True):
@@ -70,14 +71,47 @@ def test_real_fashion_mnist(fashion_mnist):
     assert 0.0 <= x_train.min() and x_train.max() <= 1.0
 
 
-def test_tfds_builder_matches_tfds_fashion_mnist(tfds_dir):
+# A small Fashion-MNIST look-alike: the IDX files of `SPLIT_SIZES`
+# examples each, labels 0 to 9 in turn.
+SPLIT_SIZES = {"train": 300, "test": 200}
+
+
+@pytest.fixture(scope="module")
+def idx_dir(tmp_path_factory):
+    """A directory of the four Fashion-MNIST IDX files, synthetic."""
+    directory = tmp_path_factory.mktemp("idx")
+    rng = np.random.default_rng(0)
+    for split, (images, labels) in FILES.items():
+        n = SPLIT_SIZES[split]
+        write_idx(directory / f"{images}.gz", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(directory / f"{labels}.gz", np.arange(n) % 10)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def synthetic_tfds_dir(tmp_path_factory, idx_dir):
+    """A TFDS data directory with the offline builder prepared from
+    `idx_dir` (what `tfds_dir` is for the real files)."""
     import tensorflow_datasets as tfds
 
-    builder = pipelines.prepared_builder("fashion_mnist", data_dir=tfds_dir)
+    directory = str(tmp_path_factory.mktemp("tfds"))
+    data.FashionMnistIdx(data_dir=directory).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(idx_dir))
+    )
+    return directory
+
+
+def test_tfds_builder_matches_tfds_fashion_mnist(synthetic_tfds_dir):
+    import tensorflow_datasets as tfds
+
+    builder = pipelines.prepared_builder(
+        "fashion_mnist", data_dir=synthetic_tfds_dir
+    )
     assert builder.name == "fashion_mnist_idx"
-    assert builder.info.splits["train"].num_examples == 60000
-    assert builder.info.splits["test"].num_examples == 10000
-    reference = tfds.builder("fashion_mnist", data_dir=tfds_dir).info
+    # Every example of the IDX files (60,000 and 10,000 of the real ones).
+    for split, n in SPLIT_SIZES.items():
+        assert builder.info.splits[split].num_examples == n
+    reference = tfds.builder("fashion_mnist", data_dir=synthetic_tfds_dir).info
     ours = builder.info.features
     assert ours["image"].shape == reference.features["image"].shape
     assert ours["image"].dtype == reference.features["image"].dtype
@@ -85,13 +119,18 @@ def test_tfds_builder_matches_tfds_fashion_mnist(tfds_dir):
     assert builder.info.supervised_keys == reference.supervised_keys
 
 
-def test_load_gives_batched_normalised_real_images(tfds_dir, fashion_mnist):
-    ds = data.load("fashion_mnist", "test", batch_size=256, data_dir=tfds_dir)
+def test_load_gives_batched_normalised_images(synthetic_tfds_dir, idx_dir):
+    ds = data.load(
+        "fashion_mnist", "test", batch_size=64, data_dir=synthetic_tfds_dir
+    )
     images, labels = next(iter(ds))
-    assert images.shape == (256, 28, 28, 1) and images.dtype == "float32"
+    assert images.shape == (64, 28, 28, 1) and images.dtype == "float32"
     assert labels.dtype == "int32"
-    x, y = data.load_arrays("fashion_mnist", "test", data_dir=tfds_dir)
-    _, _, x_idx, y_idx = fashion_mnist
+    x, y = data.load_arrays(
+        "fashion_mnist", "test", data_dir=synthetic_tfds_dir
+    )
+    x_idx, y_idx = data.load_fashion_mnist("test", directory=idx_dir)
+    assert 0.0 <= x.min() and x.max() <= 1.0
     # Same examples as the IDX files (TFDS orders them its own way).
     np.testing.assert_array_equal(np.bincount(y), np.bincount(y_idx))
     for label in range(10):
@@ -99,28 +138,32 @@ def test_load_gives_batched_normalised_real_images(tfds_dir, fashion_mnist):
             x[y == label].sum(), x_idx[y_idx == label].sum(), rtol=1e-5
         )
     sliced = data.load(
-        "fashion_mnist", "test[:100]", batch_size=64, data_dir=tfds_dir
+        "fashion_mnist",
+        "test[:100]",
+        batch_size=64,
+        data_dir=synthetic_tfds_dir,
     )
     assert sum(int(b[0].shape[0]) for b in sliced) == 100
 
 
-def test_load_rejects_bad_names(tfds_dir):
+def test_load_rejects_bad_names(synthetic_tfds_dir):
     with pytest.raises(
         ValueError,
         match="`dataset` should be one of .* Received: dataset='cifar'",
     ):
         data.load("cifar", "train")
     with pytest.raises(ValueError, match="Unknown split 'validation'"):
-        data.load("fashion_mnist", "validation", data_dir=tfds_dir)
+        data.load("fashion_mnist", "validation", data_dir=synthetic_tfds_dir)
     with pytest.raises(ValueError, match="`batch_size` should be an int"):
-        data.load("fashion_mnist", "test", batch_size=0, data_dir=tfds_dir)
+        data.load(
+            "fashion_mnist", "test", batch_size=0, data_dir=synthetic_tfds_dir
+        )
 
 
-def test_missing_dataset_names_both_ways(tmp_path):
-    import tensorflow_datasets as tfds
-
-    if pipelines._server_reachable(tfds.builder_cls("fashion_mnist")):
-        pytest.skip("TFDS's server is reachable: it would download.")
+def test_missing_dataset_names_both_ways(tmp_path, monkeypatch):
+    # As offline, wherever it runs: TFDS's server not reachable (else TFDS
+    # would download its own fashion_mnist).
+    monkeypatch.setattr(pipelines, "_server_reachable", lambda *_, **__: False)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(

@@ -30,6 +30,20 @@ def images(n, seed=0):
     return np.random.default_rng(seed).random((n, 28, 28, 1), "float32")
 
 
+def shape_images(n, seed=0):
+    """`n` images of one to three rectangles of random brightness on black,
+    as garments lie on Fashion-MNIST's black background: an untrained
+    gate sends some of them down each branch."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28, 1), "float32")
+    for image in x:
+        for _ in range(rng.integers(1, 4)):
+            top, left = rng.integers(0, 24, 2)
+            height, width = rng.integers(3, 20, 2)
+            image[top : top + height, left : left + width] += rng.random()
+    return np.clip(x, 0.0, 1.0)
+
+
 def expected(model, x):
     return {
         k: np.asarray(v) for k, v in export.serving_function(model)(x).items()
@@ -119,20 +133,22 @@ def test_onnx_batch_one_keeps_if_and_runs_one_branch(model, tmp_path):
 
 
 def calibration_split(model, images):
-    """Training images the model routes to each action, 40 of each."""
+    """Images the model routes to each action, 40 of each."""
     decisions = expected(model, images)["decision_gate"]
-    return [images[decisions == action][:40] for action in (0, 1)]
+    split = [images[decisions == action][:40] for action in (0, 1)]
+    assert [len(part) for part in split] == [40, 40], "both actions taken"
+    return split
 
 
 @pytest.mark.parametrize(
     "quantization, max_size_ratio", [("float16", 0.55), ("int8", 0.3)]
 )
 def test_quantised_litert_is_smaller_and_still_routes(
-    quantization, max_size_ratio, fashion_mnist, tmp_path
+    quantization, max_size_ratio, tmp_path
 ):
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
-    stop, high = calibration_split(model, fashion_mnist[0][:2000])
+    stop, high = calibration_split(model, shape_images(1000))
     float_path = export.export_litert(model, tmp_path / "f.tflite")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every branch calibrated: no warning
@@ -165,10 +181,10 @@ def test_quantised_litert_is_smaller_and_still_routes(
     )
 
 
-def test_int8_calibration_missing_a_branch_warns(fashion_mnist, tmp_path):
+def test_int8_calibration_missing_a_branch_warns(tmp_path):
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
-    stop, _ = calibration_split(model, fashion_mnist[0][:2000])
+    stop, _ = calibration_split(model, shape_images(1000))
     with pytest.warns(UserWarning, match="did not take every branch"):
         export.export_litert(
             model,

@@ -67,13 +67,36 @@ def model():
     return model
 
 
+def shape_images(n, seed=0):
+    """`n` images of one to three rectangles of random brightness on black,
+    as garments lie on Fashion-MNIST's black background."""
+    rng = np.random.default_rng(seed)
+    images = np.zeros((n, 28, 28, 1), "float32")
+    for image in images:
+        for _ in range(rng.integers(1, 4)):
+            top, left = rng.integers(0, 24, 2)
+            height, width = rng.integers(3, 20, 2)
+            image[top : top + height, left : left + width] += rng.random()
+    return np.clip(images, 0.0, 1.0)
+
+
+def top2_gap(probabilities):
+    top2 = -np.sort(-np.asarray(probabilities, np.float64), axis=-1)[:, :2]
+    return top2[:, 0] - top2[:, 1]
+
+
 @pytest.fixture(scope="module")
-def good(model, fashion_mnist):
-    """Real test images, some taking each branch (both convolutions run)."""
-    images = fashion_mnist[2][:200]
-    decisions = expected(model, images)["decision_gate"]
+def good(model):
+    """Synthetic images, three taking each branch (both convolutions run),
+    each with a clear top class: Keras's two highest probabilities further
+    apart than `verify`'s tolerance, so that no export within it may rank
+    them the other way."""
+    images = shape_images(200)
+    want = expected(model, images)
+    clear = top2_gap(want["probabilities"]) > verify.PROBABILITY_TOLERANCE
+    decisions = want["decision_gate"]
     picked = np.concatenate(
-        [images[decisions == 0][:3], images[decisions == 1][:3]]
+        [images[clear & (decisions == action)][:3] for action in (0, 1)]
     )
     assert len(picked) == 6, "the untrained gate should take both actions"
     return picked
@@ -457,7 +480,7 @@ def test_load_exported_saved_model_names_non_finite_images(exports, good):
 
 @pytest.mark.parametrize("name", ["litert_batched", "onnx"])
 def test_verify_compares_flags_and_the_valid_images(
-    name, model, exports, with_bad_rows, fashion_mnist
+    name, model, exports, with_bad_rows
 ):
     labels = np.zeros(len(with_bad_rows), "int64")
     report = verify.verify(

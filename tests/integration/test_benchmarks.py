@@ -1,20 +1,78 @@
 """The speed benchmarks run from a clone and write rows of the promised
 shape (tiny settings: what they measure is checked by their own figures,
-not by timed tests)."""
+not by timed tests).
 
+The smoke runs read a small synthetic Fashion-MNIST (`fake_data`): IDX
+files of rectangles on black, and a TFDS directory prepared from them as
+from the real files; they check what the scripts write, not what they
+measure on real images.
+"""
+
+import gzip
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
+# Examples of each split of the synthetic Fashion-MNIST.
+FAKE_SPLITS = {"train": 2048, "test": 512}
 
-def run_script(name, *args):
+
+def _write_idx(path, array):
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_data(tmp_path_factory):
+    """`{"idx": directory of the four IDX files, "tfds": TFDS data
+    directory with the offline builder prepared from them}`: images of
+    one to three rectangles of random brightness on black (garments on
+    Fashion-MNIST's black background), random labels."""
+    import tensorflow_datasets as tfds
+
+    from keras_d2nn.data import FashionMnistIdx
+    from keras_d2nn.data.fashion_mnist import FILES
+
+    idx_dir = tmp_path_factory.mktemp("fake_idx")
+    rng = np.random.default_rng(0)
+    for split, (image_stem, label_stem) in FILES.items():
+        n = FAKE_SPLITS[split]
+        images = np.zeros((n, 28, 28), "float32")
+        for image in images:
+            for _ in range(rng.integers(1, 4)):
+                top, left = rng.integers(0, 24, 2)
+                height, width = rng.integers(3, 20, 2)
+                image[top : top + height, left : left + width] += rng.random()
+        _write_idx(
+            idx_dir / f"{image_stem}.gz",
+            np.round(255 * np.clip(images, 0.0, 1.0)),
+        )
+        _write_idx(idx_dir / f"{label_stem}.gz", rng.integers(0, 10, n))
+    tfds_dir = tmp_path_factory.mktemp("fake_tfds")
+    FashionMnistIdx(data_dir=str(tfds_dir)).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(idx_dir))
+    )
+    return {"idx": str(idx_dir), "tfds": str(tfds_dir)}
+
+
+def run_script(name, *args, data=None):
+    """Runs benchmarks/`name`; with `data` (`fake_data`), its default IDX
+    directory and TFDS data directory are those."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if data is not None:
+        env.update(
+            KERAS_D2NN_FASHION_MNIST_DIR=data["idx"], TFDS_DATA_DIR=data["tfds"]
+        )
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args],
         capture_output=True,
@@ -27,8 +85,7 @@ def run_script(name, *args):
 
 
 @pytest.mark.slow  # about 40 s; the other benchmark tests stay
-@pytest.mark.usefixtures("fashion_mnist")
-def test_speed_benchmark_writes_rows(tmp_path):
+def test_speed_benchmark_writes_rows(tmp_path, fake_data):
     output = tmp_path / "speed.json"
     stdout = run_script(
         "speed.py",
@@ -39,6 +96,7 @@ def test_speed_benchmark_writes_rows(tmp_path):
         "--repeats=1",
         "--train_examples=256",
         f"--output={output}",
+        data=fake_data,
     )
     rows = json.loads(output.read_text())["rows"]
     keys = {
@@ -103,8 +161,7 @@ def test_speed_benchmark_times_a_real_size_network(tmp_path):
     assert "| cascade_224 | litert batch 5, 2 threads |" in summary
 
 
-@pytest.mark.usefixtures("fashion_mnist")
-def test_train_speed_benchmark_writes_rows(tmp_path):
+def test_train_speed_benchmark_writes_rows(tmp_path, fake_data):
     output = tmp_path / "train_speed.json"
     run_script(
         "train_speed.py",
@@ -113,6 +170,7 @@ def test_train_speed_benchmark_writes_rows(tmp_path):
         "--repeats=1",
         "--batch_size=16",
         f"--output={output}",
+        data=fake_data,
     )
     rows = json.loads(output.read_text())["rows"]
     assert {r["mode"] for r in rows} == {
@@ -124,7 +182,7 @@ def test_train_speed_benchmark_writes_rows(tmp_path):
     assert all(r["examples_per_second"] > 0 for r in rows)
 
 
-def test_budget_benchmark_writes_asked_and_landed(tmp_path, tfds_dir):
+def test_budget_benchmark_writes_asked_and_landed(tmp_path, fake_data):
     output = tmp_path / "budget.json"
     stdout = run_script(
         "budget.py",
@@ -133,8 +191,9 @@ def test_budget_benchmark_writes_asked_and_landed(tmp_path, tfds_dir):
         "--seeds=0",
         "--epochs=2",
         "--train_examples=256",
-        f"--tfds_dir={tfds_dir}",
+        f"--tfds_dir={fake_data['tfds']}",
         f"--output={output}",
+        data=fake_data,
     )
     [row] = json.loads(output.read_text())["rows"]
     assert row["budget"] == 0.5 and 0 < row["landed_cost"] <= 1
@@ -144,7 +203,7 @@ def test_budget_benchmark_writes_asked_and_landed(tmp_path, tfds_dir):
 
 
 def test_tradeoff_benchmark_lands_each_contender_on_the_budget(
-    tmp_path, tfds_dir
+    tmp_path, fake_data
 ):
     output = tmp_path / "tradeoff.json"
     stdout = run_script(
@@ -157,8 +216,9 @@ def test_tradeoff_benchmark_lands_each_contender_on_the_budget(
         "--train_examples=256",
         "--validation_examples=200",
         "--test_examples=300",
-        f"--tfds_dir={tfds_dir}",
+        f"--tfds_dir={fake_data['tfds']}",
         f"--output={output}",
+        data=fake_data,
     )
     results = json.loads(output.read_text())
     rows = results["seeds"]["0"]
@@ -177,8 +237,7 @@ def test_tradeoff_benchmark_lands_each_contender_on_the_budget(
     assert output.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.usefixtures("fashion_mnist")
-def test_export_latency_benchmark_times_each_route(tmp_path):
+def test_export_latency_benchmark_times_each_route(tmp_path, fake_data):
     import keras
 
     from keras_d2nn import architectures
@@ -198,6 +257,7 @@ def test_export_latency_benchmark_times_each_route(tmp_path):
         "--repeats=1",
         *[f"--exported={p}" for p in paths],
         f"--output={output}",
+        data=fake_data,
     )
     results = json.loads(output.read_text())["results"]
     assert [r["format"] for r in results] == ["litert", "onnx"]
@@ -212,8 +272,7 @@ def test_export_latency_benchmark_times_each_route(tmp_path):
 
 
 @pytest.mark.slow  # about a minute
-@pytest.mark.usefixtures("fashion_mnist")
-def test_gate_variants_benchmark_writes_each_variant(tmp_path):
+def test_gate_variants_benchmark_writes_each_variant(tmp_path, fake_data):
     output = tmp_path / "gate_variants.json"
     run_script(
         "gate_variants.py",
@@ -223,6 +282,7 @@ def test_gate_variants_benchmark_writes_each_variant(tmp_path):
         "--data_args=--train_examples=1500 --test_examples=500 "
         "--validation_examples=500",
         f"--output={output}",
+        data=fake_data,
     )
     results = json.loads(output.read_text())["0"]
     assert set(results) == {"correct-1", "prob-1"}
@@ -248,8 +308,7 @@ LATENCY_COST_SMOKE = (
 
 
 @pytest.mark.slow  # about a minute
-@pytest.mark.usefixtures("fashion_mnist")
-def test_latency_cost_benchmark_compares_both_costs(tmp_path):
+def test_latency_cost_benchmark_compares_both_costs(tmp_path, fake_data):
     output = tmp_path / "latency_cost.json"
     stdout = run_script(
         "latency_cost.py",
@@ -258,6 +317,7 @@ def test_latency_cost_benchmark_compares_both_costs(tmp_path):
         "--data_args=--train_examples=1500 --test_examples=512 "
         "--validation_examples=500",
         f"--output={output}",
+        data=fake_data,
     )
     results = json.loads(output.read_text())
     costs = [p["cost"] for p in results["points"]]
@@ -272,8 +332,7 @@ def test_latency_cost_benchmark_compares_both_costs(tmp_path):
 
 
 @pytest.mark.slow  # about two minutes: a LiteRT conversion per point
-@pytest.mark.usefixtures("fashion_mnist")
-def test_latency_cost_benchmark_runs_on_litert(tmp_path):
+def test_latency_cost_benchmark_runs_on_litert(tmp_path, fake_data):
     output = tmp_path / "latency_cost_litert.json"
     run_script(
         "latency_cost.py",
@@ -283,6 +342,7 @@ def test_latency_cost_benchmark_runs_on_litert(tmp_path):
         "--data_args=--train_examples=1500 --test_examples=200 "
         "--validation_examples=500",
         f"--output={output}",
+        data=fake_data,
     )
     results = json.loads(output.read_text())
     assert results["profile"]["runtime"] == "litert"
@@ -294,8 +354,7 @@ def test_latency_cost_benchmark_runs_on_litert(tmp_path):
 
 
 @pytest.mark.slow  # about two minutes: three modules trained apart
-@pytest.mark.usefixtures("fashion_mnist")
-def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path):
+def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path, fake_data):
     output = tmp_path / "latency_cost_wide_or_deep.json"
     run_script(
         "latency_cost.py",
@@ -305,6 +364,7 @@ def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path):
         "--data_args=--train_examples=1000 --test_examples=256 "
         "--validation_examples=300",
         f"--output={output}",
+        data=fake_data,
     )
     results = json.loads(output.read_text())
     # Stop, wide, deep: deep has fewer FLOPs than wide (its routes' FLOP
@@ -320,8 +380,7 @@ def test_latency_cost_benchmark_runs_wide_or_deep(tmp_path):
 
 
 @pytest.mark.slow  # about a minute
-@pytest.mark.usefixtures("fashion_mnist")
-def test_minibag_benchmark_lands_every_contender(tmp_path):
+def test_minibag_benchmark_lands_every_contender(tmp_path, fake_data):
     output = tmp_path / "minibag.json"
     run_script(
         "minibag.py",
@@ -330,6 +389,7 @@ def test_minibag_benchmark_lands_every_contender(tmp_path):
         "--data_args=--train_examples=1500 --test_examples=500 "
         "--validation_examples=500",
         f"--output={output}",
+        data=fake_data,
     )
     rows = json.loads(output.read_text())["rows"]
     assert {(r["contender"], r["budget"]) for r in rows} == {

@@ -79,12 +79,27 @@ def test_the_package_never_unpickles_or_evaluates_data():
     assert offenders == []
 
 
+def write_images(path, n=512):
+    """Writes `n` synthetic training examples to `path` (.npz, arrays `x`
+    and `y`): images of one to three rectangles of random brightness on
+    black (garments on Fashion-MNIST's black background), random labels
+    of 10 classes."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((n, 28, 28, 1), "float32")
+    for image in x:
+        for _ in range(rng.integers(1, 4)):
+            top, left = rng.integers(0, 24, 2)
+            height, width = rng.integers(3, 20, 2)
+            image[top : top + height, left : left + width] += rng.random()
+    np.savez(path, x=np.clip(x, 0.0, 1.0), y=rng.integers(0, 10, n))
+    return path
+
+
 DETERMINISM = textwrap.dedent("""
-    import json, numpy as np, keras, tensorflow as tf
-    from keras_d2nn import architectures, data, schedules
+    import json, sys, numpy as np, keras, tensorflow as tf
+    from keras_d2nn import architectures, schedules
     tf.config.experimental.enable_op_determinism()
-    x, y = data.load_fashion_mnist("train")
-    x, y = x[:512], y[:512]
+    x, y = np.load(sys.argv[1])["x"], np.load(sys.argv[1])["y"]
 
     def train():
         keras.utils.set_random_seed(0)
@@ -107,13 +122,12 @@ DETERMINISM = textwrap.dedent("""
 """)
 
 
-@pytest.mark.usefixtures("fashion_mnist")
-def test_seeded_deterministic_training_repeats_exactly():
+def test_seeded_deterministic_training_repeats_exactly(tmp_path):
     import json
 
     # Op determinism is process-wide: a fresh process.
     result = subprocess.run(
-        [sys.executable, "-c", DETERMINISM],
+        [sys.executable, "-c", DETERMINISM, write_images(tmp_path / "d.npz")],
         capture_output=True,
         text=True,
         timeout=600,
@@ -123,20 +137,22 @@ def test_seeded_deterministic_training_repeats_exactly():
     assert report["weights"] > 0
     assert report["weights_equal"], report
     assert report["decisions_equal"], report
+    # Decisions of a gate that sends some images each way.
+    assert 0 < report["high_rate"] < 1, report
 
 
-# Trains 4 epochs with warm-up and a cost-weight ramp, resuming from what
-# the resume callback (argv[4]: "backup" for BackupAndRestore, "checkpoint"
-# for ModelCheckpoint + load_model + initial_epoch) left in argv[1].
+# Trains 4 epochs with warm-up and a cost-weight ramp on the examples of
+# argv[5] (`write_images`), resuming from what the resume callback (argv[4]:
+# "backup" for BackupAndRestore, "checkpoint" for ModelCheckpoint +
+# load_model + initial_epoch) left in argv[1].
 CRASH = textwrap.dedent("""
     import glob, os, signal, sys
     import numpy as np, keras, tensorflow as tf
-    from keras_d2nn import architectures, data, schedules
+    from keras_d2nn import architectures, schedules
     tf.config.experimental.enable_op_determinism()
-    backup, out, journal, resume = sys.argv[1:5]
+    backup, out, journal, resume, examples = sys.argv[1:6]
     kill_at = int(os.environ.get("KILL_AT_EPOCH", "-1"))
-    x, y = data.load_fashion_mnist("train")
-    x, y = x[:512], y[:512]
+    x, y = np.load(examples)["x"], np.load(examples)["y"]
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
     model.compile(optimizer="adam", cost_weight=0.1,
@@ -177,9 +193,10 @@ CRASH = textwrap.dedent("""
 """)
 
 
-@pytest.mark.usefixtures("fashion_mnist")
 @pytest.mark.parametrize("resume", ["backup", "checkpoint"])
 def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, resume):
+    examples = write_images(tmp_path / "examples.npz")
+
     def train(name, backup, kill_at=None):
         env = dict(os.environ)
         if kill_at is not None:
@@ -193,6 +210,7 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, resume):
                 str(tmp_path / f"{name}.npz"),
                 str(tmp_path / f"{name}.log"),
                 resume,
+                str(examples),
             ],
             capture_output=True,
             text=True,

@@ -18,9 +18,32 @@ import pytest
 from keras_d2nn import architectures
 from keras_d2nn import schedules
 
+
+def training_images(n=256):
+    """`(x, y)`: `n` images of one to three rectangles of random brightness
+    on black (garments on Fashion-MNIST's black background), and random
+    labels of 10 classes."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((n, 28, 28, 1), "float32")
+    for image in x:
+        for _ in range(rng.integers(1, 4)):
+            top, left = rng.integers(0, 24, 2)
+            height, width = rng.integers(3, 20, 2)
+            image[top : top + height, left : left + width] += rng.random()
+    return np.clip(x, 0.0, 1.0), rng.integers(0, 10, n).astype("int32")
+
+
+def write_training_images(path):
+    """`training_images()` in `path` (.npz), for a fresh process."""
+    x, y = training_images()
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
 # Trains the default high-low D2NN with each estimator on one device and on
 # two (MirroredStrategy over two logical CPUs), from the same seed and on
-# the same global batches, and reports how far apart they end.
+# the same global batches (of the examples in argv[1]), and reports how far
+# apart they end.
 MIRRORED = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
@@ -28,10 +51,9 @@ MIRRORED = textwrap.dedent("""
     tf.config.set_logical_device_configuration(
         cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np, keras_d2nn
-    from keras_d2nn import architectures, data, schedules
+    from keras_d2nn import architectures, schedules
 
-    x, y = data.load_fashion_mnist("train")
-    x, y = x[:256], y[:256]
+    x, y = np.load(sys.argv[1])["x"], np.load(sys.argv[1])["y"]
     ESTIMATORS = {
         "reinforce_value": lambda: None,  # the default
         "reinforce_moving_average_normalized": lambda: keras_d2nn.Reinforce(
@@ -64,7 +86,7 @@ MIRRORED = textwrap.dedent("""
         return model, history.history
 
     report = {}
-    for name in sys.argv[1:]:
+    for name in sys.argv[2:]:
         a, history_a = train(one, name)
         b, history_b = train(two, name)
         report[name] = {
@@ -85,9 +107,10 @@ MIRRORED = textwrap.dedent("""
 """)
 
 
-def check_two_devices_train_like_one(estimators):
+def check_two_devices_train_like_one(estimators, directory):
+    examples = write_training_images(directory / "examples.npz")
     result = subprocess.run(
-        [sys.executable, "-c", MIRRORED, *estimators],
+        [sys.executable, "-c", MIRRORED, examples, *estimators],
         capture_output=True,
         text=True,
         timeout=600,
@@ -111,8 +134,7 @@ def check_two_devices_train_like_one(estimators):
         assert one > 0 if "budget" in name else abs(one - 0.1) < 1e-6
 
 
-@pytest.mark.usefixtures("fashion_mnist")
-def test_two_devices_train_like_one_device_on_the_same_global_batch():
+def test_two_devices_train_like_one_device_on_the_same_global_batch(tmp_path):
     # REINFORCE with each kind of batch statistic: the critic's, and the
     # global mean reward and advantage moments; and a budget's multiplier,
     # moved by the global batch's cost.
@@ -121,24 +143,25 @@ def test_two_devices_train_like_one_device_on_the_same_global_batch():
             "reinforce_value",
             "reinforce_moving_average_normalized",
             "reinforce_value_budget",
-        ]
+        ],
+        tmp_path,
     )
 
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("fashion_mnist")
-def test_two_devices_train_like_one_device_other_estimators():
-    check_two_devices_train_like_one(["q_learning", "gumbel"])
+def test_two_devices_train_like_one_device_other_estimators(tmp_path):
+    check_two_devices_train_like_one(["q_learning", "gumbel"], tmp_path)
 
 
+# A worker of a two-worker cluster (TF_CONFIG) training on the examples
+# of argv[2], saving its weights to argv[1].
 WORKER = textwrap.dedent("""
     import json, sys
     import numpy as np, keras, tensorflow as tf
-    from keras_d2nn import architectures, data, schedules
+    from keras_d2nn import architectures, schedules
 
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    x, y = data.load_fashion_mnist("train")
-    x, y = x[:256], y[:256]
+    x, y = np.load(sys.argv[2])["x"], np.load(sys.argv[2])["y"]
     keras.utils.set_random_seed(0)
     with strategy.scope():
         model = architectures.high_low()
@@ -161,10 +184,8 @@ def _free_port():
         return sock.getsockname()[1]
 
 
-@pytest.mark.usefixtures("fashion_mnist")
-def test_two_workers_on_loopback_end_with_identical_weights(
-    tmp_path, fashion_mnist
-):
+def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
+    examples = write_training_images(tmp_path / "examples.npz")
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
     workers = []
     for index in range(2):
@@ -176,7 +197,13 @@ def test_two_workers_on_loopback_end_with_identical_weights(
         )
         workers.append(
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(tmp_path / f"w{index}.npz")],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    str(tmp_path / f"w{index}.npz"),
+                    examples,
+                ],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -197,7 +224,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(
 
     # One process on one device, same seed and global batches, ends at the
     # same weights up to float summation order.
-    x, y = fashion_mnist[0][:256], fashion_mnist[1][:256]
+    x, y = training_images()
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
     model.compile(
