@@ -128,6 +128,7 @@ def test_a_run_that_does_not_route_says_so(tfds_dir, tmp_path):
                 "controller": "gate",
                 "action": "stop",
                 "ran": 1.0,
+                "share": 1.0,
                 "rank": "cheapest",
             }
         ],
@@ -299,6 +300,7 @@ def test_collapse_found_on_given_decisions_and_ranked_by_cost():
                 "controller": "gate",
                 "action": "high",
                 "ran": 1.0,
+                "share": 1.0,
                 "rank": "costliest",
             }
         ],
@@ -308,6 +310,31 @@ def test_collapse_found_on_given_decisions_and_ranked_by_cost():
     assert "raise --cost_weight (was 0.05)" in warning
     mixed = {"gate": np.arange(64) % 2}
     assert train_job.routing_collapse(model, x, mixed) == {
+        "routes": 2,
+        "controllers": [],
+    }
+    # One action for 99.5% of the examples (the rest -1: not decided):
+    # collapsed too, whatever its rank, and the warning says how far.
+    nearly = np.full(300, high)
+    nearly[0] = 1 - high
+    nearly[1:11] = -1
+    [found] = train_job.routing_collapse(model, x, {"gate": nearly})[
+        "controllers"
+    ]
+    assert found["action"] == "high" and found["ran"] == pytest.approx(
+        290 / 300
+    )
+    assert found["share"] == pytest.approx(289 / 290)
+    [warning] = train_job.collapse_warnings(
+        {"routes": 2, "controllers": [found]}, 0.05, epochs=2
+    )
+    assert "gate took high (costliest action) for 99.7% of the test" in (
+        warning
+    )
+    # Below the threshold (98%), it routes.
+    routing = np.full(100, high)
+    routing[:2] = 1 - high
+    assert train_job.routing_collapse(model, x, {"gate": routing}) == {
         "routes": 2,
         "controllers": [],
     }
