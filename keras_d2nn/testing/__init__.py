@@ -12,6 +12,7 @@ from keras_d2nn.testing.exports import assert_exports_agree
 from keras_d2nn.testing.exports import example_inputs
 from keras_d2nn.testing.exports import run_export_test
 from keras_d2nn.testing.exports import write_every_export
+from keras_d2nn.testing.images import shape_images
 from keras_d2nn.testing.random_graphs import random_graph
 from keras_d2nn.testing.routing_spy import RoutingSpy
 from keras_d2nn.testing.test_case import TestCase
@@ -37,6 +38,7 @@ __all__ = [
     "random_graph",
     "routing_data",
     "run_export_test",
+    "shape_images",
     "small_high_low",
     "toy_data",
     "write_every_export",

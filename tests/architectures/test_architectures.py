@@ -12,6 +12,7 @@ from keras_d2nn.testing import EXPORT_FORMATS
 from keras_d2nn.testing import TestCase
 from keras_d2nn.testing import assert_exports_agree
 from keras_d2nn.testing import run_export_test
+from keras_d2nn.testing import shape_images
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 NAMES = sorted(architectures.ARCHITECTURES)
@@ -21,20 +22,6 @@ def controlled_nodes(plan, controller, action):
     return [
         n.name for n in plan.order if action in n.control.get(controller, ())
     ]
-
-
-def shape_images(n, seed=0):
-    """`n` images of one to three rectangles of random brightness on black,
-    as garments lie on Fashion-MNIST's black background: untrained
-    controllers send them down more routes than uniform noise."""
-    rng = np.random.default_rng(seed)
-    images = np.zeros((n, 28, 28, 1), "float32")
-    for image in images:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    return np.clip(images, 0.0, 1.0)
 
 
 def routes_of(model, images):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from keras_d2nn import architectures
+from keras_d2nn.testing import shape_images
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -50,16 +51,8 @@ def test_high_low_learns_on_real_images(fashion_mnist):
 def test_each_route_costs_the_flops_it_runs():
     keras.utils.set_random_seed(0)
     model = architectures.high_low()
-    # Rectangles of random brightness on black (garments on Fashion-MNIST's
-    # black background): the untrained gate sends some of them high.
-    rng = np.random.default_rng(0)
-    images = np.zeros((200, 28, 28, 1), "float32")
-    for image in images:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    routes = model.route(np.clip(images, 0.0, 1.0))
+    # Rectangles on black: the untrained gate sends some of them high.
+    routes = model.route(shape_images(200))
     executed = routes["executed_flops"]
     plan = model.plan
     cheap = plan.flops["low"] + plan.flops["low_head"] + plan.flops["gate"]

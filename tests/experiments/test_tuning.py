@@ -7,6 +7,7 @@ import pytest
 
 from keras_d2nn.experiments import tuning
 from keras_d2nn.testing import RoutingSpy
+from keras_d2nn.testing import shape_images
 
 
 def test_budget_prefers_any_feasible_model_then_accuracy():
@@ -78,14 +79,7 @@ def small_split():
     of random brightness on black (garments on Fashion-MNIST's black
     background), with random labels of 10 classes: what a search runs on,
     not what it learns."""
-    rng = np.random.default_rng(0)
-    images = np.zeros((800, 28, 28, 1), "float32")
-    for image in images:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    x, y = np.clip(images, 0.0, 1.0), rng.integers(0, 10, 800)
+    x, y = shape_images(800, labels=True)
     return (x[:500], y[:500]), (x[500:], y[500:])
 
 

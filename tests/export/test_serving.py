@@ -17,6 +17,7 @@ from keras_d2nn import export
 from keras_d2nn.export import litert
 from keras_d2nn.testing import assert_exports_agree
 from keras_d2nn.testing import run_export_test
+from keras_d2nn.testing import shape_images
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +29,6 @@ def model():
 
 def images(n, seed=0):
     return np.random.default_rng(seed).random((n, 28, 28, 1), "float32")
-
-
-def shape_images(n, seed=0):
-    """`n` images of one to three rectangles of random brightness on black,
-    as garments lie on Fashion-MNIST's black background: an untrained
-    gate sends some of them down each branch."""
-    rng = np.random.default_rng(seed)
-    x = np.zeros((n, 28, 28, 1), "float32")
-    for image in x:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    return np.clip(x, 0.0, 1.0)
 
 
 def expected(model, x):

@@ -22,6 +22,7 @@ from keras_d2nn import export
 from keras_d2nn.export import runtime
 from keras_d2nn.export import verify
 from keras_d2nn.testing import assert_exports_agree
+from keras_d2nn.testing import shape_images
 
 EXPECTED_SHAPE = "should have shape (batch, 28, 28, 1)"
 
@@ -65,19 +66,6 @@ def model():
     model = architectures.high_low()
     model(np.zeros((1, 28, 28, 1), "float32"))
     return model
-
-
-def shape_images(n, seed=0):
-    """`n` images of one to three rectangles of random brightness on black,
-    as garments lie on Fashion-MNIST's black background."""
-    rng = np.random.default_rng(seed)
-    images = np.zeros((n, 28, 28, 1), "float32")
-    for image in images:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    return np.clip(images, 0.0, 1.0)
 
 
 def top2_gap(probabilities):

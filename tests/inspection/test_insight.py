@@ -14,6 +14,7 @@ import keras_d2nn
 from keras_d2nn import data
 from keras_d2nn.inspection import graph_plot
 from keras_d2nn.testing import LOSS
+from keras_d2nn.testing import shape_images
 from keras_d2nn.testing import small_high_low
 
 SAVED = (
@@ -30,23 +31,9 @@ def trained():
     return keras.models.load_model(SAVED)
 
 
-def shape_images(n, seed=0):
-    """`(images, labels)`: `n` images of one to three rectangles of random
-    brightness on black, as garments lie on Fashion-MNIST's black
-    background, and random labels of its 10 classes."""
-    rng = np.random.default_rng(seed)
-    images = np.zeros((n, 28, 28, 1), "float32")
-    for image in images:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    return np.clip(images, 0.0, 1.0), rng.integers(0, 10, n).astype("int32")
-
-
 @pytest.fixture(scope="module")
 def test_split(trained):
-    x, y = shape_images(2000)
+    x, y = shape_images(2000, labels=True)
     # The saved model sends some of them down each route.
     gate = trained.route(x)["decisions"]["gate"]
     assert 0 < gate.sum() < len(gate)
@@ -181,7 +168,7 @@ def _tensors(run_dir):
 
 
 def test_tensorboard_logs_rates_cost_weight_and_confidence(tmp_path):
-    x, y = shape_images(384, seed=1)
+    x, y = shape_images(384, seed=1, labels=True)
     model = keras_d2nn.architectures.high_low()
     model.compile("adam", LOSS, metrics=["accuracy"], cost_weight=0.05)
     logs = tmp_path / "logs"

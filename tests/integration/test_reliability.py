@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import keras_d2nn
+from keras_d2nn.testing import shape_images
 
 
 def lambda_model():
@@ -84,14 +85,8 @@ def write_images(path, n=512):
     and `y`): images of one to three rectangles of random brightness on
     black (garments on Fashion-MNIST's black background), random labels
     of 10 classes."""
-    rng = np.random.default_rng(0)
-    x = np.zeros((n, 28, 28, 1), "float32")
-    for image in x:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    np.savez(path, x=np.clip(x, 0.0, 1.0), y=rng.integers(0, 10, n))
+    x, y = shape_images(n, labels=True)
+    np.savez(path, x=x, y=y)
     return path
 
 

@@ -17,20 +17,14 @@ import pytest
 
 from keras_d2nn import architectures
 from keras_d2nn import schedules
+from keras_d2nn.testing import shape_images
 
 
 def training_images(n=256):
     """`(x, y)`: `n` images of one to three rectangles of random brightness
     on black (garments on Fashion-MNIST's black background), and random
     labels of 10 classes."""
-    rng = np.random.default_rng(0)
-    x = np.zeros((n, 28, 28, 1), "float32")
-    for image in x:
-        for _ in range(rng.integers(1, 4)):
-            top, left = rng.integers(0, 24, 2)
-            height, width = rng.integers(3, 20, 2)
-            image[top : top + height, left : left + width] += rng.random()
-    return np.clip(x, 0.0, 1.0), rng.integers(0, 10, n).astype("int32")
+    return shape_images(n, labels=True)
 
 
 def write_training_images(path):
