@@ -191,6 +191,16 @@ class TrainConfig:
                 f"latency_profile={self.latency_profile!r}, no such file"
             )
         check_choice("estimator", settings.estimator, list(estimators.NAMED))
+        if settings.estimator.startswith("full_information") and (
+            self.arch not in EXIT_ARCHITECTURES
+        ):
+            # fit_two_phase would refuse it after loading the data.
+            raise ValueError(
+                "`estimator` 'full_information' trains every module on "
+                "every example by continuing at the early exits, and only "
+                f"{EXIT_ARCHITECTURES} declare exits. Received: estimator="
+                f"{settings.estimator!r} with arch={self.arch!r}"
+            )
         check_choice("gate_input", settings.gate_input, list(GATE_INPUTS))
         if settings.gate_input != "features" and self.arch not in (
             EXIT_ARCHITECTURES
