@@ -26,7 +26,7 @@ def shape_images(
     from keras_d2nn.testing import shape_images
 
     images, labels = shape_images(4, labels=True)
-    images.shape, labels.dtype  # (4, 28, 28, 1), int32
+    images.shape, str(labels.dtype)  # (4, 28, 28, 1), "int32"
     ```
     """
     rng = np.random.default_rng(seed)
