@@ -61,6 +61,55 @@ def tfds_dir(tmp_path_factory, fashion_mnist):
     return directory
 
 
+# Examples of each split of `fake_idx_dir`: enough for the jobs' default
+# held-out 5,000 training images.
+FAKE_SPLITS = {"train": 6000, "test": 1000}
+
+
+def _write_idx(path, array):
+    """Writes `array` (uint8) as a gzipped IDX file, as Fashion-MNIST's."""
+    import gzip
+
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="session")
+def fake_idx_dir(tmp_path_factory):
+    """A directory of the four Fashion-MNIST IDX files, synthetic
+    (`keras_d2nn.testing.shape_images`, random labels): for tests of the
+    jobs and the command line that need the files, not real images."""
+    from keras_d2nn.data.fashion_mnist import FILES
+    from keras_d2nn.testing import shape_images
+
+    directory = tmp_path_factory.mktemp("fake_idx")
+    for seed, (split, (image_stem, label_stem)) in enumerate(FILES.items()):
+        images, labels = shape_images(FAKE_SPLITS[split], seed, labels=True)
+        _write_idx(
+            directory / f"{image_stem}.gz", np.round(255 * images[..., 0])
+        )
+        _write_idx(directory / f"{label_stem}.gz", labels)
+    return str(directory)
+
+
+@pytest.fixture(scope="session")
+def fake_tfds_dir(tmp_path_factory, fake_idx_dir):
+    """A TFDS data directory with the offline builder prepared from
+    `fake_idx_dir` (what `tfds_dir` is for the real files)."""
+    import tensorflow_datasets as tfds
+
+    from keras_d2nn.data import FashionMnistIdx
+
+    directory = str(tmp_path_factory.mktemp("fake_tfds"))
+    FashionMnistIdx(data_dir=directory).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=fake_idx_dir)
+    )
+    return directory
+
+
 def _skip_reason(report):
     longrepr = report.longrepr
     return longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)

@@ -18,6 +18,13 @@ from keras_d2nn import D2NNModel
 from keras_d2nn.experiments import tune_job
 
 
+@pytest.fixture
+def tfds_dir(fake_tfds_dir):
+    """Synthetic Fashion-MNIST look-alikes (tests/conftest.py): these
+    tests are about the job, not about accuracy on real images."""
+    return fake_tfds_dir
+
+
 def tiny_config(tfds_dir, output_dir, **overrides):
     settings = dict(
         # Two epochs leave trials near the full network's FLOPs: under the

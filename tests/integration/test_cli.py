@@ -170,9 +170,13 @@ def test_train_without_optimizer_state_keeps_the_trained_weights(
     assert accuracy == pytest.approx(report["test_accuracy"], abs=1e-6)
 
 
-def test_train_budget_flag_reaches_the_job(cli_main, monkeypatch, tfds_dir):
+def test_train_budget_flag_reaches_the_job(
+    cli_main, monkeypatch, fake_tfds_dir
+):
     from keras_d2nn import cli
     from keras_d2nn.experiments import train_job
+
+    tfds_dir = fake_tfds_dir
 
     configs = []
     monkeypatch.setattr(train_job, "run", configs.append)
@@ -359,8 +363,9 @@ def test_bad_invocations_get_one_clear_line(cli_main, capsys, args, message):
 
 
 def test_another_graphs_latency_profile_is_refused_before_training(
-    cli_main, capsys, tfds_dir, tmp_path
+    cli_main, capsys, fake_tfds_dir, tmp_path
 ):
+    tfds_dir = fake_tfds_dir
     from keras_d2nn.profiling import LatencyProfile
 
     path = tmp_path / "cascade.json"
@@ -708,21 +713,16 @@ def test_a_library_import_keeps_showing_errors():
 
 
 def test_get_data_without_apt_get_or_graphviz_says_how_and_succeeds(
-    fashion_mnist, tmp_path
+    fake_idx_dir, tmp_path
 ):
     """No root side effects: a PATH without apt-get or dot."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     env = dict(os.environ, PATH=str(bin_dir))
-    result = run_cli(
-        "get_data", f"--data_dir={pipelines.fashion_mnist_dir()}", env=env
-    )
+    result = run_cli("get_data", f"--data_dir={fake_idx_dir}", env=env)
     assert result.returncode == 0, result.stderr
-    assert (
-        f"Fashion-MNIST found in {pipelines.fashion_mnist_dir()}"
-        in result.stdout
-    )
+    assert f"Fashion-MNIST found in {fake_idx_dir}" in result.stdout
     assert "warning: Graphviz's `dot` is not installed" in result.stderr
     assert "apt-get install -y graphviz" in result.stderr
     assert "Ready:" in result.stdout
@@ -803,9 +803,10 @@ def test_get_data_installs_both_packages_with_one_apt_get_call(
 
 
 def test_get_data_installs_graphviz_where_the_data_is_there(
-    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+    cli_run, capsys, fake_apt, fake_idx_dir, monkeypatch
 ):
-    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
+    monkeypatch.setenv(pipelines.ENV_VAR, fake_idx_dir)
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", fake_idx_dir)
     fake_apt.installs_dot()
     assert cli_run("get_data") is None
     assert fake_apt.calls() == ["install -y -q graphviz"]
@@ -815,9 +816,10 @@ def test_get_data_installs_graphviz_where_the_data_is_there(
 
 
 def test_get_data_updates_apt_lists_where_there_are_none(
-    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+    cli_run, capsys, fake_apt, fake_idx_dir, monkeypatch
 ):
-    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
+    monkeypatch.setenv(pipelines.ENV_VAR, fake_idx_dir)
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", fake_idx_dir)
     fake_apt.fresh_machine()
     fake_apt.installs_dot()
     assert cli_run("get_data") is None
@@ -826,9 +828,10 @@ def test_get_data_updates_apt_lists_where_there_are_none(
 
 
 def test_get_data_updates_stale_apt_lists_when_the_install_fails(
-    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+    cli_run, capsys, fake_apt, fake_idx_dir, monkeypatch
 ):
-    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
+    monkeypatch.setenv(pipelines.ENV_VAR, fake_idx_dir)
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", fake_idx_dir)
     fake_apt.installs_dot()
     fake_apt.fails_once()
     assert cli_run("get_data") is None
@@ -844,10 +847,11 @@ def test_get_data_updates_stale_apt_lists_when_the_install_fails(
 
 
 def test_get_data_as_root_warns_and_succeeds_when_graphviz_does_not_install(
-    cli_run, capsys, fake_apt, fashion_mnist, monkeypatch
+    cli_run, capsys, fake_apt, fake_idx_dir, monkeypatch
 ):
     """Graphviz is for graph drawings only: data ready means exit 0."""
-    monkeypatch.setattr(pipelines, "DEFAULT_DIR", pipelines.fashion_mnist_dir())
+    monkeypatch.setenv(pipelines.ENV_VAR, fake_idx_dir)
+    monkeypatch.setattr(pipelines, "DEFAULT_DIR", fake_idx_dir)
     assert cli_run("get_data") is None
     assert fake_apt.calls() == ["install -y -q graphviz"]
     out, err = capsys.readouterr()

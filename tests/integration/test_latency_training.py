@@ -9,6 +9,14 @@ from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.experiments import train_job
 from keras_d2nn.profiling import LatencyProfile
 
+
+@pytest.fixture
+def tfds_dir(fake_tfds_dir):
+    """Synthetic Fashion-MNIST look-alikes (tests/conftest.py): these
+    tests are about the job, not about accuracy on real images."""
+    return fake_tfds_dir
+
+
 # Milliseconds per example of each node, at batch 4, and per batch: the
 # call of the model (base) and the high network's (fixed) as a profile
 # fitted to the routed model has them.
