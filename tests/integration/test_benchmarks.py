@@ -8,61 +8,23 @@ from the real files; they check what the scripts write, not what they
 measure on real images.
 """
 
-import gzip
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-# Examples of each split of the synthetic Fashion-MNIST.
-FAKE_SPLITS = {"train": 2048, "test": 512}
-
-
-def _write_idx(path, array):
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
 
 @pytest.fixture(scope="module")
-def fake_data(tmp_path_factory):
+def fake_data(fake_idx_dir, fake_tfds_dir):
     """`{"idx": directory of the four IDX files, "tfds": TFDS data
-    directory with the offline builder prepared from them}`: images of
-    one to three rectangles of random brightness on black (garments on
-    Fashion-MNIST's black background), random labels."""
-    import tensorflow_datasets as tfds
-
-    from keras_d2nn.data import FashionMnistIdx
-    from keras_d2nn.data.fashion_mnist import FILES
-
-    idx_dir = tmp_path_factory.mktemp("fake_idx")
-    rng = np.random.default_rng(0)
-    for split, (image_stem, label_stem) in FILES.items():
-        n = FAKE_SPLITS[split]
-        images = np.zeros((n, 28, 28), "float32")
-        for image in images:
-            for _ in range(rng.integers(1, 4)):
-                top, left = rng.integers(0, 24, 2)
-                height, width = rng.integers(3, 20, 2)
-                image[top : top + height, left : left + width] += rng.random()
-        _write_idx(
-            idx_dir / f"{image_stem}.gz",
-            np.round(255 * np.clip(images, 0.0, 1.0)),
-        )
-        _write_idx(idx_dir / f"{label_stem}.gz", rng.integers(0, 10, n))
-    tfds_dir = tmp_path_factory.mktemp("fake_tfds")
-    FashionMnistIdx(data_dir=str(tfds_dir)).download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=str(idx_dir))
-    )
-    return {"idx": str(idx_dir), "tfds": str(tfds_dir)}
+    directory prepared from them}`: the synthetic Fashion-MNIST of
+    tests/conftest.py, so that the smoke runs need no real files."""
+    return {"idx": fake_idx_dir, "tfds": fake_tfds_dir}
 
 
 def run_script(name, *args, data=None):
