@@ -133,5 +133,17 @@ class Plan:
 
     @property
     def full_flops(self) -> float:
-        """FLOPs per example when every node executes."""
+        """FLOPs per example of the dearest route: the network a user calls
+        full, against which cost fractions are reported. Alternative
+        versions of a stage (the chain's widths, the hierarchical
+        model's experts) never run together, so adding them all up
+        (`all_nodes_flops`) would count a network that never runs."""
+        routes = self.route_flops
+        if routes.size == 0:
+            return self.all_nodes_flops
+        return float(routes.max())
+
+    @property
+    def all_nodes_flops(self) -> float:
+        """FLOPs per example were every node to execute at once."""
         return float(sum(self.flops.values()))

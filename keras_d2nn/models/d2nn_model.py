@@ -224,7 +224,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
     @property
     def full_flops(self):
-        """FLOPs per example when every node runs."""
+        """FLOPs per example of the dearest route (`Plan.full_flops`)."""
         return self.plan.full_flops
 
     @property
