@@ -651,7 +651,10 @@ def train():
             train_job.load_latency_profile(config.latency_profile, plan)
         except ValueError as error:
             _fail(str(error))
-    train_job.run(config)
+    try:
+        train_job.run(config)
+    except train_job.TrainingFailed as error:
+        _fail(str(error))
 
 
 def tune():

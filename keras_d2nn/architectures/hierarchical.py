@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from collections.abc import Sequence
 
@@ -21,6 +22,11 @@ FASHION_MNIST_GROUPS = {
 }
 
 
+# The initial logit penalty of the sets of several experts: far below
+# what five times a coarse logit reaches.
+START_PENALTY = 10.0
+
+
 def _label_map(groups, num_classes):
     label_map = [None] * num_classes
     for index, members in enumerate(groups.values()):
@@ -30,6 +36,28 @@ def _label_map(groups, num_classes):
         missing = [c for c, g in enumerate(label_map) if g is None]
         raise ValueError(f"`groups` leave classes {missing} without a group.")
     return label_map
+
+
+def expert_sets(groups: Sequence[str], max_experts: int) -> list[tuple]:
+    """The controller's actions: every set of at most `max_experts` groups,
+    smallest first, named `"a"`, `"a+b"`, ..., and `"all"` for every group.
+
+    Example:
+
+    ```python
+    from keras_d2nn.architectures.hierarchical import expert_sets
+
+    sets = expert_sets(["a", "b", "c"], 3)
+    [name for name, _ in sets]  # ["a", "b", "c", "a+b", "a+c", "b+c", "all"]
+    sets[3]  # ("a+b", ("a", "b")): the action and the experts it runs
+    ```
+    """
+    sets = []
+    for size in range(1, max_experts + 1):
+        for members in itertools.combinations(groups, size):
+            name = "all" if size == len(groups) else "+".join(members)
+            sets.append((name, members))
+    return sets
 
 
 def _fine_network(shape, num_classes, name):
@@ -48,6 +76,7 @@ def hierarchical(
     input_shape: Sequence[int] = (28, 28, 1),
     num_classes: int = 10,
     groups: Mapping[str, Sequence[int]] | None = None,
+    max_experts: int | None = None,
     name: str = "hierarchical",
 ) -> D2NNModel:
     """Builds a hierarchical D2NN: a coarse classifier routes each example
@@ -63,22 +92,28 @@ def hierarchical(
     `trunk` (a strided convolution and pooling: 7x7x16 features) feeds
     `coarse`, a linear classifier of the class groups, trained on the
     group labels (`Graph.supervise` with a label map). The controller
-    `route` reads the coarse logits and picks one expert, which classifies
-    all classes from the trunk's features. The controller starts out
-    following the coarse classifier (its kernel is a scaled identity), so
-    each expert sees mostly its own group from the first step; REINFORCE
-    then refines the routing.
+    `route` reads the coarse logits and picks a set of experts, each of
+    which classifies all classes from the trunk's features; the logits of
+    the experts that ran are added. By default the sets are every single
+    expert, every pair and all of them (7 actions for 3 groups): where the
+    coarse stage is unsure, a second expert can buy accuracy, at the cost
+    of running it (`max_experts=1`: one expert per example, the paper's
+    plain coarse-to-fine routing). The controller starts out following the
+    coarse classifier: the single-expert actions' kernel is a scaled
+    identity, and the larger sets start far below them.
 
     Args:
         input_shape: shape of one image.
         num_classes: number of classes.
         groups: `{group name: class indices}` covering every class
             (default: Fashion-MNIST's tops, shoes and others).
+        max_experts: the most experts one example may run (1 to the
+            number of groups; default: all of them).
         name: model name.
 
     Returns:
         An uncompiled `D2NNModel` with controller `route`, one action per
-        group.
+        set of experts (`expert_sets`).
 
     Example:
 
@@ -93,7 +128,19 @@ def hierarchical(
         raise ValueError(
             f"`groups` should name at least 2 groups. Received: {list(groups)}"
         )
+    if max_experts is None:
+        max_experts = len(groups)
+    if (
+        isinstance(max_experts, bool)
+        or not isinstance(max_experts, int)
+        or not 1 <= max_experts <= len(groups)
+    ):
+        raise ValueError(
+            f"`max_experts` should be an int from 1 to the number of groups "
+            f"({len(groups)}). Received: max_experts={max_experts!r}"
+        )
     label_map = _label_map(groups, num_classes)
+    sets = expert_sets(list(groups), max_experts)
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "hierarchical"
@@ -118,8 +165,13 @@ def hierarchical(
         inputs="trunk",
     )
     graph.supervise("coarse", label_map=label_map)
-    controller = Controller(len(groups), hidden_units=())
-    graph.q_node("route", controller, inputs="coarse", actions=tuple(groups))
+    controller = Controller(len(sets), hidden_units=())
+    graph.q_node(
+        "route",
+        controller,
+        inputs="coarse",
+        actions=tuple(action for action, _ in sets),
+    )
     shape = tuple(trunk.compute_output_shape((None,) + tuple(input_shape))[1:])
     experts = []
     for group in groups:
@@ -128,13 +180,24 @@ def hierarchical(
             node,
             _fine_network(shape, num_classes, node),
             inputs="trunk",
-            when=("route", group),
+            when=[
+                ("route", action)
+                for action, members in sets
+                if group in members
+            ],
         )
         experts.append(node)
-    graph.merge("logits", inputs=experts)
+    # One expert per example: the merge passes on the one that ran. Else
+    # the logits of those that ran are added (absent ones count as zeros).
+    combine = None if max_experts == 1 else keras.layers.Add()
+    graph.merge("logits", inputs=experts, combine=combine)
     graph.output("logits")
     model = D2NNModel(graph, name=name)
     dense = controller.network.layers[-1]
-    dense.kernel.assign(5.0 * keras.ops.eye(len(groups)))
-    dense.bias.assign(keras.ops.zeros(len(groups)))
+    dense.kernel.assign(5.0 * keras.ops.eye(len(groups), len(sets)))
+    # Sets of several experts start out never chosen: the controller first
+    # follows the coarse classifier's top group.
+    dense.bias.assign(
+        [0.0] * len(groups) + [-START_PENALTY] * (len(sets) - len(groups))
+    )
     return model

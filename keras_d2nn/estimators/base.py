@@ -66,9 +66,11 @@ class Estimator(keras.layers.Layer):
     estimators' unless given one).
     `configure(model, controllers)` is called once at `compile`: it may
     check the controllers, adjust their exploration and create weights,
-    and set `training_routing`, `{controller: action index}` that the
-    training pass forces (so modules train on those routes whatever the
-    controllers decide; `{}`, the default, lets the controllers sample).
+    and set `training_routing`, `{controller: action index}` (or a list
+    of probabilities, one per action, to draw each example's action) that
+    the training pass forces (so modules train on those routes whatever
+    the controllers decide; `{}`, the default, lets the controllers
+    sample).
 
     Example:
 

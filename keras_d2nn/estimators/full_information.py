@@ -11,6 +11,8 @@ from keras_d2nn.estimators.base import Estimator
 from keras_d2nn.estimators.q_learning import next_controllers
 
 OBJECTIVES = ("value", "expected")
+DOWNSTREAM = ("auto", "best", "greedy")
+UNIFORM = "uniform"
 
 
 @keras_d2nn_export
@@ -39,7 +41,13 @@ class FullInformation(Estimator):
       `r(open) - r(closed)`, the same argmax read. With several
       controllers, the target of a controller's action is the reward with
       the controllers upstream (and in parallel) at the training decisions
-      and the best decisions downstream (as Q-learning's `max`).
+      and, downstream, either the best decisions (`downstream="best"`, as
+      Q-learning's `max`: one forward pass per joint decision) or the
+      decisions the downstream controllers take themselves, their argmax
+      (`downstream="greedy"`: one pass per action of each controller,
+      `sum_q K_q`, so the chain's 3 controllers of 4 actions cost 12 passes
+      a step, not 64). `"auto"` (default) is `"best"` while the joint
+      decisions number at most `max_joint_decisions`, else `"greedy"`.
     - `"expected"`: maximises the exact expected reward
       `sum_a pi(a | s) r(a)` (over joint decisions: the product of the
       controllers' probabilities), `pi = Controller.action_probabilities`
@@ -54,16 +62,23 @@ class FullInformation(Estimator):
     (Masked execution, `needs_all_branches`, would not do this: it
     computes every branch but only the examples routed there get a
     gradient.) `"auto"` (default) is `"continue"` when the graph declares
-    an exit for every controller trained here, else `None`: the sampled
-    decisions, as with the other estimators. A dict `{controller: action}`
-    forces those actions.
+    an exit for every controller trained here, else `"uniform"`: every
+    controller's decision drawn uniformly at random, so that every version
+    of every stage trains on a share of the examples and in every
+    combination (the chain's widths, the hierarchical model's experts).
+    `None` keeps the sampled decisions, as with the other estimators. A
+    dict `{controller: action}` forces those actions.
 
     Args:
         objective: `"value"` or `"expected"`.
         entropy_weight: entropy bonus of the `"expected"` objective (>= 0).
-        module_routing: `"auto"`, `"continue"`, `None` or a dict (above).
+        module_routing: `"auto"`, `"continue"`, `"uniform"`, `None` or a
+            dict (above).
         max_joint_decisions: the largest number of joint decisions (forward
-            passes per step) allowed; more raises a ValueError at `compile`.
+            passes per step) enumerated; more takes the greedy downstream
+            targets (`"value"`) or raises a ValueError at `compile`
+            (`"expected"`, or `downstream="best"`).
+        downstream: `"auto"`, `"best"` or `"greedy"` (above).
         centered: `"value"` only: regress the values' deviations from
             their mean over actions to the rewards' (default True), or the
             values themselves to the rewards (False).
@@ -89,6 +104,7 @@ class FullInformation(Estimator):
         module_routing="auto",
         max_joint_decisions=16,
         centered=True,
+        downstream="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -104,11 +120,12 @@ class FullInformation(Estimator):
                 f"entropy_weight={entropy_weight}"
             )
         if not (
-            module_routing in (None, "auto", "continue")
+            module_routing in (None, "auto", "continue", UNIFORM)
             or isinstance(module_routing, dict)
         ):
             raise ValueError(
-                "`module_routing` should be 'auto', 'continue', None or a "
+                "`module_routing` should be 'auto', 'continue', 'uniform', "
+                "None or a "
                 "dict {controller: action}. Received: "
                 f"module_routing={module_routing!r}"
             )
@@ -121,6 +138,17 @@ class FullInformation(Estimator):
                 "`max_joint_decisions` should be an int >= 2. Received: "
                 f"max_joint_decisions={max_joint_decisions!r}"
             )
+        if downstream not in DOWNSTREAM:
+            raise ValueError(
+                f"`downstream` should be one of {DOWNSTREAM}. Received: "
+                f"downstream={downstream!r}"
+            )
+        if downstream == "greedy" and objective != "value":
+            raise ValueError(
+                "`downstream='greedy'` needs objective='value': the "
+                "'expected' objective weighs every joint decision."
+            )
+        self.downstream = downstream
         self.objective = objective
         self.entropy_weight = entropy_weight
         self.module_routing = (
@@ -131,13 +159,19 @@ class FullInformation(Estimator):
         self.max_joint_decisions = max_joint_decisions
         self.centered = bool(centered)
         self._downstream = {}
+        self._greedy = False
 
     def configure(self, model, controllers):
         plan = model.plan
         joints = 1
         for q in controllers:
             joints *= len(plan.nodes[q].actions)
-        if joints > self.max_joint_decisions:
+        self._greedy = self.downstream == "greedy" or (
+            self.downstream == "auto"
+            and self.objective == "value"
+            and joints > self.max_joint_decisions
+        )
+        if joints > self.max_joint_decisions and not self._greedy:
             sizes = " x ".join(
                 f"{len(plan.nodes[q].actions)} ({q})" for q in controllers
             )
@@ -146,7 +180,9 @@ class FullInformation(Estimator):
                 f"of the controllers it trains: {sizes} = {joints}, above "
                 f"max_joint_decisions={self.max_joint_decisions}. Raise the "
                 "limit, or give it fewer controllers "
-                "(compile(estimator={controller: ...}))."
+                "(compile(estimator={controller: ...})), or take the "
+                "greedy downstream targets (objective='value', "
+                "downstream='greedy')."
             )
         self._downstream = next_controllers(plan)
         self.training_routing = self._resolve_routing(model, controllers)
@@ -156,6 +192,8 @@ class FullInformation(Estimator):
         plan, routing = model.plan, self.module_routing
         if routing is None:
             return {}
+        if routing == UNIFORM:
+            return self._uniform(plan, controllers)
         if isinstance(routing, dict):
             unknown = sorted(set(routing) - set(controllers))
             if unknown:
@@ -188,7 +226,7 @@ class FullInformation(Estimator):
         missing = [q for q in controllers if q not in exits]
         if missing:
             if routing == "auto":
-                return {}
+                return self._uniform(plan, controllers)
             raise ValueError(
                 f"`module_routing='continue'` needs the graph to declare an "
                 f"early exit (graph.metadata['exits']) for every controller; "
@@ -196,6 +234,14 @@ class FullInformation(Estimator):
                 "{controller: action}."
             )
         return {q: plan.nodes[q].actions.index(exits[q]) for q in controllers}
+
+    @staticmethod
+    def _uniform(plan, controllers):
+        """`{controller: probabilities}`: every action equally likely."""
+        return {
+            q: [1.0 / len(plan.nodes[q].actions)] * len(plan.nodes[q].actions)
+            for q in controllers
+        }
 
     # -- rewards ------------------------------------------------------------
 
@@ -309,16 +355,68 @@ class FullInformation(Estimator):
 
     # -- losses ---------------------------------------------------------------
 
+    def greedy_targets(self, batch):
+        """Per controller, the target value of each action `(batch, K)`
+        with the controllers downstream deciding for themselves.
+
+        One forward pass per action of each controller: the controller
+        forced to that action, the others that are not downstream at
+        their decisions in the training trace, and the downstream ones
+        left to take their argmax. The reward of that pass is the target.
+
+        Example:
+
+        ```python
+        estimator = keras_d2nn.FullInformation(downstream="greedy")
+        estimator.configure(model, ("gate",))
+        batch = keras_d2nn.estimators.PolicyBatch(
+            trace=model.trace(images[:8], training=True),
+            controllers=("gate",), reward=tf.zeros([8]),
+            greedy_reward=None, plan=model.plan,
+            reward_of=lambda decisions: tf.cast(decisions["gate"], "float32"))
+        targets = estimator.greedy_targets(batch)["gate"]
+        targets.shape, targets[0]  # (8, 2), [0.0, 1.0]
+        ```
+        """
+        if batch.reward_of is None:
+            raise ValueError(
+                "FullInformation needs `PolicyBatch.reward_of` (the reward "
+                "of forced decisions); D2NNModel.train_step provides it."
+            )
+        controllers, trace = batch.controllers, batch.trace
+        size = tf.shape(batch.reward)[0]
+        targets = {}
+        for q in controllers:
+            downstream = set(self._downstream.get(q, ()))
+            # Where a controller did not decide (-1), its decision changes
+            # nothing: any action may be forced there.
+            fixed = {
+                p: tf.maximum(tf.cast(trace.decisions[p], tf.int32), 0)
+                for p in controllers
+                if p != q and p not in downstream
+            }
+            columns = []
+            for a in range(self._num_actions(batch, q)):
+                decisions = dict(fixed)
+                decisions[q] = tf.fill([size], tf.constant(a, tf.int32))
+                columns.append(tf.cast(batch.reward_of(decisions), tf.float32))
+            targets[q] = tf.stop_gradient(tf.stack(columns, axis=-1))
+        return targets
+
     def controller_loss(self, batch):
+        if self._greedy:
+            return self._value_loss(batch, self.greedy_targets(batch))
         joints, rewards = self.action_rewards(batch)
         if self.objective == "value":
-            return self._value_loss(batch, joints, rewards)
+            return self._value_loss(
+                batch, self.value_targets(batch, joints, rewards)
+            )
         return self._expected_loss(batch, joints, rewards)
 
-    def _value_loss(self, batch, joints, rewards):
+    def _value_loss(self, batch, targets):
         trace = batch.trace
         total = 0.0
-        for q, target in self.value_targets(batch, joints, rewards).items():
+        for q, target in targets.items():
             logits = tf.cast(trace.logits[q], tf.float32)
             if self._controller(batch, q).num_logits == 1:
                 # A Bernoulli gate opens when its logit is > 0: the logit
@@ -361,6 +459,7 @@ class FullInformation(Estimator):
                 "module_routing": self.module_routing,
                 "max_joint_decisions": self.max_joint_decisions,
                 "centered": self.centered,
+                "downstream": self.downstream,
             }
         )
         return config

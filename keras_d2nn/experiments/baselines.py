@@ -31,6 +31,7 @@ points += baselines.threshold_exit_curve(model, test_images, test_labels,
 """
 
 import dataclasses
+import itertools
 
 import numpy as np
 
@@ -318,3 +319,81 @@ def random_routing_baseline(
     )
     accuracy, flops, _ = measure(model, x_test, y_test)
     return Point("random routing", "random", accuracy, flops, {"rates": rates})
+
+
+def route_points(model, x, y, max_routes=256, batch_size=500):
+    """Every static route of a trained `model` (each joint decision forced
+    on every example), measured without the controllers' FLOPs.
+
+    These are routes of the D2NN's own network, whose modules trained on
+    the examples routed to them (with the two-phase recipe on a graph
+    without exits: on random shares of them), not networks trained alone
+    (`static_baselines`). Their front (`pareto_front`) is the best fixed
+    choice at each cost: what per-example routing must beat.
+
+    Returns:
+        A list of `Point`s of kind `"route"`, the route in
+        `details["route"]` (`{controller: action name}`).
+
+    Example:
+
+    ```python
+    points = route_points(model, x_test, y_test)
+    front = pareto_front(points)
+    front_accuracy(front, d2nn_flops)  # the best fixed route's accuracy there
+    ```
+    """
+    plan = model.plan
+    sizes = [len(plan.nodes[q].actions) for q in plan.controllers]
+    if int(np.prod(sizes)) > max_routes:
+        raise ValueError(
+            f"route_points: {int(np.prod(sizes))} joint decisions, above "
+            f"max_routes={max_routes}."
+        )
+    points = []
+    for joint in itertools.product(*[range(k) for k in sizes]):
+        decisions = {
+            q: np.full(len(x), a, np.int32)
+            for q, a in zip(plan.controllers, joint)
+        }
+        accuracy, flops, _ = measure(
+            model, x, y, decisions, batch_size, count_controllers=False
+        )
+        route = {
+            q: plan.nodes[q].actions[a] for q, a in zip(plan.controllers, joint)
+        }
+        name = ", ".join(f"{q}={a}" for q, a in route.items())
+        points.append(
+            Point(f"route {name}", "route", accuracy, flops, {"route": route})
+        )
+    return points
+
+
+def pareto_front(points):
+    """The points no cheaper point beats in accuracy, cheapest first.
+
+    Example: `pareto_front(route_points(model, x_test, y_test))`.
+    """
+    front, best = [], -np.inf
+    for point in sorted(points, key=lambda p: (p.mean_flops, -p.test_accuracy)):
+        if point.test_accuracy > best:
+            front.append(point)
+            best = point.test_accuracy
+    return front
+
+
+def front_accuracy(front, mean_flops):
+    """The accuracy of a `pareto_front` at `mean_flops`, interpolated
+    between its points and flat after the last; None below the first.
+
+    Example: `front_accuracy(pareto_front(points), d2nn_flops)`.
+    """
+    if not front or mean_flops < front[0].mean_flops:
+        return None
+    return float(
+        np.interp(
+            mean_flops,
+            [p.mean_flops for p in front],
+            [p.test_accuracy for p in front],
+        )
+    )

@@ -64,7 +64,19 @@ from keras_d2nn.recipes import fit_two_phase
 # two-phase recipe (benchmarks/tradeoff.py: above the confidence threshold
 # at budgets 0.1 to 0.4 on Fashion-MNIST's high-low).
 EXIT_ARCHITECTURES = ("high_low", "cascade")
+# Architectures trained by default with the two-phase recipe: on those
+# without exits its first phase routes uniformly at random
+# (benchmarks/paper_experiments.py), and the controllers regress the
+# per-example loss (`neg_loss`), whose differences between versions are
+# finer than right-or-wrong.
+TWO_PHASE_ARCHITECTURES = EXIT_ARCHITECTURES + ("chain", "hierarchical")
+TASK_REWARDS = {"chain": "neg_loss", "hierarchical": "neg_loss"}
 DEFAULT_BUDGET = 0.3
+# Budgets (fractions of the dearest route) other than DEFAULT_BUDGET.
+BUDGETS = {"chain": 0.5, "hierarchical": 0.6}
+# A test accuracy at most this multiple of chance (1 / classes) is a
+# failed run: nothing is saved or reported as a trained model.
+CHANCE_MULTIPLE = 1.5
 TWO_PHASE_GATE_EPOCHS = 2
 # The size of the training split of the datasets (Fashion-MNIST).
 TRAIN_IMAGES = 60_000
@@ -133,10 +145,11 @@ class TrainConfig:
 
     def resolved(self):
         """This config with each setting left to the architecture (None)
-        set: for an architecture with early exits (`EXIT_ARCHITECTURES`)
-        the two-phase recipe (`full_information`; with it, controllers
-        reading `confidence`, no warm-up, `TWO_PHASE_GATE_EPOCHS` epochs
-        of the controllers alone, `DEFAULT_BUDGET`), else release 0.1's
+        set: for the architectures of `TWO_PHASE_ARCHITECTURES` the
+        two-phase recipe (`full_information`; with it no warm-up,
+        `TWO_PHASE_GATE_EPOCHS` epochs of the controllers alone, the
+        budget of `BUDGETS` or `DEFAULT_BUDGET`, and on those with early
+        exits controllers reading `confidence`), else release 0.1's
         (`reinforce_value`, one warm-up epoch, no budget: `cost_weight`).
 
         Example:
@@ -145,12 +158,14 @@ class TrainConfig:
         from keras_d2nn.experiments import train_job
 
         train_job.TrainConfig().resolved().estimator  # "full_information"
-        train_job.TrainConfig(arch="chain").resolved().budget  # 0.0
+        train_job.TrainConfig(arch="chain").resolved().budget  # 0.5
+        train_job.TrainConfig(arch="attention").resolved().budget  # 0.0
         ```
         """
         exits = self.arch in EXIT_ARCHITECTURES
+        two_phase = self.arch in TWO_PHASE_ARCHITECTURES
         estimator = self.estimator or (
-            "full_information" if exits else "reinforce_value"
+            "full_information" if two_phase else "reinforce_value"
         )
         full = estimator.startswith("full_information")
 
@@ -160,7 +175,10 @@ class TrainConfig:
         return dataclasses.replace(
             self,
             estimator=estimator,
-            budget=pick(self.budget, DEFAULT_BUDGET if exits else 0.0),
+            budget=pick(
+                self.budget,
+                BUDGETS.get(self.arch, DEFAULT_BUDGET) if two_phase else 0.0,
+            ),
             gate_input=pick(
                 self.gate_input, "confidence" if exits and full else "features"
             ),
@@ -191,16 +209,6 @@ class TrainConfig:
                 f"latency_profile={self.latency_profile!r}, no such file"
             )
         check_choice("estimator", settings.estimator, list(estimators.NAMED))
-        if settings.estimator.startswith("full_information") and (
-            self.arch not in EXIT_ARCHITECTURES
-        ):
-            # fit_two_phase would refuse it after loading the data.
-            raise ValueError(
-                "`estimator` 'full_information' trains every module on "
-                "every example by continuing at the early exits, and only "
-                f"{EXIT_ARCHITECTURES} declare exits. Received: estimator="
-                f"{settings.estimator!r} with arch={self.arch!r}"
-            )
         check_choice("gate_input", settings.gate_input, list(GATE_INPUTS))
         if settings.gate_input != "features" and self.arch not in (
             EXIT_ARCHITECTURES
@@ -462,6 +470,7 @@ def _recipe_arguments(config, latency_profile=None):
             target_cost=config.target_cost,
             cost="flops" if latency_profile is None else "latency",
             latency_profile=latency_profile,
+            task_reward=TASK_REWARDS.get(config.arch, "correct"),
         ),
         **_compile_kwargs(config),
     )
@@ -627,6 +636,7 @@ def run(config, log=print):
         routes.mean_flops,
         routes.decisions,
     )
+    check_not_chance(accuracy, config)
     # In the unit the controllers pay: FLOPs, or the profile's ms.
     landed = routes.mean_cost_fraction
     budget = None
@@ -689,6 +699,23 @@ def run(config, log=print):
         versus_threshold = {
             "own_modules": _versus(accuracy, own),
             "static_network": None,
+        }
+    # Without exits, the best fixed route of the D2NN's own network at its
+    # FLOPs: what its per-example choices must beat.
+    versus_routes = None
+    if own is None and config.baselines:
+        log("baseline: every static route of the D2NN's own network")
+        front = baselines.pareto_front(
+            baselines.route_points(model, x_test, y_test)
+        )
+        points += front
+        best = baselines.front_accuracy(front, mean_flops)
+        versus_routes = {
+            "front": [p.as_dict() for p in front],
+            "best_route_accuracy": best,
+            "difference_points": None
+            if best is None
+            else 100 * (accuracy - best),
         }
     if config.baselines:
         epochs = config.baseline_epochs or config.epochs
@@ -755,6 +782,7 @@ def run(config, log=print):
         "action_rates": action_rates,
         "budget": budget,
         "versus_threshold": versus_threshold,
+        "versus_routes": versus_routes,
         "warnings": warnings,
         "routing_collapse": collapse,
         "schedule": {
@@ -803,6 +831,29 @@ def run(config, log=print):
     return report
 
 
+class TrainingFailed(RuntimeError):
+    """The trained model is no better than guessing: nothing was saved."""
+
+
+def check_not_chance(accuracy, config):
+    """Raises `TrainingFailed` when the test accuracy is at most
+    `CHANCE_MULTIPLE` times chance: such a model must not be saved and
+    reported as trained.
+
+    Example: `check_not_chance(0.1, TrainConfig())` raises TrainingFailed.
+    """
+    classes = len(pipelines.DATASETS[config.dataset]["class_names"])
+    if accuracy <= CHANCE_MULTIPLE / classes:
+        raise TrainingFailed(
+            f"training failed: test accuracy {accuracy:.4f} is chance level "
+            f"({classes} classes: {1 / classes:.2f}); no model or report was "
+            f"saved in "
+            f"{config.output_dir}. Lower --learning_rate (was "
+            f"{config.learning_rate:g}) or try another --estimator (was "
+            f"{config.estimator})."
+        )
+
+
 def _save(model, path, save_optimizer):
     """Saves `model`; without the optimizer, a copy with the same weights
     that was never compiled (a third of the file: Adam keeps two slots per
@@ -847,6 +898,13 @@ def _log_summary(report, log, output_dir):
     for q, rates in report["action_rates"].items():
         shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
         log(f"controller {q}: {shares}")
+    routes_row = report.get("versus_routes") or {}
+    if routes_row.get("difference_points") is not None:
+        log(
+            "best fixed route of the D2NN's own network at the same FLOPs: "
+            f"{routes_row['best_route_accuracy']:.4f}; D2NN "
+            f"{routes_row['difference_points']:+.2f} points"
+        )
     versus = report["versus_threshold"] or {}
     for key, where in (
         ("static_network", "the full static network"),

@@ -390,7 +390,7 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         # FullInformation's module routing: every branch trains on every
         # example).
         self._training_routing = {
-            q: int(a)
+            q: a if isinstance(a, list) else int(a)
             for est, controllers in groups
             for q, a in getattr(est, "training_routing", {}).items()
             if q in controllers
@@ -696,7 +696,19 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         decisions = forced_routing.forced_decisions(
             self._routing, batch_size, self.routing_seed
         )
-        decisions.update({q: tf.fill([batch_size], a) for q, a in own.items()})
+        # An action index is forced on every example; a list of
+        # probabilities draws each example's action (FullInformation's
+        # "uniform" module routing).
+        decisions.update(
+            forced_routing.forced_decisions(
+                {
+                    q: ("random", a) if isinstance(a, list) else ("constant", a)
+                    for q, a in own.items()
+                },
+                batch_size,
+                self.routing_seed,
+            )
+        )
         return decisions
 
     def _update_routing_metrics(self, trace, greedy=()):

@@ -21,33 +21,17 @@ def _fresh_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
     return keras.optimizers.get(optimizer)
 
 
-def _check_exits(model: D2NNModel, estimator: Estimator) -> None:
-    """Refuses a graph on which phase one would not train every module on
-    every example: `FullInformation(module_routing="auto")` continues at
-    the early exits the graph declares, and falls back silently to the
-    sampled decisions where it declares none."""
+def _check_controllers(model: D2NNModel) -> None:
+    """Refuses a graph the recipe has nothing to train in phase two."""
+    if not isinstance(model, D2NNModel):
+        raise TypeError(
+            "fit_two_phase trains a keras_d2nn.D2NNModel. Received: "
+            f"{type(model).__name__}"
+        )
     if not model.plan.controllers:
         raise ValueError(
             "The two-phase recipe trains controllers, and this graph has "
             "none (no q_node)."
-        )
-    if not isinstance(estimator, FullInformation):
-        return
-    if estimator.module_routing != "auto":
-        return
-    declared = {
-        exit["controller"] for exit in model.graph.metadata.get("exits", [])
-    }
-    missing = [q for q in model.plan.controllers if q not in declared]
-    if missing:
-        raise ValueError(
-            "The two-phase recipe trains every module on every example by "
-            "continuing at each early exit, and the graph declares no exit "
-            f"for the controllers {missing}. Declare them, e.g. "
-            "graph.metadata['exits'] = [{'controller': 'gate', 'stop': "
-            "'stop', 'continue': 'high', 'head': 'low_head'}], or choose "
-            "the routing of phase one: estimator=FullInformation("
-            "module_routing={controller: action} or None)."
         )
 
 
@@ -134,7 +118,7 @@ def fit_two_phase(
             )
     if estimator is None:
         estimator = FullInformation(objective="value")
-    _check_exits(model, estimator)
+    _check_controllers(model)
     compile_kwargs = dict(compile_kwargs or {})
 
     def compile_phase(**overrides):

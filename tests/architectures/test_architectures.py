@@ -206,6 +206,36 @@ class ArchitectureTest(TestCase):
         assert supervision.node == "coarse"
         assert supervision.label_map == (0, 2, 0, 2, 0, 1, 0, 1, 2, 1)
 
+    def test_hierarchical_pairs_run_two_experts_and_add_their_logits(self):
+        model = architectures.hierarchical()
+        actions = model.plan.nodes["route"].actions
+        assert actions == (
+            "tops", "shoes", "others",
+            "tops+shoes", "tops+others", "shoes+others", "all",
+        )  # fmt: skip
+        images = np.random.default_rng(1).random((4, 28, 28, 1), "float32")
+
+        def run(action):
+            decisions = {"route": np.full(4, actions.index(action), "int32")}
+            return model.trace(images, decisions=decisions)
+
+        pair = run("tops+others")
+        assert bool(pair.executed["fine_tops"].numpy().all())
+        assert bool(pair.executed["fine_others"].numpy().all())
+        assert not pair.executed["fine_shoes"].numpy().any()
+        self.assertAllClose(
+            pair.outputs["logits"],
+            run("tops").outputs["logits"] + run("others").outputs["logits"],
+        )
+        flops = model.plan.route_flops
+        # Two experts cost two, and all three is the dearest route.
+        assert flops[actions.index("all")] == model.full_flops
+        assert flops[actions.index("tops+shoes")] - flops[0] == (
+            pytest.approx(model.plan.flops["fine_shoes"])
+        )
+        one = architectures.hierarchical(max_experts=1)
+        assert one.plan.nodes["route"].actions == ("tops", "shoes", "others")
+
     def test_attention_shares_one_glimpse_network(self):
         model = architectures.attention()
         layers = {
@@ -242,6 +272,10 @@ class ArchitectureTest(TestCase):
         (
             lambda: architectures.hierarchical(groups={"a": (0, 1), "b": (2,)}),
             "leave classes",
+        ),
+        (
+            lambda: architectures.hierarchical(max_experts=4),
+            r"`max_experts` should be an int from 1 to the number of groups",
         ),
     ],
 )

@@ -177,6 +177,49 @@ def test_nested_controllers_enumerate_joint_decisions():
     np.testing.assert_allclose(targets["exit2"], [[0.2, 0.8]])
 
 
+def test_greedy_downstream_asks_one_pass_per_action_of_each_controller():
+    model = toy_cascade()
+    estimator = configured(model, downstream="greedy")
+    seen = []
+
+    def reward_of(forced):
+        # exit2 left out: it takes its own argmax in that pass.
+        seen.append({q: int(d[0]) for q, d in forced.items()})
+        return tf.constant([float(len(seen))])
+
+    batch, _ = hand_batch(
+        model.plan,
+        {"exit1": tf.zeros([1, 2]), "exit2": tf.zeros([1, 2])},
+        {(0, 0): [0.0]},
+        decisions={"exit1": tf.constant([1]), "exit2": tf.constant([0])},
+    )
+    batch.reward_of = reward_of
+    targets = estimator.greedy_targets(batch)
+    # exit1's actions with exit2 deciding for itself; then exit2's, with
+    # exit1 at its training decision (continue): 2 + 2 passes, not 4
+    # joint decisions each.
+    assert seen == [
+        {"exit1": 0},
+        {"exit1": 1},
+        {"exit1": 1, "exit2": 0},
+        {"exit1": 1, "exit2": 1},
+    ]
+    np.testing.assert_allclose(targets["exit1"], [[1.0, 2.0]])
+    np.testing.assert_allclose(targets["exit2"], [[3.0, 4.0]])
+
+
+def test_auto_takes_greedy_downstream_beyond_max_joint_decisions():
+    x, y = toy_data(64)
+    model = toy_cascade()  # 2 x 2 joint decisions
+    model.compile(
+        "adam", LOSS, estimator=FullInformation(max_joint_decisions=3)
+    )
+    assert model.estimators[0]._greedy
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    model.compile("adam", LOSS, estimator=FullInformation())
+    assert not model.estimators[0]._greedy
+
+
 def toy_cascade():
     stages = [
         keras.Sequential(
@@ -235,10 +278,21 @@ def test_the_progress_bar_shows_the_cost_of_the_greedy_routes():
 
 
 def test_too_many_joint_decisions_is_a_clear_error():
+    # The expected reward weighs every joint decision: no greedy fallback.
     model = toy_cascade()
     with pytest.raises(ValueError, match="max_joint_decisions=3"):
         model.compile(
-            "adam", LOSS, estimator=FullInformation(max_joint_decisions=3)
+            "adam",
+            LOSS,
+            estimator=FullInformation(
+                objective="expected", max_joint_decisions=3
+            ),
+        )
+    with pytest.raises(ValueError, match="max_joint_decisions=3"):
+        model.compile(
+            "adam",
+            LOSS,
+            estimator=FullInformation(downstream="best", max_joint_decisions=3),
         )
 
 
@@ -249,6 +303,8 @@ def test_too_many_joint_decisions_is_a_clear_error():
         ({"entropy_weight": -1.0}, "entropy_weight"),
         ({"module_routing": "everything"}, "module_routing"),
         ({"max_joint_decisions": 1}, "max_joint_decisions"),
+        ({"downstream": "worst"}, "downstream"),
+        ({"downstream": "greedy", "objective": "expected"}, "greedy"),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):
@@ -278,7 +334,12 @@ def test_module_routing_is_checked_against_the_graph():
         no_exits.compile(
             "adam", LOSS, estimator=FullInformation(module_routing="continue")
         )
-    no_exits.compile("adam", LOSS, estimator=FullInformation())  # "auto"
+    # "auto" without exits: every action equally likely in training.
+    no_exits.compile("adam", LOSS, estimator=FullInformation())
+    assert no_exits._training_routing == {"gate": [0.5, 0.5]}
+    no_exits.compile(
+        "adam", LOSS, estimator=FullInformation(module_routing=None)
+    )
     assert no_exits._training_routing == {}
 
 

@@ -279,13 +279,6 @@ def cli_main():
             "with --arch='chain'",
         ),
         (
-            ("train", "--estimator=full_information", "--arch=hierarchical"),
-            "--estimator 'full_information' trains every module on every "
-            "example by continuing at the early exits, and only ('high_low', "
-            "'cascade') declare exits. Received: --estimator="
-            "'full_information' with --arch='hierarchical'",
-        ),
-        (
             ("train", "--batch_size=0"),
             "--batch_size should be >= 1. Received: --batch_size=0",
         ),

@@ -217,13 +217,17 @@ def recipe(settings):
     )
 
 
-def test_defaults_are_the_two_phase_recipe_where_exits_allow():
+def test_defaults_are_the_two_phase_recipe_but_for_attention():
     for arch in ("high_low", "cascade"):
         settings = train_job.TrainConfig(arch=arch).check().resolved()
         assert recipe(settings) == ("full_information", "confidence", 0, 2, 0.3)
-    for arch in ("chain", "hierarchical", "attention"):
+    for arch, budget in (("chain", 0.5), ("hierarchical", 0.6)):
         settings = train_job.TrainConfig(arch=arch).check().resolved()
-        assert recipe(settings) == ("reinforce_value", "features", 1, 0, 0.0)
+        assert recipe(settings) == (
+            "full_information", "features", 0, 2, budget
+        )  # fmt: skip
+    settings = train_job.TrainConfig(arch="attention").check().resolved()
+    assert recipe(settings) == ("reinforce_value", "features", 1, 0, 0.0)
     # What is given stays.
     settings = train_job.TrainConfig(
         estimator="reinforce", budget=0.2, warmup_epochs=0, gate_epochs=1
@@ -240,6 +244,17 @@ def test_defaults_are_the_two_phase_recipe_where_exits_allow():
     # The schedule of the default: no warm-up, no ramp (a budget).
     schedule = train_job.TrainConfig(epochs=3).schedule()
     assert (schedule.warmup_epochs, schedule.ramp_epochs) == (0, 0)
+
+
+def test_a_run_at_chance_accuracy_fails_and_saves_nothing(tmp_path):
+    config = train_job.TrainConfig(output_dir=str(tmp_path / "run"))
+    with pytest.raises(
+        train_job.TrainingFailed,
+        match=r"test accuracy 0.1000 is chance level \(10 classes: 0.10\); "
+        r"no model or report was saved",
+    ):
+        train_job.check_not_chance(0.1, config)
+    train_job.check_not_chance(0.16, config)  # above 1.5 x chance
 
 
 def test_budget_is_checked_and_its_misses_warned():

@@ -1,5 +1,6 @@
-"""`fit_two_phase`: both phases on any graph that declares its exits, the
-modules still in phase two, and clear refusals."""
+"""`fit_two_phase`: both phases on a graph with exits and on one without
+(random routes in phase one), the modules still in phase two, and clear
+refusals."""
 
 import keras
 import numpy as np
@@ -7,7 +8,6 @@ import pytest
 
 import keras_d2nn
 from keras_d2nn import Controller
-from keras_d2nn import FullInformation
 from keras_d2nn import Graph
 from keras_d2nn.recipes import fit_two_phase
 from keras_d2nn.testing import LOSS
@@ -115,23 +115,72 @@ def test_both_phases_on_a_custom_graph_modules_still_in_phase_two():
     assert np.mean(high == y) > 0.6  # chance is about 0.4 (class 1)
 
 
-def test_a_graph_without_exits_is_refused_with_what_to_declare():
-    model = custom_graph(declare_exit=False)
-    x, y = routing_data(64)
-    with pytest.raises(ValueError, match=r"declares no exit .*\['gate'\]"):
-        fit_two_phase(model, x, y, loss=LOSS, epochs=1, verbose=0)
-    # Naming phase one's routing is enough.
-    history = fit_two_phase(
+def versions_graph():
+    """A graph without exits: a controller picks a wide or a narrow version
+    of a stage, or skips it (a one-stage chain)."""
+    graph = Graph()
+    graph.input("x", shape=(6,))
+    graph.q_node(
+        "pick",
+        Controller(3, hidden_units=()),
+        inputs="x",
+        actions=("wide", "narrow", "skip"),
+    )
+    for version, width in (("wide", 32), ("narrow", 4)):
+        graph.f_node(
+            version,
+            keras.Sequential(
+                [
+                    keras.layers.Dense(width, activation="relu"),
+                    keras.layers.Dense(6),
+                ]
+            ),
+            inputs="x",
+            when=("pick", version),
+        )
+    graph.dummy("skip", inputs="x", when=("pick", "skip"))
+    graph.merge("stage", inputs=["wide", "narrow", "skip"])
+    graph.f_node("head", keras.layers.Dense(3), inputs="stage")
+    graph.output("head")
+    return keras_d2nn.D2NNModel(graph)
+
+
+def test_a_graph_without_exits_trains_every_version_on_random_routes():
+    model = versions_graph()
+    x, y = routing_data(256)
+    before = {
+        v: [np.array(w) for w in model.plan.nodes[v].layer.weights]
+        for v in ("wide", "narrow")
+    }
+    fit_two_phase(
         model,
         x,
         y,
         loss=LOSS,
-        epochs=1,
+        epochs=3,
         gate_epochs=0,
+        optimizer=keras.optimizers.Adam(1e-2),
+        batch_size=64,
         verbose=0,
-        estimator=FullInformation(module_routing={"gate": "high"}),
     )
-    assert len(history.history["loss"]) == 1
+    # Phase one drew each example's version at random: both versions
+    # trained, whatever the controller would have picked.
+    assert model._training_routing == {"pick": [1 / 3] * 3}
+    for version, weights in before.items():
+        after = model.plan.nodes[version].layer.weights
+        assert any(
+            not np.array_equal(b, np.array(a)) for b, a in zip(weights, after)
+        ), version
+
+
+def test_a_graph_without_controllers_is_refused():
+    graph = Graph()
+    graph.input("x", shape=(6,))
+    graph.f_node("head", keras.layers.Dense(3), inputs="x")
+    graph.output("head")
+    x, y = routing_data(16)
+    with pytest.raises(ValueError, match="has none"):
+        fit_two_phase(keras_d2nn.D2NNModel(graph), x, y, loss=LOSS)
 
 
 @pytest.mark.parametrize(
