@@ -3,7 +3,8 @@ cheap and expensive paths differ in cost by more than 10x, and the forced
 routings that send a chosen fraction of examples down the expensive path.
 
 Two sizes: `high_low` and `cascade` read 28x28 Fashion-MNIST images
-(expensive paths of 33 and 30 MFLOPs); `high_low_224` and `cascade_224`
+(expensive paths of 33 and 30 MFLOPs), as do `chain` and `hierarchical`
+(the library's builders); `high_low_224` and `cascade_224`
 are of the size people deploy: 224x224x3 images, a MobileNetV2 (about 620
 MFLOPs) or ResNet-style stages (about 640 MFLOPs) on the expensive path,
 timed on synthetic pixels with random weights (`IMAGE_SHAPES`,
@@ -201,6 +202,11 @@ def wide_or_deep():
 BUILDERS = {
     "high_low": bench_high_low,
     "cascade": bench_cascade,
+    # The paper's chain and hierarchical D2NNs as the library builds them
+    # (the chain's all-skip route against its all-full one; one expert
+    # against all three).
+    "chain": architectures.chain,
+    "hierarchical": architectures.hierarchical,
     "high_low_224": bench_high_low_224,
     "cascade_224": bench_cascade_224,
 }

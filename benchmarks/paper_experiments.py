@@ -69,6 +69,12 @@ PLAIN_ROUTES = {
 }
 
 
+# The plain networks are trained as plain networks: the hierarchical
+# model's experts each on every image (not specialists), the one chosen
+# (or all of them) alone from the first step.
+PLAIN_OPTIONS = {"chain": {}, "hierarchical": {"specialists": False}}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="chain", choices=list(BUDGETS))
@@ -81,6 +87,12 @@ def parse_args(argv=None):
     parser.add_argument("--validation_examples", type=int, default=5000)
     parser.add_argument("--test_examples", type=int, default=0)
     parser.add_argument("--no_plain", action="store_true")
+    parser.add_argument(
+        "--options",
+        type=json.loads,
+        default={},
+        help="builder arguments as JSON, e.g. '{\"specialists\": true}'",
+    )
     parser.add_argument("--output", default="")
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
@@ -215,7 +227,7 @@ def coarse_rules(model, x, y):
 
 def train_plain(args, routing, train, seed):
     keras.utils.set_random_seed(seed)
-    model = architectures.ARCHITECTURES[args.arch]()
+    model = architectures.ARCHITECTURES[args.arch](**PLAIN_OPTIONS[args.arch])
     model.set_routing(routing)
     model.compile("adam", LOSS, metrics=["accuracy"])
     model.fit(*train, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
@@ -225,7 +237,7 @@ def train_plain(args, routing, train, seed):
 def run_seed(args, seed, train, held_out, test):
     x_test, y_test = test
     keras.utils.set_random_seed(seed)
-    model = architectures.ARCHITECTURES[args.arch]()
+    model = architectures.ARCHITECTURES[args.arch](**args.options)
     start = time.time()
     fit_two_phase(
         model,

@@ -80,14 +80,18 @@ def _write_idx(path, array):
 @pytest.fixture(scope="session")
 def fake_idx_dir(tmp_path_factory):
     """A directory of the four Fashion-MNIST IDX files, synthetic
-    (`keras_d2nn.testing.shape_images`, random labels): for tests of the
-    jobs and the command line that need the files, not real images."""
+    (`keras_d2nn.testing.shape_images`, labelled by their count of
+    rectangles): for tests of the jobs and the command line that need the
+    files, not real images."""
     from keras_d2nn.data.fashion_mnist import FILES
     from keras_d2nn.testing import shape_images
 
     directory = tmp_path_factory.mktemp("fake_idx")
     for seed, (split, (image_stem, label_stem)) in enumerate(FILES.items()):
-        images, labels = shape_images(FAKE_SPLITS[split], seed, labels=True)
+        # Learnable labels: a job trained on them ends above chance.
+        images, labels = shape_images(
+            FAKE_SPLITS[split], seed, labels="count"
+        )
         _write_idx(
             directory / f"{image_stem}.gz", np.round(255 * images[..., 0])
         )

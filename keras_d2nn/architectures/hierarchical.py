@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
+from keras_d2nn.layers import ConfidenceFeatures
 from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
 
@@ -77,15 +79,16 @@ def hierarchical(
     num_classes: int = 10,
     groups: Mapping[str, Sequence[int]] | None = None,
     max_experts: int | None = None,
+    specialists: bool = True,
     name: str = "hierarchical",
 ) -> D2NNModel:
     """Builds a hierarchical D2NN: a coarse classifier routes each example
-    to one fine-grained expert.
+    to one, two or all of its fine-grained experts.
 
     ```
     image -> trunk -> coarse -> <route> --tops---> fine_tops ---.
                |                  |---shoes--> fine_shoes --+--> logits
-               |                  '---others-> fine_others -'   (merge)
+               |                  '---others-> fine_others -'   (added)
                '--------(features for every expert)--------'
     ```
 
@@ -98,9 +101,15 @@ def hierarchical(
     expert, every pair and all of them (7 actions for 3 groups): where the
     coarse stage is unsure, a second expert can buy accuracy, at the cost
     of running it (`max_experts=1`: one expert per example, the paper's
-    plain coarse-to-fine routing). The controller starts out following the
-    coarse classifier: the single-expert actions' kernel is a scaled
-    identity, and the larger sets start far below them.
+    plain coarse-to-fine routing). Trained with `fit_two_phase`, every
+    expert runs on every image in phase one (`graph.metadata[
+    "training_routing"]`), each also trained alone on its own group
+    (`specialists`): one expert is cheap and right within its group, and
+    a second one pays where the coarse stage is unsure
+    (docs/paper_experiments.md). Without specialists (or with
+    `max_experts=1`), the controller starts out following the coarse
+    classifier: the single-expert actions' kernel is a scaled identity,
+    and the larger sets start far below them.
 
     Args:
         input_shape: shape of one image.
@@ -109,6 +118,12 @@ def hierarchical(
             (default: Fashion-MNIST's tops, shoes and others).
         max_experts: the most experts one example may run (1 to the
             number of groups; default: all of them).
+        specialists: with every set up to all experts (default), True
+            (default) trains each expert alone on its own group's images
+            only (`Graph.supervise(..., classes=...)`), and the controller
+            reads the coarse stage's `ConfidenceFeatures` through a hidden
+            layer of 32; False trains each expert alone on every image,
+            and the controller reads the coarse logits, linearly.
         name: model name.
 
     Returns:
@@ -141,6 +156,8 @@ def hierarchical(
         )
     label_map = _label_map(groups, num_classes)
     sets = expert_sets(list(groups), max_experts)
+    # Specialists need the sets that can make up for a wrong group.
+    specialists = bool(specialists) and max_experts == len(groups)
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "hierarchical"
@@ -165,11 +182,21 @@ def hierarchical(
         inputs="trunk",
     )
     graph.supervise("coarse", label_map=label_map)
-    controller = Controller(len(sets), hidden_units=())
+    reads, units = "coarse", ()
+    if specialists:
+        # Whether a second specialist pays depends on how sure the coarse
+        # stage is: its confidence, through a hidden layer.
+        graph.f_node(
+            "coarse_confidence",
+            ConfidenceFeatures(name="coarse_confidence"),
+            inputs="coarse",
+        )
+        reads, units = "coarse_confidence", (32,)
+    controller = Controller(len(sets), hidden_units=units)
     graph.q_node(
         "route",
         controller,
-        inputs="coarse",
+        inputs=reads,
         actions=tuple(action for action, _ in sets),
     )
     shape = tuple(trunk.compute_output_shape((None,) + tuple(input_shape))[1:])
@@ -191,13 +218,43 @@ def hierarchical(
     # the logits of those that ran are added (absent ones count as zeros).
     combine = None if max_experts == 1 else keras.layers.Add()
     graph.merge("logits", inputs=experts, combine=combine)
+    if max_experts == len(groups):
+        # The modules train as "all" experts on every example, each expert
+        # also against the labels alone (so that it classifies well alone
+        # as in the sets with the others): the two-phase recipe's first
+        # phase (FullInformation's module_routing="auto").
+        graph.metadata["training_routing"] = {"route": "all"}
+        for group, node in zip(groups, experts, strict=True):
+            graph.supervise(
+                node, classes=groups[group] if specialists else None
+            )
     graph.output("logits")
     model = D2NNModel(graph, name=name)
-    dense = controller.network.layers[-1]
-    dense.kernel.assign(5.0 * keras.ops.eye(len(groups), len(sets)))
-    # Sets of several experts start out never chosen: the controller first
-    # follows the coarse classifier's top group.
-    dense.bias.assign(
-        [0.0] * len(groups) + [-START_PENALTY] * (len(sets) - len(groups))
-    )
+    _follow_the_coarse_stage(controller, len(groups), len(sets))
     return model
+
+
+def _follow_the_coarse_stage(controller, num_groups, num_sets):
+    """Starts `controller` on the coarse classifier's top group: the
+    single-expert actions' logits are 5 times the coarse logits (or, with
+    a hidden layer reading `ConfidenceFeatures`, whose first features are
+    the group probabilities: 5 times those, passed through the first
+    hidden units), and the sets of several experts start far below."""
+    dense = controller.network.layers[-1]
+    kernel = keras.ops.convert_to_numpy(dense.kernel).copy()
+    if len(controller.network.layers) > 2:
+        hidden = controller.network.layers[1]
+        hidden_kernel = keras.ops.convert_to_numpy(hidden.kernel).copy()
+        hidden_kernel[:, :num_groups] = 0.0
+        hidden_kernel[:num_groups, :num_groups] = np.eye(num_groups)
+        hidden.kernel.assign(hidden_kernel)
+        hidden.bias.assign(np.zeros(hidden.bias.shape))
+        kernel[:, :num_groups] = 0.0
+    kernel[:num_groups, :num_groups] = 5.0 * np.eye(num_groups)
+    if len(controller.network.layers) == 2:
+        kernel[:num_groups, num_groups:] = 0.0
+    dense.kernel.assign(kernel)
+    # Sets of several experts start out never chosen.
+    dense.bias.assign(
+        [0.0] * num_groups + [-START_PENALTY] * (num_sets - num_groups)
+    )

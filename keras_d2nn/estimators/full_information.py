@@ -15,6 +15,14 @@ DOWNSTREAM = ("auto", "best", "greedy")
 UNIFORM = "uniform"
 
 
+def _check_reward_of(batch):
+    if batch.reward_of is None:
+        raise ValueError(
+            "FullInformation needs `PolicyBatch.reward_of` (the reward "
+            "of forced decisions); D2NNModel.train_step provides it."
+        )
+
+
 @keras_d2nn_export
 class FullInformation(Estimator):
     """Learns each controller from the reward of **every** action.
@@ -62,7 +70,9 @@ class FullInformation(Estimator):
     (Masked execution, `needs_all_branches`, would not do this: it
     computes every branch but only the examples routed there get a
     gradient.) `"auto"` (default) is `"continue"` when the graph declares
-    an exit for every controller trained here, else `"uniform"`: every
+    an exit for every controller trained here; else the actions the graph
+    names in `graph.metadata["training_routing"]` (`{controller: action}`,
+    e.g. the hierarchical model's `"all"` experts); else `"uniform"`: every
     controller's decision drawn uniformly at random, so that every version
     of every stage trains on a share of the examples and in every
     combination (the chain's widths, the hierarchical model's experts).
@@ -224,6 +234,10 @@ class FullInformation(Estimator):
             for e in model.graph.metadata.get("exits", [])
         }
         missing = [q for q in controllers if q not in exits]
+        declared = model.graph.metadata.get("training_routing", {})
+        if missing and routing == "auto" and declared:
+            # The graph names the route its modules train on.
+            return self._resolve_declared(plan, controllers, declared)
         if missing:
             if routing == "auto":
                 return self._uniform(plan, controllers)
@@ -234,6 +248,23 @@ class FullInformation(Estimator):
                 "{controller: action}."
             )
         return {q: plan.nodes[q].actions.index(exits[q]) for q in controllers}
+
+    @staticmethod
+    def _resolve_declared(plan, controllers, declared):
+        """`graph.metadata["training_routing"]` (`{controller: action
+        name}`) for `controllers`; uniform for those it does not name."""
+        resolved = FullInformation._uniform(plan, controllers)
+        for q in controllers:
+            if q in declared:
+                actions = plan.nodes[q].actions
+                if declared[q] not in actions:
+                    raise ValueError(
+                        f"graph.metadata['training_routing'] names action "
+                        f"{declared[q]!r} of '{q}', which has actions "
+                        f"{list(actions)}"
+                    )
+                resolved[q] = actions.index(declared[q])
+        return resolved
 
     @staticmethod
     def _uniform(plan, controllers):
@@ -268,11 +299,7 @@ class FullInformation(Estimator):
         rewards[0]  # [0.0, 1.0]
         ```
         """
-        if batch.reward_of is None:
-            raise ValueError(
-                "FullInformation needs `PolicyBatch.reward_of` (the reward "
-                "of forced decisions); D2NNModel.train_step provides it."
-            )
+        _check_reward_of(batch)
         controllers = batch.controllers
         sizes = [self._num_actions(batch, q) for q in controllers]
         joints = list(itertools.product(*[range(k) for k in sizes]))
@@ -378,11 +405,7 @@ class FullInformation(Estimator):
         targets.shape, targets[0]  # (8, 2), [0.0, 1.0]
         ```
         """
-        if batch.reward_of is None:
-            raise ValueError(
-                "FullInformation needs `PolicyBatch.reward_of` (the reward "
-                "of forced decisions); D2NNModel.train_step provides it."
-            )
+        _check_reward_of(batch)
         controllers, trace = batch.controllers, batch.trace
         size = tf.shape(batch.reward)[0]
         targets = {}

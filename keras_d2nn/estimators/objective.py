@@ -174,6 +174,15 @@ def supervision_loss(plan, loss, trace, y):
             first(loss), target, trace.values[supervision.node]
         )
         ran = tf.cast(trace.executed[supervision.node], per_example.dtype)
+        if supervision.classes is not None:
+            # Only the examples of its classes count (an expert's).
+            labels = tf.cast(tf.reshape(y, [-1, 1]), tf.int32)
+            ran *= tf.cast(
+                tf.reduce_any(
+                    tf.equal(labels, tf.constant([supervision.classes])), -1
+                ),
+                per_example.dtype,
+            )
         total += supervision.weight * tf.reduce_sum(per_example * ran)
     global_batch = (
         tf.cast(tf.shape(trace.executed_flops)[0], tf.float32)

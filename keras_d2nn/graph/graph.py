@@ -370,6 +370,7 @@ class Graph:
         node: str,
         weight: float = 1.0,
         label_map: Iterable[int] | None = None,
+        classes: Iterable[int] | None = None,
     ) -> str:
         """Trains `node`'s value against the labels too (deep supervision).
 
@@ -384,6 +385,9 @@ class Graph:
             weight: weight of this loss term (> 0).
             label_map: optional list mapping each class index to a target
                 class of this node (e.g. fine classes to coarse groups);
+                needs sparse integer labels.
+            classes: optional class indices: the loss counts only the
+                examples of those classes (an expert of some classes);
                 needs sparse integer labels.
 
         Example:
@@ -416,7 +420,14 @@ class Graph:
                     "target class >= 0 per label. Received: "
                     f"label_map={label_map}"
                 )
-        self._supervised.append(Supervision(node, weight, label_map))
+        if classes is not None:
+            classes = tuple(int(c) for c in classes)
+            if not classes or min(classes) < 0:
+                raise ValueError(
+                    f"Supervised node '{node}': `classes` should list class "
+                    f"indices >= 0. Received: classes={classes}"
+                )
+        self._supervised.append(Supervision(node, weight, label_map, classes))
         return node
 
     def _make(self, name, kind, layer, inputs, when, cost_override, defaults):
@@ -518,6 +529,7 @@ class Graph:
                     "label_map": None
                     if s.label_map is None
                     else list(s.label_map),
+                    "classes": None if s.classes is None else list(s.classes),
                 }
                 for s in self._supervised
             ],

@@ -60,6 +60,7 @@ class Supervision:
     node: str
     weight: float = 1.0
     label_map: tuple[int, ...] | None = None
+    classes: tuple[int, ...] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -77,6 +77,13 @@ class Validator:
                         f"{shape[-1]} classes. Received: "
                         f"label_map={list(label_map)}"
                     )
+            classes = supervision.classes
+            if classes is not None and max(classes) >= expected[-1]:
+                raise ValueError(
+                    f"Supervised node '{supervision.node}': `classes` should "
+                    f"be among the {expected[-1]} classes of output "
+                    f"'{output_name}'. Received: classes={list(classes)}"
+                )
 
     def _check_structure(self):
         if not any(n.kind == "input" for n in self._nodes.values()):

@@ -46,6 +46,14 @@ class Controller(SavesSeedState, keras.layers.Layer):
             gradient); `"epsilon_greedy"` takes the argmax except for the
             epsilon share (Q-learning, whose logits are Q-values).
         seed: seed of the sampling stream.
+        stop_input_gradient: True (default): the controller's own loss
+            trains the controller alone and does not flow back into the
+            modules it reads (they learn from the task). Letting it flow
+            cost the hierarchical D2NN 2.7 points of accuracy on every
+            route (benchmarks/paper_experiments.py, docs/
+            paper_experiments.md): regressing the rewards reshaped the
+            shared trunk. The task loss still reaches the controller
+            where decisions are relaxed (Gumbel straight-through).
 
     Input shape: `(batch, ...)`, flattened. Output shape: `(batch,
     num_logits)` with `num_logits` = `num_actions`, or 1 for Bernoulli.
@@ -76,6 +84,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
         temperature: float = 1.0,
         exploration: str = "softmax",
         seed: int | None = None,
+        stop_input_gradient: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -115,6 +124,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
         self.initial_epsilon = float(epsilon)
         self.initial_temperature = float(temperature)
         self.seed = seed
+        self.stop_input_gradient = bool(stop_input_gradient)
         self.num_logits = 1 if distribution == "bernoulli" else num_actions
         self.network = keras.Sequential(
             [keras.layers.Flatten()]
@@ -152,6 +162,8 @@ class Controller(SavesSeedState, keras.layers.Layer):
         self.network.build(input_shape)
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
+        if self.stop_input_gradient:
+            inputs = tf.stop_gradient(inputs)
         logits = self.network(inputs)
         return logits + tf.cast(self.logit_offset, logits.dtype)
 
@@ -377,6 +389,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
                 "temperature": self.initial_temperature,
                 "exploration": self.exploration,
                 "seed": self.seed,
+                "stop_input_gradient": self.stop_input_gradient,
             }
         )
         return config

@@ -7,7 +7,7 @@ import numpy as np
 
 
 def shape_images(
-    n: int, seed: int = 0, labels: bool = False
+    n: int, seed: int = 0, labels: bool | str = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """`n` 28x28x1 float32 images of one to three rectangles of random
     brightness on black, as garments lie on Fashion-MNIST's black
@@ -17,8 +17,10 @@ def shape_images(
     Args:
         n: the number of images.
         seed: the seed of the draw (the same images for the same seed).
-        labels: also return `n` random int32 labels in 0..9, drawn after
-            the images.
+        labels: also return `n` int32 labels: True, random in 0..9, drawn
+            after the images; `"count"`, the number of rectangles minus
+            one (0..2): labels a network can learn, so that a job trained
+            on them ends above chance.
 
     Example:
 
@@ -31,12 +33,21 @@ def shape_images(
     """
     rng = np.random.default_rng(seed)
     images = np.zeros((n, 28, 28, 1), "float32")
-    for image in images:
-        for _ in range(rng.integers(1, 4)):
+    counts = np.zeros(n, "int32")
+    for index, image in enumerate(images):
+        counts[index] = rng.integers(1, 4)
+        for _ in range(counts[index]):
             top, left = rng.integers(0, 24, 2)
             height, width = rng.integers(3, 20, 2)
             image[top : top + height, left : left + width] += rng.random()
     images = np.clip(images, 0.0, 1.0)
     if not labels:
         return images
+    if labels == "count":
+        return images, counts - 1
+    if labels is not True:
+        raise ValueError(
+            f"`labels` should be False, True or 'count'. Received: "
+            f"labels={labels!r}"
+        )
     return images, rng.integers(0, 10, n).astype("int32")

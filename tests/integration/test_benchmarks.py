@@ -360,3 +360,36 @@ def test_minibag_benchmark_lands_every_contender(tmp_path, fake_data):
         for b in (0.1, 0.3)
     }
     assert all(0.0 <= r["f1_positive"] <= 1.0 for r in rows)
+
+
+@pytest.mark.slow  # about a minute
+def test_paper_experiments_compare_the_hierarchical_d2nn(tmp_path, fake_data):
+    output = tmp_path / "paper.json"
+    run_script(
+        "paper_experiments.py",
+        "--arch=hierarchical",
+        "--seeds=0",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--train_examples=256",
+        "--validation_examples=256",
+        "--test_examples=256",
+        "--budgets=0.5",
+        f"--output={output}",
+        data=fake_data,
+    )
+    run = json.loads(output.read_text())["seeds"][0]
+    assert len(run["routes"]) == 7  # every set of experts
+    assert {p["name"] for p in run["plain"]} == {
+        "one expert (flat)",
+        "all experts",
+    }
+    assert run["rules"][0]["rule"] == "argmax"
+    (budget,) = run["budgets"]
+    # Between one expert and all of them, whatever the landing.
+    assert 0.36 <= budget["cost"] <= 1.0
+    best = budget["alternatives"][budget["best_alternative"]]
+    assert budget["difference_points"] == pytest.approx(
+        100 * (budget["accuracy"] - best)
+    )
+    assert output.with_suffix(".png").exists()

@@ -184,13 +184,15 @@ def test_train_budget_flag_reaches_the_job(
     cli_main("train", "--budget=0", f"--tfds_dir={tfds_dir}")
     cli_main("train", f"--tfds_dir={tfds_dir}")
     cli_main("train", "--arch=chain", f"--tfds_dir={tfds_dir}")
-    budget, none, default, chain = configs
+    cli_main("train", "--arch=attention", f"--tfds_dir={tfds_dir}")
+    budget, none, default, chain, attention = configs
     assert budget.budget == 0.2 and budget.target_cost == 0.2
     assert none.budget == 0.0 and none.target_cost is None
-    # Not given: the architecture's (0.3 where exits allow the two-phase
-    # recipe), not tune's default of the shared flag.
+    # Not given: the architecture's (0.3 for high-low, 0.5 for the chain,
+    # none for attention), not tune's default of the shared flag.
     assert default.budget is None and default.target_cost == 0.3
-    assert chain.target_cost is None
+    assert chain.target_cost == 0.5
+    assert attention.target_cost is None
     # One flag, read by train and tune, each with its own help.
     assert "Lagrange multiplier" in cli._own_help("train", "budget")
     assert "most accurate model" in cli._own_help("tune", "budget")

@@ -90,6 +90,22 @@ class ControllerTest(TestCase):
             log_prob, tf.nn.log_softmax(logits)[:, 0], atol=1e-6
         )
 
+    def test_its_loss_does_not_reach_the_modules_it_reads(self):
+        features = tf.random.normal([4, 6])
+        for stop, reaches in ((True, False), (False, True)):
+            controller = Controller(3, stop_input_gradient=stop)
+            with tf.GradientTape() as tape:
+                tape.watch(features)
+                loss = tf.reduce_sum(tf.square(controller(features)))
+            weights_gradient, input_gradient = tape.gradient(
+                loss, [controller.trainable_weights[0], features]
+            )
+            # The controller learns either way.
+            assert float(tf.reduce_sum(tf.abs(weights_gradient))) > 0
+            assert (input_gradient is not None) == reaches
+            restored = Controller.from_config(controller.get_config())
+            assert restored.stop_input_gradient == stop
+
     def test_serialization(self):
         controller = Controller(
             3,
