@@ -30,8 +30,10 @@ on the same images for `--epochs` epochs:
   classifies it right, cheapest first until the budget is spent.
 
 The best alternative at a D2NN's cost is the highest of the Pareto fronts
-(routes, plain networks, rules) interpolated there and random routing;
-the difference is in points of accuracy.
+(routes, plain networks, rules) interpolated there, random routing, and
+`mix`: the upper hull of every fixed choice, i.e. one fixed choice on a
+random share of the examples and another on the rest. The difference is
+in points of accuracy. `--summary_only` compares a saved run again.
 
     python benchmarks/paper_experiments.py --arch=chain --seeds=0,1
     python benchmarks/paper_experiments.py --arch=hierarchical --seeds=0,1
@@ -94,6 +96,11 @@ def parse_args(argv=None):
         help="builder arguments as JSON, e.g. '{\"specialists\": true}'",
     )
     parser.add_argument("--output", default="")
+    parser.add_argument(
+        "--summary_only",
+        action="store_true",
+        help="train nothing: compare again, print and plot what --output holds",
+    )
     args = parser.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
     args.budgets = [
@@ -134,6 +141,57 @@ def interpolate(front, cost):
     if cost < costs[0]:
         return None
     return float(np.interp(cost, costs, accuracies))
+
+
+def upper_hull(points):
+    """The upper concave hull of `(cost, accuracy)` points, by cost: what
+    running one fixed choice on a random share of the examples and
+    another on the rest reaches (a mix of two fixed choices, no
+    learning)."""
+    hull = []
+    for point in sorted(pareto(points)):
+        while len(hull) >= 2:
+            (c1, a1), (c2, a2) = hull[-2], hull[-1]
+            # Drop the middle point when it lies below the chord.
+            if (a2 - a1) * (point[0] - c1) <= (point[1] - a1) * (c2 - c1):
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    return hull
+
+
+def fixed_points(rows, rules, plain):
+    """Every non-learned contender's `(cost, accuracy)` by family."""
+    return {
+        "routes": [(r["cost"], r["accuracy"]) for r in rows],
+        "rules": [(p["cost"], p["accuracy"]) for p in rules],
+        "plain": [(p["cost"], p["accuracy"]) for p in plain],
+    }
+
+
+def compare(entry, families):
+    """Adds to a budget's `entry` each alternative's accuracy at the
+    D2NN's cost: each family's Pareto front interpolated, random routing
+    at the D2NN's rates, and `mix`, the upper hull of every fixed choice
+    of every family (two of them mixed at random); then the best and the
+    difference in points."""
+    cost = entry["cost"]
+    alternatives = {
+        name: interpolate(pareto(points), cost) if points else None
+        for name, points in families.items()
+    }
+    everything = [p for points in families.values() for p in points]
+    alternatives["mix"] = interpolate(upper_hull(everything), cost)
+    random = entry["random"]
+    alternatives["random"] = (
+        random["accuracy"] if random["cost"] <= cost + 0.01 else None
+    )
+    known = {k: v for k, v in alternatives.items() if v is not None}
+    best = max(known, key=known.get)
+    entry["alternatives"] = alternatives
+    entry["best_alternative"] = best
+    entry["difference_points"] = 100 * (entry["accuracy"] - known[best])
 
 
 def every_route(model):
@@ -257,9 +315,6 @@ def run_seed(args, seed, train, held_out, test):
         if args.arch == "hierarchical"
         else []
     )
-    rule_front = (
-        pareto([(p["cost"], p["accuracy"]) for p in rules]) if rules else []
-    )
     plain = []
     if not args.no_plain:
         for name, routing in PLAIN_ROUTES[args.arch].items():
@@ -277,9 +332,6 @@ def run_seed(args, seed, train, held_out, test):
             )
             row = plain[-1]
             print(f"  plain {name}: {row['accuracy']:.4f} at {row['cost']:.3f}")
-    plain_front = (
-        pareto([(p["cost"], p["accuracy"]) for p in plain]) if plain else []
-    )
     budgets = []
     for budget in args.budgets:
         landing = model.calibrate_budget(held_out, target_cost=budget)
@@ -289,14 +341,6 @@ def run_seed(args, seed, train, held_out, test):
         random_accuracy, random_cost = random_at_rates(
             model, rates, x_test, y_test, seed
         )
-        alternatives = {
-            "routes": interpolate(front, cost),
-            "plain": interpolate(plain_front, cost) if plain_front else None,
-            "rules": interpolate(rule_front, cost) if rule_front else None,
-            "random": random_accuracy if random_cost <= cost + 0.01 else None,
-        }
-        known = {k: v for k, v in alternatives.items() if v is not None}
-        best = max(known, key=known.get)
         entry = {
             "budget": budget,
             "price": landing.delta,
@@ -304,12 +348,12 @@ def run_seed(args, seed, train, held_out, test):
             "accuracy": routes.accuracy,
             "action_rates": rates,
             "random": {"accuracy": random_accuracy, "cost": random_cost},
-            "alternatives": alternatives,
-            "best_alternative": best,
-            "difference_points": 100 * (routes.accuracy - known[best]),
             "oracle": oracle_accuracy(rows, cost),
         }
+        compare(entry, fixed_points(rows, rules, plain))
         budgets.append(entry)
+        best = entry["best_alternative"]
+        known = entry["alternatives"]
         print(
             f"  budget {budget}: D2NN {routes.accuracy:.4f} at {cost:.3f}; "
             f"best alternative ({best}) {known[best]:.4f}: "
@@ -355,6 +399,11 @@ def plot(results, path, arch):
         )
         axis.scatter(costs, accuracies, s=8, color="0.7", label="static routes")
         axis.plot(*zip(*run["routes_front"]), color="0.4", label="their front")
+        families = fixed_points(run["routes"], run["rules"], run["plain"])
+        hull = upper_hull([p for points in families.values() for p in points])
+        axis.plot(
+            *zip(*hull), ":", color="black", label="mix of two fixed choices"
+        )
         if run["rules"]:
             axis.plot(
                 [p["cost"] for p in run["rules"]],
@@ -399,8 +448,36 @@ def plot(results, path, arch):
     figure.savefig(path, dpi=120)
 
 
+def summarise(results, path):
+    """Compares every saved budget again (the alternatives may have
+    changed since the run), writes the JSON and the plot, and prints each
+    seed's difference per budget."""
+    for run in results["seeds"]:
+        families = fixed_points(run["routes"], run["rules"], run["plain"])
+        for entry in run["budgets"]:
+            compare(entry, families)
+    path.write_text(json.dumps(results, indent=1))
+    plot(results, path.with_suffix(".png"), results["arch"])
+    print(
+        "budget | " + " | ".join(f"seed {r['seed']}" for r in results["seeds"])
+    )
+    for i, entry in enumerate(results["seeds"][0]["budgets"]):
+        print(
+            f"{entry['budget']} | "
+            + " | ".join(
+                f"{run['budgets'][i]['difference_points']:+.2f} "
+                f"({run['budgets'][i]['best_alternative']})"
+                for run in results["seeds"]
+            )
+        )
+
+
 def main(argv=None):
     args = parse_args(argv)
+    output = pathlib.Path(args.output)
+    if args.summary_only:
+        summarise(json.loads(output.read_text()), output)
+        return
     train, held_out, test = load_data(args)
     results = {
         "arch": args.arch,
@@ -413,19 +490,9 @@ def main(argv=None):
     for seed in args.seeds:
         print(f"seed {seed}")
         results["seeds"].append(run_seed(args, seed, train, held_out, test))
-        output = pathlib.Path(args.output)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(results, indent=1))
-    plot(results, pathlib.Path(args.output).with_suffix(".png"), args.arch)
-    print("budget | " + " | ".join(f"seed {s}" for s in args.seeds))
-    for i, budget in enumerate(args.budgets):
-        print(
-            f"{budget} | "
-            + " | ".join(
-                f"{run['budgets'][i]['difference_points']:+.2f}"
-                for run in results["seeds"]
-            )
-        )
+    summarise(results, output)
 
 
 if __name__ == "__main__":

@@ -55,24 +55,27 @@ def fit_two_phase(
     both phases (phase two's epochs appended to each key).
 
     Phase one compiles `model` with `estimator` (default
-    `FullInformation(objective="value")`: every module trains on every
-    example, continuing at each early exit the graph declares, while each
-    controller learns the value of each of its actions) and fits it for
-    `epochs`. Phase two freezes the modules (`freeze_modules`), compiles
-    again with a fresh optimizer and the cost weight phase one ended on
-    (a budget's multiplier carries on), and fits the controllers alone for
-    `gate_epochs`. The modules are trainable again afterwards. Land the
-    result on a budget with `model.calibrate_budget(held_out, budget)`.
+    `FullInformation(objective="value")`: the modules train on the
+    routes of `module_routing="auto"` (continuing at each early exit the
+    graph declares, else the route it names in
+    `graph.metadata["training_routing"]`, else uniformly random routes),
+    while each controller learns the value of each of its actions) and
+    fits it for `epochs`. Phase two freezes the modules
+    (`freeze_modules`), compiles again with a fresh optimizer and the cost
+    weight phase one ended on (a budget's multiplier carries on), and fits
+    the controllers alone for `gate_epochs`. The modules are trainable
+    again afterwards. Land the result on a budget with
+    `model.calibrate_budget(held_out, budget)`.
 
     On Fashion-MNIST's high-low and cascade this beats the
     confidence-threshold exit at the same FLOPs
-    (docs/estimators_and_schedules.md, "Two phases").
+    (docs/estimators_and_schedules.md, "Two phases"); on the chain and
+    the hierarchical model it does not yet beat their best alternatives
+    (docs/paper_experiments.md).
 
     Args:
-        model: a `D2NNModel` with at least one controller. With the
-            default estimator, its graph declares an early exit for every
-            controller (`graph.metadata["exits"]`, as `high_low` and
-            `cascade` do); otherwise a ValueError says what to declare.
+        model: a `D2NNModel` with at least one controller (else a
+            ValueError).
         x, y: training data, as `model.fit` takes them.
         loss: the task loss.
         epochs: epochs of phase one (>= 1).

@@ -459,3 +459,18 @@ def test_named_estimators():
     assert "full_information" in NAMED
     assert by_name("full_information").objective == "value"
     assert by_name("full_information_expected").objective == "expected"
+
+
+def test_a_graph_may_name_the_route_its_modules_train_on():
+    from keras_d2nn.architectures import hierarchical
+
+    model = hierarchical()
+    model.compile("adam", LOSS, estimator=FullInformation())
+    # Every expert on every example: the sets' last action, "all".
+    assert model._training_routing == {"route": 6}
+    model.graph.metadata["training_routing"] = {"route": "every"}
+    with pytest.raises(
+        ValueError,
+        match=r"training_routing'\] names action 'every' of 'route'",
+    ):
+        model.compile("adam", LOSS, estimator=FullInformation())
