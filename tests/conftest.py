@@ -89,9 +89,7 @@ def fake_idx_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("fake_idx")
     for seed, (split, (image_stem, label_stem)) in enumerate(FILES.items()):
         # Learnable labels: a job trained on them ends above chance.
-        images, labels = shape_images(
-            FAKE_SPLITS[split], seed, labels="count"
-        )
+        images, labels = shape_images(FAKE_SPLITS[split], seed, labels="count")
         _write_idx(
             directory / f"{image_stem}.gz", np.round(255 * images[..., 0])
         )
