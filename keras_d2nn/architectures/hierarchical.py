@@ -95,7 +95,7 @@ def hierarchical(
     `trunk` (a strided convolution and pooling: 7x7x16 features) feeds
     `coarse`, a linear classifier of the class groups, trained on the
     group labels (`Graph.supervise` with a label map). The controller
-    `route` reads the coarse logits and picks a set of experts, each of
+    `route` reads the coarse stage and picks a set of experts, each of
     which classifies all classes from the trunk's features; the logits of
     the experts that ran are added. By default the sets are every single
     expert, every pair and all of them (7 actions for 3 groups): where the
@@ -106,10 +106,10 @@ def hierarchical(
     "training_routing"]`), each also trained alone on its own group
     (`specialists`): one expert is cheap and right within its group, and
     a second one pays where the coarse stage is unsure
-    (docs/paper_experiments.md). Without specialists (or with
-    `max_experts=1`), the controller starts out following the coarse
-    classifier: the single-expert actions' kernel is a scaled identity,
-    and the larger sets start far below them.
+    (docs/paper_experiments.md). The controller starts out following the
+    coarse classifier's top group (its single-expert logits are 5 times
+    the coarse logits or probabilities), and the larger sets start far
+    below them.
 
     Args:
         input_shape: shape of one image.
@@ -118,12 +118,14 @@ def hierarchical(
             (default: Fashion-MNIST's tops, shoes and others).
         max_experts: the most experts one example may run (1 to the
             number of groups; default: all of them).
-        specialists: with every set up to all experts (default), True
-            (default) trains each expert alone on its own group's images
-            only (`Graph.supervise(..., classes=...)`), and the controller
-            reads the coarse stage's `ConfidenceFeatures` through a hidden
+        specialists: when every set up to all experts is an action
+            (`max_experts` = the number of groups), True (default) trains
+            each expert alone on its own group's images only
+            (`Graph.supervise(..., classes=...)`) and lets the controller
+            read the coarse stage's `ConfidenceFeatures` through a hidden
             layer of 32; False trains each expert alone on every image,
-            and the controller reads the coarse logits, linearly.
+            and the controller reads the coarse logits, linearly. Ignored
+            with fewer experts per example.
         name: model name.
 
     Returns:
