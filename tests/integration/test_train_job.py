@@ -244,14 +244,15 @@ def test_defaults_are_the_two_phase_recipe_but_for_attention():
     assert (schedule.warmup_epochs, schedule.ramp_epochs) == (0, 0)
 
 
-def test_a_run_at_chance_accuracy_fails_and_saves_nothing(tmp_path):
+def test_chance_accuracy_is_a_failure_that_says_what_to_try(tmp_path):
     config = train_job.TrainConfig(output_dir=str(tmp_path / "run"))
     with pytest.raises(
         train_job.TrainingFailed,
         match=r"test accuracy 0.1000 is chance level \(10 classes: 0.10\); "
         r"no model or report was saved",
-    ):
+    ) as failure:
         train_job.check_not_chance(0.1, config)
+    assert "Lower --learning_rate (was 0.001)" in str(failure.value)
     train_job.check_not_chance(0.16, config)  # above 1.5 x chance
 
 
