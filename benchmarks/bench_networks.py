@@ -66,7 +66,9 @@ def bench_high_low():
         ],
         name="high_network",
     )
-    return architectures.high_low(low_network=low, high_network=high)
+    return architectures.high_low(
+        low_network=low, high_network=high, gate_input="features"
+    )
 
 
 def bench_cascade():
@@ -82,7 +84,7 @@ def bench_cascade():
         ),
         keras.Sequential([conv(128), conv(128)], name="stage3"),
     ]
-    return architectures.cascade(stages=stages)
+    return architectures.cascade(stages=stages, gate_input="logits")
 
 
 def bench_high_low_224():
@@ -108,7 +110,10 @@ def bench_high_low_224():
         name="mobilenet_v2",
     )
     return architectures.high_low(
-        input_shape=(224, 224, 3), low_network=low, high_network=high
+        input_shape=(224, 224, 3),
+        low_network=low,
+        high_network=high,
+        gate_input="features",
     )
 
 
@@ -139,7 +144,9 @@ def bench_cascade_224():
         residual_stage((28, 28, 32), 128, "stage2"),
         residual_stage((14, 14, 128), 256, "stage3"),
     ]
-    return architectures.cascade(input_shape=(224, 224, 3), stages=stages)
+    return architectures.cascade(
+        input_shape=(224, 224, 3), stages=stages, gate_input="logits"
+    )
 
 
 def deep_network(blocks=16, channels=8):

@@ -53,7 +53,7 @@ def compile_model(model, cost_weight=0.0):
 
 def train_d2nn(cost_weight, args, x, y):
     keras.utils.set_random_seed(args.seed)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     compile_model(model, cost_weight)
     callbacks = [
         schedules.WarmUp(args.warmup_epochs),
@@ -116,7 +116,7 @@ def main():
         )
         print(points[-1])
     keras.utils.set_random_seed(args.seed)
-    full_model = architectures.high_low()
+    full_model = architectures.high_low(gate_input="features")
     compile_model(full_model)
     full_model.set_routing({"gate": "high"})
     full_model.fit(x, y, epochs=args.epochs, batch_size=128, verbose=2)

@@ -139,7 +139,7 @@ def compare_bag_rewards(args, x, y, x_test, y_test):
     for reward in ("per_example", "minibag_f1"):
         for cost_weight in map(float, args.cost_weights.split(",")):
             keras.utils.set_random_seed(args.seed)
-            model = architectures.high_low(num_classes=2)
+            model = architectures.high_low(num_classes=2, gate_input="features")
             extra = (
                 {"reward_bag_size": args.bag_size, "bag_metric": f1_positive}
                 if reward == "minibag_f1"

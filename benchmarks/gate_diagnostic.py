@@ -88,7 +88,7 @@ def build(recipe, args):
     keras.utils.set_random_seed(args.seed)
     optimizer = keras.optimizers.Adam(1e-3)
     if recipe == "reinforce":
-        model = architectures.high_low()
+        model = architectures.high_low(gate_input="features")
         model.compile(
             optimizer, LOSS, metrics=["accuracy"], cost_weight=args.cost_weight
         )

@@ -251,8 +251,9 @@ def random_at_rates(model, rates, x, y, seed):
     return routes.accuracy, float(flops / model.full_flops)
 
 
-def coarse_rules(model, x, y):
-    """The hierarchical rules: `argmax` and `argmax+second` swept."""
+def coarse_rules(model, x, y, keep_predictions=False):
+    """The hierarchical rules: `argmax` and `argmax+second` swept (each
+    point with its test predictions if `keep_predictions`)."""
     plan = model.plan
     actions = plan.nodes["route"].actions
     groups = list(model.graph.metadata["groups"])
@@ -280,6 +281,8 @@ def coarse_rules(model, x, y):
                 "accuracy": routes.accuracy,
             }
         )
+        if keep_predictions:
+            points[-1]["predictions"] = routes.predictions
     return points
 
 

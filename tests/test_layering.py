@@ -14,7 +14,7 @@ import keras_d2nn
 # names the top-level sub-packages and modules of `keras_d2nn` in a layer.
 # The data path reads off it: graph -> execution -> models -> export.
 LAYERS = (
-    ("api_export", "tf_logging", "version"),
+    ("api_export", "storage", "tf_logging", "version"),
     ("graph",),
     ("execution",),
     ("layers",),

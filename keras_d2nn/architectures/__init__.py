@@ -23,6 +23,12 @@ ARCHITECTURES: dict[str, Callable[..., D2NNModel]] = {
     "attention": attention,
 }
 
+# What the exit controllers read when they train by REINFORCE: the raw
+# features (high-low) or logits (cascade). The builders' default,
+# "confidence", is the input of the two-phase recipe, which wins
+# (docs/estimators_and_schedules.md); REINFORCE was measured on these.
+RAW_GATE_INPUTS: dict[str, str] = {"high_low": "features", "cascade": "logits"}
+
 __all__ = [
     "ARCHITECTURES",
     "attention",

@@ -59,7 +59,7 @@ def cascade(
     stages: Sequence[keras.Layer] | None = None,
     controller_hidden_units: Sequence[int] | None = None,
     name: str = "cascade",
-    gate_input: str = "logits",
+    gate_input: str = "confidence",
 ) -> D2NNModel:
     """Builds a cascade D2NN: after each stage, stop or continue.
 
@@ -74,14 +74,15 @@ def cascade(
 
     Stage `i + 1` reads stage `i`'s features and runs only for the examples
     whose controller `exit<i>` chose "continue"; `head<i>` (Flatten + Dense)
-    classifies from stage `i`. The controllers read the head's logits, as a
+    classifies from stage `i`. Each controller reads its head's
+    `ConfidenceFeatures` (an F-node `confidence<i>`: softmax
+    probabilities, max, margin, entropy; no gradient into the head), as a
     confidence-threshold exit would, so learned and threshold exits are
-    compared on the same information. Every head but the last is also
-    trained on all examples that reach it (`Graph.supervise`). With
-    `gate_input="confidence"` each controller reads the head's
-    `ConfidenceFeatures` instead (an F-node `confidence<i>`: softmax
-    probabilities, max, margin, entropy; no gradient into the head), the
-    input of the two-phase recipe (docs/estimators_and_schedules.md).
+    compared on the same information; the input of the two-phase recipe
+    (docs/estimators_and_schedules.md). With `gate_input="logits"` each
+    reads the head's logits instead, the input REINFORCE was measured on.
+    Every head but the last is also trained on all examples that reach it
+    (`Graph.supervise`).
 
     Args:
         input_shape: shape of one image.
@@ -89,11 +90,11 @@ def cascade(
         stages: list of Keras models, stage `i + 1` taking stage `i`'s
             output (default: three conv stages of growing cost).
         controller_hidden_units: hidden layers of each exit controller
-            (default: one of 16 units reading logits, two of 64 reading
-            confidence features).
+            (default: two of 64 units reading confidence features, one of
+            16 reading logits).
         name: model name.
-        gate_input: what each exit controller reads: `"logits"` (the
-            head's logits, default) or `"confidence"`.
+        gate_input: what each exit controller reads: `"confidence"`
+            (default) or `"logits"` (the head's logits).
 
     Returns:
         An uncompiled `D2NNModel` with controllers `exit1`, ...,

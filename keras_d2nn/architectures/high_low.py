@@ -56,7 +56,7 @@ def high_low(
     high_network: keras.Layer | None = None,
     controller: Controller | None = None,
     name: str = "high_low",
-    gate_input: str = "features",
+    gate_input: str = "confidence",
 ) -> D2NNModel:
     """Builds the high-low capacity D2NN: a cheap path, and an expensive one
     that a controller runs only for the examples that need it.
@@ -75,12 +75,15 @@ def high_low(
     high network on the full image. The merge `logits` takes whichever ran.
     `low_head` is also trained on every example (`Graph.supervise`).
 
-    With `gate_input="confidence"` the gate reads the low head instead:
+    By default (`gate_input="confidence"`) the gate reads the low head:
     an F-node `gate_features` (`ConfidenceFeatures`: the head's softmax
     probabilities, max probability, top-1 minus top-2 margin and entropy,
     no gradient into the head) between `low_head` and `gate`, so that it
-    routes on the cheap classifier's confidence as a threshold exit does
-    (issue 17: raw features let the gate learn a class prior).
+    routes on the cheap classifier's confidence as a threshold exit does;
+    with the two-phase recipe this gate beats the threshold exit. With
+    `gate_input="features"` it reads the low network's features, the
+    input REINFORCE was measured on (there the gate learned a class
+    prior).
 
     Args:
         input_shape: shape of one image.
@@ -93,8 +96,9 @@ def high_low(
             one hidden layer of 16 units; two of 64 with
             `gate_input="confidence"`).
         name: model name.
-        gate_input: `"features"` (default: the low network's features) or
-            `"confidence"` (the low head's `ConfidenceFeatures`).
+        gate_input: `"confidence"` (default: the low head's
+            `ConfidenceFeatures`) or `"features"` (the low network's
+            features).
 
     Returns:
         An uncompiled `keras_d2nn.D2NNModel` whose controller is `gate`

@@ -91,7 +91,7 @@ def cheapest_cost(plan, measure=None):
     met, whatever the controllers learn. The cost is `measure`'s (a
     `cost.CostMeasure`), FLOPs by default.
 
-    Example: `cheapest_cost(model.plan)  # 0.0056 for high_low()`.
+    Example: `cheapest_cost(model.plan)  # 0.0067 for high_low()`.
     """
     measure = measure or CostMeasure.flops(plan)
     if not measure.full:

@@ -88,8 +88,9 @@ class CostMeasure:
         from keras_d2nn.estimators.cost import CostMeasure
 
         profile = keras_d2nn.profiling.LatencyProfile(
-            {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
-        CostMeasure.latency(model.plan, profile).full  # 0.063: ms
+            {"low": 0.01, "low_head": 0.001, "gate_features": 0.0005,
+             "gate": 0.002, "high": 0.05})
+        CostMeasure.latency(model.plan, profile).full  # 0.0635: ms
         ```
         """
         if not isinstance(profile, LatencyProfile):

@@ -265,10 +265,14 @@ def builder(config):
     factory = architectures.ARCHITECTURES[config.arch]
 
     options = {}
-    # A high_low and cascade option (checked); "features" is each
-    # builder's default input.
-    if config.gate_input != "features":
-        options["gate_input"] = config.gate_input
+    # A high_low and cascade option (checked); "features" names each
+    # builder's raw input (the cascade's logits).
+    if config.arch in architectures.RAW_GATE_INPUTS:
+        options["gate_input"] = (
+            architectures.RAW_GATE_INPUTS[config.arch]
+            if config.gate_input == "features"
+            else config.gate_input
+        )
 
     def build():
         return factory(

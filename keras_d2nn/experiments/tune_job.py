@@ -363,7 +363,7 @@ def _baselines(config, tuner, hypermodel, test, log):
         data_dir=config.data_dir,
         tfds_dir=config.tfds_dir,
         seed=config.seed,
-        # The trials' graph (the builder's default input).
+        # The trials' graph (the raw input REINFORCE trains with).
         gate_input="features",
     )
     train = pipelines.load(

@@ -295,8 +295,13 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             if len(self.estimators) > 1
             else self.estimators[0]
         )
+        # The trials train by REINFORCE: their controllers read what it
+        # was measured on (the raw input).
+        raw_input = architectures.RAW_GATE_INPUTS.get(self.arch)
         model = architectures.ARCHITECTURES[self.arch](
-            input_shape=self.input_shape, num_classes=self.num_classes
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            **({"gate_input": raw_input} if raw_input else {}),
         )
         model.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),

@@ -140,7 +140,8 @@ class LatencyProfile:
 
         ```python
         profile = keras_d2nn.profiling.LatencyProfile(
-            {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
+            {"low": 0.01, "low_head": 0.001, "gate_features": 0.0005,
+             "gate": 0.002, "high": 0.05})
         profile.check(model.plan)  # passes: every computing node is there
         ```
         """
@@ -203,9 +204,11 @@ class LatencyProfile:
 
         ```python
         profile = keras_d2nn.profiling.LatencyProfile(
-            {"low": 0.01, "low_head": 0.001, "gate": 0.002, "high": 0.05})
+            {"low": 0.01, "low_head": 0.001, "gate_features": 0.0005,
+             "gate": 0.002, "high": 0.05})
         profile.node_vector(model.plan)
-        # [0.0, 0.01, 0.001, 0.002, 0.0, 0.05, 0.0]: float64, in plan.order
+        # [0.0, 0.01, 0.001, 0.0005, 0.002, 0.0, 0.05, 0.0]: float64,
+        # in plan.order
         ```
         """
         return np.array(

@@ -90,7 +90,8 @@ def profile_latency(
     ```python
     profile = keras_d2nn.profiling.profile_latency(
         model, runtime="tf_cpu", batch_size=16, repeats=3)
-    sorted(profile.node_ms)  # ["gate", "high", "low", "low_head"]
+    sorted(profile.node_ms)
+    # ["gate", "gate_features", "high", "low", "low_head"]
     model.compile("adam", loss, cost="latency", latency_profile=profile)
     ```
     """

@@ -41,6 +41,7 @@ def small_high_low():
         low_network=low,
         high_network=high,
         controller=Controller(2, hidden_units=(), seed=0),
+        gate_input="features",
     )
 
 

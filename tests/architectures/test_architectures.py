@@ -98,7 +98,12 @@ def _action_reaching(plan, parent, controller):
 @pytest.mark.parametrize("name", NAMES)
 def test_exports_agree_with_keras(name, tmp_path):
     keras.utils.set_random_seed(0)
-    model = architectures.ARCHITECTURES[name]()
+    # Exit controllers reading their raw input: untrained, the default
+    # confidence gates send every image the same way.
+    raw = architectures.RAW_GATE_INPUTS.get(name)
+    model = architectures.ARCHITECTURES[name](
+        **({"gate_input": raw} if raw else {})
+    )
     images = covering_images(model, 16)
     # The untrained controllers route them more than one way.
     assert len(np.unique(routes_of(model, images), axis=0)) > 1
@@ -131,7 +136,8 @@ VARIANTS = {
                 ]
             )
             for width in (4, 8, 8, 16)
-        ]
+        ],
+        gate_input="logits",
     ),
     "chain_1_stage": lambda: architectures.chain(num_stages=1),
     "hierarchical_2_groups": lambda: architectures.hierarchical(
@@ -141,7 +147,7 @@ VARIANTS = {
         regions=[(0, 0), (8, 8)], glimpse_size=16
     ),
     "high_low_rgb_32": lambda: architectures.high_low(
-        input_shape=(32, 32, 3), num_classes=4
+        input_shape=(32, 32, 3), num_classes=4, gate_input="features"
     ),
 }
 
@@ -160,7 +166,7 @@ class ArchitectureTest(TestCase):
             self.run_model_saving_test(model, images)
 
     def test_cascade_stages_grow_in_cost_and_declare_exits(self):
-        model = architectures.cascade()
+        model = architectures.cascade(gate_input="logits")
         flops = model.plan.flops
         assert flops["stage1"] < flops["stage2"] < flops["stage3"]
         assert model.plan.controllers == ("exit1", "exit2")
@@ -258,7 +264,9 @@ class ArchitectureTest(TestCase):
     "build, message",
     [
         (
-            lambda: architectures.cascade(stages=[keras.layers.Identity()]),
+            lambda: architectures.cascade(
+                stages=[keras.layers.Identity()], gate_input="logits"
+            ),
             "at least 2 stages",
         ),
         (lambda: architectures.chain(widths=(8,)), "same length"),

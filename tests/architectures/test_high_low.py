@@ -13,7 +13,7 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 def train_high_low(x, y, cost_weight, epochs, seed=0):
     keras.utils.set_random_seed(seed)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     model.compile(
         keras.optimizers.Adam(1e-3),
         LOSS,
@@ -25,7 +25,7 @@ def train_high_low(x, y, cost_weight, epochs, seed=0):
 
 
 def test_high_low_structure_and_flops():
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     plan = model.plan
     assert plan.controllers == ("gate",)
     assert plan.nodes["gate"].actions == ("stop", "high")
@@ -50,7 +50,7 @@ def test_high_low_learns_on_real_images(fashion_mnist):
 
 def test_each_route_costs_the_flops_it_runs():
     keras.utils.set_random_seed(0)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     # Rectangles on black: the untrained gate sends some of them high.
     routes = model.route(shape_images(200))
     executed = routes["executed_flops"]

@@ -33,7 +33,7 @@ def synthetic_images(n, seed):
 def seeded_high_low():
     """A high-low whose weights and routing seed are the same each call."""
     keras.utils.set_random_seed(0)
-    return architectures.high_low()
+    return architectures.high_low(gate_input="features")
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +132,7 @@ def test_threshold_exit_needs_declared_exits(trained_high_low):
 
 
 def test_action_rates_ignore_examples_a_controller_skipped():
-    model = architectures.cascade()
+    model = architectures.cascade(gate_input="logits")
     decisions = {
         "exit1": np.array([0, 1, 1, 1]),
         "exit2": np.array([-1, 0, 1, 1]),
@@ -149,7 +149,7 @@ def test_static_and_random_baselines_train_and_measure():
     statics, full = baselines.static_baselines(
         seeded_high_low, train, x, y, 1, compile_model, log=None
     )
-    plan = architectures.high_low().plan
+    plan = architectures.high_low(gate_input="features").plan
     cheap = plan.flops["low"] + plan.flops["low_head"]
     assert full.routing == {"gate": ("constant", 1)}
     assert [p.name for p in statics] == ["static gate=stop", "static gate=high"]

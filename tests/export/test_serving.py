@@ -22,7 +22,7 @@ from keras_d2nn.testing import shape_images
 
 @pytest.fixture(scope="module")
 def model():
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     model(np.zeros((1, 28, 28, 1), "float32"))
     return model
 
@@ -134,7 +134,7 @@ def test_quantised_litert_is_smaller_and_still_routes(
     quantization, max_size_ratio, tmp_path
 ):
     keras.utils.set_random_seed(0)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     stop, high = calibration_split(model, shape_images(1000))
     float_path = export.export_litert(model, tmp_path / "f.tflite")
     with warnings.catch_warnings():
@@ -170,7 +170,7 @@ def test_quantised_litert_is_smaller_and_still_routes(
 
 def test_int8_calibration_missing_a_branch_warns(tmp_path):
     keras.utils.set_random_seed(0)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     stop, _ = calibration_split(model, shape_images(1000))
     with pytest.warns(UserWarning, match="did not take every branch"):
         export.export_litert(

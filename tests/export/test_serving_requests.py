@@ -63,7 +63,7 @@ print(json.dumps(results))
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     model(np.zeros((1, 28, 28, 1), "float32"))
     return model
 

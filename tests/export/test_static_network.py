@@ -22,12 +22,17 @@ def inputs_of(model, batch, seed=0):
 
 
 def test_static_routes_of_each_architecture():
-    assert static_network.static_routes(architectures.high_low().plan) == [
+    assert static_network.static_routes(
+        architectures.high_low(gate_input="features").plan
+    ) == [
         ("gate=stop", {"gate": 0}),
         ("gate=high", {"gate": 1}),
     ]
     names = [
-        n for n, _ in static_network.static_routes(architectures.cascade().plan)
+        n
+        for n, _ in static_network.static_routes(
+            architectures.cascade(gate_input="logits").plan
+        )
     ]
     assert names == [
         "exit1=stop",
@@ -67,7 +72,7 @@ def test_every_static_route_equals_the_forced_d2nn(arch):
 
 
 def test_default_route_is_the_full_network_and_shares_weights():
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     static = static_network.static_network(model)
     assert static_network.most_expensive_route(model.plan) == {"gate": 1}
     # The full route's output is the high network's: that alone remains.
@@ -84,7 +89,7 @@ def test_default_route_is_the_full_network_and_shares_weights():
 
 
 def test_unpruned_network_does_all_the_route_work():
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     equivalent = static_network.static_network(model, prune=False)
     names = {layer.name for layer in equivalent.layers}
     assert {"low_network", "low_head", "high_network"} <= names
@@ -118,7 +123,7 @@ def test_unrouted_parent_reads_its_edge_default():
 
 
 def test_bad_routes_are_refused():
-    model = architectures.cascade()
+    model = architectures.cascade(gate_input="logits")
     with pytest.raises(ValueError, match="missing: \\['exit2'\\]"):
         static_network.route_nodes(model.plan, {"exit1": 1})
     with pytest.raises(ValueError, match="actions 0..1"):
@@ -131,7 +136,7 @@ def test_bad_routes_are_refused():
 
 class StaticNetworkSavingTest(TestCase):
     def test_round_trip(self):
-        model = architectures.cascade()
+        model = architectures.cascade(gate_input="logits")
         static = static_network.static_network(model, {"exit1": 0, "exit2": 0})
         x = inputs_of(model, 3)["image"]
         path = self.get_temp_dir() + "/static.keras"

@@ -16,7 +16,7 @@ from keras_d2nn.testing import write_every_export
 @pytest.fixture(scope="module")
 def model():
     keras.utils.set_random_seed(0)
-    return architectures.cascade()
+    return architectures.cascade(gate_input="logits")
 
 
 def clear_top1(model, images):
@@ -84,7 +84,9 @@ def test_an_export_of_other_weights_fails_verification(
     model, test_split, tmp_path
 ):
     keras.utils.set_random_seed(1)
-    other = architectures.cascade()  # same graph, other initial weights
+    other = architectures.cascade(
+        gate_input="logits"
+    )  # same graph, other initial weights
     loaded = runtime.load_exported(
         export.export_onnx(other, tmp_path / "other.onnx")
     )
@@ -98,7 +100,9 @@ def test_an_export_of_another_graph_is_named_as_such(
     model, tmp_path, test_split
 ):
     loaded = runtime.load_exported(
-        export.export_onnx(architectures.high_low(), tmp_path / "hl.onnx")
+        export.export_onnx(
+            architectures.high_low(gate_input="features"), tmp_path / "hl.onnx"
+        )
     )
     x, y = test_split
     with pytest.raises(ValueError, match="different model"):

@@ -393,3 +393,32 @@ def test_paper_experiments_compare_the_hierarchical_d2nn(tmp_path, fake_data):
         100 * (budget["accuracy"] - best)
     )
     assert output.with_suffix(".png").exists()
+
+
+@pytest.mark.slow  # about a minute
+def test_hierarchical_minibag_benchmark_scores_every_contender(
+    tmp_path, fake_data
+):
+    output = tmp_path / "hierarchical_minibag.json"
+    run_script(
+        "hierarchical_minibag.py",
+        "--seeds=0",
+        "--epochs=1",
+        "--gate_epochs=1",
+        "--train_examples=256",
+        "--validation_examples=256",
+        "--test_examples=256",
+        "--budgets=0.5",
+        f"--output={output}",
+        data=fake_data,
+    )
+    results = json.loads(output.read_text())
+    assert {r["contender"] for r in results["rows"]} == {
+        "per_example",
+        "minibag_f1",
+    }
+    for row in results["rows"]:
+        assert 0.0 <= row["f1_bag"] <= 1.0
+        assert row["rules_f1_bag"] is not None
+    # The rules' points: argmax, then the threshold sweep.
+    assert len(results["rules"]["0"]) > 1

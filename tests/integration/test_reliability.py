@@ -98,7 +98,7 @@ DETERMINISM = textwrap.dedent("""
 
     def train():
         keras.utils.set_random_seed(0)
-        model = architectures.high_low()
+        model = architectures.high_low(gate_input="features")
         model.compile(optimizer="adam", cost_weight=0.1,
                       loss=keras.losses.SparseCategoricalCrossentropy(
                           from_logits=True))
@@ -149,7 +149,7 @@ CRASH = textwrap.dedent("""
     kill_at = int(os.environ.get("KILL_AT_EPOCH", "-1"))
     x, y = np.load(examples)["x"], np.load(examples)["y"]
     keras.utils.set_random_seed(0)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     model.compile(optimizer="adam", cost_weight=0.1,
                   loss=keras.losses.SparseCategoricalCrossentropy(
                       from_logits=True))
@@ -249,7 +249,7 @@ def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, resume):
 def test_seed_streams_are_saved_with_the_weights(tmp_path):
     from keras_d2nn import architectures
 
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     controller = model.plan.nodes["gate"].layer
     for _ in range(3):
         controller.seed_generator.next()

@@ -98,7 +98,7 @@ def test_high_low_gate_reads_the_low_head_through_confidence_features(tmp_path):
 
 
 def test_high_low_default_gate_still_reads_the_features():
-    model = high_low()
+    model = high_low(gate_input="features")
     assert "gate_features" not in model.plan.nodes
     assert tuple(model.plan.nodes["gate"].inputs) == ("low",)
     with pytest.raises(ValueError, match="gate_input"):
@@ -113,7 +113,9 @@ def test_cascade_exits_can_read_confidence_features(tmp_path):
         assert tuple(node.inputs) == (f"head{i}",)
         assert tuple(model.plan.nodes[f"exit{i}"].inputs) == (f"confidence{i}",)
         assert model.plan.nodes[f"exit{i}"].layer.hidden_units == (64, 64)
-    assert tuple(cascade().plan.nodes["exit1"].inputs) == ("head1",)
+    assert tuple(cascade(gate_input="logits").plan.nodes["exit1"].inputs) == (
+        "head1",
+    )
     with pytest.raises(ValueError, match="Received: gate_input='features'"):
         cascade(gate_input="features")
     model.compile("adam", LOSS, estimator=FullInformation())

@@ -430,13 +430,15 @@ CASES = {
     ),
     # builders
     "builder: vector input_shape for convolutional defaults": (
-        lambda: architectures.high_low(input_shape=(28,)),
+        lambda: architectures.high_low(
+            input_shape=(28,), gate_input="features"
+        ),
         ValueError,
         r"high_low: `input_shape` should be an image shape \(height, width, "
         r"channels\)",
     ),
     "builder: one class": (
-        lambda: architectures.cascade(num_classes=1),
+        lambda: architectures.cascade(num_classes=1, gate_input="logits"),
         ValueError,
         r"cascade: `num_classes` should be an int >= 2. Received: "
         r"num_classes=1",
@@ -578,7 +580,7 @@ def test_a_graph_declaring_integer_inputs_takes_them():
 def test_masked_trace_replays_a_routed_trace_of_nested_controllers():
     # A trace reports -1 for a controller that did not decide; masked
     # execution still computes those rows and must accept it.
-    model = architectures.cascade()
+    model = architectures.cascade(gate_input="logits")
     images = np.random.default_rng(1).random((32, 28, 28, 1), "float32")
     # Half the examples stop at the first exit (forced, not left to the
     # random initial weights), so exit2 does not decide for them.

@@ -40,7 +40,7 @@ def test_committed_costs_are_the_flops_each_action_commits_to():
 
 
 def test_a_cascade_exit_commits_to_the_cheapest_route_through_it():
-    model = architectures.cascade()
+    model = architectures.cascade(gate_input="logits")
     flops, full = model.plan.flops, model.plan.full_flops
     costs = calibration.committed_costs(model.plan)
     # exit1 continue: at least stage 2, its head and the second exit.
@@ -77,7 +77,8 @@ def test_the_price_takes_the_decisions_of_value_logits_minus_the_cost():
 
 def test_a_bernoulli_gate_gets_one_offset():
     model = architectures.high_low(
-        controller=keras_d2nn.Controller(2, distribution="bernoulli")
+        controller=keras_d2nn.Controller(2, distribution="bernoulli"),
+        gate_input="features",
     )
     offsets = calibration.logit_offsets(model.plan, 2.0)
     full, high = model.plan.full_flops, model.plan.flops["high"]

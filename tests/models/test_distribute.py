@@ -70,7 +70,7 @@ MIRRORED = textwrap.dedent("""
     def train(strategy, estimator):
         keras.utils.set_random_seed(0)
         with strategy.scope():
-            model = architectures.high_low()
+            model = architectures.high_low(gate_input="features")
             model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
                 from_logits=True),
                 estimator=ESTIMATORS[estimator](),
@@ -158,7 +158,7 @@ WORKER = textwrap.dedent("""
     x, y = np.load(sys.argv[2])["x"], np.load(sys.argv[2])["y"]
     keras.utils.set_random_seed(0)
     with strategy.scope():
-        model = architectures.high_low()
+        model = architectures.high_low(gate_input="features")
         model.compile("adam", keras.losses.SparseCategoricalCrossentropy(
             from_logits=True), metrics=["accuracy"], cost_weight=0.1)
     history = model.fit(x, y, epochs=2, batch_size=64, shuffle=False,
@@ -220,7 +220,7 @@ def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
     # same weights up to float summation order.
     x, y = training_images()
     keras.utils.set_random_seed(0)
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     model.compile(
         "adam",
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -17,7 +17,7 @@ from keras_d2nn.profiling import route_timing
 
 @pytest.fixture(scope="module")
 def high_low():
-    return keras_d2nn.architectures.high_low()
+    return keras_d2nn.architectures.high_low(gate_input="features")
 
 
 def computing_nodes(model):

@@ -26,7 +26,7 @@ def test_the_high_low_has_two_routes_the_gate_tells_apart():
 
 
 def test_joint_actions_invert_the_plans_joint_decision():
-    plan = keras_d2nn.architectures.cascade().plan
+    plan = keras_d2nn.architectures.cascade(gate_input="logits").plan
     for index in range(len(plan.route_flops)):
         actions = route_timing.joint_actions(plan, index)
         decisions = {q: np.array([a]) for q, a in actions.items()}
@@ -46,7 +46,7 @@ def test_forcing_sends_every_example_down_the_route():
 
 
 def test_timing_every_route_puts_the_offsets_back():
-    model = keras_d2nn.architectures.high_low()
+    model = keras_d2nn.architectures.high_low(gate_input="features")
     offset = model.plan.nodes["gate"].layer.logit_offset
     offset.assign([0.25, -0.5])
     times = route_timing.time_routes(

@@ -1,0 +1,142 @@
+"""A run's folder of outputs, committed whole: written under a hidden
+name beside the destination, then renamed onto it.
+
+A train job writes `report.json`, `model.keras` and plots that belong
+together. Written in place, a kill or a full disk left a new report
+beside the previous run's model, or a truncated model. Staged, the
+destination holds either the previous run or the new one, whole.
+"""
+
+import contextlib
+import os
+import pathlib
+import shutil
+from collections.abc import Iterator
+
+from keras_d2nn.storage import atomic_files
+
+
+class OutputNotWritable(ValueError):
+    """The output folder cannot take the run's outputs (said before any
+    work is done)."""
+
+
+def check_writable(
+    output_dir: str | os.PathLike[str], needed_bytes: int = 0
+) -> None:
+    """Raises `OutputNotWritable` unless a folder can be written at
+    `output_dir` with `needed_bytes` free beside it: a file in the way, a
+    read-only parent, a full disk, said in one line before training.
+
+    Example:
+
+    ```python
+    from keras_d2nn.storage import check_writable
+
+    check_writable("runs/default", needed_bytes=50_000_000)  # or raises
+    ```
+    """
+    output_dir = pathlib.Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputNotWritable(
+            f"output folder {output_dir} is a file; expected a folder (or "
+            "nothing) there."
+        )
+    parent = output_dir.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        probe = atomic_files.partial_name(output_dir)
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as error:
+        raise OutputNotWritable(
+            f"cannot write the output folder {output_dir}: "
+            f"{error.strerror or error}."
+        ) from None
+    free = shutil.disk_usage(parent).free
+    if free < needed_bytes:
+        raise OutputNotWritable(
+            f"not enough disk space for the outputs in {output_dir}: "
+            f"{free / 1e6:,.0f} MB free, {needed_bytes / 1e6:,.0f} MB needed."
+        )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _siblings(output_dir: pathlib.Path, mark: str):
+    """`(path, pid)` of the hidden outputs beside `output_dir` named with
+    `mark`."""
+    prefix = f".{output_dir.name}{mark}"
+    if not output_dir.parent.is_dir():
+        return
+    for path in output_dir.parent.iterdir():
+        if path.name.startswith(prefix):
+            pid = path.name[len(prefix) :].split("-", 1)[0]
+            if pid.isdigit():
+                yield path, int(pid)
+
+
+def recover_run_folder(output_dir: str | os.PathLike[str]) -> None:
+    """Undoes what a killed run left beside `output_dir`: the previous
+    run's folder, moved aside when the kill came between the two renames
+    of a commit, is moved back; folders that dead runs were writing are
+    removed.
+
+    Example:
+
+    ```python
+    from keras_d2nn.storage import recover_run_folder
+
+    recover_run_folder("runs/default")  # before writing runs/default
+    ```
+    """
+    output_dir = pathlib.Path(output_dir)
+    for path, pid in _siblings(output_dir, atomic_files.PREVIOUS_MARK):
+        if not _alive(pid):
+            if output_dir.exists():
+                atomic_files.remove(path)
+            else:
+                os.replace(path, output_dir)
+    for path, pid in _siblings(output_dir, atomic_files.PARTIAL_MARK):
+        if not _alive(pid):
+            atomic_files.remove(path)
+
+
+@contextlib.contextmanager
+def staged_run_folder(
+    output_dir: str | os.PathLike[str],
+) -> Iterator[pathlib.Path]:
+    """Yields an empty hidden folder beside `output_dir` to write a run's
+    outputs to; when the block ends without an error, it replaces
+    `output_dir` whole (the previous run's outputs are removed only once
+    the new ones are in place). On an error nothing is left of it, and
+    the previous run is untouched.
+
+    Example:
+
+    ```python
+    from keras_d2nn.storage import staged_run_folder
+
+    with staged_run_folder("runs/default") as folder:
+        (folder / "report.json").write_text("{}")
+    ```
+    """
+    output_dir = pathlib.Path(output_dir)
+    recover_run_folder(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = atomic_files.partial_name(output_dir)
+    staging.mkdir()
+    try:
+        yield staging
+        atomic_files.fsync_tree(staging)
+        atomic_files.move_into_place(staging, output_dir)
+    finally:
+        atomic_files.remove(staging)
