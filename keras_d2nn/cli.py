@@ -46,6 +46,7 @@ from absl import flags
 from absl import logging
 
 from keras_d2nn import estimators
+from keras_d2nn import storage
 from keras_d2nn.architectures import ARCHITECTURES
 from keras_d2nn.data import pipelines
 from keras_d2nn.experiments import profile_job
@@ -485,6 +486,12 @@ def flag_wording(message):
     return head + received + re.sub(r"(?<![\w-])(\w+)(?==)", as_flag, values)
 
 
+def _os_error_line(error):
+    """One line for a file-system error: what failed, and where."""
+    where = f" ({error.filename})" if error.filename else ""
+    return f"could not write{where}: {error.strerror or error}"
+
+
 def _fail(message):
     print(f"error: {flag_wording(message)}", file=sys.stderr)
     sys.exit(2)
@@ -653,8 +660,13 @@ def train():
             _fail(str(error))
     try:
         train_job.run(config)
-    except train_job.TrainingFailed as error:
+    except (train_job.TrainingFailed, storage.OutputNotWritable) as error:
         _fail(str(error))
+    except OSError as error:  # e.g. the disk filled while saving
+        _fail(
+            f"{_os_error_line(error)}; nothing of this run was kept, and "
+            f"{config.output_dir} holds the previous run's outputs, if any."
+        )
 
 
 def tune():
@@ -673,7 +685,10 @@ def profile():
         own_defaults=OWN_DEFAULTS["profile"],
         data=False,
     )
-    profile_job.run(config)
+    try:
+        profile_job.run(config)
+    except OSError as error:
+        _fail(f"--output: {_os_error_line(error)}.")
 
 
 def _load_d2nn():
@@ -778,6 +793,8 @@ def export():
             )
     except ValueError as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(f"{_os_error_line(error)}; {FLAGS.output} is unchanged.")
     print(f"wrote {path}")
 
 
@@ -804,8 +821,12 @@ def verify():
         _fail(str(error))
     print(verify.format_report(report))
     if FLAGS.report:
-        with open(FLAGS.report, "w") as f:
-            json.dump(report, f, indent=2)
+        try:
+            storage.write_text_atomically(
+                FLAGS.report, json.dumps(report, indent=2)
+            )
+        except OSError as error:
+            _fail(f"--report: {_os_error_line(error)}.")
         print(f"wrote {FLAGS.report}")
     if report["passed"] is False:
         sys.exit(1)

@@ -37,6 +37,7 @@ config.schedule().describe()
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 import time
@@ -47,6 +48,7 @@ import tensorflow as tf
 
 from keras_d2nn import architectures
 from keras_d2nn import estimators
+from keras_d2nn import storage
 from keras_d2nn.architectures.high_low import GATE_INPUTS
 from keras_d2nn.callbacks import schedules
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
@@ -86,6 +88,8 @@ LANDING_TOLERANCE = 0.02
 # it decides for does not route, whatever that action costs (a glimpse
 # controller sent 99.8% of the test images to one region).
 COLLAPSE_SHARE = 0.99
+# Room for report.json, the plots and TensorBoard logs beside the model.
+OUTPUT_MARGIN_BYTES = 50_000_000
 
 
 def check_choice(name, value, choices):
@@ -105,6 +109,23 @@ def check_at_least(config, name, least):
         raise ValueError(
             f"`{name}` should be >= {least}. Received: {name}={value!r}"
         )
+
+
+def check_finite(config, names):
+    """A ValueError naming the first of `names` that is NaN or infinite
+    (`nan < 0` is False: range checks alone let NaN through, and a NaN
+    learning rate trains a model of NaN weights).
+
+    Example: `check_finite(TrainConfig(learning_rate=float("nan")),
+    ["learning_rate"])` raises.
+    """
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(
+                f"`{name}` should be a finite number. Received: "
+                f"{name}={value!r}"
+            )
 
 
 @dataclasses.dataclass
@@ -190,6 +211,17 @@ class TrainConfig:
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
+        check_finite(self, ("learning_rate", "entropy_weight", "budget"))
+        if not self.learning_rate > 0:
+            raise ValueError(
+                "`learning_rate` should be > 0. Received: "
+                f"learning_rate={self.learning_rate!r}"
+            )
+        if self.entropy_weight < 0:
+            raise ValueError(
+                "`entropy_weight` should be >= 0. Received: "
+                f"entropy_weight={self.entropy_weight!r}"
+            )
         check_choice("arch", self.arch, list(architectures.ARCHITECTURES))
         pipelines.check_dataset(self.dataset)
         check_cost_weight(self.cost_weight)
@@ -537,6 +569,14 @@ def budget_warnings(config, landed, cheapest):
 def run(config, log=print):
     """Runs the main job; returns the report dict (also written to disk).
 
+    The outputs (`report.json`, `model.keras`, plots, TensorBoard logs)
+    are written to a hidden folder beside `config.output_dir` and replace
+    it whole at the end: a run that fails or is killed leaves the
+    previous run's folder as it was. A folder that cannot be written, or
+    a disk without room for the model, is refused before training
+    (`storage.OutputNotWritable`); a model with non-finite weights or at
+    chance accuracy is not saved (`TrainingFailed`).
+
     Example:
 
     ```python
@@ -548,9 +588,54 @@ def run(config, log=print):
     keras.utils.set_random_seed(config.seed)
     build = builder(config)
     model = build()
+    storage.check_writable(
+        config.output_dir, needed_bytes=_needed_bytes(model, config)
+    )
     profile = None
     if config.latency_profile is not None:
         profile = load_latency_profile(config.latency_profile, model.plan)
+    with storage.staged_run_folder(config.output_dir) as output_dir:
+        report = _train_and_report(
+            config, build, model, profile, output_dir, log
+        )
+    _log_summary(report, log, pathlib.Path(config.output_dir))
+    return report
+
+
+def _needed_bytes(model, config):
+    """Room for the outputs: the model file (Adam's two slots per weight
+    with the optimizer), plus plots and logs."""
+    try:
+        weights = model.count_params()
+    except ValueError:  # not built yet: the margin alone
+        weights = 0
+    copies = 3 if config.save_optimizer else 1
+    return 4 * weights * copies + OUTPUT_MARGIN_BYTES
+
+
+def check_finite_weights(model, config):
+    """Raises `TrainingFailed` when a weight of `model` is NaN or
+    infinite: such a model predicts garbage and must not be saved.
+
+    Example: `check_finite_weights(model, TrainConfig())  # or raises`.
+    """
+    bad = [
+        w.path
+        for w in model.weights
+        if not np.all(np.isfinite(keras.ops.convert_to_numpy(w)))
+    ]
+    if bad:
+        raise TrainingFailed(
+            f"training failed: {len(bad)} of {len(model.weights)} weights "
+            f"are NaN or infinite (first: {bad[0]}); no model or report was "
+            f"saved in {config.output_dir}. Lower --learning_rate (was "
+            f"{config.learning_rate:g})."
+        )
+
+
+def _train_and_report(config, build, model, profile, output_dir, log):
+    """The body of `run`, writing into `output_dir` (the staging
+    folder)."""
     take = config.train_examples or None
     held_out = config.val_examples if config.budget else 0
 
@@ -575,8 +660,6 @@ def run(config, log=print):
         manual_dir=config.data_dir,
     )
 
-    output_dir = pathlib.Path(config.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     schedule = config.schedule()
     callbacks = schedule.callbacks()
     if config.tensorboard:
@@ -614,6 +697,7 @@ def run(config, log=print):
         **_recipe_arguments(config, profile),
     )
     train_seconds = time.time() - start
+    check_finite_weights(model, config)
     landing = None
     if held_out and not budget_lib.out_of_reach(
         model.plan, config.budget, model.cost_measure
@@ -831,7 +915,6 @@ def run(config, log=print):
         budget=config.target_cost if profile is None else None,
     )
     _save(model, output_dir / "model.keras", config.save_optimizer)
-    _log_summary(report, log, output_dir)
     return report
 
 

@@ -126,6 +126,14 @@ class TuneConfig:
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
+        train_job.check_finite(
+            self,
+            [
+                f.name
+                for f in dataclasses.fields(self)
+                if isinstance(getattr(self, f.name), float)
+            ],
+        )
         train_job.check_choice(
             "arch", self.arch, list(architectures.ARCHITECTURES)
         )

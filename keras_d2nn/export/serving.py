@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from keras_d2nn import storage
 from keras_d2nn.export import litert
 from keras_d2nn.export import onnx
 from keras_d2nn.models import input_checks
@@ -404,12 +405,42 @@ def export_saved_model(
     def expected_shape() -> dict[str, tf.Tensor]:
         return {"shape": tf.constant(shape, tf.int64)}
 
-    return litert.write_saved_model(
-        [model],
-        serving_function(model, "raise", batch_size=batch_size),
-        saved_model_signature(model, batch_size),
-        pathlib.Path(path),
-        functions={SERVING_INPUT_SHAPE: expected_shape},
+    path = check_replaceable(path, "saved_model")
+    with storage.atomic_output(path) as temporary:
+        litert.write_saved_model(
+            [model],
+            serving_function(model, "raise", batch_size=batch_size),
+            saved_model_signature(model, batch_size),
+            temporary,
+            functions={SERVING_INPUT_SHAPE: expected_shape},
+        )
+    return str(path)
+
+
+def check_replaceable(path, fmt):
+    """`path` as a `pathlib.Path`, or a ValueError when an export there
+    would replace something that is not an export of `fmt`: exports are
+    written whole and then moved onto `path`, replacing what was there.
+
+    Example: `check_replaceable("exported/1", "saved_model")`.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        return path
+    if fmt == "saved_model":
+        if path.is_dir() and (
+            (path / "saved_model.pb").exists() or not any(path.iterdir())
+        ):
+            return path
+        expected = "a SavedModel folder (or an empty one)"
+    else:
+        if path.is_file():
+            return path
+        expected = "a file"
+    raise ValueError(
+        f"export path {str(path)!r} holds something else than the previous "
+        f"export it would replace ({expected}); choose a new path or "
+        "remove it."
     )
 
 
@@ -477,6 +508,7 @@ def export_litert(
             f"{quantization!r}"
         )
     signature = input_signature(model, batch_size)
+    check_replaceable(path, "litert")  # before the conversion's work
     options: dict[str, Any] = {}
     if quantization is not None:
         options["optimizations"] = [tf.lite.Optimize.DEFAULT]
@@ -523,9 +555,9 @@ def export_litert(
         ) from error
     if quantization == "int8":
         _warn_uncalibrated(content)
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
+    path = check_replaceable(path, "litert")
+    with storage.atomic_output(path) as temporary:
+        temporary.write_bytes(content)
     return str(path)
 
 
@@ -570,12 +602,13 @@ def export_onnx(
     ```
     """
     signature = input_signature(model, batch_size)  # checks the model
+    check_replaceable(path, "onnx")  # before the conversion's work
     proto = onnx.convert(
         serving_function(model, "flag"),
         signature,
         conditional=bool(model.plan.controllers),
     )
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(proto.SerializeToString())
+    path = check_replaceable(path, "onnx")
+    with storage.atomic_output(path) as temporary:
+        temporary.write_bytes(proto.SerializeToString())
     return str(path)

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from keras_d2nn import storage
+
 if TYPE_CHECKING:
     from keras_d2nn.graph.plan import Plan
 
@@ -128,6 +130,14 @@ class LatencyProfile:
             self, "base_ms", _checked_ms("base_ms", self.base_ms)
         )
         object.__setattr__(self, "batch_size", int(self.batch_size))
+        if not self.full_ms() > 0:
+            # Every cost fraction divides by it: an all-zero profile made
+            # every route free ("0.0 of the latency" on the costliest).
+            raise ValueError(
+                "a latency profile should give the full network a positive "
+                "time; every node's time and the base time are 0. Profile "
+                "the model again (python -m keras_d2nn profile)."
+            )
 
     # -- the plan's view ---------------------------------------------------
 
@@ -393,8 +403,9 @@ class LatencyProfile:
         keras_d2nn.profiling.LatencyProfile.load("latency.json")
         ```
         """
-        with open(path, "w", encoding="utf-8") as file:
-            json.dump(self.get_config(), file, indent=2, sort_keys=True)
+        storage.write_text_atomically(
+            path, json.dumps(self.get_config(), indent=2, sort_keys=True)
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyProfile:

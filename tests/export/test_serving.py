@@ -262,3 +262,24 @@ def test_a_layer_lacking_builtins_is_named_in_the_litert_error(tmp_path):
     assert "node 'odd' (layer 'logdet_shift', LogDetShift)" in message
     assert "Cholesky" in message
     assert "export a SavedModel or ONNX instead" in message
+
+
+def test_an_export_replaces_a_previous_export_but_nothing_else(model, tmp_path):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"a previous export")
+    export.export_onnx(model, path)
+    assert path.stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+    # A folder of other files is never replaced by an export.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="choose a new path or remove it"):
+        export.export_saved_model(model, tmp_path / "notes")
+    with pytest.raises(ValueError, match="choose a new path or remove it"):
+        export.export_litert(model, tmp_path / "notes")
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    # A previous SavedModel is replaced whole.
+    export.export_saved_model(model, tmp_path / "sm")
+    (tmp_path / "sm" / "stale").write_text("from before")
+    export.export_saved_model(model, tmp_path / "sm")
+    assert not (tmp_path / "sm" / "stale").exists()

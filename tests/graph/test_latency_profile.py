@@ -141,3 +141,11 @@ def test_predict_from_decisions_needs_every_controller():
     plan = small_high_low().plan
     with pytest.raises(ValueError, match="should name every controller"):
         LatencyProfile(MS).predict({"other": np.array([0])}, plan=plan)
+
+
+def test_an_all_zero_profile_is_refused():
+    # Every cost fraction divides by the full network's time: with 0,
+    # every route would be reported free.
+    with pytest.raises(ValueError, match="positive time"):
+        LatencyProfile({"low": 0.0, "gate": 0.0, "high": 0.0})
+    LatencyProfile({"low": 0.0}, base_ms=0.5)  # a base time is a time

@@ -281,6 +281,29 @@ def cli_main():
             "with --arch='chain'",
         ),
         (
+            ("train", "--learning_rate=nan"),
+            "--learning_rate should be a finite number. Received: "
+            "--learning_rate=nan",
+        ),
+        (
+            ("train", "--learning_rate=0"),
+            "--learning_rate should be > 0. Received: --learning_rate=0.0",
+        ),
+        (
+            ("train", "--entropy_weight=nan"),
+            "--entropy_weight should be a finite number. Received: "
+            "--entropy_weight=nan",
+        ),
+        (
+            ("train", "--output_dir=" + __file__),
+            "is a file; expected a folder (or nothing) there",
+        ),
+        (
+            ("tune", "--budget=0.3", "--cost_weight_max=inf"),
+            "--cost_weight_max should be a finite number. Received: "
+            "--cost_weight_max=inf",
+        ),
+        (
             ("train", "--batch_size=0"),
             "--batch_size should be >= 1. Received: --batch_size=0",
         ),
@@ -875,3 +898,23 @@ def test_get_data_without_root_names_both_ways(
     message = "could not be installed here (that needs root and apt-get)"
     assert message in err
     assert message in DOC.read_text()
+
+
+def test_a_full_disk_during_train_gets_one_line_saying_what_is_kept(
+    cli_main, capsys, monkeypatch
+):
+    from keras_d2nn.experiments import train_job
+
+    def disk_full(config, log=print):
+        raise OSError(28, "No space left on device", "runs/x/model.keras")
+
+    monkeypatch.setattr(train_job, "run", disk_full)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main("train", "--output_dir=runs/x")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error == (
+        "error: could not write (runs/x/model.keras): No space left on "
+        "device; nothing of this run was kept, and runs/x holds the "
+        "previous run's outputs, if any."
+    )

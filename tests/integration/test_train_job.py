@@ -356,3 +356,51 @@ def test_collapse_found_on_given_decisions_and_ranked_by_cost():
         train_job.collapse_warnings({"routes": 2, "controllers": []}, 0.1, 3)
         == []
     )
+
+
+def test_a_run_that_fails_while_saving_leaves_the_previous_run_whole(
+    tfds_dir, tmp_path, monkeypatch
+):
+    output = tmp_path / "default"
+    output.mkdir()
+    (output / "report.json").write_text("previous report")
+    (output / "model.keras").write_text("previous model")
+
+    def disk_full(model, path, save_optimizer):
+        path.write_bytes(b"half a model")
+        raise OSError(28, "No space left on device", str(path))
+
+    # The disk fills as the model is saved, after the report was written.
+    monkeypatch.setattr(train_job, "_save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        small_run(tfds_dir, output, epochs=1, train_examples=512)
+    assert (output / "report.json").read_text() == "previous report"
+    assert (output / "model.keras").read_text() == "previous model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["default"]
+
+
+def test_a_run_replaces_the_previous_run_folder_whole(tfds_dir, tmp_path):
+    output = tmp_path / "default"
+    output.mkdir()
+    (output / "stale.png").write_text("from another run")
+    report, printed = small_run(tfds_dir, output, epochs=1, train_examples=512)
+    assert json.loads((output / "report.json").read_text()) == report
+    assert not (output / "stale.png").exists()
+    assert keras.models.load_model(output / "model.keras").built
+    assert f"wrote to {output}" in printed
+
+
+def test_a_model_with_non_finite_weights_is_a_failure(tmp_path):
+    from keras_d2nn.testing import small_high_low
+
+    model = small_high_low()
+    model(np.zeros((1, 6), "float32"))
+    config = train_job.TrainConfig(output_dir=str(tmp_path / "run"))
+    train_job.check_finite_weights(model, config)  # fresh weights: finite
+    weight = model.weights[0]
+    weight.assign(np.full(weight.shape, np.nan, "float32"))
+    with pytest.raises(
+        train_job.TrainingFailed,
+        match=r"1 of \d+ weights are NaN or infinite .*no model or report",
+    ):
+        train_job.check_finite_weights(model, config)

@@ -97,7 +97,9 @@ def test_high_low_gate_reads_the_low_head_through_confidence_features(tmp_path):
     )
 
 
-def test_high_low_default_gate_still_reads_the_features():
+def test_high_low_gate_reads_confidence_by_default_and_features_on_demand():
+    assert "gate_features" in high_low().plan.nodes
+    assert "confidence1" in cascade().plan.nodes
     model = high_low(gate_input="features")
     assert "gate_features" not in model.plan.nodes
     assert tuple(model.plan.nodes["gate"].inputs) == ("low",)
