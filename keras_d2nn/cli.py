@@ -48,6 +48,7 @@ from absl import logging
 from keras_d2nn import estimators
 from keras_d2nn import storage
 from keras_d2nn.architectures import ARCHITECTURES
+from keras_d2nn.callbacks.epoch_backup import BackupUnusable
 from keras_d2nn.data import pipelines
 from keras_d2nn.experiments import profile_job
 from keras_d2nn.experiments import train_job
@@ -660,7 +661,11 @@ def train():
             _fail(str(error))
     try:
         train_job.run(config)
-    except (train_job.TrainingFailed, storage.OutputNotWritable) as error:
+    except (
+        train_job.TrainingFailed,
+        storage.OutputNotWritable,
+        BackupUnusable,
+    ) as error:
         _fail(str(error))
     except OSError as error:  # e.g. the disk filled while saving
         _fail(

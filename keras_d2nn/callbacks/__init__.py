@@ -1,6 +1,8 @@
 """Keras callbacks for D2NNs: training schedules (warm-up routing,
-cost-weight ramps) and TensorBoard logging of the decisions."""
+cost-weight ramps), TensorBoard logging of the decisions, and a backup
+of each epoch that a killed run resumes from."""
 
+from keras_d2nn.callbacks.epoch_backup import EpochBackup
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.callbacks.schedules import CostWeightSchedule
 from keras_d2nn.callbacks.schedules import D2NNSchedule
@@ -14,6 +16,7 @@ from keras_d2nn.callbacks.schedules import linear_ramp
 __all__ = [
     "CostWeightSchedule",
     "D2NNSchedule",
+    "EpochBackup",
     "RoutingTensorBoard",
     "VariableSchedule",
     "WarmUp",

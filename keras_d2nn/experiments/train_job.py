@@ -51,6 +51,7 @@ from keras_d2nn import estimators
 from keras_d2nn import storage
 from keras_d2nn.architectures.high_low import GATE_INPUTS
 from keras_d2nn.callbacks import schedules
+from keras_d2nn.callbacks.epoch_backup import EpochBackup
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.data import pipelines
 from keras_d2nn.estimators import budget as budget_lib
@@ -594,12 +595,47 @@ def run(config, log=print):
     profile = None
     if config.latency_profile is not None:
         profile = load_latency_profile(config.latency_profile, model.plan)
-    with storage.staged_run_folder(config.output_dir) as output_dir:
-        report = _train_and_report(
-            config, build, model, profile, output_dir, log
+    backup = EpochBackup(
+        backup_folder(config), fingerprint=_fingerprint(config)
+    )
+    if backup.state is not None:
+        log(
+            f"Resuming the killed run from its backup "
+            f"({backup_folder(config)}): phase {backup.state['fit'] + 1}, "
+            f"after epoch {backup.state['epoch']}."
         )
+    try:
+        with storage.staged_run_folder(config.output_dir) as output_dir:
+            report = _train_and_report(
+                config, build, model, profile, backup, output_dir, log
+            )
+    except TrainingFailed:
+        # The same settings would fail the same way: no backup to resume.
+        storage.atomic_files.remove(backup.directory)
+        raise
+    # The outputs are in place: the run needs its backup no more.
+    storage.atomic_files.remove(backup.directory)
     _log_summary(report, log, pathlib.Path(config.output_dir))
     return report
+
+
+def backup_folder(config):
+    """The hidden folder beside the output folder where each epoch is
+    backed up until the run's outputs are saved.
+
+    Example: `backup_folder(TrainConfig())  # runs/.default.backup`.
+    """
+    output_dir = pathlib.Path(config.output_dir)
+    return output_dir.with_name(f".{output_dir.name}.backup")
+
+
+def _fingerprint(config):
+    """What a backup must have been trained with to be resumed: every
+    setting but the ones that only say what is printed or measured."""
+    settings = dataclasses.asdict(config)
+    for name in ("verbose", "baselines", "baseline_epochs", "tensorboard"):
+        settings.pop(name)
+    return settings
 
 
 def _needed_bytes(model, config):
@@ -633,7 +669,7 @@ def check_finite_weights(model, config):
         )
 
 
-def _train_and_report(config, build, model, profile, output_dir, log):
+def _train_and_report(config, build, model, profile, backup, output_dir, log):
     """The body of `run`, writing into `output_dir` (the staging
     folder)."""
     take = config.train_examples or None
@@ -691,6 +727,7 @@ def _train_and_report(config, build, model, profile, output_dir, log):
         gate_epochs=config.gate_epochs,
         callbacks=callbacks,
         log=log,
+        backup=backup,
         verbose=config.verbose,
         # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
         shuffle=False,

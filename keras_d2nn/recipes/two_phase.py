@@ -8,6 +8,7 @@ from typing import Any
 
 import keras
 
+from keras_d2nn.callbacks.epoch_backup import EpochBackup
 from keras_d2nn.estimators import Estimator
 from keras_d2nn.estimators import FullInformation
 from keras_d2nn.models import D2NNModel
@@ -49,6 +50,7 @@ def fit_two_phase(
     compile_kwargs: dict[str, Any] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     log: Any = None,
+    backup: EpochBackup | None = None,
     **fit_kwargs: Any,
 ) -> keras.callbacks.History:
     """Trains `model` with the two-phase recipe; returns the `History` of
@@ -89,6 +91,10 @@ def fit_two_phase(
         callbacks: phase one's callbacks (a schedule, TensorBoard...).
         log: a function of one string told when phase two starts (e.g.
             `print`), or None.
+        backup: an `EpochBackup`: each epoch of both phases is backed up,
+            and a run killed in either resumes where the backup stands
+            (the same weights at the end as without the kill, `x` a
+            `tf.data.Dataset` reshuffled each epoch included).
         **fit_kwargs: further arguments of `fit` for both phases
             (`batch_size`, `verbose`, `shuffle`, ...).
 
@@ -135,9 +141,16 @@ def fit_two_phase(
             **(compile_kwargs | overrides),
         )
 
+    backups = [] if backup is None else [backup]
+    if backup is not None:
+        backup.skip_shuffles(x, 0, epochs)
     compile_phase()
     history = model.fit(
-        x, y, epochs=epochs, callbacks=list(callbacks or []), **fit_kwargs
+        x,
+        y,
+        epochs=epochs,
+        callbacks=list(callbacks or []) + backups,
+        **fit_kwargs,
     )
     if gate_epochs:
         if log is not None:
@@ -149,7 +162,11 @@ def fit_two_phase(
         model.freeze_modules()
         try:
             compile_phase(cost_weight=model.cost_weight)
-            gate_history = model.fit(x, y, epochs=gate_epochs, **fit_kwargs)
+            if backup is not None:
+                backup.skip_shuffles(x, 1, gate_epochs)
+            gate_history = model.fit(
+                x, y, epochs=gate_epochs, callbacks=backups, **fit_kwargs
+            )
         finally:
             model.freeze_modules(False)
         for key, values in gate_history.history.items():

@@ -18,7 +18,19 @@ from keras_d2nn.storage import atomic_files
 
 class OutputNotWritable(ValueError):
     """The output folder cannot take the run's outputs (said before any
-    work is done)."""
+    work is done).
+
+    Example:
+
+    ```python
+    from keras_d2nn.storage import OutputNotWritable, check_writable
+
+    try:
+        check_writable("runs/default", needed_bytes=10**18)
+    except OutputNotWritable as error:
+        print(error)  # not enough disk space for the outputs in ...
+    ```
+    """
 
 
 def check_writable(

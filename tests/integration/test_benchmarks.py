@@ -206,7 +206,7 @@ def test_export_latency_benchmark_times_each_route(tmp_path, fake_data):
     from keras_d2nn import export
 
     keras.utils.set_random_seed(2)  # a gate that splits the images
-    model = architectures.high_low()
+    model = architectures.high_low(gate_input="features")
     paths = [
         export.export_litert(model, tmp_path / "m.tflite"),
         export.export_onnx(model, tmp_path / "m.onnx"),
