@@ -676,11 +676,13 @@ def train():
 
 def tune():
     """Searches cost_weight (see `tune_job`)."""
-    tune_job.run(
-        _config_from_flags(
-            tune_job.TuneConfig, own_defaults=OWN_DEFAULTS["tune"]
-        )
+    config = _config_from_flags(
+        tune_job.TuneConfig, own_defaults=OWN_DEFAULTS["tune"]
     )
+    try:
+        tune_job.run(config)
+    except tune_job.SearchStateDamaged as error:
+        _fail(str(error))
 
 
 def profile():
@@ -700,6 +702,16 @@ def _load_d2nn():
     """--model, loaded in Keras safe mode, or a one-line failure."""
     import keras
 
+    if os.path.isdir(FLAGS.model):
+        _fail(
+            f"--model: {FLAGS.model!r} is a folder; expected a .keras file "
+            "written by `model.save` or by the train command."
+        )
+    if os.path.isfile(FLAGS.model) and os.path.getsize(FLAGS.model) == 0:
+        _fail(
+            f"--model: {FLAGS.model!r} is empty (0 bytes): a save that was "
+            "cut off. Train or save the model again."
+        )
     if not os.path.isfile(FLAGS.model):
         _fail(
             f"--model: no file {FLAGS.model!r}; expected a .keras file "

@@ -390,6 +390,11 @@ def load_exported(path, num_threads=1):
     ```
     """
     fmt = detect_format(path)
+    if fmt != "saved_model" and pathlib.Path(path).stat().st_size == 0:
+        raise ValueError(
+            f"{str(path)!r} is empty (0 bytes): an export that was cut off. "
+            "Export the model again."
+        )
     loaders = {
         "saved_model": _load_saved_model,
         "litert": lambda p: _load_litert(p, num_threads),

@@ -198,3 +198,35 @@ def test_distributed_search_shares_trials_between_workers(tfds_dir, tmp_path):
     # run of the same command would train none again.
     oracle = json.loads((tmp_path / "search" / "oracle.json").read_text())
     assert oracle["ongoing_trials"] == {}
+
+
+def test_a_resumed_search_trains_the_cut_off_trial_as_the_whole_search(
+    tfds_dir, tmp_path
+):
+    # Trial "1" run after trial "0" in one process, and run alone by a
+    # later process (as after a kill during it): the same training.
+    tune_job.run(tiny_config(tfds_dir, tmp_path / "whole"), log=lambda m: 0)
+    resumed = tmp_path / "resumed"
+    tune_job.run(tiny_config(tfds_dir, resumed, max_trials=1), log=print)
+    summary = tune_job.run(tiny_config(tfds_dir, resumed), log=lambda m: 0)
+    assert summary["ran_trials"] == ["1"]
+
+    def trial_1(output_dir):
+        points = json.loads((output_dir / "pareto.json").read_text())["points"]
+        return next(p for p in points if p["trial_id"] == "1")
+
+    want, got = trial_1(tmp_path / "whole"), trial_1(resumed)
+    assert got["cost_weight"] == want["cost_weight"]
+    assert got["val_accuracy"] == want["val_accuracy"]
+    assert got["val_flop_fraction"] == want["val_flop_fraction"]
+
+
+def test_a_cut_off_search_file_gets_one_line_naming_it(tfds_dir, tmp_path):
+    trial = tmp_path / "search" / "trial_0"
+    trial.mkdir(parents=True)
+    (trial / "trial.json").write_text('{"trial_id": "0", "hyperpar')
+    with pytest.raises(
+        tune_job.SearchStateDamaged,
+        match=r"trial_0/trial.json is cut off or damaged .* Remove",
+    ):
+        tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)

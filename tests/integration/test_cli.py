@@ -261,6 +261,10 @@ def cli_main():
         ),
         (("export",), "export needs --model=PATH.keras and --output=PATH"),
         (
+            ("export", "--model=/tmp", "--output=/tmp/x"),
+            "--model: '/tmp' is a folder; expected a .keras file",
+        ),
+        (
             ("export", "--model=/nonexistent.keras", "--output=/tmp/x"),
             "--model: no file '/nonexistent.keras'",
         ),
@@ -918,3 +922,28 @@ def test_a_full_disk_during_train_gets_one_line_saying_what_is_kept(
         "device; nothing of this run was kept, and runs/x holds the "
         "previous run's outputs, if any."
     )
+
+
+def test_empty_files_are_named_as_cut_off(
+    cli_main, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "empty.tflite").write_bytes(b"")
+    for args, message in (
+        (
+            ("export", "--model=empty.keras", "--output=x.onnx"),
+            "--model: 'empty.keras' is empty (0 bytes): a save that was cut "
+            "off. Train or save the model again.",
+        ),
+        (
+            ("verify", "--model=m.keras", "--exported=empty.tflite"),
+            "--exported: 'empty.tflite' is empty (0 bytes): an export that "
+            "was cut off. Export the model again.",
+        ),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            cli_main(*args)
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.strip() == f"error: {message}"
+        assert message in DOC.read_text()
