@@ -487,6 +487,14 @@ def flag_wording(message):
     return head + received + re.sub(r"(?<![\w-])(\w+)(?==)", as_flag, values)
 
 
+def _check_writable(path, flag):
+    """A one-line failure unless `path` can be written (before the work)."""
+    try:
+        storage.check_file_writable(path, flag)
+    except storage.OutputNotWritable as error:
+        _fail(str(error))
+
+
 def _os_error_line(error):
     """One line for a file-system error: what failed, and where."""
     where = f" ({error.filename})" if error.filename else ""
@@ -692,6 +700,7 @@ def profile():
         own_defaults=OWN_DEFAULTS["profile"],
         data=False,
     )
+    _check_writable(config.output, "--output")
     try:
         profile_job.run(config)
     except OSError as error:
@@ -788,6 +797,7 @@ def export():
             "--calibration_examples should be >= 1. Received: "
             f"--calibration_examples={FLAGS.calibration_examples}"
         )
+    _check_writable(FLAGS.output, "--output")
     model = _load_d2nn()
     batch = FLAGS.export_batch_size
     if batch is not None and batch < 0:
@@ -826,6 +836,8 @@ def verify():
         _fail("verify needs --model=PATH.keras and --exported=PATH.")
     if FLAGS.n < 1:
         _fail(f"--n should be >= 1. Received: --n={FLAGS.n}")
+    if FLAGS.report:
+        _check_writable(FLAGS.report, "--report")
     try:
         exported = runtime.load_exported(FLAGS.exported)
     except (ValueError, FileNotFoundError) as error:

@@ -9,6 +9,7 @@ model and plots).
 from keras_d2nn.storage.atomic_files import atomic_output
 from keras_d2nn.storage.atomic_files import write_text_atomically
 from keras_d2nn.storage.run_folder import OutputNotWritable
+from keras_d2nn.storage.run_folder import check_file_writable
 from keras_d2nn.storage.run_folder import check_writable
 from keras_d2nn.storage.run_folder import recover_run_folder
 from keras_d2nn.storage.run_folder import staged_run_folder
@@ -16,6 +17,7 @@ from keras_d2nn.storage.run_folder import staged_run_folder
 __all__ = [
     "OutputNotWritable",
     "atomic_output",
+    "check_file_writable",
     "check_writable",
     "recover_run_folder",
     "staged_run_folder",

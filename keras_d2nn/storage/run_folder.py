@@ -55,22 +55,48 @@ def check_writable(
             "nothing) there."
         )
     parent = output_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        probe = atomic_files.partial_name(output_dir)
-        probe.mkdir()
-        probe.rmdir()
-    except OSError as error:
-        raise OutputNotWritable(
-            f"cannot write the output folder {output_dir}: "
-            f"{error.strerror or error}."
-        ) from None
+    _probe(output_dir, "the output folder")
     free = shutil.disk_usage(parent).free
     if free < needed_bytes:
         raise OutputNotWritable(
             f"not enough disk space for the outputs in {output_dir}: "
             f"{free / 1e6:,.0f} MB free, {needed_bytes / 1e6:,.0f} MB needed."
         )
+
+
+def _probe(path: pathlib.Path, what: str) -> None:
+    """Creates (and removes) a folder beside `path`: the one way to know
+    that it can be written, whoever runs."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = atomic_files.partial_name(path)
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as error:
+        raise OutputNotWritable(
+            f"cannot write {what} {path}: {error.strerror or error}."
+        ) from None
+
+
+def check_file_writable(path: str | os.PathLike[str], flag: str) -> None:
+    """Raises `OutputNotWritable` unless a file (or an export's folder)
+    can be written at `path`, named by `flag` in the message: said before
+    the work whose result it would hold.
+
+    Example:
+
+    ```python
+    from keras_d2nn.storage import check_file_writable
+
+    check_file_writable("reports/verify.json", "--report")  # or raises
+    ```
+    """
+    path = pathlib.Path(path)
+    if path.is_dir() and flag != "--output":
+        raise OutputNotWritable(
+            f"{flag}: {path} is a folder; expected the path of a file."
+        )
+    _probe(path, f"{flag}")
 
 
 def _alive(pid: int) -> bool:

@@ -285,6 +285,19 @@ def cli_main():
             "with --arch='chain'",
         ),
         (
+            (
+                "verify",
+                "--model=m.keras",
+                "--exported=m.onnx",
+                "--report=/tmp",
+            ),
+            "--report: /tmp is a folder; expected the path of a file.",
+        ),
+        (
+            ("export", "--model=m.keras", f"--output={__file__}/m.onnx"),
+            "cannot write --output",
+        ),
+        (
             ("train", "--learning_rate=nan"),
             "--learning_rate should be a finite number. Received: "
             "--learning_rate=nan",
