@@ -1,5 +1,7 @@
 """Datasets as `tf.data` pipelines built with tensorflow-datasets (TFDS),
-and the offline TFDS builder of Fashion-MNIST from its IDX files.
+the offline TFDS builder of Fashion-MNIST from its IDX files, and the
+cluttered-canvas variant built from the same files (for the attention
+D2NN).
 
 Settings read at call time (`pipelines.DEFAULT_DIR`, ...) live in
 `keras_d2nn.data.pipelines`: change them there.
@@ -7,6 +9,7 @@ Settings read at call time (`pipelines.DEFAULT_DIR`, ...) live in
 
 from keras_d2nn.data.fashion_mnist import CLASS_NAMES
 from keras_d2nn.data.fashion_mnist import FashionMnistIdx
+from keras_d2nn.data.fashion_mnist_canvas import FashionMnistCanvas
 from keras_d2nn.data.pipelines import DATASETS
 from keras_d2nn.data.pipelines import SPLITS
 from keras_d2nn.data.pipelines import fashion_mnist_dir
@@ -18,6 +21,7 @@ __all__ = [
     "CLASS_NAMES",
     "DATASETS",
     "SPLITS",
+    "FashionMnistCanvas",
     "FashionMnistIdx",
     "fashion_mnist_dir",
     "load",
