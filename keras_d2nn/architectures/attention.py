@@ -23,6 +23,36 @@ REGION_NAMES = (
 )
 
 
+def covering_regions(
+    canvas_size: int, glimpse_size: int, item_size: int = 28
+) -> tuple[tuple[int, int], ...]:
+    """The fewest `(top, left)` corners of a square grid of
+    `glimpse_size` regions on a `canvas_size` canvas such that an item of
+    `item_size` pixels, wherever it lies, is inside one region: corners
+    `glimpse_size - item_size + 1` apart along each axis (a region holds
+    an item at that many consecutive positions), the last flush with the
+    far edge.
+
+    Example:
+
+    ```python
+    from keras_d2nn.architectures.attention import covering_regions
+
+    len(covering_regions(112, 48))  # 25: corners 0, 21, 42, 63, 64
+    ```
+    """
+    if not item_size < glimpse_size <= canvas_size:
+        raise ValueError(
+            "`glimpse_size` should be larger than the item and at most the "
+            f"canvas: {item_size} < glimpse_size <= {canvas_size}. "
+            f"Received: glimpse_size={glimpse_size}"
+        )
+    stride = glimpse_size - item_size + 1
+    last = canvas_size - glimpse_size
+    starts = list(range(0, last, stride)) + [last]
+    return tuple((top, left) for top in starts for left in starts)
+
+
 def _glimpse_network(size, channels):
     return keras.Sequential(
         [

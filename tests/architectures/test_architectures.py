@@ -291,3 +291,26 @@ class ArchitectureTest(TestCase):
 def test_builder_arguments_are_checked(build, message):
     with pytest.raises(ValueError, match=message):
         build()
+
+
+@pytest.mark.parametrize(
+    "canvas, glimpse", [(112, 48), (112, 40), (224, 64), (60, 29)]
+)
+def test_covering_regions_hold_an_item_wherever_it_lies(canvas, glimpse):
+    from keras_d2nn.architectures.attention import covering_regions
+
+    regions = covering_regions(canvas, glimpse)
+    starts = sorted({top for top, _ in regions})
+    assert regions == tuple((t, s) for t in starts for s in starts)
+    assert all(0 <= s <= canvas - glimpse for s in starts)
+    for position in range(canvas - 28 + 1):
+        assert any(
+            s <= position and position + 28 <= s + glimpse for s in starts
+        )
+    # The fewest: without any one start, some position is uncovered.
+    for dropped in starts:
+        rest = [s for s in starts if s != dropped]
+        assert not all(
+            any(s <= p and p + 28 <= s + glimpse for s in rest)
+            for p in range(canvas - 28 + 1)
+        )
