@@ -30,6 +30,31 @@ FILES = {
 }
 
 
+MANUAL_DOWNLOAD_INSTRUCTIONS = (
+    "Put the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, "
+    "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+    "t10k-labels-idx1-ubyte.gz) in the manual directory, e.g. by "
+    "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu)."
+)
+
+
+def read_split(directory, split):
+    """The `(images, labels)` uint8 arrays of Fashion-MNIST's `split`
+    from the IDX files in `directory`, or a FileNotFoundError saying how
+    to get them.
+
+    Example: `images, labels = read_split(fashion_mnist_dir(), "test")`.
+    """
+    paths = [idx.find_idx(directory, stem) for stem in FILES[split]]
+    if None in paths:
+        raise FileNotFoundError(
+            f"Fashion-MNIST IDX files for '{split}' not found in "
+            f"{directory}. {MANUAL_DOWNLOAD_INSTRUCTIONS}"
+        )
+    images, labels = (idx.read_idx(p) for p in paths)
+    return images, labels
+
+
 class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
     """Fashion-MNIST prepared from the original IDX files in a manual dir.
 
@@ -50,12 +75,7 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Same content as fashion_mnist 3.0.1."}
-    MANUAL_DOWNLOAD_INSTRUCTIONS = (
-        "Put the four Fashion-MNIST IDX files (train-images-idx3-ubyte.gz, "
-        "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
-        "t10k-labels-idx1-ubyte.gz) in the manual directory, e.g. by "
-        "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu)."
-    )
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self):
         return self.dataset_info_from_configs(
@@ -77,15 +97,6 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, directory, split):
-        image_stem, label_stem = FILES[split]
-        paths = [
-            idx.find_idx(directory, stem) for stem in (image_stem, label_stem)
-        ]
-        if None in paths:
-            raise FileNotFoundError(
-                f"Fashion-MNIST IDX files for '{split}' not found in "
-                f"{directory}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            )
-        images, labels = (idx.read_idx(p) for p in paths)
+        images, labels = read_split(directory, split)
         for i, (image, label) in enumerate(zip(images, labels)):
             yield i, {"image": image[..., None], "label": int(label)}

@@ -22,10 +22,10 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from keras_d2nn.data import idx
 from keras_d2nn.data.fashion_mnist import CLASS_NAMES
 from keras_d2nn.data.fashion_mnist import FILES
-from keras_d2nn.data.fashion_mnist import FashionMnistIdx
+from keras_d2nn.data.fashion_mnist import MANUAL_DOWNLOAD_INSTRUCTIONS
+from keras_d2nn.data.fashion_mnist import read_split
 
 ITEM_SIZE = 28
 SEED = 20261204
@@ -139,7 +139,7 @@ class FashionMnistCanvas(tfds.core.GeneratorBasedBuilder):
         CanvasConfig(name="canvas112", canvas_size=112),
         CanvasConfig(name="canvas224", canvas_size=224),
     ]
-    MANUAL_DOWNLOAD_INSTRUCTIONS = FashionMnistIdx.MANUAL_DOWNLOAD_INSTRUCTIONS
+    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self):
         size = self.builder_config.canvas_size
@@ -170,16 +170,7 @@ class FashionMnistCanvas(tfds.core.GeneratorBasedBuilder):
         }
 
     def _generate_examples(self, directory, split):
-        image_stem, label_stem = FILES[split]
-        paths = [
-            idx.find_idx(directory, stem) for stem in (image_stem, label_stem)
-        ]
-        if None in paths:
-            raise FileNotFoundError(
-                f"Fashion-MNIST IDX files for '{split}' not found in "
-                f"{directory}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}"
-            )
-        images, labels = (idx.read_idx(p) for p in paths)
+        images, labels = read_split(directory, split)
         config = self.builder_config
         for i, (image, label) in enumerate(zip(images, labels)):
             rng = np.random.default_rng([SEED, SPLIT_IDS[split], i])
