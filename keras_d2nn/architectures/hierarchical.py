@@ -184,7 +184,8 @@ def hierarchical(
         inputs="trunk",
     )
     graph.supervise("coarse", label_map=label_map)
-    reads, units = "coarse", ()
+    reads = "coarse"
+    units: tuple[int, ...] = ()
     if specialists:
         # Whether a second specialist pays depends on how sure the coarse
         # stage is: its confidence, through a hidden layer.
