@@ -487,18 +487,18 @@ def flag_wording(message):
     return head + received + re.sub(r"(?<![\w-])(\w+)(?==)", as_flag, values)
 
 
-def _check_writable(path, flag):
+def _check_writable(path, flag, folder_ok=False):
     """A one-line failure unless `path` can be written (before the work)."""
     try:
-        storage.check_file_writable(path, flag)
+        storage.check_file_writable(path, flag, folder_ok)
     except storage.OutputNotWritable as error:
         _fail(str(error))
 
 
 def _os_error_line(error):
     """One line for a file-system error: what failed, and where."""
-    where = f" ({error.filename})" if error.filename else ""
-    return f"could not write{where}: {error.strerror or error}"
+    where = f" on {error.filename}" if error.filename else ""
+    return f"file-system error{where}: {error.strerror or error}"
 
 
 def _fail(message):
@@ -677,8 +677,9 @@ def train():
         _fail(str(error))
     except OSError as error:  # e.g. the disk filled while saving
         _fail(
-            f"{_os_error_line(error)}; nothing of this run was kept, and "
-            f"{config.output_dir} holds the previous run's outputs, if any."
+            f"{_os_error_line(error)}; this run's outputs were not saved "
+            f"and {config.output_dir} holds the previous run's, if any. "
+            "Rerun the same command to resume from the last whole epoch."
         )
 
 
@@ -691,6 +692,11 @@ def tune():
         tune_job.run(config)
     except tune_job.SearchStateDamaged as error:
         _fail(str(error))
+    except OSError as error:
+        _fail(
+            f"{_os_error_line(error)}; rerun the same command to resume "
+            "the search."
+        )
 
 
 def profile():
@@ -797,7 +803,8 @@ def export():
             "--calibration_examples should be >= 1. Received: "
             f"--calibration_examples={FLAGS.calibration_examples}"
         )
-    _check_writable(FLAGS.output, "--output")
+    # A SavedModel is a folder.
+    _check_writable(FLAGS.output, "--output", folder_ok=True)
     model = _load_d2nn()
     batch = FLAGS.export_batch_size
     if batch is not None and batch < 0:

@@ -41,8 +41,11 @@ def _sha256(path):
 
 def read_backup(directory, fingerprint=None):
     """The state of the backup in `directory` (None if there is none):
-    `{"fit": i, "epoch": e, "history": ...}`, checked against its weights
-    and against `fingerprint` (the settings of the run that resumes).
+    `{"fit": i, "epoch": e, "histories": [...], "weights_sha256": ...,
+    "fingerprint": ...}`, checked against its weights and against
+    `fingerprint` (the settings of the run that resumes). A backup moved
+    aside by a kill between the two renames of its update is moved back
+    first.
 
     Example:
 
@@ -53,6 +56,7 @@ def read_backup(directory, fingerprint=None):
     ```
     """
     latest = pathlib.Path(directory) / "latest"
+    storage.recover_run_folder(latest)
     if not latest.exists():
         return None
     where = f"the training backup {latest}"

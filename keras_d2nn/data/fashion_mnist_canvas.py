@@ -92,6 +92,24 @@ def compose_canvas(item, clutter_items, rng, canvas_size, patch_size=10):
     return canvas[..., None], (row, col)
 
 
+def clutter_sources(rng, count, item, clutter):
+    """`clutter` indices in `[0, count)` of the items to cut clutter from,
+    drawn from `rng`, never `item` itself (its own patches would show the
+    item twice).
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_d2nn.data.fashion_mnist_canvas import clutter_sources
+
+    clutter_sources(np.random.default_rng(0), 2, 0, 3)  # [1, 1, 1]
+    ```
+    """
+    others = rng.integers(0, count - 1, size=clutter)
+    return others + (others >= item)
+
+
 @dataclasses.dataclass
 class CanvasConfig(tfds.core.BuilderConfig):
     """A canvas size and its clutter.
@@ -174,12 +192,14 @@ class FashionMnistCanvas(tfds.core.GeneratorBasedBuilder):
         config = self.builder_config
         for i, (image, label) in enumerate(zip(images, labels)):
             rng = np.random.default_rng([SEED, SPLIT_IDS[split], i])
-            # Clutter from other items of the split, never from this one.
-            others = rng.integers(0, len(images) - 1, size=config.clutter)
-            others += others >= i
             canvas, position = compose_canvas(
                 image,
-                [images[j] for j in others],
+                [
+                    images[j]
+                    for j in clutter_sources(
+                        rng, len(images), i, config.clutter
+                    )
+                ],
                 rng,
                 config.canvas_size,
                 config.patch_size,

@@ -573,10 +573,13 @@ def run(config, log=print):
     The outputs (`report.json`, `model.keras`, plots, TensorBoard logs)
     are written to a hidden folder beside `config.output_dir` and replace
     it whole at the end: a run that fails or is killed leaves the
-    previous run's folder as it was. A folder that cannot be written, or
-    a disk without room for the model, is refused before training
+    previous run's folder as it was. A folder that cannot be written, a
+    disk without room for the model, or an existing folder that is not
+    an earlier run's (no `report.json`) is refused before training
     (`storage.OutputNotWritable`); a model with non-finite weights or at
-    chance accuracy is not saved (`TrainingFailed`).
+    chance accuracy is not saved (`TrainingFailed`). Each epoch is backed
+    up beside the folder (`backup_folder`): the same call after a kill
+    resumes from there.
 
     Example:
 
@@ -590,7 +593,10 @@ def run(config, log=print):
     build = builder(config)
     model = build()
     storage.check_writable(
-        config.output_dir, needed_bytes=_needed_bytes(model, config)
+        config.output_dir,
+        needed_bytes=_needed_bytes(model, config),
+        # The folder is replaced whole: only an earlier run's, or a new one.
+        previous_run_marker="report.json",
     )
     profile = None
     if config.latency_profile is not None:
@@ -633,7 +639,15 @@ def _fingerprint(config):
     """What a backup must have been trained with to be resumed: every
     setting but the ones that only say what is printed or measured."""
     settings = dataclasses.asdict(config)
-    for name in ("verbose", "baselines", "baseline_epochs", "tensorboard"):
+    # output_dir: the backup's own place already ties it to the folder,
+    # which `runs/x` and `runs/x/` both name.
+    for name in (
+        "verbose",
+        "baselines",
+        "baseline_epochs",
+        "tensorboard",
+        "output_dir",
+    ):
         settings.pop(name)
     return settings
 

@@ -434,9 +434,11 @@ def check_replaceable(path, fmt):
             return path
         expected = "a SavedModel folder (or an empty one)"
     else:
-        if path.is_file():
+        suffix = {"litert": ".tflite", "onnx": ".onnx"}[fmt]
+        # `--output=model.keras` must not overwrite the trained model.
+        if path.is_file() and path.suffix == suffix:
             return path
-        expected = "a file"
+        expected = f"a {suffix} file"
     raise ValueError(
         f"export path {str(path)!r} holds something else than the previous "
         f"export it would replace ({expected}); choose a new path or "

@@ -145,13 +145,18 @@ def fit_two_phase(
     if backup is not None:
         backup.skip_shuffles(x, 0, epochs)
     compile_phase()
-    history = model.fit(
-        x,
-        y,
-        epochs=epochs,
-        callbacks=list(callbacks or []) + backups,
-        **fit_kwargs,
-    )
+    try:
+        history = model.fit(
+            x,
+            y,
+            epochs=epochs,
+            callbacks=list(callbacks or []) + backups,
+            **fit_kwargs,
+        )
+    finally:
+        # Set by a resuming backup, read by Keras at every fit: a fit
+        # that failed must not leave the next one starting mid-way.
+        model._initial_epoch = None
     if gate_epochs:
         if log is not None:
             log(
@@ -168,6 +173,7 @@ def fit_two_phase(
                 x, y, epochs=gate_epochs, callbacks=backups, **fit_kwargs
             )
         finally:
+            model._initial_epoch = None
             model.freeze_modules(False)
         for key, values in gate_history.history.items():
             history.history.setdefault(key, []).extend(values)

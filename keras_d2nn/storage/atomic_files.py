@@ -6,6 +6,7 @@ new one, never a truncated mix.
 """
 
 import contextlib
+import errno
 import os
 import pathlib
 import shutil
@@ -19,10 +20,16 @@ PREVIOUS_MARK = ".previous-"
 
 
 def partial_name(path: pathlib.Path, mark: str = PARTIAL_MARK) -> pathlib.Path:
-    """A hidden, unique name beside `path` carrying this process's id,
-    with the same suffix (Keras and LiteRT check it)."""
+    """A hidden, unique name beside `path`: its whole name (so that
+    `runs/lr0.01` and `runs/lr0` never share one), `mark`, this process's
+    id, and the same suffix again (Keras and LiteRT check it)."""
+    if path.name in ("", ".", ".."):
+        raise ValueError(
+            f"{str(path)!r} names a folder by its place (the current one or "
+            "a parent), not by a name: give the path of a new file or folder."
+        )
     token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    return path.with_name(f".{path.stem}{mark}{token}{path.suffix}")
+    return path.with_name(f".{path.name}{mark}{token}{path.suffix}")
 
 
 def fsync_tree(path: pathlib.Path) -> None:
@@ -49,7 +56,13 @@ def remove(path: pathlib.Path) -> None:
 
 def move_into_place(source: pathlib.Path, target: pathlib.Path) -> None:
     """`os.replace`, also onto an existing directory: the old one is
-    moved aside first and removed only once the new one is in place."""
+    moved aside first and removed only once the new one is in place. A
+    file never replaces a directory (IsADirectoryError): that would
+    delete a folder the caller did not write."""
+    if target.is_dir() and not source.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR, "a folder is where the file should go", str(target)
+        )
     if target.is_dir() and not target.is_symlink():
         aside = partial_name(target, PREVIOUS_MARK)
         os.replace(target, aside)

@@ -34,11 +34,19 @@ class OutputNotWritable(ValueError):
 
 
 def check_writable(
-    output_dir: str | os.PathLike[str], needed_bytes: int = 0
+    output_dir: str | os.PathLike[str],
+    needed_bytes: int = 0,
+    previous_run_marker: str | None = None,
 ) -> None:
     """Raises `OutputNotWritable` unless a folder can be written at
-    `output_dir` with `needed_bytes` free beside it: a file in the way, a
+    `output_dir` with `needed_bytes` free beside it: a file or a symbolic
+    link in the way, the current folder or one of its parents, a
     read-only parent, a full disk, said in one line before training.
+
+    `staged_run_folder` replaces `output_dir` whole: with
+    `previous_run_marker`, an existing non-empty folder is accepted only
+    if it holds that file (an earlier run's), so that a home folder or a
+    folder of other runs is never replaced.
 
     Example:
 
@@ -49,10 +57,35 @@ def check_writable(
     ```
     """
     output_dir = pathlib.Path(output_dir)
+    where = f"output folder {output_dir}"
+    if output_dir.is_symlink():
+        raise OutputNotWritable(
+            f"{where} is a symbolic link; give the folder it points to "
+            f"({output_dir.resolve()})."
+        )
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputNotWritable(
-            f"output folder {output_dir} is a file; expected a folder (or "
-            "nothing) there."
+            f"{where} is a file; expected a folder (or nothing) there."
+        )
+    cwd = pathlib.Path.cwd()
+    if output_dir.name in ("", ".", "..") or (
+        output_dir.exists() and cwd.is_relative_to(output_dir.resolve())
+    ):
+        raise OutputNotWritable(
+            f"{where} is the current folder or one of its parents, which "
+            "the run's outputs would replace; give a folder of its own, "
+            "e.g. runs/mine."
+        )
+    if (
+        previous_run_marker is not None
+        and output_dir.is_dir()
+        and any(output_dir.iterdir())
+        and not (output_dir / previous_run_marker).exists()
+    ):
+        raise OutputNotWritable(
+            f"{where} holds files but no {previous_run_marker}, so it is "
+            "not an earlier run's folder, which a run replaces whole; give "
+            "a new or empty folder."
         )
     parent = output_dir.parent
     _probe(output_dir, "the output folder")
@@ -78,10 +111,13 @@ def _probe(path: pathlib.Path, what: str) -> None:
         ) from None
 
 
-def check_file_writable(path: str | os.PathLike[str], flag: str) -> None:
-    """Raises `OutputNotWritable` unless a file (or an export's folder)
-    can be written at `path`, named by `flag` in the message: said before
-    the work whose result it would hold.
+def check_file_writable(
+    path: str | os.PathLike[str], flag: str, folder_ok: bool = False
+) -> None:
+    """Raises `OutputNotWritable` unless a file (or, with `folder_ok`, a
+    folder such as a SavedModel) can be written at `path`, named by
+    `flag` in the message: said before the work whose result it would
+    hold.
 
     Example:
 
@@ -92,7 +128,12 @@ def check_file_writable(path: str | os.PathLike[str], flag: str) -> None:
     ```
     """
     path = pathlib.Path(path)
-    if path.is_dir() and flag != "--output":
+    if path.name in ("", ".", ".."):
+        raise OutputNotWritable(
+            f"{flag}: {str(path)!r} names a folder by its place; expected "
+            "the path of a new file."
+        )
+    if path.is_dir() and not folder_ok:
         raise OutputNotWritable(
             f"{flag}: {path} is a folder; expected the path of a file."
         )
@@ -100,6 +141,11 @@ def check_file_writable(path: str | os.PathLike[str], flag: str) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs. This process's own id counts as dead:
+    in a container every run may be process 1, and what a killed
+    earlier run left under it is no live run's."""
+    if pid == os.getpid():
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

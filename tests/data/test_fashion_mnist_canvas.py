@@ -122,3 +122,14 @@ def test_missing_files_get_a_clear_error(tmp_path):
         FileNotFoundError, match="IDX files for '(train|test)' not found"
     ):
         prepare(tmp_path / "data", str(some))
+
+
+def test_clutter_never_comes_from_the_item_itself_and_stays_in_range():
+    from keras_d2nn.data.fashion_mnist_canvas import clutter_sources
+
+    rng = np.random.default_rng(0)
+    for count in (2, 3, 10):
+        for item in range(count):
+            drawn = clutter_sources(rng, count, item, 50)
+            assert item not in drawn
+            assert set(drawn) == set(range(count)) - {item}

@@ -278,6 +278,11 @@ def test_an_export_replaces_a_previous_export_but_nothing_else(model, tmp_path):
     with pytest.raises(ValueError, match="choose a new path or remove it"):
         export.export_litert(model, tmp_path / "notes")
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+    # Nor the trained model, given by mistake as the export's path.
+    (tmp_path / "model.keras").write_bytes(b"the trained model")
+    with pytest.raises(ValueError, match=r"\(a \.onnx file\)"):
+        export.export_onnx(model, tmp_path / "model.keras")
+    assert (tmp_path / "model.keras").read_bytes() == b"the trained model"
     # A previous SavedModel is replaced whole.
     export.export_saved_model(model, tmp_path / "sm")
     (tmp_path / "sm" / "stale").write_text("from before")

@@ -931,9 +931,10 @@ def test_a_full_disk_during_train_gets_one_line_saying_what_is_kept(
     assert exit_info.value.code == 2
     error = capsys.readouterr().err.strip()
     assert error == (
-        "error: could not write (runs/x/model.keras): No space left on "
-        "device; nothing of this run was kept, and runs/x holds the "
-        "previous run's outputs, if any."
+        "error: file-system error on runs/x/model.keras: No space left on "
+        "device; this run's outputs were not saved and runs/x holds the "
+        "previous run's, if any. Rerun the same command to resume from the "
+        "last whole epoch."
     )
 
 

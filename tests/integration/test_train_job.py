@@ -387,7 +387,8 @@ def test_a_run_that_fails_while_saving_leaves_the_previous_run_whole(
 def test_a_run_replaces_the_previous_run_folder_whole(tfds_dir, tmp_path):
     output = tmp_path / "default"
     output.mkdir()
-    (output / "stale.png").write_text("from another run")
+    (output / "report.json").write_text("{}")  # an earlier run's folder
+    (output / "stale.png").write_text("from the earlier run")
     report, printed = small_run(tfds_dir, output, epochs=1, train_examples=512)
     assert json.loads((output / "report.json").read_text()) == report
     assert not (output / "stale.png").exists()

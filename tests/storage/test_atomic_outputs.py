@@ -146,3 +146,59 @@ def test_too_little_disk_space_is_refused_before_work(tmp_path):
     with pytest.raises(run_folder.OutputNotWritable, match="MB needed"):
         storage.check_writable(tmp_path / "default", needed_bytes=10**18)
     assert os.listdir(tmp_path) == []  # the probe cleaned up
+
+
+def test_names_with_dots_keep_their_runs_apart(tmp_path):
+    # runs/lr0 and runs/lr0.01: the debris of one is never the other's.
+    for name in ("lr0", "lr0.01"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "report.json").write_text(name)
+    aside = (
+        tmp_path / f".lr0.01{storage.atomic_files.PREVIOUS_MARK}"
+        f"{dead_pid()}-0a1b2c3d.01"
+    )
+    aside.mkdir()
+    storage.recover_run_folder(tmp_path / "lr0")
+    assert aside.exists()  # not lr0's
+    storage.recover_run_folder(tmp_path / "lr0.01")
+    assert not aside.exists()  # lr0.01 exists: the aside copy is debris
+    assert (tmp_path / "lr0.01" / "report.json").read_text() == "lr0.01"
+    with storage.staged_run_folder(tmp_path / "lr0.01") as folder:
+        (folder / "report.json").write_text("new")
+    assert sorted(os.listdir(tmp_path)) == ["lr0", "lr0.01"]
+
+
+def test_a_folder_that_is_not_an_earlier_run_is_never_replaced(tmp_path):
+    others = tmp_path / "runs"
+    (others / "a").mkdir(parents=True)
+    with pytest.raises(run_folder.OutputNotWritable, match="no report.json"):
+        storage.check_writable(others, previous_run_marker="report.json")
+    (others / "report.json").write_text("{}")
+    storage.check_writable(others, previous_run_marker="report.json")
+    storage.check_writable(tmp_path / "new", previous_run_marker="report.json")
+
+
+@pytest.mark.parametrize("name", [".", "..", ""])
+def test_the_current_folder_or_a_parent_is_refused(tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(run_folder.OutputNotWritable, match="current folder"):
+        storage.check_writable(name or os.getcwd())
+
+
+def test_a_symbolic_link_is_refused_before_work(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(run_folder.OutputNotWritable, match="symbolic link"):
+        storage.check_writable(tmp_path / "link")
+
+
+def test_a_file_never_replaces_a_folder(tmp_path):
+    folder = tmp_path / "profile.json"
+    folder.mkdir()
+    (folder / "keep").write_text("a user's file")
+    with pytest.raises(IsADirectoryError):
+        storage.write_text_atomically(folder, "{}")
+    assert (folder / "keep").read_text() == "a user's file"
+    with pytest.raises(run_folder.OutputNotWritable, match="is a folder"):
+        storage.check_file_writable(folder, "--output")
+    storage.check_file_writable(folder, "--output", folder_ok=True)
