@@ -716,6 +716,11 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         # Histograms of the controllers' confidence on test images: for
         # watching only, nothing is chosen by them.
         logs = str(output_dir / "logs")
+        # The run's folder is staged until the end: say where to watch.
+        log(
+            f"TensorBoard logs: {logs} (moved to "
+            f"{pathlib.Path(config.output_dir) / 'logs'} at the end)."
+        )
         callbacks += [
             keras.callbacks.TensorBoard(logs),
             RoutingTensorBoard(logs, data=x_test[:1000]),
