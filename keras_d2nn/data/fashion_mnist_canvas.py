@@ -23,8 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from keras_d2nn.data.fashion_mnist import CLASS_NAMES
-from keras_d2nn.data.fashion_mnist import FILES
-from keras_d2nn.data.fashion_mnist import MANUAL_DOWNLOAD_INSTRUCTIONS
+from keras_d2nn.data.fashion_mnist import FashionMnistIdx
 from keras_d2nn.data.fashion_mnist import read_split
 
 ITEM_SIZE = 28
@@ -132,9 +131,10 @@ class CanvasConfig(tfds.core.BuilderConfig):
             )
 
 
-class FashionMnistCanvas(tfds.core.GeneratorBasedBuilder):
+class FashionMnistCanvas(FashionMnistIdx):
     """Fashion-MNIST items on a cluttered canvas, built offline from the
-    IDX files (see the module docstring).
+    IDX files (see the module docstring): `FashionMnistIdx`'s splits and
+    files, other examples.
 
     Example:
 
@@ -157,7 +157,6 @@ class FashionMnistCanvas(tfds.core.GeneratorBasedBuilder):
         CanvasConfig(name="canvas112", canvas_size=112),
         CanvasConfig(name="canvas224", canvas_size=224),
     ]
-    MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
     def _info(self):
         size = self.builder_config.canvas_size
@@ -180,12 +179,6 @@ class FashionMnistCanvas(tfds.core.GeneratorBasedBuilder):
             supervised_keys=("image", "label"),
             homepage="https://github.com/zalandoresearch/fashion-mnist",
         )
-
-    def _split_generators(self, dl_manager):
-        return {
-            split: self._generate_examples(dl_manager.manual_dir, split)
-            for split in FILES
-        }
 
     def _generate_examples(self, directory, split):
         images, labels = read_split(directory, split)
