@@ -65,7 +65,10 @@ flags.DEFINE_string(
     "arch", _DEFAULTS.arch, f"Architecture: one of {list(ARCHITECTURES)}."
 )
 flags.DEFINE_string(
-    "dataset", _DEFAULTS.dataset, f"Dataset: one of {list(pipelines.DATASETS)}."
+    "dataset",
+    None,
+    f"Dataset: one of {list(pipelines.DATASETS)} (default: "
+    "fashion_mnist_canvas for --arch=attention, else fashion_mnist).",
 )
 flags.DEFINE_string(
     "data_dir",
@@ -293,7 +296,7 @@ DATA_FLAGS = ("dataset", "data_dir", "tfds_dir")
 # Flags shared by `train` and `tune` whose defaults differ: the command's
 # config has its own.
 OWN_DEFAULTS = {
-    "tune": ("train_examples", "output_dir"),
+    "tune": ("train_examples", "output_dir", "dataset"),
     "train": ("val_examples", "budget"),
     "profile": ("batch_size", "output"),
 }
@@ -648,7 +651,7 @@ def _config_from_flags(cls, own_defaults=None, data=True):
         config.check()
         if data:
             pipelines.prepared_builder(
-                config.dataset, config.tfds_dir, config.data_dir
+                config.resolved().dataset, config.tfds_dir, config.data_dir
             )
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
@@ -762,12 +765,16 @@ def _load_d2nn():
     return model
 
 
-def _split_from_flags(split, take, why=""):
-    """`(images, labels)` of --dataset's `split` (--data_dir, --tfds_dir),
-    or a one-line failure starting with `why`."""
+def _split_from_flags(model, split, take, why=""):
+    """`(images, labels)` of --dataset's `split` (--data_dir, --tfds_dir;
+    without --dataset, the dataset of `model`'s image shape), or a
+    one-line failure starting with `why`."""
     try:
         return pipelines.load_arrays(
-            FLAGS.dataset,
+            FLAGS.dataset
+            or pipelines.dataset_for_shape(
+                model.plan.specs[model.input_names[0]].shape[1:]
+            ),
             split,
             data_dir=FLAGS.tfds_dir,
             manual_dir=FLAGS.data_dir,
@@ -777,11 +784,12 @@ def _split_from_flags(split, take, why=""):
         _fail(f"{why}{error}")
 
 
-def _calibration_images():
+def _calibration_images(model):
     images, _ = _split_from_flags(
+        model,
         "train",
         FLAGS.calibration_examples,
-        f"int8 calibration needs the {FLAGS.dataset} training split: ",
+        "int8 calibration needs the training split of --dataset: ",
     )
     return images
 
@@ -821,7 +829,7 @@ def export():
                 FLAGS.output,
                 1 if FLAGS.export_batch_size is None else batch,
                 quantization=quantization,
-                representative_images=_calibration_images()
+                representative_images=_calibration_images(model)
                 if quantization == "int8"
                 else None,
             )
@@ -850,7 +858,7 @@ def verify():
     except (ValueError, FileNotFoundError) as error:
         _fail(f"--exported: {error}")
     model = _load_d2nn()
-    images, labels = _split_from_flags("test", FLAGS.n)
+    images, labels = _split_from_flags(model, "test", FLAGS.n)
     try:
         report = verify.verify(model, exported, images, labels)
     except ValueError as error:

@@ -14,6 +14,10 @@ from keras_d2nn.models import D2NNModel
 # (top, left) corners of the default 20x20 glimpses on a 28x28 image: the
 # four corners and the centre.
 DEFAULT_REGIONS = ((0, 0), (0, 8), (8, 0), (8, 8), (4, 4))
+# The canvas's glimpse: 48x48 holds a 28x28 item at 21 positions per
+# axis, so 5x5 regions cover a 112x112 canvas.
+DEFAULT_GLIMPSE = 48
+CONTEXT_UNITS = 64
 REGION_NAMES = (
     "top_left",
     "top_right",
@@ -21,6 +25,18 @@ REGION_NAMES = (
     "bottom_right",
     "centre",
 )
+
+
+def _covering_starts(side, glimpse_size, what, item_size=28):
+    if not item_size < glimpse_size <= side:
+        raise ValueError(
+            "`glimpse_size` should be larger than the item and at most the "
+            f"canvas's {what}: {item_size} < glimpse_size <= {side}. "
+            f"Received: glimpse_size={glimpse_size}"
+        )
+    stride = glimpse_size - item_size + 1
+    last = side - glimpse_size
+    return list(range(0, last, stride)) + [last]
 
 
 def covering_regions(
@@ -41,30 +57,42 @@ def covering_regions(
     len(covering_regions(112, 48))  # 25: corners 0, 21, 42, 63, 64
     ```
     """
-    if not item_size < glimpse_size <= canvas_size:
-        raise ValueError(
-            "`glimpse_size` should be larger than the item and at most the "
-            f"canvas: {item_size} < glimpse_size <= {canvas_size}. "
-            f"Received: glimpse_size={glimpse_size}"
-        )
-    stride = glimpse_size - item_size + 1
-    last = canvas_size - glimpse_size
-    starts = list(range(0, last, stride)) + [last]
+    starts = _covering_starts(canvas_size, glimpse_size, "side", item_size)
     return tuple((top, left) for top in starts for left in starts)
 
 
-def _glimpse_network(size, channels):
+def _glimpse_network(channels):
+    # Fully convolutional, ending in a global max pool: the same weights
+    # read a crop or the whole canvas (the full-resolution network), and
+    # an item gives the same features wherever it lies in either.
     return keras.Sequential(
         [
-            keras.Input((size, size, channels)),
-            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.Input((None, None, channels)),
+            keras.layers.Conv2D(
+                16, 5, strides=2, padding="same", activation="relu"
+            ),
             keras.layers.MaxPooling2D(2),
             keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
             keras.layers.MaxPooling2D(2),
-            keras.layers.Flatten(),
-            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+            keras.layers.GlobalMaxPooling2D(),
         ],
         name="glimpse_network",
+    )
+
+
+def _context_map(channels):
+    # Where things are on the low-resolution view, kept spatial (the
+    # controller reads it to choose a region).
+    return keras.Sequential(
+        [
+            keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+        ],
+        name="context_map_network",
     )
 
 
@@ -72,11 +100,24 @@ def _head(context_units, glimpse_units, num_classes):
     context = keras.Input((context_units,))
     glimpse = keras.Input((glimpse_units,))
     joined = keras.layers.Concatenate()([glimpse, context])
+    hidden = keras.layers.Dense(64, activation="relu")(joined)
     return keras.Model(
         [glimpse, context],
-        keras.layers.Dense(num_classes)(joined),
+        keras.layers.Dense(num_classes)(hidden),
         name="head_network",
     )
+
+
+def _default_layout(height, width, glimpse_size):
+    """The default glimpse size and regions of an image: the five 20x20
+    regions of a 28x28 item, else regions of 48 pixels covering every
+    position of a 28x28 item on the canvas."""
+    if (height, width) == (28, 28):
+        return glimpse_size or 20, DEFAULT_REGIONS
+    glimpse_size = glimpse_size or min(DEFAULT_GLIMPSE, height, width)
+    rows = _covering_starts(height, glimpse_size, "height")
+    columns = _covering_starts(width, glimpse_size, "width")
+    return glimpse_size, tuple((top, left) for top in rows for left in columns)
 
 
 def attention(
@@ -84,39 +125,56 @@ def attention(
     num_classes: int = 10,
     regions: Sequence[Sequence[int]] | None = None,
     region_names: Sequence[str] | None = None,
-    glimpse_size: int = 20,
+    glimpse_size: int | None = None,
     downsample: int = 4,
+    glimpse_network: keras.Layer | None = None,
     name: str = "attention",
 ) -> D2NNModel:
-    """Builds an attention (glimpse) D2NN: from a low-resolution view, a
-    controller picks one region to process at full resolution.
+    """Builds an attention (glimpse) D2NN: from a low-resolution view of
+    the canvas, a controller picks one region to process at full
+    resolution.
 
     ```
-    image -> lowres -> context -> <look>
-      |                  |          | one region per example
-      |                  |          v
-      +--> crop_top_left -----> glimpse_top_left ---.
-      +--> ...                  ...                 +-> glimpse (merge)
-      '--> crop_centre -------> glimpse_centre -----'       |
-                         |                                  v
-                         '-------------------------> head([glimpse, context])
+    image -> lowres -> context_map -> context -------------------.
+      |                    |                                     |
+      |                  <look>  one region per example          |
+      +--> crop_region0 -----> glimpse_region0 ---.              |
+      +--> ...                 ...                +-> glimpse    |
+      '--> crop_region24 ----> glimpse_region24 --'     |        v
+                                                        '---> head
     ```
 
-    `lowres` averages `downsample`x`downsample` blocks (28x28 -> 7x7);
-    `context` (a small convolution and Dense(32)) summarises it and feeds
-    the controller `look`. The chosen region is cropped from the image at
-    full resolution (`glimpse_size` square) and processed by one glimpse
-    network, shared by all regions. The head classifies from the glimpse
-    and the context.
+    `lowres` averages `downsample`x`downsample` blocks (112x112 -> 28x28);
+    `context_map` (two small convolutions) maps where things are, and the
+    controller `look` reads it; `context` (Dense(64)) summarises it for
+    the head. The chosen region is cropped from the canvas at full
+    resolution and read by one glimpse network shared by all regions
+    (fully convolutional, global max pool). The head classifies from the
+    glimpse and the context. Other regions are not computed: routed
+    execution and the exports run only the chosen crop.
+
+    Made for `fashion_mnist_canvas` (a 28x28 item somewhere on a 112x112
+    canvas, with clutter; `input_shape=(112, 112, 1)`): 48x48 regions, 25
+    of them, so that the item, wherever it lies, is inside one
+    (`covering_regions`). On a 28x28 image (the default shape, as every
+    builder's) there is nothing to save and the defaults are a toy: five
+    20x20 regions (four corners and the centre). Train it with `fit_glimpse` (the glimpse network
+    first on whole canvases, then the controller on the frozen modules);
+    `full_resolution_network` is the dearest baseline.
 
     Args:
         input_shape: shape of one image.
         num_classes: number of classes.
-        regions: `(top, left)` corners of the regions (default: four
-            corners and the centre of a 28x28 image).
-        region_names: action names (default: `top_left`, ...).
-        glimpse_size: side of the square regions.
+        regions: `(top, left)` corners of the regions (default above).
+        region_names: action names (default: `top_left`, ... for the five
+            toy regions, else `region0`, ...).
+        glimpse_size: side of the square regions (default: 48, or 20 on a
+            28x28 image).
         downsample: pooling factor of the low-resolution view.
+        glimpse_network: the layer reading a crop `(glimpse_size,
+            glimpse_size, channels)` into a vector, shared by all regions
+            (default: the fully convolutional network above, which also
+            reads the whole image for `full_resolution_network`).
         name: model name.
 
     Returns:
@@ -126,13 +184,27 @@ def attention(
     Example:
 
     ```python
-    model = keras_d2nn.architectures.attention()
+    model = keras_d2nn.architectures.attention(input_shape=(112, 112, 1))
+    len(model.plan.nodes["look"].actions)  # 25 regions
     ```
     """
     input_shape = arguments.image_shape("attention", input_shape)
     num_classes = arguments.class_count("attention", num_classes)
     height, width, channels = tuple(input_shape)
-    regions = tuple(tuple(r) for r in (regions or DEFAULT_REGIONS))
+    if glimpse_size is not None and (
+        isinstance(glimpse_size, bool)
+        or not isinstance(glimpse_size, int)
+        or not 0 < glimpse_size <= min(height, width)
+    ):
+        raise ValueError(
+            "`glimpse_size` should be an int in [1, "
+            f"{min(height, width)}] (pixels, at most the image). Received: "
+            f"glimpse_size={glimpse_size!r}"
+        )
+    if regions is None:
+        glimpse_size, regions = _default_layout(height, width, glimpse_size)
+    glimpse_size = glimpse_size or 20
+    regions = tuple(tuple(r) for r in regions)
     if region_names is None:
         region_names = (
             REGION_NAMES
@@ -161,25 +233,22 @@ def attention(
         keras.layers.AveragePooling2D(downsample, name="lowres"),
         inputs="image",
     )
+    graph.f_node("context_map", _context_map(channels), inputs="lowres")
     graph.f_node(
         "context",
-        keras.Sequential(
-            [
-                keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-                keras.layers.Flatten(),
-                keras.layers.Dense(32, activation="relu"),
-            ],
-            name="context_network",
-        ),
-        inputs="lowres",
+        keras.layers.Dense(CONTEXT_UNITS, activation="relu", name="context"),
+        inputs="context_map",
     )
     graph.q_node(
         "look",
-        Controller(len(regions), hidden_units=(16,)),
-        inputs="context",
+        Controller(len(regions), hidden_units=(128,)),
+        inputs="context_map",
         actions=tuple(region_names),
     )
-    glimpse = _glimpse_network(glimpse_size, channels)
+    glimpse = glimpse_network or _glimpse_network(channels)
+    glimpse_units = glimpse.compute_output_shape(
+        (None, glimpse_size, glimpse_size, channels)
+    )[-1]
     branches = []
     for (top, left), region in zip(regions, region_names):
         crop = keras.layers.Cropping2D(
@@ -196,7 +265,66 @@ def attention(
         branches.append(f"glimpse_{region}")
     graph.merge("glimpse", inputs=branches)
     graph.f_node(
-        "head", _head(32, 64, num_classes), inputs=["glimpse", "context"]
+        "head",
+        _head(CONTEXT_UNITS, glimpse_units, num_classes),
+        inputs=["glimpse", "context"],
     )
     graph.output("head")
     return D2NNModel(graph, name=name)
+
+
+def full_resolution_network(
+    model: D2NNModel, image_downsample: int = 1
+) -> keras.Model:
+    """The static network over the whole canvas, sharing `model`'s layers:
+    its glimpse network reads the whole image (downsampled by
+    `image_downsample`, average pooling) instead of one region, its
+    context and head as in the D2NN. With `image_downsample=1` this is the
+    dearest baseline, and `fit_glimpse`'s first phase trains the D2NN's
+    modules through it; on a fresh `attention()` model with
+    `image_downsample=2` it is a static network near the D2NN's FLOPs.
+
+    Example:
+
+    ```python
+    from keras_d2nn.architectures.attention import full_resolution_network
+    from keras_d2nn.graph import layer_flops
+
+    model = keras_d2nn.architectures.attention(input_shape=(112, 112, 1))
+    network = full_resolution_network(model)
+    network(np.zeros((2, 112, 112, 1), "float32")).shape  # (2, 10)
+    layer_flops(network, network.inputs[0]) / model.plan.full_flops
+    # about 4.4: the D2NN's dearest route is 0.23 of it
+    ```
+    """
+    if not (
+        isinstance(model, D2NNModel)
+        and model.graph.metadata.get("architecture") == "attention"
+    ):
+        raise ValueError(
+            "full_resolution_network reads the modules of an attention() "
+            "D2NN. Received: "
+            f"{getattr(model, 'name', type(model).__name__)!r}"
+        )
+    if isinstance(image_downsample, bool) or not (
+        isinstance(image_downsample, int) and image_downsample >= 1
+    ):
+        raise ValueError(
+            "`image_downsample` should be an int >= 1. Received: "
+            f"image_downsample={image_downsample!r}"
+        )
+    nodes = model.plan.nodes
+    glimpse = next(
+        node.layer
+        for node in model.plan.order
+        if node.name.startswith("glimpse_") and node.layer is not None
+    )
+    image = keras.Input(model.plan.specs["image"].shape[1:], name="image")
+    whole = image
+    if image_downsample > 1:
+        whole = keras.layers.AveragePooling2D(image_downsample)(image)
+    context = nodes["context"].layer(
+        nodes["context_map"].layer(nodes["lowres"].layer(image))
+    )
+    logits = nodes["head"].layer([glimpse(whole), context])
+    return keras.Model(image, logits, name=f"{model.name}_full_resolution")

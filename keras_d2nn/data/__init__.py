@@ -16,6 +16,7 @@ from keras_d2nn.data.pipelines import fashion_mnist_dir
 from keras_d2nn.data.pipelines import load
 from keras_d2nn.data.pipelines import load_arrays
 from keras_d2nn.data.pipelines import load_fashion_mnist
+from keras_d2nn.data.pipelines import load_positions
 
 __all__ = [
     "CLASS_NAMES",
@@ -27,4 +28,5 @@ __all__ = [
     "load",
     "load_arrays",
     "load_fashion_mnist",
+    "load_positions",
 ]

@@ -26,12 +26,27 @@ from keras_d2nn.data import idx
 from keras_d2nn.data.fashion_mnist import CLASS_NAMES
 from keras_d2nn.data.fashion_mnist import FILES
 from keras_d2nn.data.fashion_mnist import FashionMnistIdx
+from keras_d2nn.data.fashion_mnist_canvas import FashionMnistCanvas
 
 DEFAULT_DIR = "/usr/share/datasets/fashion-mnist"
 ENV_VAR = "KERAS_D2NN_FASHION_MNIST_DIR"
 DEBIAN_PACKAGE = "dataset-fashion-mnist"
-# Image shape and class names of the datasets `load` knows.
-DATASETS = {"fashion_mnist": {"shape": (28, 28, 1), "class_names": CLASS_NAMES}}
+# Image shape and class names of the datasets `load` knows. The canvases
+# are built offline from the Fashion-MNIST files (`FashionMnistCanvas`),
+# `fashion_mnist_canvas` being its default config, canvas112.
+DATASETS = {
+    "fashion_mnist": {"shape": (28, 28, 1), "class_names": CLASS_NAMES},
+    "fashion_mnist_canvas": {
+        "shape": (112, 112, 1),
+        "class_names": CLASS_NAMES,
+        "config": "canvas112",
+    },
+    "fashion_mnist_canvas/canvas224": {
+        "shape": (224, 224, 1),
+        "class_names": CLASS_NAMES,
+        "config": "canvas224",
+    },
+}
 SPLITS = ("train", "test")
 
 
@@ -121,6 +136,23 @@ def check_dataset(name: str) -> dict[str, Any]:
     return DATASETS[name]
 
 
+def dataset_for_shape(shape: Any) -> str:
+    """The first dataset of `DATASETS` whose images have `shape`, or a
+    ValueError naming the shapes known.
+
+    Example: `dataset_for_shape((112, 112, 1))  # "fashion_mnist_canvas"`.
+    """
+    shape = tuple(shape)
+    for name, settings in DATASETS.items():
+        if tuple(settings["shape"]) == shape:
+            return name
+    raise ValueError(
+        f"No dataset has images of shape {shape}; the datasets' shapes: "
+        f"{ {n: s['shape'] for n, s in DATASETS.items()} }. Pass --dataset, "
+        "or compare on your own images from Python."
+    )
+
+
 def prepared_builder(
     name: str = "fashion_mnist",
     data_dir: str | os.PathLike[str] | None = None,
@@ -130,11 +162,13 @@ def prepared_builder(
 
     Example: `builder = prepared_builder(); builder.info.splits["test"]`.
     """
-    check_dataset(name)
+    settings = check_dataset(name)
+    directory = fashion_mnist_dir(manual_dir)
+    if "config" in settings:
+        return _prepared_canvas(settings["config"], data_dir, directory)
     standard_cls = tfds.builder_cls(name)
     if _is_prepared(standard_cls, data_dir):
         return tfds.builder(name, data_dir=data_dir)
-    directory = fashion_mnist_dir(manual_dir)
     local_prepared = _is_prepared(FashionMnistIdx, data_dir)
     if not local_prepared and _server_reachable(standard_cls):
         standard = tfds.builder(name, data_dir=data_dir)
@@ -147,6 +181,56 @@ def prepared_builder(
         )
         return local
     raise FileNotFoundError(missing_data_message(directory))
+
+
+def _prepared_canvas(config, data_dir, directory):
+    """The canvas builder of `config`, prepared from the IDX files in
+    `directory` on first use (about a minute for canvas112)."""
+    builder = FashionMnistCanvas(config=config, data_dir=data_dir)
+    if not os.path.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+        if not _has_idx_files(directory):
+            raise FileNotFoundError(missing_data_message(directory, False))
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=directory)
+        )
+    return builder
+
+
+def load_positions(
+    name: str = "fashion_mnist_canvas",
+    split: str = "test",
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    manual_dir: str | os.PathLike[str] | None = None,
+    take: int | None = None,
+) -> np.ndarray:
+    """The items' top-left corners `(row, column)` on a canvas split, as an
+    int32 `(n, 2)` array in `load_arrays`'s order: metadata for baselines
+    and plots, never a model input.
+
+    Example:
+
+    ```python
+    # slow
+    # needs Fashion-MNIST
+    from keras_d2nn import data
+
+    data.load_positions("fashion_mnist_canvas", "test", take=3)
+    # e.g. [[17, 60], [3, 81], [44, 2]]
+    ```
+    """
+    if "config" not in check_dataset(name):
+        raise ValueError(
+            f"{name} has no positions: its items are not placed on a "
+            "canvas. Datasets with positions: "
+            f"{sorted(n for n, s in DATASETS.items() if 'config' in s)}."
+        )
+    builder = prepared_builder(name, data_dir, manual_dir)
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    if take is not None:
+        ds = ds.take(take)
+    positions = [batch["position"].numpy() for batch in ds.batch(10_000)]
+    return np.concatenate(positions).astype(np.int32)
 
 
 def _normalise(image, label):
@@ -167,10 +251,12 @@ def load(
 ) -> tf.data.Dataset:
     """A batched, prefetched `tf.data.Dataset` of `(image, label)` pairs.
 
-    Images are float32 in [0, 1], shape `(batch, 28, 28, 1)`; labels int32.
+    Images are float32 in [0, 1], shape `(batch, 28, 28, 1)` (the
+    canvases: `(batch, 112, 112, 1)` or 224); labels int32.
 
     Args:
-        name: dataset name (`"fashion_mnist"`).
+        name: dataset name (`"fashion_mnist"`, `"fashion_mnist_canvas"`,
+            `"fashion_mnist_canvas/canvas224"`).
         split: a TFDS split: `"train"`, `"test"`, or a slice such as
             `"train[:5000]"`.
         batch_size: examples per batch.

@@ -57,6 +57,7 @@ from keras_d2nn.data import pipelines
 from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.estimators.rewards import check_cost_weight
 from keras_d2nn.experiments import baselines
+from keras_d2nn.experiments import glimpse_job
 from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.inspection import gallery
 from keras_d2nn.inspection import tradeoff_plot
@@ -74,6 +75,15 @@ EXIT_ARCHITECTURES = ("high_low", "cascade")
 # finer than right-or-wrong.
 TWO_PHASE_ARCHITECTURES = EXIT_ARCHITECTURES + ("chain", "hierarchical")
 TASK_REWARDS = {"chain": "neg_loss", "hierarchical": "neg_loss"}
+# Architectures trained with the static-first recipe (`fit_static_first`):
+# the modules as the static network that shares them, then the controller
+# on a reward table (benchmarks/attention_canvas.py). Their regions all
+# cost the same: no budget, no latency profile.
+STATIC_FIRST_ARCHITECTURES = ("attention",)
+STATIC_FIRST_GATE_EPOCHS = 10
+# The dataset of each architecture when --dataset is not given.
+DEFAULT_DATASET = "fashion_mnist"
+DATASETS = {"attention": "fashion_mnist_canvas"}
 DEFAULT_BUDGET = 0.3
 # Budgets (fractions of the dearest route) other than DEFAULT_BUDGET.
 BUDGETS = {"chain": 0.5, "hierarchical": 0.6}
@@ -137,7 +147,8 @@ class TrainConfig:
     """
 
     arch: str = "high_low"
-    dataset: str = "fashion_mnist"
+    # None: by architecture (`DATASETS`, else `DEFAULT_DATASET`).
+    dataset: str | None = None
     epochs: int = 3
     # None: by architecture (`resolved`).
     gate_epochs: int | None = None
@@ -181,13 +192,22 @@ class TrainConfig:
 
         train_job.TrainConfig().resolved().estimator  # "full_information"
         train_job.TrainConfig(arch="chain").resolved().budget  # 0.5
-        train_job.TrainConfig(arch="attention").resolved().budget  # 0.0
+        train_job.TrainConfig(arch="attention").resolved().dataset
+        # "fashion_mnist_canvas"
         ```
+
+        The attention D2NN trains with the static-first recipe
+        (`STATIC_FIRST_ARCHITECTURES`): its controller regresses the value
+        of each region (`full_information`), for
+        `STATIC_FIRST_GATE_EPOCHS`, without a budget.
         """
         exits = self.arch in EXIT_ARCHITECTURES
+        static_first = self.arch in STATIC_FIRST_ARCHITECTURES
         two_phase = self.arch in TWO_PHASE_ARCHITECTURES
         estimator = self.estimator or (
-            "full_information" if two_phase else "reinforce_value"
+            "full_information"
+            if two_phase or static_first
+            else "reinforce_value"
         )
         full = estimator.startswith("full_information")
 
@@ -196,6 +216,9 @@ class TrainConfig:
 
         return dataclasses.replace(
             self,
+            dataset=pick(
+                self.dataset, DATASETS.get(self.arch, DEFAULT_DATASET)
+            ),
             estimator=estimator,
             budget=pick(
                 self.budget,
@@ -206,7 +229,12 @@ class TrainConfig:
             ),
             warmup_epochs=pick(self.warmup_epochs, 0 if full else 1),
             gate_epochs=pick(
-                self.gate_epochs, TWO_PHASE_GATE_EPOCHS if full else 0
+                self.gate_epochs,
+                STATIC_FIRST_GATE_EPOCHS
+                if static_first
+                else TWO_PHASE_GATE_EPOCHS
+                if full
+                else 0,
             ),
         )
 
@@ -224,9 +252,11 @@ class TrainConfig:
                 f"entropy_weight={self.entropy_weight!r}"
             )
         check_choice("arch", self.arch, list(architectures.ARCHITECTURES))
-        pipelines.check_dataset(self.dataset)
         check_cost_weight(self.cost_weight)
         settings = self.resolved()
+        pipelines.check_dataset(settings.dataset)
+        if self.arch in STATIC_FIRST_ARCHITECTURES:
+            self._check_static_first(settings)
         if not (settings.budget == 0 or 0 < settings.budget <= 1):
             raise ValueError(
                 "`budget` should be a fraction of the full network's cost "
@@ -268,6 +298,26 @@ class TrainConfig:
         ):
             check_at_least(settings, name, 0)
         return self
+
+    def _check_static_first(self, settings):
+        """Refuses the settings the static-first recipe has no use for."""
+        for name, given in (
+            ("budget", settings.budget),
+            ("latency_profile", self.latency_profile),
+        ):
+            if given:
+                raise ValueError(
+                    f"`{name}` does not apply to arch={self.arch!r}: each "
+                    "of its regions costs the same, so there is no "
+                    f"trade-off to set. Received: {name}={given!r}"
+                )
+        if settings.estimator != "full_information":
+            raise ValueError(
+                f"arch={self.arch!r} trains with the static-first recipe, "
+                "whose controller regresses each region's value "
+                "(estimator='full_information'). Received: "
+                f"estimator={self.estimator!r}"
+            )
 
     @property
     def target_cost(self):
@@ -710,8 +760,11 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         manual_dir=config.data_dir,
     )
 
+    static_first = config.arch in STATIC_FIRST_ARCHITECTURES
     schedule = config.schedule()
-    callbacks = schedule.callbacks()
+    # The static-first recipe's first phase fits a plain Keras network:
+    # no cost weight to schedule, no routing to watch.
+    callbacks = [] if static_first else schedule.callbacks()
     if config.tensorboard:
         # Histograms of the controllers' confidence on test images: for
         # watching only, nothing is chosen by them.
@@ -721,37 +774,51 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
             f"TensorBoard logs: {logs} (moved to "
             f"{pathlib.Path(config.output_dir) / 'logs'} at the end)."
         )
-        callbacks += [
-            keras.callbacks.TensorBoard(logs),
-            RoutingTensorBoard(logs, data=x_test[:1000]),
-        ]
+        callbacks.append(keras.callbacks.TensorBoard(logs))
+        if not static_first:
+            callbacks.append(RoutingTensorBoard(logs, data=x_test[:1000]))
 
     setting = (
         f"budget={config.budget}"
         if config.budget
         else f"cost_weight={config.cost_weight}"
     )
-    log(
-        f"Training {config.arch} on {config.dataset} for {config.epochs} "
-        f"epoch{'s' if config.epochs > 1 else ''}, {setting}: "
-        f"{schedule.describe('FLOPs' if profile is None else 'latency')}."
-    )
+    plural = "s" if config.epochs > 1 else ""
+    if static_first:
+        log(
+            f"Training {config.arch} on {config.dataset}: its modules as "
+            f"the full-resolution network for {config.epochs} epoch{plural}, "
+            f"then its controller for {config.gate_epochs}."
+        )
+    else:
+        log(
+            f"Training {config.arch} on {config.dataset} for "
+            f"{config.epochs} epoch{plural}, {setting}: "
+            f"{schedule.describe('FLOPs' if profile is None else 'latency')}."
+        )
     start = time.time()
-    # Phase two (`gate_epochs`): the controllers alone, on modules that no
-    # longer move (the cost weight, or the budget's multiplier, goes on).
-    history = fit_two_phase(
-        model,
-        train,
-        epochs=config.epochs,
-        gate_epochs=config.gate_epochs,
-        callbacks=callbacks,
-        log=log,
-        backup=backup,
-        verbose=config.verbose,
-        # The pipeline shuffles; Keras cannot shuffle a tf.data.Dataset.
-        shuffle=False,
-        **_recipe_arguments(config, profile),
-    )
+    if static_first:
+        history = glimpse_job.fit(
+            model, train, config, callbacks, log, _compile_kwargs(config)
+        )
+    else:
+        # Phase two (`gate_epochs`): the controllers alone, on modules
+        # that no longer move (the cost weight, or the budget's
+        # multiplier, goes on).
+        history = fit_two_phase(
+            model,
+            train,
+            epochs=config.epochs,
+            gate_epochs=config.gate_epochs,
+            callbacks=callbacks,
+            log=log,
+            backup=backup,
+            verbose=config.verbose,
+            # The pipeline shuffles; Keras cannot shuffle a
+            # tf.data.Dataset.
+            shuffle=False,
+            **_recipe_arguments(config, profile),
+        )
     train_seconds = time.time() - start
     check_finite_weights(model, config)
     landing = None
@@ -847,6 +914,23 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
     # Without exits, the best fixed route of the D2NN's own network at its
     # FLOPs: what its per-example choices must beat.
     versus_routes = None
+    versus_glimpses = None
+    if static_first:
+
+        def fit_network(network):
+            network.compile(**_compile_kwargs(config))
+            network.fit(
+                training_data(),
+                epochs=epochs,
+                verbose=config.verbose,
+                shuffle=False,  # the pipeline shuffles
+            )
+
+        epochs = config.baseline_epochs or config.epochs
+        glimpse_points, versus_glimpses = glimpse_job.baselines(
+            model, accuracy, config, x_test, y_test, fit_network, log
+        )
+        points += glimpse_points
     if own is None and config.baselines:
         log("baseline: every static route of the D2NN's own network")
         front = baselines.pareto_front(
@@ -861,7 +945,7 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
             if best is None
             else 100 * (accuracy - best),
         }
-    if config.baselines:
+    if config.baselines and not static_first:
         epochs = config.baseline_epochs or config.epochs
 
         def seeded_build():
@@ -927,6 +1011,9 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         "budget": budget,
         "versus_threshold": versus_threshold,
         "versus_routes": versus_routes,
+        # The attention D2NN against each glimpse baseline (null for the
+        # other architectures).
+        "versus_glimpses": versus_glimpses,
         "warnings": warnings,
         "routing_collapse": collapse,
         "schedule": {
@@ -985,16 +1072,26 @@ def check_not_chance(accuracy, config):
 
     Example: `check_not_chance(0.1, TrainConfig())` raises TrainingFailed.
     """
-    classes = len(pipelines.DATASETS[config.dataset]["class_names"])
+    classes = len(pipelines.DATASETS[config.resolved().dataset]["class_names"])
     if accuracy <= CHANCE_MULTIPLE / classes:
         raise TrainingFailed(
             f"training failed: test accuracy {accuracy:.4f} is chance level "
             f"({classes} classes: {1 / classes:.2f}); no model or report was "
             f"saved in "
-            f"{config.output_dir}. Lower --learning_rate (was "
-            f"{config.learning_rate:g}) or try another --estimator (was "
-            f"{config.estimator})."
+            f"{config.output_dir}. {_remedy(config)}"
         )
+
+
+def _remedy(config):
+    if config.arch in STATIC_FIRST_ARCHITECTURES:
+        return (
+            f"Train longer (--epochs was {config.epochs}, --train_examples "
+            f"{config.train_examples or 'all'})."
+        )
+    return (
+        f"Lower --learning_rate (was {config.learning_rate:g}) or try "
+        f"another --estimator (was {config.estimator})."
+    )
 
 
 def _save(model, path, save_optimizer):
@@ -1047,6 +1144,19 @@ def _log_summary(report, log, output_dir):
             "best fixed route of the D2NN's own network at the same FLOPs: "
             f"{routes_row['best_route_accuracy']:.4f}; D2NN "
             f"{routes_row['difference_points']:+.2f} points"
+        )
+    glimpses = report.get("versus_glimpses") or {}
+    full = glimpses.get("full-resolution network")
+    if full is not None:
+        log(
+            f"the D2NN runs {report['mean_flops'] / full['mean_flops']:.3f} "
+            "of the full-resolution network's FLOPs; D2NN minus each "
+            "glimpse baseline:"
+        )
+    for name, row in glimpses.items():
+        log(
+            f"  {name:<40} {row['accuracy']:.4f}; D2NN "
+            f"{row['difference_points']:+.2f} points"
         )
     versus = report["versus_threshold"] or {}
     for key, where in (

@@ -14,7 +14,7 @@ from keras_d2nn.estimators import FullInformation
 from keras_d2nn.models import D2NNModel
 
 
-def _fresh_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
+def fresh_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
     """A new optimizer like `optimizer` (an instance, a name or a config):
     each phase trains other variables, so each needs its own slots."""
     if isinstance(optimizer, keras.optimizers.Optimizer):
@@ -22,11 +22,31 @@ def _fresh_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
     return keras.optimizers.get(optimizer)
 
 
+def _fresh_estimator(estimator: Estimator) -> Estimator:
+    """A new estimator like `estimator`: as the optimizer, `compile`
+    configures it for the controllers it trains, once per phase."""
+    return estimator.__class__.from_config(estimator.get_config())
+
+
+def _check_epochs(**counts: tuple[Any, int]) -> None:
+    """Refuses an epoch count that is not an int at least its least."""
+    for name, (value, least) in counts.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < least
+        ):
+            raise ValueError(
+                f"`{name}` should be an int >= {least}. Received: "
+                f"{name}={value!r}"
+            )
+
+
 def _check_controllers(model: D2NNModel) -> None:
     """Refuses a graph the recipe has nothing to train in phase two."""
     if not isinstance(model, D2NNModel):
         raise TypeError(
-            "fit_two_phase trains a keras_d2nn.D2NNModel. Received: "
+            "The recipe trains a keras_d2nn.D2NNModel. Received: "
             f"{type(model).__name__}"
         )
     if not model.plan.controllers:
@@ -112,39 +132,21 @@ def fit_two_phase(
     model.calibrate_budget(x, target_cost=0.5).cost  # e.g. 0.5
     ```
     """
-    for name, value, least in (
-        ("epochs", epochs, 1),
-        ("gate_epochs", gate_epochs, 0),
-    ):
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < least
-        ):
-            raise ValueError(
-                f"`{name}` should be an int >= {least}. Received: "
-                f"{name}={value!r}"
-            )
+    _check_epochs(epochs=(epochs, 1), gate_epochs=(gate_epochs, 0))
     if estimator is None:
         estimator = FullInformation(objective="value")
     _check_controllers(model)
     compile_kwargs = dict(compile_kwargs or {})
-
-    def compile_phase(**overrides):
-        model.compile(
-            optimizer=_fresh_optimizer(optimizer),
-            loss=loss,
-            metrics=list(metrics or []),
-            # A fresh estimator per phase, as the optimizer: compile
-            # configures it for the controllers it trains.
-            estimator=estimator.__class__.from_config(estimator.get_config()),
-            **(compile_kwargs | overrides),
-        )
-
     backups = [] if backup is None else [backup]
     if backup is not None:
         backup.skip_shuffles(x, 0, epochs)
-    compile_phase()
+    model.compile(
+        optimizer=fresh_optimizer(optimizer),
+        loss=loss,
+        metrics=list(metrics or []),
+        estimator=_fresh_estimator(estimator),
+        **compile_kwargs,
+    )
     try:
         history = model.fit(
             x,
@@ -158,23 +160,90 @@ def fit_two_phase(
         # that failed must not leave the next one starting mid-way.
         model._initial_epoch = None
     if gate_epochs:
-        if log is not None:
-            log(
-                f"Training the controllers alone for {gate_epochs} "
-                f"epoch{'s' if gate_epochs > 1 else ''} on the frozen "
-                "modules."
-            )
-        model.freeze_modules()
-        try:
-            compile_phase(cost_weight=model.cost_weight)
-            if backup is not None:
-                backup.skip_shuffles(x, 1, gate_epochs)
-            gate_history = model.fit(
-                x, y, epochs=gate_epochs, callbacks=backups, **fit_kwargs
-            )
-        finally:
-            model._initial_epoch = None
-            model.freeze_modules(False)
+        gate_history = fit_controllers(
+            model,
+            x,
+            y,
+            loss=loss,
+            gate_epochs=gate_epochs,
+            optimizer=optimizer,
+            metrics=metrics,
+            estimator=estimator,
+            compile_kwargs=compile_kwargs | {"cost_weight": model.cost_weight},
+            log=log,
+            backup=backup,
+            backup_phase=1,
+            **fit_kwargs,
+        )
         for key, values in gate_history.history.items():
             history.history.setdefault(key, []).extend(values)
     return history
+
+
+def fit_controllers(
+    model: D2NNModel,
+    x: Any,
+    y: Any = None,
+    *,
+    loss: Any,
+    gate_epochs: int = 2,
+    optimizer: Any = "adam",
+    metrics: Sequence[Any] | None = None,
+    estimator: Estimator | None = None,
+    compile_kwargs: dict[str, Any] | None = None,
+    log: Any = None,
+    backup: EpochBackup | None = None,
+    backup_phase: int = 1,
+    **fit_kwargs: Any,
+) -> keras.callbacks.History:
+    """Trains `model`'s controllers alone, on its frozen modules, for
+    `gate_epochs` (the second phase of `fit_two_phase` and `fit_glimpse`);
+    returns the `History`. The modules are trainable again afterwards.
+
+    Arguments as in `fit_two_phase`; `backup_phase` is the index of this
+    phase among the phases `backup` saves (so that a resumed run skips
+    the shuffles of the phases before it).
+
+    Example:
+
+    ```python
+    from keras_d2nn.recipes import fit_controllers
+    from keras_d2nn.testing import LOSS, routing_data, small_high_low
+
+    model = small_high_low()
+    x, y = routing_data(256)
+    history = fit_controllers(model, x, y, loss=LOSS, gate_epochs=1,
+                              batch_size=64, verbose=0)
+    len(history.history["loss"])  # 1
+    ```
+    """
+    _check_epochs(gate_epochs=(gate_epochs, 1))
+    _check_controllers(model)
+    if estimator is None:
+        estimator = FullInformation(objective="value")
+    if log is not None:
+        log(
+            f"Training the controllers alone for {gate_epochs} "
+            f"epoch{'s' if gate_epochs > 1 else ''} on the frozen modules."
+        )
+    model.freeze_modules()
+    try:
+        model.compile(
+            optimizer=fresh_optimizer(optimizer),
+            loss=loss,
+            metrics=list(metrics or []),
+            estimator=_fresh_estimator(estimator),
+            **dict(compile_kwargs or {}),
+        )
+        if backup is not None:
+            backup.skip_shuffles(x, backup_phase, gate_epochs)
+        return model.fit(
+            x,
+            y,
+            epochs=gate_epochs,
+            callbacks=[] if backup is None else [backup],
+            **fit_kwargs,
+        )
+    finally:
+        model._initial_epoch = None
+        model.freeze_modules(False)

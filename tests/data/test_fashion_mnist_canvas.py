@@ -133,3 +133,32 @@ def test_clutter_never_comes_from_the_item_itself_and_stays_in_range():
             drawn = clutter_sources(rng, count, item, 50)
             assert item not in drawn
             assert set(drawn) == set(range(count)) - {item}
+
+
+def test_the_pipeline_loads_canvases_with_their_positions_in_order(
+    tmp_path, small_idx_dir
+):
+    from keras_d2nn.data import pipelines
+
+    where = dict(data_dir=str(tmp_path), manual_dir=small_idx_dir)
+    x, y = pipelines.load_arrays("fashion_mnist_canvas", "test", **where)
+    positions = pipelines.load_positions(
+        "fashion_mnist_canvas", "test", **where
+    )
+    assert x.shape == (100, 112, 112, 1) and x.dtype == np.float32
+    items = idx.read_idx(idx.find_idx(small_idx_dir, FILES["test"][0]))
+    labels = idx.read_idx(idx.find_idx(small_idx_dir, FILES["test"][1]))
+    # Each position is where that canvas's own item lies, whole.
+    for image, label, (row, col) in zip(x, y, positions):
+        window = np.round(255 * image[row : row + 28, col : col + 28, 0])
+        assert np.any(np.all(window >= items, axis=(1, 2)) & (labels == label))
+    assert pipelines.dataset_for_shape((112, 112, 1)) == "fashion_mnist_canvas"
+
+
+def test_positions_and_shapes_of_other_datasets_are_refused():
+    from keras_d2nn.data import pipelines
+
+    with pytest.raises(ValueError, match="fashion_mnist has no positions"):
+        pipelines.load_positions("fashion_mnist")
+    with pytest.raises(ValueError, match=r"No dataset has images of shape"):
+        pipelines.dataset_for_shape((8, 8, 1))

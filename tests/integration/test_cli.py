@@ -239,8 +239,9 @@ def cli_main():
         ),
         (
             ("train", "--dataset=cifar"),
-            "--dataset should be one of "
-            "['fashion_mnist']. Received: --dataset='cifar'",
+            "--dataset should be one of ['fashion_mnist', "
+            "'fashion_mnist_canvas', 'fashion_mnist_canvas/canvas224']. "
+            "Received: --dataset='cifar'",
         ),
         (
             ("train", "--cost_weight=-1"),

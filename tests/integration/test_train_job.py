@@ -224,8 +224,12 @@ def test_defaults_are_the_two_phase_recipe_but_for_attention():
         assert recipe(settings) == (
             "full_information", "features", 0, 2, budget
         )  # fmt: skip
+    # Attention: the static-first recipe, its controller regressing each
+    # region's value for 10 epochs on its canvas, without a budget.
     settings = train_job.TrainConfig(arch="attention").check().resolved()
-    assert recipe(settings) == ("reinforce_value", "features", 1, 0, 0.0)
+    assert recipe(settings) == ("full_information", "features", 0, 10, 0.0)
+    assert settings.dataset == "fashion_mnist_canvas"
+    assert train_job.TrainConfig().resolved().dataset == "fashion_mnist"
     # What is given stays.
     settings = train_job.TrainConfig(
         estimator="reinforce", budget=0.2, warmup_epochs=0, gate_epochs=1
@@ -242,6 +246,22 @@ def test_defaults_are_the_two_phase_recipe_but_for_attention():
     # The schedule of the default: no warm-up, no ramp (a budget).
     schedule = train_job.TrainConfig(epochs=3).schedule()
     assert (schedule.warmup_epochs, schedule.ramp_epochs) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"budget": 0.3}, "`budget` does not apply to arch='attention'"),
+        (
+            {"latency_profile": __file__},
+            "`latency_profile` does not apply to arch='attention'",
+        ),
+        ({"estimator": "reinforce"}, "trains with the static-first recipe"),
+    ],
+)
+def test_attention_refuses_what_its_recipe_cannot_use(settings, message):
+    with pytest.raises(ValueError, match=message):
+        train_job.TrainConfig(arch="attention", **settings).check()
 
 
 def test_chance_accuracy_is_a_failure_that_says_what_to_try(tmp_path):

@@ -1,0 +1,174 @@
+"""The attention D2NN on the cluttered canvas against the full-resolution
+network, the context pass alone, the glimpse rules and the oracle.
+
+For each seed, on the first `--train_examples` canvases of
+`fashion_mnist_canvas`'s train split (112x112, or `--canvas=224`), with
+the same epochs for every trained contender:
+
+- `d2nn`: `architectures.attention()` trained by `fit_static_first`: its
+  modules as the full-resolution network for `--epochs`, then the
+  controller alone for `--gate_epochs`;
+- `full_resolution`: that network (the D2NN's modules after phase one:
+  the glimpse network over the whole canvas), the dearest;
+- `context_only`: the context pass with its own linear head, trained
+  alone, the cheapest;
+- `static_lowres`: the full-resolution network of a fresh model on the
+  canvas averaged 2x2 (a static network near the D2NN's FLOPs), trained
+  alone;
+- on the D2NN's own modules, the region chosen by a rule:
+  `centre`, `random` (uniform), `saliency` (the region with the most ink
+  on the low-resolution view, the rule of thumb), `oracle` (the region
+  holding the item nearest its centre, from the canvas's metadata) and
+  `any_region` (correct if any region's answer is: the ceiling of every
+  controller on these modules).
+
+Costs exclude the controller for the rules (they do not run it).
+
+    python benchmarks/attention_canvas.py --seeds=0,1
+"""
+
+import argparse
+import json
+import pathlib
+import platform
+import time
+
+import keras
+import numpy as np
+
+from keras_d2nn import architectures
+from keras_d2nn import data
+from keras_d2nn.architectures.attention import full_resolution_network
+from keras_d2nn.experiments import glimpse_baselines
+from keras_d2nn.recipes import fit_static_first
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--canvas", type=int, default=112, choices=(112, 224))
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--gate_epochs", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=128)
+    parser.add_argument("--train_examples", type=int, default=55_000)
+    parser.add_argument("--test_examples", type=int, default=10_000)
+    parser.add_argument(
+        "--output", default="benchmarks/results/attention_canvas.json"
+    )
+    args = parser.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    return args
+
+
+def dataset_name(canvas):
+    return (
+        "fashion_mnist_canvas"
+        if canvas == 112
+        else f"fashion_mnist_canvas/canvas{canvas}"
+    )
+
+
+def run_seed(seed, args, x, y, x_test, y_test, positions):
+    shape = x.shape[1:]
+    keras.utils.set_random_seed(seed)
+    model = architectures.attention(shape, 10)
+    full = full_resolution_network(model)
+    started = time.time()
+    fit_static_first(
+        model,
+        full,
+        x,
+        y,
+        loss=LOSS,
+        epochs=args.epochs,
+        gate_epochs=args.gate_epochs,
+        metrics=["accuracy"],
+        batch_size=args.batch_size,
+        verbose=2,
+        log=print,
+    )
+    seconds = time.time() - started
+    routes = model.route(x_test, labels=y_test)
+    chosen = np.asarray(routes.decisions["look"])
+    boxes = glimpse_baselines.region_boxes(model)
+    points = {
+        "d2nn": {
+            "test_accuracy": float(routes.accuracy),
+            "mean_flops": float(routes.mean_flops),
+            "train_seconds": seconds,
+            "region_rates": np.bincount(chosen, minlength=len(boxes)).tolist(),
+            "holds_item": float(
+                glimpse_baselines.holds_item(boxes, positions, chosen).mean()
+            ),
+        }
+    }
+    found = [
+        glimpse_baselines.network_point("full_resolution", full, x_test, y_test)
+    ]
+    found += glimpse_baselines.rule_points(
+        model, x_test, y_test, positions, seed
+    )
+
+    def fit(network):
+        network.compile("adam", LOSS, metrics=["accuracy"])
+        network.fit(
+            x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=2
+        )
+
+    found += glimpse_baselines.trained_network_points(
+        shape, 10, fit, x_test, y_test, seed
+    )
+    for point in found:
+        points[point.name] = {
+            "test_accuracy": point.test_accuracy,
+            "mean_flops": point.mean_flops,
+            **point.details,
+        }
+    full_flops = points["full_resolution"]["mean_flops"]
+    for point in points.values():
+        point["fraction_of_full_resolution"] = point["mean_flops"] / full_flops
+    return points
+
+
+def print_table(results):
+    names = list(next(iter(results.values())))
+    print(f"{'contender':36s}" + "".join(f"  seed {s:<12}" for s in results))
+    for name in names:
+        cells = "".join(
+            "  {test_accuracy:.4f} @{fraction_of_full_resolution:.3f}".format(
+                **r[name]
+            )
+            for r in results.values()
+        )
+        print(f"{name:36s}{cells}")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    name = dataset_name(args.canvas)
+    x, y = data.load_arrays(name, "train", take=args.train_examples)
+    x_test, y_test = data.load_arrays(name, "test", take=args.test_examples)
+    positions = data.load_positions(name, "test", take=args.test_examples)
+    results = {}
+    for seed in args.seeds:
+        results[seed] = run_seed(seed, args, x, y, x_test, y_test, positions)
+        print_table(results)
+    output = pathlib.Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(
+        json.dumps(
+            {
+                "settings": vars(args),
+                "machine": platform.processor() or platform.machine(),
+                "results": {str(s): r for s, r in results.items()},
+            },
+            indent=2,
+        )
+    )
+    print(f"Saved {output}")
+
+
+if __name__ == "__main__":
+    main()
