@@ -302,7 +302,7 @@ OWN_DEFAULTS = {
 }
 # The flags each command reads (train and tune: their config's fields).
 COMMAND_FLAGS = {
-    "get_data": ("data_dir",),
+    "get_data": ("data_dir", "tfds_dir"),
     "train": tuple(f.name for f in dataclasses.fields(train_job.TrainConfig)),
     "export": (
         "model",
@@ -628,6 +628,16 @@ def get_data():
             )
         else:
             print(f"warning: {GRAPHVIZ_HINT}", file=sys.stderr)
+    # The attention D2NN's data set, built from the same files (about a
+    # minute, once): `train --arch=attention` and
+    # `tfds.load("fashion_mnist_canvas")` need it.
+    print("Preparing fashion_mnist_canvas (112x112) from them ...", flush=True)
+    try:
+        pipelines.prepared_builder(
+            "fashion_mnist_canvas", FLAGS.tfds_dir, FLAGS.data_dir
+        )
+    except (OSError, ValueError) as error:
+        _fail(f"fashion_mnist_canvas could not be prepared: {error}")
     print("Ready: `python -m keras_d2nn train` (or --help) is next.")
 
 

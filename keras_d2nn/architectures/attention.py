@@ -158,9 +158,11 @@ def attention(
     of them, so that the item, wherever it lies, is inside one
     (`covering_regions`). On a 28x28 image (the default shape, as every
     builder's) there is nothing to save and the defaults are a toy: five
-    20x20 regions (four corners and the centre). Train it with `fit_glimpse` (the glimpse network
-    first on whole canvases, then the controller on the frozen modules);
-    `full_resolution_network` is the dearest baseline.
+    20x20 regions (four corners and the centre). Train it with
+    `recipes.fit_static_first(model, full_resolution_network(model), ...)`
+    (the glimpse network first on whole canvases, then the controller on
+    the frozen modules); `full_resolution_network` is also the dearest
+    baseline.
 
     Args:
         input_shape: shape of one image.
@@ -280,7 +282,7 @@ def full_resolution_network(
     its glimpse network reads the whole image (downsampled by
     `image_downsample`, average pooling) instead of one region, its
     context and head as in the D2NN. With `image_downsample=1` this is the
-    dearest baseline, and `fit_glimpse`'s first phase trains the D2NN's
+    dearest baseline, and `fit_static_first`'s first phase trains the D2NN's
     modules through it; on a fresh `attention()` model with
     `image_downsample=2` it is a static network near the D2NN's FLOPs.
 
@@ -313,18 +315,20 @@ def full_resolution_network(
             "`image_downsample` should be an int >= 1. Received: "
             f"image_downsample={image_downsample!r}"
         )
-    nodes = model.plan.nodes
-    glimpse = next(
-        node.layer
+    layers = {
+        node.name: node.layer
         for node in model.plan.order
-        if node.name.startswith("glimpse_") and node.layer is not None
+        if node.layer is not None
+    }
+    glimpse = next(
+        layer for name, layer in layers.items() if name.startswith("glimpse_")
     )
-    image = keras.Input(model.plan.specs["image"].shape[1:], name="image")
+    spec = model.plan.specs["image"]
+    assert spec is not None  # an input node always has its spec
+    image = keras.Input(spec.shape[1:], name="image")
     whole = image
     if image_downsample > 1:
         whole = keras.layers.AveragePooling2D(image_downsample)(image)
-    context = nodes["context"].layer(
-        nodes["context_map"].layer(nodes["lowres"].layer(image))
-    )
-    logits = nodes["head"].layer([glimpse(whole), context])
+    context = layers["context"](layers["context_map"](layers["lowres"](image)))
+    logits = layers["head"]([glimpse(whole), context])
     return keras.Model(image, logits, name=f"{model.name}_full_resolution")

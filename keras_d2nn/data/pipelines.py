@@ -34,7 +34,7 @@ DEBIAN_PACKAGE = "dataset-fashion-mnist"
 # Image shape and class names of the datasets `load` knows. The canvases
 # are built offline from the Fashion-MNIST files (`FashionMnistCanvas`),
 # `fashion_mnist_canvas` being its default config, canvas112.
-DATASETS = {
+DATASETS: dict[str, dict[str, Any]] = {
     "fashion_mnist": {"shape": (28, 28, 1), "class_names": CLASS_NAMES},
     "fashion_mnist_canvas": {
         "shape": (112, 112, 1),

@@ -175,6 +175,7 @@ def fit_controller_on_table(
         model, x, y, loss=loss, cost_weight=cost_weight
     )
     layer = model.plan.nodes[controller].layer
+    assert layer is not None  # a q_node always holds its controller
     inputs = keras.Input(features.shape[1:])
     network = keras.Model(inputs, layer(inputs), name=f"{controller}_values")
     network.compile(

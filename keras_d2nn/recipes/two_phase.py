@@ -197,7 +197,7 @@ def fit_controllers(
     **fit_kwargs: Any,
 ) -> keras.callbacks.History:
     """Trains `model`'s controllers alone, on its frozen modules, for
-    `gate_epochs` (the second phase of `fit_two_phase` and `fit_glimpse`);
+    `gate_epochs` (the second phase of `fit_two_phase`);
     returns the `History`. The modules are trainable again afterwards.
 
     Arguments as in `fit_two_phase`; `backup_phase` is the index of this

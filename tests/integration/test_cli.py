@@ -458,14 +458,18 @@ def test_truncated_files_get_one_clear_line(
 
 
 @pytest.fixture
-def cli_run(monkeypatch):
+def cli_run(monkeypatch, tmp_path_factory):
     """Runs `cli.run` (the entry point) in this process with the given
-    arguments; returns its exit status (None: returned normally)."""
+    arguments; returns its exit status (None: returned normally).
+    get_data prepares its canvases in a temporary TFDS folder, never in
+    the user's."""
     from absl import flags
 
     from keras_d2nn import cli
 
     def run(*args):
+        if args[:1] == ("get_data",):
+            args += (f"--tfds_dir={tmp_path_factory.mktemp('tfds')}",)
         monkeypatch.setattr(sys, "argv", ["keras_d2nn", *args])
         try:
             cli.run()
@@ -756,12 +760,18 @@ def test_get_data_without_apt_get_or_graphviz_says_how_and_succeeds(
     bin_dir.mkdir()
     (bin_dir / "python").symlink_to(sys.executable)
     env = dict(os.environ, PATH=str(bin_dir))
-    result = run_cli("get_data", f"--data_dir={fake_idx_dir}", env=env)
+    result = run_cli(
+        "get_data",
+        f"--data_dir={fake_idx_dir}",
+        f"--tfds_dir={tmp_path / 'tfds'}",
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert f"Fashion-MNIST found in {fake_idx_dir}" in result.stdout
     assert "warning: Graphviz's `dot` is not installed" in result.stderr
     assert "apt-get install -y graphviz" in result.stderr
     assert "Ready:" in result.stdout
+    assert (tmp_path / "tfds" / "fashion_mnist_canvas").is_dir()
     assert not TF_NOISE.search(result.stderr), result.stderr
 
 
