@@ -660,8 +660,14 @@ def _config_from_flags(cls, own_defaults=None, data=True):
     try:
         config.check()
         if data:
+            # train's dataset is by architecture when not given.
+            settings = (
+                config.resolved()
+                if isinstance(config, train_job.TrainConfig)
+                else config
+            )
             pipelines.prepared_builder(
-                config.resolved().dataset, config.tfds_dir, config.data_dir
+                settings.dataset, config.tfds_dir, config.data_dir
             )
     except (ValueError, FileNotFoundError) as error:
         _fail(str(error))
