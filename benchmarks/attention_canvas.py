@@ -10,17 +10,15 @@ the same epochs for every trained contender:
   controller alone for `--gate_epochs`;
 - `full_resolution`: that network (the D2NN's modules after phase one:
   the glimpse network over the whole canvas), the dearest;
-- `context_only`: the context pass with its own linear head, trained
-  alone, the cheapest;
-- `static_lowres`: the full-resolution network of a fresh model on the
-  canvas averaged 2x2 (a static network near the D2NN's FLOPs), trained
-  alone;
-- on the D2NN's own modules, the region chosen by a rule:
-  `centre`, `random` (uniform), `saliency` (the region with the most ink
-  on the low-resolution view, the rule of thumb), `oracle` (the region
+- on the D2NN's own modules, the region chosen by a rule
+  (`experiments.glimpse_baselines`): centre, random (uniform), saliency
+  (the region with the most ink, the rule of thumb), oracle (the region
   holding the item nearest its centre, from the canvas's metadata) and
-  `any_region` (correct if any region's answer is: the ceiling of every
-  controller on these modules).
+  any region (correct if any region's answer is: the ceiling of every
+  controller on these modules);
+- trained alone from the same seed: the static network at half
+  resolution (the canvas averaged 2x2, near the D2NN's FLOPs) and the
+  context pass alone (the cheapest).
 
 Costs exclude the controller for the rules (they do not run it).
 
