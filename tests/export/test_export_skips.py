@@ -13,18 +13,14 @@ run masked in `execution/engine.py`).
 import numpy as np
 import pytest
 
-from keras_d2nn import export
 from keras_d2nn.testing import HIGH
 from keras_d2nn.testing import STOP
 from keras_d2nn.testing import probe_inputs
 from keras_d2nn.testing import probe_model
-from keras_d2nn.testing import write_every_export
 from keras_d2nn.testing.branch_probe import TRIPWIRE
-
-# SavedModel and ONNX at any batch, LiteRT at batch 1 (one tf.cond per
-# conditional node) and at any batch (gather/scatter), and ONNX at batch 1.
-FORMATS = ("saved_model", "litert", "litert_batched", "onnx")
-ALL = FORMATS + ("onnx_batch_one",)
+from tests.export.skip_exports import ALL
+from tests.export.skip_exports import load_every_export
+from tests.export.skip_exports import run
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +30,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("exports")
-    paths = write_every_export(model, directory, FORMATS)
-    paths["onnx_batch_one"] = export.export_onnx(
-        model, directory / "one.onnx", batch_size=1
-    )
-    return {name: export.load_exported(p) for name, p in paths.items()}
-
-
-def run(exported, x):
-    """The export's outputs on `x`, one example at a time where it was
-    exported for batches of one."""
-    if exported.batch_size != 1:
-        return exported(x)
-    parts = [exported(x[i : i + 1]) for i in range(len(x))]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return load_every_export(model, tmp_path_factory.mktemp("exports"))
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -25,13 +25,14 @@ from keras_d2nn import architectures
 from keras_d2nn import export
 from keras_d2nn.export import litert
 from keras_d2nn.testing import BranchProbe
-from keras_d2nn.testing import write_every_export
 from keras_d2nn.testing.branch_probe import TRIPWIRE
+from tests.export.skip_exports import ALL
+from tests.export.skip_exports import load_every_export
+from tests.export.skip_exports import run
 
 CANVAS = 56
 GLIMPSE = 32
 REGIONS = ((0, 0), (0, 24), (24, 0), (24, 24))
-FORMATS = ("saved_model", "litert", "litert_batched", "onnx")
 
 
 @pytest.fixture(scope="module")
@@ -82,19 +83,7 @@ def marked(model):
 
 @pytest.fixture(scope="module")
 def exports(model, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("glimpse_exports")
-    paths = write_every_export(model, directory, FORMATS)
-    paths["onnx_batch_one"] = export.export_onnx(
-        model, directory / "one.onnx", batch_size=1
-    )
-    return {name: export.load_exported(p) for name, p in paths.items()}
-
-
-def run(exported, x):
-    if exported.batch_size != 1:
-        return exported(x)
-    parts = [exported(x[i : i + 1]) for i in range(len(x))]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return load_every_export(model, tmp_path_factory.mktemp("glimpse_exports"))
 
 
 def logits_if_each_crop_ran_alone(model, images, chosen, one_at_a_time):
@@ -136,7 +125,7 @@ def test_keras_runs_each_crop_on_the_examples_routed_to_it(model, marked):
     assert model.plan.specs["crop_region0"].shape[1:] == (GLIMPSE, GLIMPSE, 1)
 
 
-@pytest.mark.parametrize("name", FORMATS + ("onnx_batch_one",))
+@pytest.mark.parametrize("name", ALL)
 def test_each_export_computes_only_the_chosen_crop(
     name, model, marked, exports
 ):
