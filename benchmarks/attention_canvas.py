@@ -7,7 +7,9 @@ the same epochs for every trained contender:
 
 - `d2nn`: `architectures.attention()` trained by `fit_static_first`: its
   modules as the full-resolution network for `--epochs`, then the
-  controller alone for `--gate_epochs`;
+  controller alone for `--gate_epochs`, then the modules on the
+  controller's routes for `--route_epochs` (the D2NN before this phase
+  is reported as `d2nn_before_routes`);
 - `full_resolution`: that network (the D2NN's modules after phase one:
   the glimpse network over the whole canvas), the dearest;
 - on the D2NN's own modules, the region chosen by a rule
@@ -26,6 +28,7 @@ Costs exclude the controller for the rules (they do not run it).
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import platform
@@ -38,7 +41,9 @@ from keras_d2nn import architectures
 from keras_d2nn import data
 from keras_d2nn.architectures.attention import full_resolution_network
 from keras_d2nn.experiments import glimpse_baselines
+from keras_d2nn.recipes import fit_modules_on_routes
 from keras_d2nn.recipes import fit_static_first
+from keras_d2nn.recipes.own_routes import DEFAULT_LEARNING_RATE
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
@@ -48,7 +53,14 @@ def parse_args(argv=None):
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--canvas", type=int, default=112, choices=(112, 224))
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--gate_epochs", type=int, default=10)
+    parser.add_argument("--gate_epochs", type=int, default=12)
+    parser.add_argument("--route_epochs", type=int, default=2)
+    parser.add_argument(
+        "--skip_static_networks",
+        action="store_true",
+        help="do not train the half-resolution network and the context "
+        "pass alone (they do not depend on the D2NN)",
+    )
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--train_examples", type=int, default=55_000)
     parser.add_argument("--test_examples", type=int, default=10_000)
@@ -66,6 +78,21 @@ def dataset_name(canvas):
         if canvas == 112
         else f"fashion_mnist_canvas/canvas{canvas}"
     )
+
+
+def d2nn_point(model, x_test, y_test, positions, seconds):
+    routes = model.route(x_test, labels=y_test)
+    chosen = np.asarray(routes.decisions["look"])
+    boxes = glimpse_baselines.region_boxes(model)
+    return {
+        "test_accuracy": float(routes.accuracy),
+        "mean_flops": float(routes.mean_flops),
+        "train_seconds": seconds,
+        "region_rates": np.bincount(chosen, minlength=len(boxes)).tolist(),
+        "holds_item": float(
+            glimpse_baselines.holds_item(boxes, positions, chosen).mean()
+        ),
+    }
 
 
 def run_seed(seed, args, x, y, x_test, y_test, positions):
@@ -88,36 +115,78 @@ def run_seed(seed, args, x, y, x_test, y_test, positions):
         log=print,
     )
     seconds = time.time() - started
-    routes = model.route(x_test, labels=y_test)
-    chosen = np.asarray(routes.decisions["look"])
-    boxes = glimpse_baselines.region_boxes(model)
     points = {
-        "d2nn": {
-            "test_accuracy": float(routes.accuracy),
-            "mean_flops": float(routes.mean_flops),
-            "train_seconds": seconds,
-            "region_rates": np.bincount(chosen, minlength=len(boxes)).tolist(),
-            "holds_item": float(
-                glimpse_baselines.holds_item(boxes, positions, chosen).mean()
-            ),
-        }
+        "d2nn_before_routes": d2nn_point(
+            model, x_test, y_test, positions, seconds
+        )
     }
+    # The rules and the full-resolution network on the modules of phase
+    # one (as the full-resolution network trained them) ...
     found = [
         glimpse_baselines.network_point("full_resolution", full, x_test, y_test)
     ]
     found += glimpse_baselines.rule_points(
         model, x_test, y_test, positions, seed
     )
+    phase_one = [v.numpy() for v in full.variables]
+    if args.route_epochs:
+        print("Phase three: the modules on the controller's routes")
+        started = time.time()
+        fit_modules_on_routes(
+            model,
+            x,
+            y,
+            loss=LOSS,
+            epochs=args.route_epochs,
+            batch_size=args.batch_size,
+            verbose=2,
+        )
+        seconds += time.time() - started
+        points["d2nn"] = d2nn_point(model, x_test, y_test, positions, seconds)
+        # ... and on the D2NN's final modules, named "... (final modules)".
+        for point in glimpse_baselines.rule_points(
+            model, x_test, y_test, positions, seed
+        ):
+            found.append(
+                dataclasses.replace(point, name=f"{point.name} (final modules)")
+            )
+        # The full-resolution network trained as many epochs as the
+        # D2NN's modules: phase one's, then `--route_epochs` more at
+        # phase three's learning rate.
+        for variable, value in zip(full.variables, phase_one):
+            variable.assign(value)
+        full.compile(
+            keras.optimizers.Adam(DEFAULT_LEARNING_RATE),
+            LOSS,
+            metrics=["accuracy"],
+        )
+        full.fit(
+            x,
+            y,
+            epochs=args.route_epochs,
+            batch_size=args.batch_size,
+            verbose=2,
+        )
+        found.append(
+            glimpse_baselines.network_point(
+                "full_resolution_same_epochs", full, x_test, y_test
+            )
+        )
 
     def fit(network):
         network.compile("adam", LOSS, metrics=["accuracy"])
         network.fit(
-            x, y, epochs=args.epochs, batch_size=args.batch_size, verbose=2
+            x,
+            y,
+            epochs=args.epochs + args.route_epochs,
+            batch_size=args.batch_size,
+            verbose=2,
         )
 
-    found += glimpse_baselines.trained_network_points(
-        shape, 10, fit, x_test, y_test, seed
-    )
+    if not args.skip_static_networks:
+        found += glimpse_baselines.trained_network_points(
+            shape, 10, fit, x_test, y_test, seed
+        )
     for point in found:
         points[point.name] = {
             "test_accuracy": point.test_accuracy,

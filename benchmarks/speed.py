@@ -38,17 +38,16 @@ process per network and runtime:
 import argparse
 import json
 import pathlib
-import time
 import typing
 
 import bench_networks
+import bench_timing
 import keras
 import numpy as np
-import tensorflow as tf
+import speed_attention
 
 from keras_d2nn import data
 from keras_d2nn import schedules
-from keras_d2nn.export import litert
 from keras_d2nn.export import static_network
 
 FRACTIONS = (0.0, 0.1, 0.3, 0.5, 1.0)
@@ -59,7 +58,9 @@ LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--archs", default="high_low,cascade,high_low_224,cascade_224"
+        "--archs",
+        default="high_low,cascade,high_low_224,cascade_224,"
+        "attention_112,attention_224",
     )
     parser.add_argument("--runtimes", default="tf,litert")
     parser.add_argument("--tf_batches", default="1,32,256")
@@ -77,7 +78,7 @@ def parse_args():
         type=int,
         default=64,
         help="examples timed per configuration and repeat on the "
-        "224x224 networks (at least one batch)",
+        "224x224 networks and the attention canvases (at least one batch)",
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
@@ -140,71 +141,7 @@ def mode_functions(model, static):
     }
 
 
-def signature(model, batch):
-    image = list(model.plan.specs["image"].shape[1:])
-    return [
-        tf.TensorSpec([batch] + image, tf.float32, name="images"),
-        tf.TensorSpec(
-            [batch, len(model.plan.controllers)], tf.int32, name="decisions"
-        ),
-    ]
-
-
-def tf_runners(model, static, batch):
-    """Concrete TF functions for each mode at a fixed batch size."""
-    return {
-        mode: tf.function(fn).get_concrete_function(*signature(model, batch))
-        for mode, fn in mode_functions(model, static).items()
-    }
-
-
-def litert_runners(model, static, batch, thread_counts):
-    """`{threads: {mode: runner}}`: LiteRT interpreters with the default
-    settings (XNNPACK, which the routed model runs at any batch: no branch
-    gets a zero-size tensor), one per mode and thread count."""
-    runners = {threads: {} for threads in thread_counts}
-    for mode, fn in mode_functions(model, static).items():
-        content = litert.convert([model], fn, signature(model, batch))
-        for threads in thread_counts:
-            runner = litert.interpreter(
-                content, num_threads=threads
-            ).get_signature_runner()
-            names = set(runner.get_input_details())
-
-            def call(images, decisions, runner=runner, names=names):
-                feed = {"images": images, "decisions": decisions}
-                return runner(**{k: v for k, v in feed.items() if k in names})
-
-            runners[threads][mode] = call
-    return runners
-
-
 # -- timing ------------------------------------------------------------------
-
-
-def batches_of(x, decisions, batch):
-    """`(images, decisions (batch, controllers))` pairs covering `x`."""
-    matrix = np.stack(list(decisions.values()), axis=1).astype(np.int32)
-    n = len(x) - len(x) % batch
-    return [
-        (x[i : i + batch], matrix[i : i + batch]) for i in range(0, n, batch)
-    ]
-
-
-def time_modes(runners, work, repeats):
-    """Median ms per example of each runner over `work`, modes interleaved
-    in every repeat so that machine noise hits them alike."""
-    examples = sum(len(x) for x, _ in work)
-    for run in runners.values():  # warm up
-        run(*work[0])
-    times = {mode: [] for mode in runners}
-    for _ in range(repeats):
-        for mode, run in runners.items():
-            start = time.perf_counter()
-            for x, d in work:
-                run(x, d)
-            times[mode].append((time.perf_counter() - start) * 1e3 / examples)
-    return {mode: float(np.median(t)) for mode, t in times.items()}
 
 
 def mean_flops(model, x, decisions):
@@ -259,10 +196,15 @@ def bench_arch(arch, args, log=print):
     for runtime, batch, thread_counts in plans:
         log(f"{arch}: {runtime} batch {batch}")
         try:
+            functions = mode_functions(model, static)
             if runtime == "tf":
-                by_threads = {None: tf_runners(model, static, batch)}
+                by_threads = {
+                    None: bench_timing.tf_runners(model, functions, batch)
+                }
             else:
-                by_threads = litert_runners(model, static, batch, thread_counts)
+                by_threads = bench_timing.litert_runners(
+                    model, functions, batch, thread_counts
+                )
         except ValueError as error:  # a conversion failure: say, go on
             log(f"{arch}: {runtime} batch {batch} skipped: {error}")
             rows.append(
@@ -326,8 +268,10 @@ def time_case(bench, runners, x, fraction, decisions, setting):
         ]
     )
     chosen = {m: runners[m] for m in modes}
-    times = time_modes(
-        chosen, batches_of(x, decisions, setting["batch"]), args.repeats
+    times = bench_timing.time_modes(
+        chosen,
+        bench_timing.batches_of(x, decisions, setting["batch"]),
+        args.repeats,
     )
     flops = mean_flops(model, x, decisions)
     expensive = _expensive_fraction(model.plan, decisions)
@@ -361,7 +305,7 @@ def time_case(bench, runners, x, fraction, decisions, setting):
                 **extra,
             }
         )
-        log(format_row(rows[-1]))
+        log(bench_timing.format_row(rows[-1]))
     return rows
 
 
@@ -381,23 +325,6 @@ def _expensive_fraction(plan, decisions):
     return float(np.mean(decisions[first] == expensive[first]))
 
 
-def format_row(row):
-    threads = f"t={row['threads']}" if "threads" in row else "   "
-    return (
-        f"{row['arch']:12s} {row['runtime']:6s} b={row['batch']:<4d} "
-        f"{threads} "
-        f"{row['policy']:7s} f={row['routed_fraction']:.2f} "
-        f"{row['mode']:17s} {row['ms_per_example']:8.4f} ms/ex  "
-        f"FLOPx{row['flop_speedup']:6.2f}  timex{row['time_speedup']:6.2f}"
-        f"  eff {row['efficiency']:.2f}"
-        + (
-            f"  overhead x{row['routing_overhead']:.2f}"
-            if "routing_overhead" in row
-            else ""
-        )
-    )
-
-
 def main():
     args = parse_args()
     # Rows of other networks and runtimes already in `--output` stay, so
@@ -408,7 +335,10 @@ def main():
     rows = json.loads(output.read_text())["rows"] if output.exists() else []
     runtimes = args.runtimes.split(",")
     for arch in args.archs.split(","):
-        new = bench_arch(arch, args)
+        if arch in speed_attention.CANVASES:
+            new = speed_attention.bench_attention(arch, args)
+        else:
+            new = bench_arch(arch, args)
         rows = [
             r
             for r in rows

@@ -122,6 +122,49 @@ def serving_table(speed):
     return lines
 
 
+# Issue 30's goals for the attention D2NN against its full-resolution
+# network: efficiency in TF at batch 256 and in LiteRT at batch 1.
+ATTENTION_EFFICIENCY_GOALS = {("tf", 256): 0.90, ("litert", 1): 0.90}
+
+
+def attention_table(speed):
+    """One line per canvas and runtime setting of the attention D2NN (each
+    example's region at random): FLOP and time speedup over the
+    full-resolution network, efficiency (with its goal where one was
+    set), the one-region static network's efficiency (routing with no
+    overhead), and routed / that network."""
+    rows = speed["rows"]
+    lines = [
+        "| canvas | runtime | FLOP speedup | time speedup | efficiency | "
+        "one region, static: efficiency | routed / one region static |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for arch, runtime, batch, threads in settings(rows):
+        where = dict(arch=arch, runtime=runtime, batch=batch, policy="uniform")
+        if threads is not None:
+            where["threads"] = threads
+        routed = pick(rows, mode="routed", **where)
+        static = pick(rows, mode="static_equivalent", **where)
+        if not (routed and static):
+            continue
+        goal = ATTENTION_EFFICIENCY_GOALS.get((runtime, batch))
+        efficiency = (
+            _cell([routed["efficiency"]], goal, ">=")
+            if goal
+            else f"{routed['efficiency']:.2f}"
+        )
+        setting = f"{runtime} batch {batch}" + (
+            f", {threads} thread{'s' if threads > 1 else ''}" if threads else ""
+        )
+        lines.append(
+            f"| {arch} ({routed['regions']} regions) | {setting} | "
+            f"{routed['flop_speedup']:.2f} | {routed['time_speedup']:.2f} | "
+            f"{efficiency} | {static['efficiency']:.2f} | "
+            f"{routed['routing_overhead']:.2f} |"
+        )
+    return lines
+
+
 def _cell(values, goal, direction):
     """`"0.91 / 0.95 / 0.97: met (>= 0.90)"`; no verdict without a goal."""
     text = " / ".join(f"{v:.2f}" for v in values)
@@ -257,6 +300,8 @@ def main():
         print("(speed.json missing)")
     else:
         print("\n".join(serving_table(speed)))
+        print()
+        print("\n".join(attention_table(speed)))
     print()
     print("| figure | goal | measured | | note |")
     print("| --- | --- | --- | --- | --- |")

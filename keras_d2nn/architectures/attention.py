@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 
 from keras_d2nn.architectures import arguments
 from keras_d2nn.graph import Graph
+from keras_d2nn.layers import BlockAverage
 from keras_d2nn.layers import Controller
 from keras_d2nn.models import D2NNModel
 
@@ -96,6 +98,123 @@ def _context_map(channels):
     )
 
 
+@keras.saving.register_keras_serializable(package="keras_d2nn")
+class RegionScores(keras.layers.Layer):
+    """One logit per region from a score map: the mean of the map over the
+    region's centre zone, the positions where an item's centre lies when
+    the region holds the whole item.
+
+    The map `(batch, rows, columns, 1)` covers the image in cells of
+    `cell` pixels; each logit is a fixed weighted sum of the map (weights:
+    the share of the region's zone in each cell), so one small
+    convolutional network scores every region with the same weights, and
+    what it learns at one place holds at every other.
+
+    Args:
+        regions: `(top, left)` corners of the regions, in pixels.
+        glimpse_size: side of the square regions, in pixels.
+        cell: pixels per side of one map cell.
+        map_shape: `(rows, columns)` of the score map.
+        item_size: side of the items the regions must hold (the zone is
+            the whole region when it is no larger than an item).
+
+    Example:
+
+    ```python
+    from keras_d2nn.architectures.attention import RegionScores
+
+    scores = RegionScores([(0, 0), (64, 64)], 48, cell=8, map_shape=(14, 14))
+    scores(np.ones((2, 14, 14, 1), "float32")).shape  # (2, 2)
+    ```
+    """
+
+    def __init__(
+        self,
+        regions,
+        glimpse_size,
+        cell,
+        map_shape,
+        item_size=28,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.regions = [tuple(int(v) for v in r) for r in regions]
+        self.glimpse_size = int(glimpse_size)
+        self.cell = int(cell)
+        self.map_shape = tuple(int(v) for v in map_shape)
+        self.item_size = int(item_size)
+        self.weights_per_cell = self._zone_weights()
+
+    def _zone_weights(self):
+        rows, columns = self.map_shape
+        height, width = rows * self.cell, columns * self.cell
+        margin = (
+            self.item_size // 2 if self.glimpse_size > self.item_size else 0
+        )
+        side = self.glimpse_size - 2 * margin + (1 if margin else 0)
+        matrix = np.zeros((rows * columns, len(self.regions)), np.float32)
+        for index, (top, left) in enumerate(self.regions):
+            zone = np.zeros((height, width), np.float32)
+            zone[
+                top + margin : top + margin + side,
+                left + margin : left + margin + side,
+            ] = 1.0
+            cells = zone.reshape(rows, self.cell, columns, self.cell)
+            share = cells.sum(axis=(1, 3)).reshape(-1)
+            if not share.sum():
+                raise ValueError(
+                    f"Region ({top}, {left}) lies outside the score map of "
+                    f"{rows}x{columns} cells of {self.cell} pixels."
+                )
+            matrix[:, index] = share / share.sum()
+        return matrix
+
+    def call(self, scores):
+        flat = keras.ops.reshape(scores, (-1, self.weights_per_cell.shape[0]))
+        return keras.ops.matmul(
+            flat, keras.ops.convert_to_tensor(self.weights_per_cell)
+        )
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.regions))
+
+    def compute_flops(self, inputs):
+        """FLOPs per example: one multiply-add per cell and region.
+
+        Example: `RegionScores(regions, 48, 8, (14, 14)).compute_flops(x)`.
+        """
+        return 2.0 * self.weights_per_cell.size
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "regions": [list(r) for r in self.regions],
+            "glimpse_size": self.glimpse_size,
+            "cell": self.cell,
+            "map_shape": list(self.map_shape),
+            "item_size": self.item_size,
+        }
+
+
+def _region_controller(lowres_shape, regions, glimpse_size, downsample):
+    """The controller network of the canvas: two small convolutions on the
+    low-resolution view, a score per position (8x8-pixel cells on a
+    112x112 canvas), averaged over each region's centre zone."""
+    rows, columns, channels = lowres_shape
+    view = keras.Input((rows, columns, channels))
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(view)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(12, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(1, 1)(x)
+    logits = RegionScores(
+        regions,
+        glimpse_size,
+        cell=2 * downsample,
+        map_shape=(rows // 2, columns // 2),
+    )(x)
+    return keras.Model(view, logits, name="region_scores")
+
+
 def _head(context_units, glimpse_units, num_classes):
     context = keras.Input((context_units,))
     glimpse = keras.Input((glimpse_units,))
@@ -135,23 +254,24 @@ def attention(
     resolution.
 
     ```
-    image -> lowres -> context_map -> context -------------------.
-      |                    |                                     |
-      |                  <look>  one region per example          |
-      +--> crop_region0 -----> glimpse_region0 ---.              |
-      +--> ...                 ...                +-> glimpse    |
-      '--> crop_region24 ----> glimpse_region24 --'     |        v
-                                                        '---> head
+    image -> lowres -> context_map -> context -----------------.
+      |                    |                                   |
+      |                  <look>  one region per example        |
+      +--> crop_region0 ---.                                   |
+      +--> ...             +-> crop -> glimpse ------------> head
+      '--> crop_region24 --'
     ```
 
     `lowres` averages `downsample`x`downsample` blocks (112x112 -> 28x28);
     `context_map` (two small convolutions) maps where things are, and the
     controller `look` reads it; `context` (Dense(64)) summarises it for
     the head. The chosen region is cropped from the canvas at full
-    resolution and read by one glimpse network shared by all regions
-    (fully convolutional, global max pool). The head classifies from the
-    glimpse and the context. Other regions are not computed: routed
-    execution and the exports run only the chosen crop.
+    resolution (each region's crop is a conditional node; `crop` merges
+    them, one per example) and read by one glimpse network (fully
+    convolutional, global max pool), once, on the batch of chosen crops.
+    The head classifies from the glimpse and the context. Other regions
+    are not read: routed execution and the exports crop only the chosen
+    region, and the glimpse network runs once per example.
 
     Made for `fashion_mnist_canvas` (a 28x28 item somewhere on a 112x112
     canvas, with clutter; `input_shape=(112, 112, 1)`): 48x48 regions, 25
@@ -232,7 +352,9 @@ def attention(
     graph.metadata["architecture"] = "attention"
     graph.f_node(
         "lowres",
-        keras.layers.AveragePooling2D(downsample, name="lowres"),
+        # AveragePooling2D's results, several times faster in TF on a
+        # one-channel canvas (see BlockAverage).
+        BlockAverage(downsample, name="lowres"),
         inputs="image",
     )
     graph.f_node("context_map", _context_map(channels), inputs="lowres")
@@ -241,17 +363,28 @@ def attention(
         keras.layers.Dense(CONTEXT_UNITS, activation="relu", name="context"),
         inputs="context_map",
     )
-    graph.q_node(
-        "look",
-        Controller(len(regions), hidden_units=(128,)),
-        inputs="context_map",
-        actions=tuple(region_names),
-    )
+    if (height, width) == (28, 28):
+        # The toy: a dense controller on the context map.
+        look, source = (
+            Controller(len(regions), hidden_units=(128,)),
+            "context_map",
+        )
+    else:
+        look = Controller(
+            len(regions),
+            network=_region_controller(
+                (height // downsample, width // downsample, channels),
+                regions,
+                glimpse_size,
+                downsample,
+            ),
+        )
+        source = "lowres"
+    graph.q_node("look", look, inputs=source, actions=tuple(region_names))
     glimpse = glimpse_network or _glimpse_network(channels)
     glimpse_units = glimpse.compute_output_shape(
         (None, glimpse_size, glimpse_size, channels)
     )[-1]
-    branches = []
     for (top, left), region in zip(regions, region_names):
         crop = keras.layers.Cropping2D(
             (
@@ -263,9 +396,12 @@ def attention(
         graph.f_node(
             f"crop_{region}", crop, inputs="image", when=("look", region)
         )
-        graph.f_node(f"glimpse_{region}", glimpse, inputs=f"crop_{region}")
-        branches.append(f"glimpse_{region}")
-    graph.merge("glimpse", inputs=branches)
+    # Each example's one crop, then one glimpse network over the batch of
+    # crops: a crop is a copy, so choosing among 25 costs little, and the
+    # expensive network runs once, on a full batch (not once per region
+    # on a few examples each).
+    graph.merge("crop", inputs=[f"crop_{r}" for r in region_names])
+    graph.f_node("glimpse", glimpse, inputs="crop")
     graph.f_node(
         "head",
         _head(CONTEXT_UNITS, glimpse_units, num_classes),
@@ -320,9 +456,7 @@ def full_resolution_network(
         for node in model.plan.order
         if node.layer is not None
     }
-    glimpse = next(
-        layer for name, layer in layers.items() if name.startswith("glimpse_")
-    )
+    glimpse = layers["glimpse"]
     spec = model.plan.specs["image"]
     assert spec is not None  # an input node always has its spec
     image = keras.Input(spec.shape[1:], name="image")

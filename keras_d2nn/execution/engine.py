@@ -163,6 +163,13 @@ class SubBatch(typing.NamedTuple):
     outputs: object
 
 
+def _any(masks):
+    """Element-wise OR of bool tensors `(batch,)`."""
+    if len(masks) == 1:
+        return masks[0]
+    return tf.reduce_any(tf.stack(masks), axis=0)
+
+
 def _select(mask, rows):
     """Positions where `mask` (over `rows` rows) holds, and their count.
 
@@ -393,20 +400,21 @@ class _Run:
     def reach(self, node):
         """Marks which examples reach `node`: any data parent ran and every
         controlling controller picked one of the node's actions."""
-        mask = self.all_true
+        # One parent or one action needs no reduction: fewer ops, which
+        # count at batch 1 in LiteRT (a graph of 25 glimpse branches).
+        mask = None
         if node.inputs:
-            mask = tf.reduce_any(
-                tf.stack([self.executed[p] for p in node.inputs]), axis=0
-            )
+            mask = _any([self.executed[p] for p in node.inputs])
         for controller, actions in node.control.items():
             chosen = self.decisions[controller].action
-            picked = tf.reduce_any(
-                tf.stack([tf.equal(chosen, a) for a in actions]), axis=0
-            )
-            mask = tf.logical_and(mask, picked)
-        self.always[node.name] = not node.control and (
-            not node.inputs or any(self.always[p] for p in node.inputs)
-        )
+            picked = _any([tf.equal(chosen, a) for a in actions])
+            mask = picked if mask is None else tf.logical_and(mask, picked)
+        if mask is None:
+            mask = self.all_true
+        self.always[node.name] = (
+            not node.control
+            and (not node.inputs or any(self.always[p] for p in node.inputs))
+        ) or self._covers_every_action(node)
         if self.always[node.name]:
             mask = self.all_true
         self.executed[node.name] = mask
@@ -415,6 +423,32 @@ class _Run:
         if self.plan.flops[node.name]:
             self.flops += self.plan.flops[node.name] * tf.cast(mask, tf.float32)
         return mask
+
+    def _covers_every_action(self, node):
+        """Whether `node`, with no controller of its own, reads alternatives
+        that together cover every action of one controller deciding for
+        every example, each alternative's data parents running on every
+        example: then every example reaches it (the attention D2NN's
+        merge of its crops), and it runs on the whole batch, with no
+        gather or condition. A controller's action is always one of its
+        actions (`route` refuses forced decisions out of range)."""
+        if node.control or not node.inputs:
+            return False
+        controllers, covered = set(), set()
+        for name in node.inputs:
+            parent = self.plan.nodes[name]
+            if len(parent.control) != 1 or not all(
+                self.always[p] for p in parent.inputs
+            ):
+                return False
+            ((controller, actions),) = parent.control.items()
+            controllers.add(controller)
+            covered.update(actions)
+        if len(controllers) != 1:
+            return False
+        (controller,) = controllers
+        every = set(range(len(self.plan.nodes[controller].actions)))
+        return self.always[controller] and covered == every
 
     def arguments(self, node):
         """The node's inputs, with edge defaults where a parent did not
@@ -549,12 +583,38 @@ def _run_merge(run, node):
         return _run_layer(run, node)
     run.reach(node)
     args = run.arguments(node)
+    if len(args) > 1 and _exclusive_alternatives(run.plan, node):
+        # At most one parent ran for each example, and the others hold
+        # zeros there: one sum instead of a select per parent (25 for the
+        # attention D2NN's crops, each an op at batch 1 in LiteRT).
+        run.values[node.name] = tf.add_n(args)
+        return
     merged = tf.zeros_like(args[0])
     for parent, value in zip(node.inputs, args):
         merged = tf.where(
             _broadcast_mask(run.executed[parent], value), value, merged
         )
     run.values[node.name] = merged
+
+
+def _exclusive_alternatives(plan, node):
+    """Whether `node`'s parents are alternatives of one controller
+    (disjoint action sets), so that at most one of them runs for an
+    example, and none brings an edge default (a value where it did not
+    run)."""
+    if node.defaults:
+        return False
+    controllers, seen = set(), set()
+    for name in node.inputs:
+        control = plan.nodes[name].control
+        if len(control) != 1:
+            return False
+        ((controller, actions),) = control.items()
+        if seen & set(actions):
+            return False
+        controllers.add(controller)
+        seen.update(actions)
+    return len(controllers) == 1
 
 
 def _run_layer(run, node):

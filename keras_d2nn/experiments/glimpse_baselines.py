@@ -60,6 +60,32 @@ def region_boxes(model):
     return np.array(boxes)
 
 
+def looked_and_item_boxes(model, regions, positions=None):
+    """Rectangles for `route_gallery(boxes=...)`: where the D2NN looked
+    (`regions[i]`, the action of `look` for image `i`) and, with
+    `positions`, where the item is: `{"looked at": (n, 4), "item": (n,
+    4)}` of `(top, left, height, width)`.
+
+    Example:
+
+    ```python
+    from keras_d2nn.experiments import glimpse_baselines
+
+    model = keras_d2nn.architectures.attention(input_shape=(112, 112, 1))
+    boxes = glimpse_baselines.looked_and_item_boxes(
+        model, np.array([0, 24]), positions=np.array([[3, 5], [70, 80]]))
+    boxes["looked at"][1]  # [64, 64, 48, 48]: the bottom-right region
+    ```
+    """
+    top, left, size = region_boxes(model)[np.asarray(regions)].T
+    boxes = {"looked at": np.stack([top, left, size, size], axis=1)}
+    if positions is not None:
+        rows, columns = np.asarray(positions).T
+        item = np.full_like(rows, ITEM_SIZE)
+        boxes["item"] = np.stack([rows, columns, item, item], axis=1)
+    return boxes
+
+
 def holds_item(boxes, positions, regions):
     """Whether region `regions[i]` holds the whole item at `positions[i]`.
 

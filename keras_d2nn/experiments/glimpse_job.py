@@ -6,11 +6,17 @@ from keras_d2nn.data import pipelines
 from keras_d2nn.experiments import glimpse_baselines
 from keras_d2nn.recipes import fit_static_first
 
+# Epochs of the modules on the controller's routes, the recipe's third
+# phase (benchmarks/attention_canvas.py measured 2).
+ROUTE_EPOCHS = 2
+
 
 def fit(model, train, config, callbacks, log, compile_kwargs):
     """Trains `model` by the static-first recipe: its modules as the
     full-resolution network for `config.epochs`, then the controller on
-    the frozen modules for `config.gate_epochs`; returns the `History`.
+    the frozen modules for `config.gate_epochs`, then the modules on the
+    routes the frozen controller takes for `ROUTE_EPOCHS`; returns the
+    `History`.
 
     Example: `fit(model, train, config, [], print, _compile_kwargs(config))`.
     """
@@ -20,6 +26,7 @@ def fit(model, train, config, callbacks, log, compile_kwargs):
         train,
         epochs=config.epochs,
         gate_epochs=config.gate_epochs,
+        route_epochs=ROUTE_EPOCHS,
         cost_weight=config.cost_weight,
         callbacks=callbacks,
         log=log,
@@ -41,6 +48,17 @@ def positions_or_none(config):
         "test",
         data_dir=config.tfds_dir,
         manual_dir=config.data_dir,
+    )
+
+
+def gallery_boxes(model, config, routes):
+    """The gallery's rectangles of the test images: the region each one's
+    route looked at and, on a canvas, where its item is.
+
+    Example: `gallery_boxes(model, config, routes)["looked at"][:2]`.
+    """
+    return glimpse_baselines.looked_and_item_boxes(
+        model, routes["decisions"]["look"], positions_or_none(config)
     )
 
 

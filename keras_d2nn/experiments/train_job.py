@@ -80,7 +80,7 @@ TASK_REWARDS = {"chain": "neg_loss", "hierarchical": "neg_loss"}
 # on a reward table (benchmarks/attention_canvas.py). Their regions all
 # cost the same: no budget, no latency profile.
 STATIC_FIRST_ARCHITECTURES = ("attention",)
-STATIC_FIRST_GATE_EPOCHS = 10
+STATIC_FIRST_GATE_EPOCHS = 12
 # The dataset of each architecture when --dataset is not given.
 DEFAULT_DATASET = "fashion_mnist"
 DATASETS = {"attention": "fashion_mnist_canvas"}
@@ -199,7 +199,8 @@ class TrainConfig:
         The attention D2NN trains with the static-first recipe
         (`STATIC_FIRST_ARCHITECTURES`): its controller regresses the value
         of each region (`full_information`), for
-        `STATIC_FIRST_GATE_EPOCHS`, without a budget.
+        `STATIC_FIRST_GATE_EPOCHS`, without a budget; then the modules
+        train on its routes for `glimpse_job.ROUTE_EPOCHS`.
         """
         exits = self.arch in EXIT_ARCHITECTURES
         static_first = self.arch in STATIC_FIRST_ARCHITECTURES
@@ -1044,6 +1045,10 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         output_dir / "routes.png",
         class_names,
         routes=routes,
+        # Where the attention D2NN looked, and where the item is.
+        boxes=glimpse_job.gallery_boxes(model, config, routes)
+        if static_first
+        else None,
     )
     try:
         plot_graph(model, output_dir / "graph.png", routes=routes)

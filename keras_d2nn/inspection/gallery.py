@@ -12,6 +12,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 
+import matplotlib.patches as patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
@@ -33,6 +34,50 @@ def _as_image(array):
     return array
 
 
+# Box colours, in the order of `boxes`' keys: colours that stand out on
+# grey images.
+BOX_COLOURS = ("tab:orange", "tab:cyan", "tab:pink", "tab:olive")
+
+
+def _checked_boxes(boxes, count):
+    """`boxes` as `{label: float array (count, 4)}`, or a clear error."""
+    if boxes is None:
+        return {}
+    if not isinstance(boxes, dict) or len(boxes) > len(BOX_COLOURS):
+        raise ValueError(
+            "`boxes` should be a dict of at most "
+            f"{len(BOX_COLOURS)} labels to arrays (n, 4) of (top, left, "
+            f"height, width). Received: {type(boxes).__name__}"
+        )
+    checked = {}
+    for label, array in boxes.items():
+        array = np.asarray(array, dtype=float)
+        if array.shape != (count, 4):
+            raise ValueError(
+                f"`boxes[{label!r}]` should have shape ({count}, 4), one "
+                "(top, left, height, width) per image. Received: shape "
+                f"{array.shape}"
+            )
+        checked[label] = array
+    return checked
+
+
+def _draw_boxes(ax, boxes, index):
+    for (label, array), colour in zip(boxes.items(), BOX_COLOURS):
+        top, left, height, width = array[index]
+        ax.add_patch(
+            patches.Rectangle(
+                (left - 0.5, top - 0.5),
+                width,
+                height,
+                fill=False,
+                edgecolor=colour,
+                linewidth=1.2,
+                label=label,
+            )
+        )
+
+
 def route_gallery(
     model,
     images,
@@ -43,6 +88,7 @@ def route_gallery(
     max_routes=6,
     batch_size=256,
     routes=None,
+    boxes=None,
 ):
     """Writes a PNG grid: one row per route, showing images that took it.
 
@@ -62,6 +108,10 @@ def route_gallery(
         max_routes: rows at most (the most common routes).
         routes: the `Routes` of `images` from an earlier `model.route`
             call (with the labels), so they are not routed again.
+        boxes: rectangles to draw on each image, e.g. where an attention
+            D2NN looked and where the item really is: `{label: array (n,
+            4)}` of `(top, left, height, width)` in pixels, one colour per
+            label, named in the figure's legend.
 
     Returns:
         The routing report of `images` (see `routing_report`).
@@ -76,6 +126,20 @@ def route_gallery(
         class_names=CLASS_NAMES)
     report["routes"][0]["share"]  # the share of the first row's route
     ```
+
+    An attention D2NN's gallery, with the region it looked at and the
+    item's true place (`glimpse_baselines.looked_and_item_boxes`):
+
+    ```python
+    # slow
+    # needs Fashion-MNIST
+    from keras_d2nn.experiments import glimpse_baselines
+
+    boxes = glimpse_baselines.looked_and_item_boxes(
+        attention_model, canvases, positions)
+    keras_d2nn.inspection.route_gallery(
+        attention_model, canvases, labels, "routes.png", boxes=boxes)
+    ```
     """
     images = np.asarray(images)
     labels = np.asarray(labels).reshape(-1)
@@ -85,6 +149,7 @@ def route_gallery(
             f"per_route={per_route}, max_routes={max_routes}"
         )
     _as_image(images[0])
+    boxes = _checked_boxes(boxes, len(images))
     if routes is None:
         routes = model.route(images, batch_size, labels=labels)
     report = routing_report.summarize(model.plan, routes, class_names)
@@ -119,6 +184,7 @@ def route_gallery(
             predicted = int(routes["predictions"][index])
             truth = int(labels[index])
             ax.imshow(_as_image(images[index]), cmap="gray")
+            _draw_boxes(ax, boxes, index)
             ax.set_xlabel(
                 f"{name_of(predicted)}\n({name_of(truth)})",
                 fontsize=6.5,
@@ -129,6 +195,15 @@ def route_gallery(
             ax.set_yticks([])
             if not ax.images:
                 ax.axis("off")
+    if boxes:
+        fig.legend(
+            handles=[
+                patches.Patch(edgecolor=colour, fill=False, label=label)
+                for label, colour in zip(boxes, BOX_COLOURS)
+            ],
+            loc="upper right",
+            fontsize=7,
+        )
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return report

@@ -18,6 +18,7 @@ tfd = tfp.distributions
 
 DISTRIBUTIONS = ("categorical", "bernoulli")
 EXPLORATIONS = ("softmax", "epsilon_greedy")
+DEFAULT_HIDDEN_UNITS = (32,)
 
 
 @keras_d2nn_export
@@ -37,7 +38,12 @@ class Controller(SavesSeedState, keras.layers.Layer):
     Args:
         num_actions: number of actions, >= 2.
         hidden_units: sizes of the hidden Dense layers (ReLU) before the
-            logits. `()` gives a linear controller.
+            logits. `()` gives a linear controller. Default `(32,)`.
+        network: instead of the Dense layers, any Keras layer or model
+            mapping the controller's input to `(batch, num_logits)`
+            logits, e.g. convolutions that score regions of a feature map
+            (`architectures.attention`'s `look`). Its FLOPs must be
+            countable (`graph.flops`).
         distribution: `"categorical"` (one logit per action) or
             `"bernoulli"` (a two-way gate with one logit; action 1 = open).
         epsilon: probability of a uniformly random action in training.
@@ -78,16 +84,29 @@ class Controller(SavesSeedState, keras.layers.Layer):
     def __init__(
         self,
         num_actions: int,
-        hidden_units: Sequence[int] = (32,),
+        hidden_units: Sequence[int] | None = None,
         distribution: str = "categorical",
         epsilon: float = 0.0,
         temperature: float = 1.0,
         exploration: str = "softmax",
         seed: int | None = None,
         stop_input_gradient: bool = True,
+        network: keras.Layer | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if network is not None and hidden_units is not None:
+            raise ValueError(
+                "Give a controller `hidden_units` (Dense layers) or a "
+                "`network`, not both. Received: "
+                f"hidden_units={hidden_units!r} and network={network!r}"
+            )
+        if network is not None and not isinstance(network, keras.Layer):
+            raise ValueError(
+                "`network` should be a Keras layer or model mapping the "
+                "controller's input to logits. Received: "
+                f"{type(network).__name__}"
+            )
         if not isinstance(num_actions, int) or num_actions < 2:
             raise ValueError(
                 f"`num_actions` should be an int >= 2. Received: "
@@ -118,6 +137,11 @@ class Controller(SavesSeedState, keras.layers.Layer):
                 f"temperature={temperature}"
             )
         self.num_actions = num_actions
+        self.custom_network = network is not None
+        if network is not None:
+            hidden_units = ()
+        elif hidden_units is None:
+            hidden_units = DEFAULT_HIDDEN_UNITS
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.distribution = distribution
         self.exploration = exploration
@@ -126,7 +150,7 @@ class Controller(SavesSeedState, keras.layers.Layer):
         self.seed = seed
         self.stop_input_gradient = bool(stop_input_gradient)
         self.num_logits = 1 if distribution == "bernoulli" else num_actions
-        self.network = keras.Sequential(
+        self.network = network or keras.Sequential(
             [keras.layers.Flatten()]
             + [
                 keras.layers.Dense(u, activation="relu")
@@ -159,7 +183,17 @@ class Controller(SavesSeedState, keras.layers.Layer):
         )
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.network.build(input_shape)
+        if not self.network.built:
+            self.network.build(input_shape)
+        if self.custom_network:
+            shape = self.network.compute_output_shape(input_shape)
+            if len(shape) != 2 or shape[-1] != self.num_logits:
+                raise ValueError(
+                    "A controller's `network` should output logits of shape "
+                    f"(batch, {self.num_logits}) for {self.num_actions} "
+                    f"actions. It outputs {tuple(shape)} for inputs of "
+                    f"shape {tuple(input_shape)}."
+                )
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         if self.stop_input_gradient:
@@ -383,7 +417,12 @@ class Controller(SavesSeedState, keras.layers.Layer):
         config.update(
             {
                 "num_actions": self.num_actions,
-                "hidden_units": list(self.hidden_units),
+                "hidden_units": None
+                if self.custom_network
+                else list(self.hidden_units),
+                "network": keras.saving.serialize_keras_object(self.network)
+                if self.custom_network
+                else None,
                 "distribution": self.distribution,
                 "epsilon": self.initial_epsilon,
                 "temperature": self.initial_temperature,
@@ -393,3 +432,12 @@ class Controller(SavesSeedState, keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Controller:
+        config = dict(config)
+        if config.get("network") is not None:
+            config["network"] = keras.saving.deserialize_keras_object(
+                config["network"]
+            )
+        return cls(**config)

@@ -145,6 +145,14 @@ def route(model, data, batch_size=256, labels=None, decisions=None, values=()):
             f"`decisions` should name controllers of the model "
             f"{list(model.plan.controllers)}. Received: decisions={unknown}"
         )
+    for q, chosen in forced.items():
+        count = len(model.plan.nodes[q].actions)
+        if chosen.size and not (0 <= chosen.min() and chosen.max() < count):
+            raise ValueError(
+                f"`decisions['{q}']` should be action indices in [0, "
+                f"{count - 1}] ({', '.join(model.plan.nodes[q].actions)}). "
+                f"Received values from {chosen.min()} to {chosen.max()}"
+            )
     values = tuple(values)
     parts = collections.defaultdict(lambda: collections.defaultdict(list))
     seen = 0

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from keras_d2nn.estimators import FullInformation
 from keras_d2nn.models import D2NNModel
+from keras_d2nn.recipes.own_routes import fit_modules_on_routes
 from keras_d2nn.recipes.reward_table import fit_controller_on_table
 from keras_d2nn.recipes.two_phase import _check_controllers
 from keras_d2nn.recipes.two_phase import _check_epochs
@@ -46,6 +47,7 @@ def fit_static_first(
     loss: Any,
     epochs: int = 3,
     gate_epochs: int = 2,
+    route_epochs: int = 0,
     optimizer: Any = "adam",
     metrics: Sequence[Any] | None = None,
     cost_weight: float = 0.0,
@@ -54,12 +56,14 @@ def fit_static_first(
     batch_size: int | None = None,
     verbose: Any = "auto",
 ) -> keras.callbacks.History:
-    """Trains `model` in two phases: its modules as `static_network`, then
-    its controller alone; returns phase one's `History`, with phase two's
-    losses as `controller_loss`. `model` is left compiled with
-    `FullInformation(objective="value")` at `cost_weight`, the estimator
-    whose objective phase two trained on, ready to `evaluate` or to
-    train on.
+    """Trains `model` in two phases, or three: its modules as
+    `static_network`, then its controller alone, then (with
+    `route_epochs`) its modules on the routes the frozen controller takes;
+    returns phase one's `History`, with phase two's losses as
+    `controller_loss` and phase three's as `routed_loss`. `model` is left
+    compiled with `FullInformation(objective="value")` at `cost_weight`,
+    the estimator whose objective phase two trained on, ready to
+    `evaluate` or to train on.
 
     Phase one compiles and fits `static_network`, a plain Keras model
     built from `model`'s modules, for `epochs`: every module trains on
@@ -71,7 +75,10 @@ def fit_static_first(
     regions hold no item. Phase two is `fit_controller_on_table`: the
     controller learns the value of each action on the frozen modules
     (`FullInformation(objective="value")`'s objective, on rewards computed
-    once), so the graph has one controller.
+    once), so the graph has one controller. Phase three is
+    `fit_modules_on_routes`: the modules adapt to the examples the
+    controller sends them (for the attention D2NN, its chosen crops:
+    3.2 points on the canvas).
 
     Args:
         model: a `D2NNModel` with one controller.
@@ -80,6 +87,8 @@ def fit_static_first(
         loss: the task loss.
         epochs: epochs of phase one (>= 1).
         gate_epochs: epochs of phase two (>= 0; 0 skips it).
+        route_epochs: epochs of phase three (>= 0; 0 skips it), at a
+            learning rate of 3e-4 (Adam).
         optimizer: an optimizer, its name or its config; each phase gets a
             fresh copy.
         metrics: phase one's metrics, as `compile` takes them.
@@ -109,7 +118,11 @@ def fit_static_first(
     # 1, 1: one epoch of each phase
     ```
     """
-    _check_epochs(epochs=(epochs, 1), gate_epochs=(gate_epochs, 0))
+    _check_epochs(
+        epochs=(epochs, 1),
+        gate_epochs=(gate_epochs, 0),
+        route_epochs=(route_epochs, 0),
+    )
     _check_controllers(model)
     _check_shares_modules(model, static_network)
     if log is not None:
@@ -146,6 +159,24 @@ def fit_static_first(
             log=log,
         )
         history.history["controller_loss"] = gate_history.history["loss"]
+    if route_epochs:
+        if log is not None:
+            log(
+                "Training the modules on the routes the frozen controller "
+                f"takes for {route_epochs} epoch"
+                f"{'s' if route_epochs > 1 else ''}."
+            )
+        routed = fit_modules_on_routes(
+            model,
+            x,
+            y,
+            loss=loss,
+            epochs=route_epochs,
+            metrics=metrics,
+            batch_size=batch_size,
+            verbose=verbose,
+        )
+        history.history["routed_loss"] = routed.history["loss"]
     model.compile(
         optimizer=fresh_optimizer(optimizer),
         loss=loss,

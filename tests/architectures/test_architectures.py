@@ -243,21 +243,24 @@ class ArchitectureTest(TestCase):
         one = architectures.hierarchical(max_experts=1)
         assert one.plan.nodes["route"].actions == ("tops", "shoes", "others")
 
-    def test_attention_shares_one_glimpse_network(self):
+    def test_attention_reads_the_chosen_crop_with_one_glimpse(self):
         model = architectures.attention()
-        layers = {
-            model.plan.nodes[f"glimpse_{r}"].layer
-            for r in model.plan.nodes["look"].actions
-        }
-        assert len(layers) == 1
+        nodes = model.plan.nodes
         spec = model.plan.specs["crop_centre"]
         assert tuple(spec.shape) == (None, 20, 20, 1)
-        # One glimpse per example: about a fifth of running all five.
+        # The crops are conditional copies; their merge, read by the one
+        # glimpse network, reaches every example.
         images = np.random.default_rng(2).random((16, 28, 28, 1), "float32")
-        fraction = (
-            model.trace(images).executed_flops / model.plan.all_nodes_flops
-        )
-        assert np.all(fraction < 0.25)
+        trace = model.trace(images)
+        chosen = np.asarray(trace.decisions["look"])
+        for index, region in enumerate(nodes["look"].actions):
+            np.testing.assert_array_equal(
+                trace.executed[f"crop_{region}"], chosen == index
+            )
+            assert model.plan.flops[f"crop_{region}"] == 0
+        assert np.all(trace.executed["glimpse"])
+        assert nodes["glimpse"].inputs == ("crop",)
+        np.testing.assert_allclose(trace.executed_flops, model.plan.full_flops)
 
 
 @pytest.mark.parametrize(

@@ -272,3 +272,69 @@ def test_inference_without_statistics_takes_the_same_decisions():
     )
     with pytest.raises(ValueError, match="inference only"):
         model.trace(x, training=True, statistics=False)
+
+
+def alternatives_graph(covered):
+    """x -> q (three actions); one Dense per action in `covered`, merged
+    into "m", read by "after"; the actions not covered pass x on (a dummy
+    "rest"), merged with "after" into the output "out"."""
+    graph = Graph()
+    graph.input("x", shape=(3,))
+    actions = ("a", "b", "c")
+    graph.q_node(
+        "q", Controller(3, hidden_units=()), inputs="x", actions=actions
+    )
+    for action in covered:
+        graph.f_node(
+            action, keras.layers.Dense(3), inputs="x", when=("q", action)
+        )
+    graph.merge("m", inputs=list(covered))
+    graph.f_node("after", keras.layers.Dense(3), inputs="m")
+    rest = [("q", a) for a in actions if a not in covered]
+    if rest:
+        graph.dummy("rest", inputs="x", when=rest)
+        graph.merge("out", inputs=["after", "rest"])
+    graph.output("out" if rest else "after")
+    return D2NNModel(graph)
+
+
+@pytest.mark.parametrize("covered", ["abc", "ab"])
+def test_a_merge_of_every_action_reaches_every_example(covered):
+    # Alternatives covering every action of a controller that decides for
+    # every example: their merge, and what reads it, run on the whole
+    # batch (no condition at batch 1); a partial cover stays conditional.
+    model = alternatives_graph(covered)
+    everything = covered == "abc"
+
+    def conditions():
+        run = tf.function(lambda x, d: model.trace(x, decisions={"q": d}))
+        spec = (tf.TensorSpec([1, 3]), tf.TensorSpec([1], tf.int32))
+        graph = run.get_concrete_function(*spec).graph
+        return sum(
+            op.type in ("If", "StatelessIf") and "Assert" not in op.name
+            for op in graph.get_operations()
+        )
+
+    # One per alternative, and one for "after" where it is conditional.
+    assert conditions() == len(covered) + (0 if everything else 1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(6, 3)).astype("float32")
+    d = tf.constant([0, 1, 2, 0, 1, 1], tf.int32)
+    trace = model.trace(x, decisions={"q": d})
+    output = "after" if everything else "out"
+    np.testing.assert_array_equal(
+        trace.executed["after"], [True] * 6 if everything else d.numpy() < 2
+    )
+    masked = model.trace(x, decisions={"q": d}, mode="masked")
+    np.testing.assert_allclose(
+        trace.outputs[output], masked.outputs[output], atol=1e-5
+    )
+
+
+def test_route_refuses_forced_decisions_out_of_range():
+    model = alternatives_graph("abc")
+    x = np.zeros((2, 3), "float32")
+    with pytest.raises(ValueError, match=r"decisions\['q'\].*\[0, 2\]"):
+        model.route(x, decisions={"q": [0, 3]})
+    with pytest.raises(ValueError, match="from -1 to 1"):
+        model.route(x, decisions={"q": [-1, 1]})

@@ -1,15 +1,15 @@
-"""The attention D2NN computes one crop per example, the chosen one, and
-nothing of the other regions: in routed Keras and in every export.
+"""The attention D2NN reads one crop per example, the chosen one, with one
+glimpse network, in routed Keras and in every export.
 
-The glimpse network under test is a `BranchProbe` on the flattened crop:
-it reads the crop's top-left pixel as its "first feature", so marking the
-top-left corner of region r makes the run fail if region r's crop is
-computed for that example, and only region r's (the regions' corners
-differ). Each image below has the corner of a region it is not routed to
-marked: computing every region and keeping the chosen one (masking) gives
-the same answers, but trips the probe. The probe's output, the size of
-the sub-batch it ran on, reaches the head, so the exports agreeing with
-Keras also shows each region ran on the examples routed to it alone.
+Each region's crop is a conditional node; the crops are merged, so that
+the glimpse network runs once, on the batch of chosen crops. The glimpse
+network under test joins a `BranchProbe` (the number of examples it ran
+on) and a fixed linear map of the crop's pixels: the logits of every
+export agree with the head applied to the chosen region's crop, read
+once per example, and would not if an export read another region, the
+whole canvas, or ran the glimpse once per region. The structural tests
+show where the work lives: every glimpse convolution exists once, in the
+main graph, and at batch 1 each region's condition holds only its crop.
 """
 
 import collections
@@ -19,13 +19,12 @@ import keras
 import numpy as np
 import onnx
 import pytest
-import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
 
 from keras_d2nn import architectures
 from keras_d2nn import export
-from keras_d2nn.export import litert
 from keras_d2nn.testing import BranchProbe
-from keras_d2nn.testing.branch_probe import TRIPWIRE
 from tests.export.skip_exports import ALL
 from tests.export.skip_exports import load_every_export
 from tests.export.skip_exports import run
@@ -33,6 +32,21 @@ from tests.export.skip_exports import run
 CANVAS = 56
 GLIMPSE = 32
 REGIONS = ((0, 0), (0, 24), (24, 0), (24, 24))
+# Two convolutions in the context pass, three in the controller (on the
+# low-resolution view), three in the glimpse network.
+CONTEXT_CONVOLUTIONS, GLIMPSE_CONVOLUTIONS = 2 + 3, 3
+
+
+def probed_glimpse_network():
+    """`[count, 7 fixed linear features of the crop]` per example."""
+    crop = keras.Input((GLIMPSE, GLIMPSE, 1))
+    flat = keras.layers.Flatten()(crop)
+    features = keras.layers.Dense(7, name="pixels")(flat)
+    return keras.Model(
+        crop,
+        keras.layers.Concatenate()([BranchProbe(1)(flat), features]),
+        name="probed_glimpse",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,43 +56,64 @@ def model():
         (CANVAS, CANVAS, 1),
         regions=REGIONS,
         glimpse_size=GLIMPSE,
-        glimpse_network=keras.Sequential(
-            [keras.layers.Flatten(), BranchProbe(8)]
-        ),
+        glimpse_network=probed_glimpse_network(),
     )
     model(np.zeros((1, CANVAS, CANVAS, 1), "float32"))
+    # Large random weights, so that the canvases take several regions.
+    rng = np.random.default_rng(1)
+    for weight in model.plan.nodes["look"].layer.network.trainable_weights:
+        weight.assign(rng.normal(0, 1, weight.shape))
     return model
 
 
-def controller_choice(model, images):
-    """The regions `look` chooses, computed from the low-resolution path
-    alone (no crop runs)."""
-    nodes = model.plan.nodes
-    features = nodes["context_map"].layer(nodes["lowres"].layer(images))
-    look = nodes["look"].layer
-    return np.asarray(look.greedy_action(look(features)))
-
-
 @pytest.fixture(scope="module")
-def marked(model):
-    """`(images, chosen, marked_regions)`: each image with the corner of a
-    region other than the one it is routed to marked."""
+def images(model):
+    """Canvases, each a bright square somewhere on noise, that take
+    several regions."""
     rng = np.random.default_rng(0)
-    images = rng.random((12, CANVAS, CANVAS, 1), "float32")
-    chosen, marked_regions = [], []
-    for image in images:
-        for region in rng.permutation(len(REGIONS)):
-            trial = image.copy()
-            top, left = REGIONS[region]
-            trial[top, left, 0] = 10 * TRIPWIRE
-            choice = int(controller_choice(model, trial[None])[0])
-            if choice != region:
-                image[...] = trial
-                chosen.append(choice)
-                marked_regions.append(int(region))
-                break
-    assert len(set(chosen)) > 1, "the images should take several regions"
-    return images, np.array(chosen), np.array(marked_regions)
+    images = 0.1 * rng.random((16, CANVAS, CANVAS, 1), "float32")
+    for image, (top, left) in zip(
+        images, rng.integers(0, CANVAS - 16, (16, 2))
+    ):
+        image[top : top + 16, left : left + 16] = 1.0
+    chosen = model.route(images).decisions["look"]
+    assert len(set(chosen.tolist())) > 1, "the canvases should take several"
+    return images
+
+
+def logits_from_chosen_crops(model, images, chosen, batch):
+    """The head's logits when the glimpse network reads, once, the crop of
+    each example's chosen region, in batches of `batch`: computed from
+    the layers, without the routing engine."""
+    nodes = model.plan.nodes
+    crops = np.stack(
+        [
+            image[top : top + GLIMPSE, left : left + GLIMPSE]
+            for image, (top, left) in zip(images, np.array(REGIONS)[chosen])
+        ]
+    )
+    glimpse = np.array(nodes["glimpse"].layer(crops))
+    glimpse[:, 0] = batch  # the probe's count: the examples of one call
+    context = nodes["context"].layer(
+        nodes["context_map"].layer(nodes["lowres"].layer(images))
+    )
+    return np.asarray(nodes["head"].layer([glimpse, np.asarray(context)]))
+
+
+def test_keras_reads_each_chosen_crop_once(model, images):
+    routes = model.route(images, batch_size=len(images), values=["glimpse"])
+    chosen = routes.decisions["look"]
+    # One run of the glimpse network on the whole batch.
+    np.testing.assert_array_equal(
+        routes.node_values["glimpse"][:, 0], len(images)
+    )
+    np.testing.assert_allclose(
+        model.trace(images).outputs["head"],
+        logits_from_chosen_crops(model, images, chosen, len(images)),
+        atol=1e-5,
+    )
+    assert model.plan.specs["crop_region0"].shape[1:] == (GLIMPSE, GLIMPSE, 1)
+    assert model.plan.flops["crop_region0"] == 0  # a crop is a copy
 
 
 @pytest.fixture(scope="module")
@@ -86,56 +121,15 @@ def exports(model, tmp_path_factory):
     return load_every_export(model, tmp_path_factory.mktemp("glimpse_exports"))
 
 
-def logits_if_each_crop_ran_alone(model, images, chosen, one_at_a_time):
-    """The head's logits when each region's probe ran on the examples
-    routed to it alone (one at a time at batch 1), computed from the
-    layers without the routing engine."""
-    nodes = model.plan.nodes
-    counts = np.bincount(chosen, minlength=len(REGIONS))[chosen]
-    if one_at_a_time:
-        counts = np.ones_like(counts)
-    glimpse = tf.constant(np.tile(counts[:, None].astype("float32"), (1, 8)))
-    context = nodes["context"].layer(
-        nodes["context_map"].layer(nodes["lowres"].layer(images))
-    )
-    return np.asarray(nodes["head"].layer([glimpse, context]))
-
-
-def test_forcing_the_marked_region_trips_the_probe(model, marked):
-    # The tripwire is live: the tests below would fail if a marked crop
-    # ran.
-    images, _, marked_regions = marked
-    with pytest.raises(Exception, match="(?i)index|indices"):
-        model.route(images[:1], decisions={"look": marked_regions[:1]})
-
-
-def test_keras_runs_each_crop_on_the_examples_routed_to_it(model, marked):
-    images, chosen, _ = marked
-    routes = model.route(images, values=["glimpse"])
-    np.testing.assert_array_equal(routes.decisions["look"], chosen)
-    counts = np.bincount(chosen, minlength=len(REGIONS))
-    np.testing.assert_array_equal(
-        routes.node_values["glimpse"][:, 0], counts[chosen]
-    )
-    np.testing.assert_allclose(
-        model.trace(images).outputs["head"],
-        logits_if_each_crop_ran_alone(model, images, chosen, False),
-        atol=1e-5,
-    )
-    assert model.plan.specs["crop_region0"].shape[1:] == (GLIMPSE, GLIMPSE, 1)
-
-
 @pytest.mark.parametrize("name", ALL)
-def test_each_export_computes_only_the_chosen_crop(
-    name, model, marked, exports
-):
-    images, chosen, _ = marked
+def test_each_export_reads_only_the_chosen_crop(name, model, images, exports):
+    chosen = model.route(images).decisions["look"]
     outputs = run(exports[name], images)
     np.testing.assert_array_equal(outputs["decision_look"], chosen)
-    one_at_a_time = exports[name].batch_size == 1
+    batch = 1 if exports[name].batch_size == 1 else len(images)
     np.testing.assert_allclose(
         outputs["logits"],
-        logits_if_each_crop_ran_alone(model, images, chosen, one_at_a_time),
+        logits_from_chosen_crops(model, images, chosen, batch),
         atol=1e-4,
     )
 
@@ -143,7 +137,7 @@ def test_each_export_computes_only_the_chosen_crop(
 @pytest.fixture(scope="module")
 def convolutional_model():
     """The attention D2NN with its own glimpse network (three convolutions),
-    the low-resolution context holding two."""
+    the low-resolution context and the controller holding five."""
     model = architectures.attention(
         (CANVAS, CANVAS, 1), regions=REGIONS, glimpse_size=GLIMPSE
     )
@@ -151,34 +145,63 @@ def convolutional_model():
     return model
 
 
-def test_batch_one_litert_keeps_every_glimpse_inside_a_condition(
-    convolutional_model, tmp_path
+def litert_ops(path):
+    """`[Counter of builtin op names]` of each subgraph, the main first."""
+    content = flatbuffer_utils.read_model_from_bytearray(
+        bytearray(pathlib.Path(path).read_bytes())
+    )
+    names = {
+        value: key
+        for key, value in vars(schema.BuiltinOperator).items()
+        if not key.startswith("_")
+    }
+    codes = [
+        names[max(c.builtinCode, c.deprecatedBuiltinCode)]
+        for c in content.operatorCodes
+    ]
+    return [
+        collections.Counter(codes[op.opcodeIndex] for op in sub.operators)
+        for sub in content.subgraphs
+    ]
+
+
+@pytest.mark.parametrize("batch_size", [1, None])
+def test_litert_holds_the_glimpse_network_once(
+    convolutional_model, tmp_path, batch_size
 ):
-    # At batch 1 the probe above cannot tell a skipped region from one
-    # computed and discarded (each would run on one example): the
-    # structure can. The main graph runs the context's two convolutions;
-    # each region's crop and glimpse are the branches of their own IF.
     path = export.export_litert(
-        convolutional_model, tmp_path / "one.tflite", batch_size=1
+        convolutional_model, tmp_path / "model.tflite", batch_size=batch_size
     )
-    ops = collections.Counter(
-        op["op_name"]
-        for op in litert.interpreter(
-            pathlib.Path(path).read_bytes(), xnnpack=False
-        )._get_ops_details()
-    )
-    assert ops["CONV_2D"] == 2
-    assert ops["IF"] == 2 * len(REGIONS)
+    main, *branches = litert_ops(path)
+    # Every convolution in the main graph, once: one glimpse per example.
+    assert main["CONV_2D"] == CONTEXT_CONVOLUTIONS + GLIMPSE_CONVOLUTIONS
+    assert not any(sub["CONV_2D"] for sub in branches)
+    if batch_size == 1:
+        # Each region's crop is the branch of its own condition.
+        assert main["IF"] == len(REGIONS)
+        assert sum(sub["STRIDED_SLICE"] > 0 for sub in branches) == len(REGIONS)
 
 
-def test_batch_one_onnx_keeps_every_glimpse_inside_an_if(
-    convolutional_model, tmp_path
+def _onnx_ops(graph):
+    """Counter of op types in `graph` and every subgraph it holds."""
+    ops = collections.Counter(node.op_type for node in graph.node)
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.g.node:
+                ops += _onnx_ops(attribute.g)
+    return ops
+
+
+@pytest.mark.parametrize("batch_size", [1, None])
+def test_onnx_holds_the_glimpse_network_once(
+    convolutional_model, tmp_path, batch_size
 ):
     path = export.export_onnx(
-        convolutional_model, tmp_path / "one.onnx", batch_size=1
+        convolutional_model, tmp_path / "model.onnx", batch_size=batch_size
     )
-    top_level = collections.Counter(
-        node.op_type for node in onnx.load(path).graph.node
-    )
-    assert top_level["Conv"] == 2
-    assert top_level["If"] == 2 * len(REGIONS)
+    graph = onnx.load(path).graph
+    top_level = collections.Counter(node.op_type for node in graph.node)
+    assert top_level["Conv"] == CONTEXT_CONVOLUTIONS + GLIMPSE_CONVOLUTIONS
+    assert _onnx_ops(graph)["Conv"] == top_level["Conv"]
+    if batch_size == 1:
+        assert top_level["If"] == len(REGIONS)

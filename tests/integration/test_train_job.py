@@ -225,9 +225,9 @@ def test_defaults_are_the_two_phase_recipe_but_for_attention():
             "full_information", "features", 0, 2, budget
         )  # fmt: skip
     # Attention: the static-first recipe, its controller regressing each
-    # region's value for 10 epochs on its canvas, without a budget.
+    # region's value for 12 epochs on its canvas, without a budget.
     settings = train_job.TrainConfig(arch="attention").check().resolved()
-    assert recipe(settings) == ("full_information", "features", 0, 10, 0.0)
+    assert recipe(settings) == ("full_information", "features", 0, 12, 0.0)
     assert settings.dataset == "fashion_mnist_canvas"
     assert train_job.TrainConfig().resolved().dataset == "fashion_mnist"
     # What is given stays.

@@ -134,8 +134,51 @@ class ControllerTest(TestCase):
             r"`epsilon` should be in \[0, 1\]",
         ),
         ({"num_actions": 2, "temperature": 0}, "`temperature` should be > 0"),
+        (
+            {
+                "num_actions": 2,
+                "hidden_units": (4,),
+                "network": keras.layers.Dense(2),
+            },
+            "`hidden_units` .* or a `network`, not both",
+        ),
+        (
+            {"num_actions": 2, "network": lambda x: x},
+            "`network` should be a Keras layer",
+        ),
     ],
 )
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         Controller(**kwargs)
+
+
+def _region_scores(features=12, actions=3):
+    """A convolutional controller network: a score per position of a
+    one-dimensional feature map, averaged into one logit per action."""
+    inputs = keras.Input((features, 2))
+    scores = keras.layers.Conv1D(1, 3, padding="same")(inputs)
+    pooled = keras.layers.AveragePooling1D(features // actions)(scores)
+    return keras.Model(inputs, keras.layers.Flatten()(pooled))
+
+
+def test_a_controller_network_decides_saves_and_counts_its_flops(tmp_path):
+    controller = Controller(3, network=_region_scores(), name="look")
+    x = np.random.default_rng(0).normal(size=(4, 12, 2)).astype("float32")
+    logits = controller(x)
+    assert tuple(logits.shape) == (4, 3)
+    assert controller.hidden_units == ()
+    # Conv1D(1, 3) on 12 positions of 2 channels, then the pooling.
+    flops = controller.compute_flops(keras.KerasTensor((None, 12, 2)))
+    assert flops == 12 * (2 * 3 * 2 + 1) + 12
+    inputs = keras.Input((12, 2))
+    model = keras.Model(inputs, controller(inputs))
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
+    assert loaded.get_layer("look").custom_network
+
+
+def test_a_controller_network_of_the_wrong_width_is_refused():
+    with pytest.raises(ValueError, match=r"logits of shape \(batch, 4\)"):
+        Controller(4, network=_region_scores())(np.zeros((1, 12, 2), "f4"))
