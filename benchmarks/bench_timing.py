@@ -15,6 +15,22 @@ import tensorflow as tf
 from keras_d2nn.export import litert
 
 
+def runtime_plans(args):
+    """`[(runtime, batch, thread counts or None)]` to time, from
+    `speed.py`'s `--runtimes`, `--tf_batches`, `--litert_batches` and
+    `--litert_threads`."""
+    threads = [int(t) for t in args.litert_threads.split(",")]
+    return [
+        ("tf", int(b), None)
+        for b in args.tf_batches.split(",")
+        if "tf" in args.runtimes
+    ] + [
+        ("litert", int(b), threads)
+        for b in args.litert_batches.split(",")
+        if "litert" in args.runtimes
+    ]
+
+
 def signature(model, batch):
     image = list(model.plan.specs["image"].shape[1:])
     return [

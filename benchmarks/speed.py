@@ -182,16 +182,7 @@ def bench_arch(arch, args, log=print):
     ]
     bench = Bench(model, full, route_flops, args, log)
     rng = np.random.default_rng(args.seed)
-    threads = [int(t) for t in args.litert_threads.split(",")]
-    plans = [
-        ("tf", int(b), None)
-        for b in args.tf_batches.split(",")
-        if "tf" in args.runtimes
-    ] + [
-        ("litert", int(b), threads)
-        for b in args.litert_batches.split(",")
-        if "litert" in args.runtimes
-    ]
+    plans = bench_timing.runtime_plans(args)
     rows = []
     for runtime, batch, thread_counts in plans:
         log(f"{arch}: {runtime} batch {batch}")

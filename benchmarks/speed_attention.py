@@ -11,7 +11,8 @@ run, on canvases of 112x112 (25 regions) and 224x224 (81 regions):
   what the D2NN would cost with zero routing overhead;
 - `routed`: the D2NN with routed execution, each example's region drawn
   at random (all regions in use, the hardest case for batching);
-- `masked`: every region's glimpse computed, one kept (as the peers do).
+- `masked`: every region cropped for every example, one crop kept (the
+  glimpse network, after the merge of the crops, runs once either way).
 
 FLOP speedup = full-resolution FLOPs / the mode's FLOPs; efficiency =
 time speedup / FLOP speedup (1 when time follows FLOPs). Untrained
@@ -66,16 +67,7 @@ def bench_attention(arch, args, log=print):
     full = float(layer_flops(full_resolution, full_resolution.inputs[0]))
     regions = len(model.plan.nodes["look"].actions)
     rng = np.random.default_rng(args.seed)
-    threads = [int(t) for t in args.litert_threads.split(",")]
-    plans = [
-        ("tf", int(b), None)
-        for b in args.tf_batches.split(",")
-        if "tf" in args.runtimes
-    ] + [
-        ("litert", int(b), threads)
-        for b in args.litert_batches.split(",")
-        if "litert" in args.runtimes
-    ]
+    plans = bench_timing.runtime_plans(args)
     rows = []
     for runtime, batch, thread_counts in plans:
         log(f"{arch}: {runtime} batch {batch}")
@@ -92,12 +84,14 @@ def bench_attention(arch, args, log=print):
         x = rng.random((n, size, size, 1), dtype=np.float32)
         chosen = rng.integers(0, regions, n).astype(np.int32)
         trace = model.trace(x, decisions={"look": chosen}, statistics=False)
+        routed = float(np.mean(trace.executed_flops))
         flops = {
             "static": full,
-            "static_equivalent": static_network.static_flops(
-                model, {"look": 0}
-            ),
-            "routed": float(np.mean(trace.executed_flops)),
+            # Every region costs the same: the one-region network runs
+            # what the D2NN runs (controller included).
+            "static_equivalent": routed,
+            "routed": routed,
+            # Every crop (copies, 0 FLOPs) and the one glimpse.
             "masked": model.plan.all_nodes_flops,
         }
         work = bench_timing.batches_of(x, {"look": chosen}, batch)

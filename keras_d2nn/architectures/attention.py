@@ -255,17 +255,20 @@ def attention(
 
     ```
     image -> lowres -> context_map -> context -----------------.
-      |                    |                                   |
-      |                  <look>  one region per example        |
+      |        |                                               |
+      |      <look>  one region per example                    |
       +--> crop_region0 ---.                                   |
       +--> ...             +-> crop -> glimpse ------------> head
       '--> crop_region24 --'
     ```
 
     `lowres` averages `downsample`x`downsample` blocks (112x112 -> 28x28);
-    `context_map` (two small convolutions) maps where things are, and the
-    controller `look` reads it; `context` (Dense(64)) summarises it for
-    the head. The chosen region is cropped from the canvas at full
+    `context_map` (two small convolutions) and `context` (Dense(64))
+    summarise it for the head. The controller `look` scores the regions
+    from `lowres` with its own two small convolutions, a score per
+    position averaged over each region's centre zone (`RegionScores`; on
+    a 28x28 toy image, a dense controller on `context_map`). The chosen
+    region is cropped from the canvas at full
     resolution (each region's crop is a conditional node; `crop` merges
     them, one per example) and read by one glimpse network (fully
     convolutional, global max pool), once, on the batch of chosen crops.
@@ -279,9 +282,10 @@ def attention(
     (`covering_regions`). On a 28x28 image (the default shape, as every
     builder's) there is nothing to save and the defaults are a toy: five
     20x20 regions (four corners and the centre). Train it with
-    `recipes.fit_static_first(model, full_resolution_network(model), ...)`
-    (the glimpse network first on whole canvases, then the controller on
-    the frozen modules); `full_resolution_network` is also the dearest
+    `recipes.fit_static_first(model, full_resolution_network(model), ...,
+    route_epochs=2)` (the glimpse network first on whole canvases, then
+    the controller on the frozen modules, then the modules on the
+    controller's crops); `full_resolution_network` is also the dearest
     baseline.
 
     Args:
