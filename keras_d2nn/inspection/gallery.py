@@ -131,14 +131,17 @@ def route_gallery(
     item's true place (`glimpse_baselines.looked_and_item_boxes`):
 
     ```python
-    # slow
-    # needs Fashion-MNIST
     from keras_d2nn.experiments import glimpse_baselines
 
+    canvas_model = keras_d2nn.architectures.attention(input_shape=(56, 56, 1))
+    canvases = np.random.default_rng(0).random((8, 56, 56, 1), "float32")
+    routes = canvas_model.route(canvases)
     boxes = glimpse_baselines.looked_and_item_boxes(
-        attention_model, canvases, positions)
+        canvas_model, routes.decisions["look"],
+        positions=np.full((8, 2), 10))  # the items' (row, column)
     keras_d2nn.inspection.route_gallery(
-        attention_model, canvases, labels, "routes.png", boxes=boxes)
+        canvas_model, canvases, np.zeros(8, "int32"), "canvases.png",
+        boxes=boxes)
     ```
     """
     images = np.asarray(images)

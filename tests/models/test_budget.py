@@ -145,7 +145,11 @@ def test_target_cost_and_multiplier_survive_saving(tmp_path):
     assert loaded.target_cost == 0.4
     assert loaded.cost_budget.learning_rate == 0.05
     assert loaded.cost_weight == pytest.approx(model.cost_weight)
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model(x))
+    # predict runs batches of 32, the call one of 256: oneDNN may sum in
+    # another order (a unit in the last place), so not bit for bit.
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model(x), rtol=1e-5, atol=1e-6
+    )
     # It keeps moving the multiplier from there.
     before = loaded.cost_weight
     history = loaded.fit(x, y, epochs=1, batch_size=64, verbose=0)
