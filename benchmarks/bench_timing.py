@@ -31,6 +31,32 @@ def runtime_plans(args):
     ]
 
 
+def d2nn_runner(model, mode):
+    """`f(images, decisions)`: the D2NN in `mode`, each controller's
+    decision forced by its column of `decisions`. The controllers'
+    logits are outputs too: a served D2NN computes them to decide, and
+    without them the traced graph would prune the controllers' networks
+    (a forced decision does not need them)."""
+    controllers = list(model.plan.controllers)
+
+    def run(images, decisions):
+        forced = {q: decisions[:, i] for i, q in enumerate(controllers)}
+        trace = model.trace(
+            images, decisions=forced, mode=mode, statistics=False
+        )
+        return {
+            **trace.outputs,
+            **{f"logits_{q}": trace.logits[q] for q in controllers},
+        }
+
+    return run
+
+
+def plain_runner(network):
+    """`f(images, decisions)` of a static network (decisions unused)."""
+    return lambda images, decisions: network(images, training=False)
+
+
 def signature(model, batch):
     image = list(model.plan.specs["image"].shape[1:])
     return [

@@ -107,7 +107,6 @@ def mode_functions(model, static):
     times, mixed in the routed fraction, are what routing would cost with
     zero overhead.
     """
-    controllers = list(model.plan.controllers)
     cheap, expensive = bench_networks.cheap_and_expensive_routes(model.plan)
     unpruned = {
         name: static_network.static_network(model, route, prune=False)
@@ -117,24 +116,13 @@ def mode_functions(model, static):
         )
     }
 
-    def d2nn(mode):
-        def run(images, decisions):
-            forced = {q: decisions[:, i] for i, q in enumerate(controllers)}
-            return model.trace(
-                images, decisions=forced, mode=mode, statistics=False
-            ).outputs
-
-        return run
-
-    def plain(network):
-        return lambda images, decisions: network(images, training=False)
-
+    d2nn, plain = bench_timing.d2nn_runner, bench_timing.plain_runner
     return {
         "static": plain(static),
         "static_cheap": plain(unpruned["static_cheap"]),
         "static_equivalent": plain(unpruned["static_equivalent"]),
-        "routed": d2nn("routed"),
-        "masked": d2nn("masked"),
+        "routed": d2nn(model, "routed"),
+        "masked": d2nn(model, "masked"),
         "trained_routed": lambda images, decisions: (
             model.trace(images, statistics=False).outputs
         ),

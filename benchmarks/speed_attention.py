@@ -35,25 +35,12 @@ def mode_functions(model, full_resolution):
     """`{mode: f(images, decisions)}` of the attention D2NN's modes."""
     one_region = static_network.static_network(model, {"look": 0}, prune=False)
 
-    def d2nn(mode):
-        def run(images, decisions):
-            return model.trace(
-                images,
-                decisions={"look": decisions[:, 0]},
-                mode=mode,
-                statistics=False,
-            ).outputs
-
-        return run
-
-    def plain(network):
-        return lambda images, decisions: network(images, training=False)
-
+    d2nn, plain = bench_timing.d2nn_runner, bench_timing.plain_runner
     return {
         "static": plain(full_resolution),
         "static_equivalent": plain(one_region),
-        "routed": d2nn("routed"),
-        "masked": d2nn("masked"),
+        "routed": d2nn(model, "routed"),
+        "masked": d2nn(model, "masked"),
     }
 
 

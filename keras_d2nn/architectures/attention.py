@@ -270,7 +270,8 @@ def attention(
     a 28x28 toy image, a dense controller on `context_map`). The chosen
     region is cropped from the canvas at full
     resolution (each region's crop is a conditional node; `crop` merges
-    them, one per example) and read by one glimpse network (fully
+    them, one per example; the engine runs them as one gather of each
+    example's chosen crop) and read by one glimpse network (fully
     convolutional, global max pool), once, on the batch of chosen crops.
     The head classifies from the glimpse and the context. Other regions
     are not read: routed execution and the exports crop only the chosen

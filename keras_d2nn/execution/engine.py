@@ -16,17 +16,23 @@ Two modes produce the same values (tested):
   reaches whatever the controllers decide run on the whole batch without
   gather/scatter; with a static batch of one, conditional nodes use a
   `tf.cond` on the example's decision and no gather/scatter at all.
+  Alternative crops of one image, one per action of a controller that
+  decides for every example, merged (the attention D2NN's regions), run
+  as one crop at each example's chosen corner (`indexed_crop`).
 - `"masked"` (reference only): every node runs on the whole batch and the
   examples that should not have reached it are overwritten. This is what
   mask-based dynamic networks do; it saves nothing.
 
 Only ops that convert to LiteRT builtins are used on the inference path
-(`tf.where`, `tf.gather`, `tf.scatter_nd` with int32 indices, `tf.cond`).
+(`tf.where`, `tf.gather`, `tf.scatter_nd` with int32 indices, `tf.cond`,
+`tf.slice`).
 """
 
 import typing
 
 import tensorflow as tf
+
+from keras_d2nn.execution import indexed_crop
 
 MODES = ("routed", "masked")
 
@@ -396,6 +402,21 @@ class _Run:
         # Straight-through only: relaxed execution indicators and gates.
         self.soft = {}
         self.flops = tf.zeros([self.batch_size], dtype=tf.float32)
+        # Merges of alternative crops, run as one indexed crop (routed
+        # mode: the masked mode computes every branch by definition).
+        self.crop_groups = (
+            indexed_crop.crop_groups(plan) if mode == "routed" else {}
+        )
+        self.crop_group_of = {
+            member: group
+            for group in self.crop_groups.values()
+            for member in group.members
+        }
+
+    def indexed(self, group):
+        """Whether `group`'s crops run as one indexed crop at its merge:
+        its controller decides, and its image exists, for every example."""
+        return self.always[group.controller] and self.always[group.source]
 
     def reach(self, node):
         """Marks which examples reach `node`: any data parent ran and every
@@ -582,6 +603,19 @@ def _run_merge(run, node):
     if node.layer is not None:
         return _run_layer(run, node)
     run.reach(node)
+    group = run.crop_groups.get(node.name)
+    if group is not None and run.indexed(group):
+        value = indexed_crop.crop(
+            run.values[group.source],
+            run.decisions[group.controller].action,
+            group,
+        )
+        run.values[node.name] = value
+        # Each crop's own value, for the trace (pruned when nothing reads
+        # it).
+        for member in group.members:
+            run.values[member] = _masked_value(value, run.executed[member])
+        return
     args = run.arguments(node)
     if len(args) > 1 and _exclusive_alternatives(run.plan, node):
         # At most one parent ran for each example, and the others hold
@@ -619,6 +653,9 @@ def _exclusive_alternatives(plan, node):
 
 def _run_layer(run, node):
     run.reach(node)
+    group = run.crop_group_of.get(node.name)
+    if group is not None and run.indexed(group):
+        return  # cropped at the merge, with the group's other crops
     layer, training = node.layer, run.training
     spec = run.plan.specs[node.name]
 

@@ -46,6 +46,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn import storage
+from keras_d2nn.execution import indexed_crop
 from keras_d2nn.export import litert
 from keras_d2nn.export import onnx
 from keras_d2nn.models import input_checks
@@ -592,7 +593,9 @@ def export_onnx(
     `logits`, `probabilities`, `decision_<controller>`,
     `executed_flops`). Routing stays conditional: one ONNX `If` per
     conditional node, gather/scatter (`NonZero`, `Gather`, `ScatterND`)
-    for batches of more than one. A conversion that keeps no `If` warns.
+    for batches of more than one (alternative crops: one `Slice` or
+    `Gather`, see `execution.indexed_crop`). A conversion that keeps no
+    `If` where the plan has conditional branches warns.
 
     Example:
 
@@ -608,7 +611,7 @@ def export_onnx(
     proto = onnx.convert(
         serving_function(model, "flag"),
         signature,
-        conditional=bool(model.plan.controllers),
+        conditional=bool(indexed_crop.branch_nodes(model.plan)),
     )
     path = check_replaceable(path, "onnx")
     with storage.atomic_output(path) as temporary:

@@ -2,14 +2,17 @@
 glimpse network, in routed Keras and in every export.
 
 Each region's crop is a conditional node; the crops are merged, so that
-the glimpse network runs once, on the batch of chosen crops. The glimpse
+the glimpse network runs once, on the batch of chosen crops, and the
+engine runs the merged crops as one crop at each example's chosen corner
+(`execution.indexed_crop`). The glimpse
 network under test joins a `BranchProbe` (the number of examples it ran
 on) and a fixed linear map of the crop's pixels: the logits of every
 export agree with the head applied to the chosen region's crop, read
 once per example, and would not if an export read another region, the
 whole canvas, or ran the glimpse once per region. The structural tests
 show where the work lives: every glimpse convolution exists once, in the
-main graph, and at batch 1 each region's condition holds only its crop.
+main graph, and one gather cuts one crop per example, at batch 1 too;
+no op cuts the other regions.
 """
 
 import collections
@@ -18,6 +21,7 @@ import pathlib
 import keras
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from tensorflow.lite.python import schema_py_generated as schema
 from tensorflow.lite.tools import flatbuffer_utils
@@ -145,24 +149,52 @@ def convolutional_model():
     return model
 
 
-def litert_ops(path):
-    """`[Counter of builtin op names]` of each subgraph, the main first."""
-    content = flatbuffer_utils.read_model_from_bytearray(
+def read_litert(path):
+    return flatbuffer_utils.read_model_from_bytearray(
         bytearray(pathlib.Path(path).read_bytes())
     )
+
+
+def litert_op_names(content):
     names = {
         value: key
         for key, value in vars(schema.BuiltinOperator).items()
         if not key.startswith("_")
     }
-    codes = [
+    return [
         names[max(c.builtinCode, c.deprecatedBuiltinCode)]
         for c in content.operatorCodes
     ]
+
+
+def litert_ops(path):
+    """`[Counter of builtin op names]` of each subgraph, the main first."""
+    content = read_litert(path)
+    codes = litert_op_names(content)
     return [
         collections.Counter(codes[op.opcodeIndex] for op in sub.operators)
         for sub in content.subgraphs
     ]
+
+
+def litert_croppers(path):
+    """`[(subgraph index, op name)]` of the ops, in every subgraph, whose
+    output has a crop's shape `(batch, GLIMPSE, GLIMPSE, 1)`."""
+    content = read_litert(path)
+    codes = litert_op_names(content)
+    found = []
+    for index, sub in enumerate(content.subgraphs):
+        for op in sub.operators:
+            for output in op.outputs:
+                tensor = sub.tensors[output]
+                shape = (
+                    tensor.shapeSignature
+                    if tensor.shapeSignature is not None
+                    else tensor.shape
+                )
+                if list(shape)[1:] == [GLIMPSE, GLIMPSE, 1]:
+                    found.append((index, codes[op.opcodeIndex]))
+    return found
 
 
 @pytest.mark.parametrize("batch_size", [1, None])
@@ -176,10 +208,18 @@ def test_litert_holds_the_glimpse_network_once(
     # Every convolution in the main graph, once: one glimpse per example.
     assert main["CONV_2D"] == CONTEXT_CONVOLUTIONS + GLIMPSE_CONVOLUTIONS
     assert not any(sub["CONV_2D"] for sub in branches)
-    if batch_size == 1:
-        # Each region's crop is the branch of its own condition.
-        assert main["IF"] == len(REGIONS)
-        assert sum(sub["STRIDED_SLICE"] > 0 for sub in branches) == len(REGIONS)
+
+
+@pytest.mark.parametrize("batch_size", [1, None])
+def test_litert_cuts_one_crop_per_example(
+    convolutional_model, tmp_path, batch_size
+):
+    path = export.export_litert(
+        convolutional_model, tmp_path / "model.tflite", batch_size=batch_size
+    )
+    # One op cuts a crop, in the main graph: no region's crop of its own
+    # (in a branch or computed for every example and selected after).
+    assert litert_croppers(path) == [(0, "GATHER")]
 
 
 def _onnx_ops(graph):
@@ -203,5 +243,38 @@ def test_onnx_holds_the_glimpse_network_once(
     top_level = collections.Counter(node.op_type for node in graph.node)
     assert top_level["Conv"] == CONTEXT_CONVOLUTIONS + GLIMPSE_CONVOLUTIONS
     assert _onnx_ops(graph)["Conv"] == top_level["Conv"]
-    if batch_size == 1:
-        assert top_level["If"] == len(REGIONS)
+
+
+def onnx_croppers(path, images):
+    """Op types of the nodes whose output, on `images`, has a crop's shape
+    (every node's output is made a graph output and read by
+    onnxruntime: a dynamic slice's shape is known only when it runs)."""
+    proto = onnx.load(path)
+    graph = proto.graph
+    producers = {
+        out: node.op_type for node in graph.node for out in node.output
+    }
+    graph.output.extend(
+        onnx.ValueInfoProto(name=name)
+        for name in producers
+        if name not in {out.name for out in graph.output}
+    )
+    session = onnxruntime.InferenceSession(proto.SerializeToString())
+    values = session.run(None, {graph.input[0].name: images})
+    return [
+        producers[out.name]
+        for out, value in zip(session.get_outputs(), values)
+        if np.shape(value)[1:] == (GLIMPSE, GLIMPSE, 1)
+        and out.name in producers
+    ]
+
+
+@pytest.mark.parametrize("batch_size", [1, None])
+def test_onnx_cuts_one_crop_per_example(
+    convolutional_model, images, tmp_path, batch_size
+):
+    path = export.export_onnx(
+        convolutional_model, tmp_path / "model.onnx", batch_size=batch_size
+    )
+    batch = images[:1] if batch_size == 1 else images
+    assert onnx_croppers(path, batch) == ["Gather"]
