@@ -173,12 +173,12 @@ def build(arch, contender):
 def exit_routing(model, action):
     """`{exit controller: the index of its `action` ("stop"/"continue")}`;
     every controller continues for a graph without declared exits."""
-    exits = model.graph.metadata.get("exits")
+    exits = model.plan.exits
     if not exits:
         return {q: 1 for q in model.plan.controllers}
     return {
-        e["controller"]: model.plan.nodes[e["controller"]].actions.index(
-            e[action]
+        e.controller: model.plan.nodes[e.controller].actions.index(
+            e.stop if action == "stop" else e.proceed
         )
         for e in exits
     }
@@ -256,7 +256,7 @@ def compile_full_information(model):
 def threshold_curve(static, test, full_flops):
     """(cost fractions, accuracies) of the threshold exit, by cost."""
     x, y = test
-    exits = static.graph.metadata.get("exits")
+    exits = static.plan.exits
     if not exits:
         return None
     # Every percentile of the heads' confidences: points about 0.01 apart
@@ -323,7 +323,7 @@ def evaluate(model, budget, held_out, test, full_flops):
         "price": landed.delta,
         "held_out_cost": landed.cost,
     }
-    if len(model.graph.metadata.get("exits", [])) == 1:
+    if len(model.plan.exits) == 1:
         diagnostic = gate_diagnostic.diagnose(
             gate_diagnostic.gate_scores(model, x, y)
         )

@@ -128,7 +128,7 @@ def cascade(
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "cascade"
-    exits, finals = [], []
+    finals = []
     previous, when = "image", None
     for i, stage in enumerate(stages, start=1):
         graph.f_node(f"stage{i}", stage, inputs=previous, when=when)
@@ -150,16 +150,10 @@ def cascade(
         graph.dummy(f"stop{i}", inputs=f"head{i}", when=(controller, "stop"))
         graph.supervise(f"head{i}")
         finals.append(f"stop{i}")
-        exits.append(
-            {
-                "controller": controller,
-                "stop": "stop",
-                "continue": "continue",
-                "head": f"head{i}",
-            }
+        graph.early_exit(
+            controller, head=f"head{i}", stop="stop", proceed="continue"
         )
         previous, when = f"stage{i}", (controller, "continue")
     graph.merge("logits", inputs=finals)
     graph.output("logits")
-    graph.metadata["exits"] = exits
     return D2NNModel(graph, name=name)

@@ -86,6 +86,9 @@ def chain(
     graph = Graph()
     graph.input("image", shape=tuple(input_shape))
     graph.metadata["architecture"] = "chain"
+    # No early exit: its modules train on uniformly random routes (said,
+    # so that `fit_two_phase` knows it is meant).
+    graph.metadata["training_routing"] = "uniform"
     graph.f_node(
         "stem",
         keras.layers.Conv2D(

@@ -124,15 +124,6 @@ def high_low(
     graph = Graph()
     graph.input("image", shape=input_shape)
     graph.metadata["architecture"] = "high_low"
-    # The early exit, read by the confidence-threshold baseline.
-    graph.metadata["exits"] = [
-        {
-            "controller": "gate",
-            "stop": "stop",
-            "continue": "high",
-            "head": "low_head",
-        }
-    ]
     graph.f_node(
         "low", low_network or default_low_network(input_shape), inputs="image"
     )
@@ -170,6 +161,7 @@ def high_low(
         when=("gate", "high"),
     )
     graph.merge("logits", inputs=["stop", "high"])
+    graph.early_exit("gate", head="low_head", stop="stop", proceed="high")
     graph.output("logits")
     # The low head's prediction is used only for the examples that stop;
     # supervising it on all examples keeps it trained whatever the gate does.

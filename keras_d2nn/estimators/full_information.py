@@ -64,7 +64,7 @@ class FullInformation(Estimator):
     Modules: `module_routing` forces decisions in the training pass, so
     that modules train on the examples of those routes whatever the
     controllers would decide. `"continue"` forces every early exit the
-    graph declares (`graph.metadata["exits"]`, set by `high_low` and
+    graph declares (`Graph.early_exit`, declared by `high_low` and
     `cascade`) to continue: every stage and head trains on every example,
     as in the full static network a confidence-threshold exit runs on.
     (Masked execution, `needs_all_branches`, would not do this: it
@@ -72,7 +72,8 @@ class FullInformation(Estimator):
     gradient.) `"auto"` (default) is `"continue"` when the graph declares
     an exit for every controller trained here; else the actions the graph
     names in `graph.metadata["training_routing"]` (`{controller: action}`,
-    e.g. the hierarchical model's `"all"` experts); else `"uniform"`: every
+    e.g. the hierarchical model's `"all"` experts, or `"uniform"`, the
+    chain's); else `"uniform"`: every
     controller's decision drawn uniformly at random, so that every version
     of every stage trains on a share of the examples and in every
     combination (the chain's widths, the hierarchical model's experts).
@@ -229,12 +230,11 @@ class FullInformation(Estimator):
                     )
                 resolved[q] = int(action)
             return resolved
-        exits = {
-            e["controller"]: e["continue"]
-            for e in model.graph.metadata.get("exits", [])
-        }
+        exits = {e.controller: e.proceed for e in plan.exits}
         missing = [q for q in controllers if q not in exits]
         declared = model.graph.metadata.get("training_routing", {})
+        if missing and routing == "auto" and declared == UNIFORM:
+            return self._uniform(plan, controllers)
         if missing and routing == "auto" and declared:
             # The graph names the route its modules train on.
             return self._resolve_declared(plan, controllers, declared)
@@ -243,7 +243,7 @@ class FullInformation(Estimator):
                 return self._uniform(plan, controllers)
             raise ValueError(
                 f"`module_routing='continue'` needs the graph to declare an "
-                f"early exit (graph.metadata['exits']) for every controller; "
+                f"early exit (Graph.early_exit) for every controller; "
                 f"none for {missing}. Pass module_routing=None or a dict "
                 "{controller: action}."
             )

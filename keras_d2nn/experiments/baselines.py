@@ -9,8 +9,8 @@
 - **Confidence-threshold early exit**: on the full static network (every
   stage and head trained on every example), run the cheap classifier and
   continue only when its max softmax is below a threshold; swept over
-  thresholds. Needs the graph's `metadata["exits"]` (high-low and cascade
-  builders set it).
+  thresholds. Needs the graph's early exits (`Graph.early_exit`; the
+  high-low and cascade builders declare theirs).
 
 Every point is a `Point(name, kind, test_accuracy, mean_flops)`.
 
@@ -95,6 +95,23 @@ def action_rates(model, decisions):
     return rates
 
 
+def declared_exits(model, what="the threshold exit"):
+    """`model`'s early exits (`model.plan.exits`), or a ValueError saying
+    that `what` needs them and how to declare them.
+
+    Example: `declared_exits(model)[0].head  # high_low: "low_head"`.
+    """
+    exits = model.plan.exits
+    if not exits:
+        raise ValueError(
+            f"{what} needs the graph's early exits, and "
+            f"{getattr(model, 'name', 'the model')!r} declares none. "
+            "Declare each where the graph is built: graph.early_exit("
+            "controller, head=..., stop=..., proceed=...)."
+        )
+    return exits
+
+
 def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
     """The confidence-threshold early-exit baseline on a trained model.
 
@@ -108,14 +125,12 @@ def threshold_exit_curve(model, x, y, thresholds=None, batch_size=500):
     default the thresholds are the deciles of the heads' confidences.
 
     Returns:
-        A list of `Point`s, one per threshold, or `[]` when the graph
-        declares no exits.
+        A list of `Point`s, one per threshold. A graph that declares no
+        early exit is a ValueError.
 
     Example: `curve = threshold_exit_curve(cascade_model, x_test, y_test)`.
     """
-    exits = model.graph.metadata.get("exits", [])
-    if not exits:
-        return []
+    exits = declared_exits(model, "threshold_exit_curve")
     confidences = exit_confidences(model, x, batch_size)
     if thresholds is None:
         # Quantiles of the confidences spread the sweep over exit rates
@@ -139,13 +154,11 @@ def threshold_exit_at_cost(model, x, y, mean_flops, batch_size=500, steps=12):
     line drawn between the points of a coarse sweep (which lies below the
     concave curve and flatters the D2NN).
 
-    Returns None when the graph declares no exits.
+    A graph that declares no early exit is a ValueError.
 
     Example: `threshold_exit_at_cost(full_network, x_test, y_test, 2.6e6)`.
     """
-    exits = model.graph.metadata.get("exits", [])
-    if not exits:
-        return None
+    exits = declared_exits(model, "threshold_exit_at_cost")
     confidences = exit_confidences(model, x, batch_size)
     # Bisected on the quantile of the confidences, not the threshold: they
     # crowd near 1, where a step in the threshold moves many examples.
@@ -171,19 +184,17 @@ def threshold_exit_at_cost(model, x, y, mean_flops, batch_size=500, steps=12):
 
 def exit_confidences(model, x, batch_size=500):
     """`{exit head: max softmax (n,)}` of each exit the graph declares,
-    with every exit continuing ({} without exits): what the threshold
-    exit compares with its threshold.
+    with every exit continuing: what the threshold exit compares with its
+    threshold. A graph that declares no early exit is a ValueError.
 
     Example: `exit_confidences(full_network, x_test)["low_head"]`.
     """
-    exits = model.graph.metadata.get("exits", [])
-    if not exits:
-        return {}
+    exits = declared_exits(model, "exit_confidences")
     plan = model.plan
     everything = {
-        e["controller"]: np.full(
+        e.controller: np.full(
             len(x),
-            plan.nodes[e["controller"]].actions.index(e["continue"]),
+            plan.nodes[e.controller].actions.index(e.proceed),
             np.int32,
         )
         for e in exits
@@ -197,13 +208,13 @@ def _threshold_point(model, x, y, t, confidences, exits, batch_size):
     stopped = np.zeros(len(x), dtype=bool)
     decisions = {}
     for e in exits:
-        q = e["controller"]
+        q = e.controller
         actions = plan.nodes[q].actions
-        exit_here = (confidences[e["head"]] >= t) & ~stopped
+        exit_here = (confidences[e.head] >= t) & ~stopped
         decisions[q] = np.where(
             exit_here,
-            actions.index(e["stop"]),
-            actions.index(e["continue"]),
+            actions.index(e.stop),
+            actions.index(e.proceed),
         ).astype(np.int32)
         stopped |= exit_here
     accuracy, flops, _ = measure(
@@ -220,7 +231,7 @@ def _threshold_point(model, x, y, t, confidences, exits, batch_size):
 
 def _head_confidences(model, x, decisions, exits, batch_size):
     """Each exit head's max softmax on every example of `x`."""
-    heads = [e["head"] for e in exits]
+    heads = [e.head for e in exits]
     values = model.route(
         x, batch_size, decisions=decisions, values=heads
     ).node_values

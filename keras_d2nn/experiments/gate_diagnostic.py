@@ -1,7 +1,7 @@
 """Issue 17's diagnostic: does a learned early-exit gate rank examples
 better than the cheap head's confidence, on the same modules?
 
-For a model with one early exit (`graph.metadata["exits"]`, e.g.
+For a model with one early exit (`Graph.early_exit`, e.g.
 `high_low`), every test example is run with the exit forced to continue,
 which gives, on the model's own modules, whether the cheap head is right
 (`stop`), whether the expensive branch is right (`continue`), the cheap
@@ -45,17 +45,17 @@ def gate_scores(model, x, y, batch_size=500):
 
     Example: `arrays = gate_scores(model, x_test, y_test)`.
     """
-    exits = model.graph.metadata.get("exits", [])
+    exits = model.plan.exits
     if len(exits) != 1:
         raise ValueError(
             "gate_scores needs a model with exactly one early exit "
-            f"(graph.metadata['exits']); this one has {len(exits)}."
+            f"(Graph.early_exit); this one has {len(exits)}."
         )
     exit_ = exits[0]
-    q, head = exit_["controller"], exit_["head"]
+    q, head = exit_.controller, exit_.head
     node = model.plan.nodes[q]
-    go_on = node.actions.index(exit_["continue"])
-    stop = node.actions.index(exit_["stop"])
+    go_on = node.actions.index(exit_.proceed)
+    stop = node.actions.index(exit_.stop)
     parts = {k: [] for k in ("head", "output", "logits")}
     for start in range(0, len(x), batch_size):
         batch = x[start : start + batch_size]

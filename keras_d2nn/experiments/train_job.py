@@ -906,7 +906,11 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
     # own modules (the routing alone) and, with baselines, on the full
     # static network; None for a graph without exits.
     versus_threshold = None
-    own = baselines.threshold_exit_at_cost(model, x_test, y_test, mean_flops)
+    own = None
+    if model.plan.exits:
+        own = baselines.threshold_exit_at_cost(
+            model, x_test, y_test, mean_flops
+        )
     if own is not None:
         versus_threshold = {
             "own_modules": _versus(accuracy, own),
@@ -980,10 +984,14 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         # Exits sweep on the full static network: the D2NN's own later
         # stages were trained only on the examples routed to them.
         full_network.set_routing(None)
-        points += baselines.threshold_exit_curve(full_network, x_test, y_test)
-        at_cost = baselines.threshold_exit_at_cost(
-            full_network, x_test, y_test, mean_flops
-        )
+        at_cost = None
+        if full_network.plan.exits:
+            points += baselines.threshold_exit_curve(
+                full_network, x_test, y_test
+            )
+            at_cost = baselines.threshold_exit_at_cost(
+                full_network, x_test, y_test, mean_flops
+            )
         if at_cost is not None:
             at_cost.name = "confidence-threshold exit at the D2NN's FLOPs"
             points.append(at_cost)

@@ -436,9 +436,9 @@ def _baselines(config, tuner, hypermodel, test, log):
         log=log,
     )
     full_network.set_routing(None)
-    points = statics + baselines.threshold_exit_curve(
-        full_network, x_test, y_test
-    )
+    points = list(statics)
+    if full_network.plan.exits:
+        points += baselines.threshold_exit_curve(full_network, x_test, y_test)
     full = full_network.full_flops
     return [
         {**p.as_dict(), "flop_fraction": p.mean_flops / full} for p in points

@@ -19,6 +19,7 @@ from typing import TypeAlias
 import keras
 import numpy as np
 
+from keras_d2nn.graph import exits
 from keras_d2nn.graph.plan import Node
 from keras_d2nn.graph.plan import Plan  # noqa: F401  (part of this module's API)
 from keras_d2nn.graph.plan import Supervision
@@ -430,6 +431,72 @@ class Graph:
         self._supervised.append(Supervision(node, weight, label_map, classes))
         return node
 
+    def early_exit(
+        self, controller: str, *, head: str, stop: str, proceed: str
+    ) -> str:
+        """Declares an early exit: `controller`'s action `stop` answers with
+        `head`'s prediction, its action `proceed` goes on to the rest of
+        the network.
+
+        What reads it: the two-phase recipe trains every module on every
+        example by going on at each exit (`FullInformation`'s
+        `module_routing="auto"`), the confidence-threshold baseline stops
+        where the head is confident (`experiments.baselines`), and the
+        gate diagnostic compares the gate with the head's confidence.
+        Without it they cannot tell an exit from any other choice. Checked
+        by `validate()`: a controller with both actions, a head with the
+        output's shape that runs whenever the controller decides.
+
+        Args:
+            controller: the Q-node's name.
+            head: the node whose prediction `stop` answers with.
+            stop: the controller's action that stops.
+            proceed: the controller's action that goes on.
+
+        Returns:
+            The controller's name.
+
+        Example:
+
+        ```python
+        graph = keras_d2nn.Graph()
+        graph.input("x", shape=(8,))
+        graph.f_node("cheap", keras.layers.Dense(3), inputs="x")
+        graph.q_node("gate", keras_d2nn.Controller(2), inputs="cheap",
+                     actions=("stop", "more"))
+        graph.dummy("stop", inputs="cheap", when=("gate", "stop"))
+        graph.f_node("expensive", keras.layers.Dense(3), inputs="x",
+                     when=("gate", "more"))
+        graph.merge("logits", inputs=["stop", "expensive"])
+        graph.output("logits")
+        graph.supervise("cheap")
+        graph.early_exit("gate", head="cheap", stop="stop", proceed="more")
+        keras_d2nn.D2NNModel(graph).plan.exits[0].head  # "cheap"
+        ```
+        """
+        for role, value in (
+            ("controller", controller),
+            ("head", head),
+            ("stop", stop),
+            ("proceed", proceed),
+        ):
+            if not isinstance(value, str) or not value:
+                raise ValueError(
+                    f"early_exit: `{role}` should be a non-empty string (a "
+                    f"{'node' if role in ('controller', 'head') else 'action'}"
+                    f" name). Received: {role}={value!r}"
+                )
+        declared = exits.from_metadata(self.metadata.get("exits", []))
+        if any(e.controller == controller for e in declared):
+            raise ValueError(
+                f"An early exit at '{controller}' is already declared."
+            )
+        entry = exits.EarlyExit(controller, stop, proceed, head)
+        self.metadata["exits"] = [e.as_metadata() for e in declared] + [
+            entry.as_metadata()
+        ]
+        return controller
+
     def _make(self, name, kind, layer, inputs, when, cost_override, defaults):
         if cost_override is not None:
             cost_override = float(cost_override)
@@ -477,7 +544,12 @@ class Graph:
         plan.controllers, plan.full_flops
         ```
         """
-        return Validator(self._nodes, self._outputs, self._supervised).plan()
+        return Validator(
+            self._nodes,
+            self._outputs,
+            self._supervised,
+            exits.from_metadata(self.metadata.get("exits", [])),
+        ).plan()
 
     # -- serialisation ------------------------------------------------------
 

@@ -16,6 +16,7 @@ import tensorflow as tf
 if TYPE_CHECKING:
     import keras
 
+    from keras_d2nn.graph.exits import EarlyExit
     from keras_d2nn.graph.reachability import DecisionSpace
 
 
@@ -77,6 +78,7 @@ class Plan:
         controllers: names of the Q-nodes, in topological order.
         conditions: `{node name: bool ndarray}` over the joint decisions.
         space: the `reachability.DecisionSpace` of the joint decisions.
+        exits: the `EarlyExit`s the graph declares (`Graph.early_exit`).
 
     Example:
 
@@ -95,6 +97,7 @@ class Plan:
     controllers: tuple[str, ...]
     conditions: dict[str, np.ndarray]
     space: DecisionSpace
+    exits: tuple[EarlyExit, ...] = ()
 
     @functools.cached_property
     def nodes(self) -> dict[str, Node]:

@@ -11,6 +11,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from keras_d2nn.graph import exits as early_exits
 from keras_d2nn.graph import reachability
 from keras_d2nn.graph.flops import layer_flops
 from keras_d2nn.graph.plan import Plan
@@ -23,14 +24,16 @@ class Validator:
         nodes: `{name: Node}` in the order they were added.
         outputs: `(output name, node name)` pairs.
         supervised: `Supervision`s.
+        exits: `EarlyExit`s.
 
     Example: `plan = Validator(nodes, outputs, supervised).plan()`.
     """
 
-    def __init__(self, nodes, outputs, supervised):
+    def __init__(self, nodes, outputs, supervised, exits=()):
         self._nodes = dict(nodes)
         self._outputs = list(outputs)
         self._supervised = list(supervised)
+        self._exits = tuple(exits)
 
     def plan(self):
         """Checks everything and returns the `Plan` (builds the layers)."""
@@ -43,6 +46,10 @@ class Validator:
         self._check_reachability(order, conditions, space)
         specs, flops = self._infer_shapes_and_flops(order)
         self._check_supervised_shapes(specs)
+        by_name = {node.name: node for node in order}
+        early_exits.check(
+            self._exits, by_name, specs, conditions, self._outputs[0][1]
+        )
         return Plan(
             order=tuple(order),
             outputs=tuple(self._outputs),
@@ -52,6 +59,7 @@ class Validator:
             controllers=tuple(controllers),
             conditions=conditions,
             space=space,
+            exits=self._exits,
         )
 
     def _check_supervised_shapes(self, specs):

@@ -3,6 +3,7 @@ the controllers alone on the frozen modules."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,26 @@ def fresh_optimizer(optimizer: Any) -> keras.optimizers.Optimizer:
     if isinstance(optimizer, keras.optimizers.Optimizer):
         return optimizer.__class__.from_config(optimizer.get_config())
     return keras.optimizers.get(optimizer)
+
+
+def _check_module_routes(model, estimator):
+    """Warns when phase one's modules would train on uniformly random
+    routes only because the graph declares neither early exits nor a
+    training route (the user may have meant exits)."""
+    if getattr(estimator, "module_routing", None) != "auto":
+        return
+    if model.plan.exits or model.graph.metadata.get("training_routing"):
+        return
+    warnings.warn(
+        "fit_two_phase: the graph declares no early exit and no training "
+        "route, so phase one trains its modules on uniformly random "
+        "routes. If a controller is an early exit, declare it where the "
+        "graph is built (graph.early_exit(controller, head=..., stop=..., "
+        "proceed=...)): every module then trains on every example. If "
+        "random routes are meant, say so: "
+        "graph.metadata['training_routing'] = 'uniform'.",
+        stacklevel=3,
+    )
 
 
 def _fresh_estimator(estimator: Estimator) -> Estimator:
@@ -136,6 +157,7 @@ def fit_two_phase(
     if estimator is None:
         estimator = FullInformation(objective="value")
     _check_controllers(model)
+    _check_module_routes(model, estimator)
     compile_kwargs = dict(compile_kwargs or {})
     backups = [] if backup is None else [backup]
     if backup is not None:

@@ -173,7 +173,7 @@ class ArchitectureTest(TestCase):
         flops = model.plan.flops
         assert flops["stage1"] < flops["stage2"] < flops["stage3"]
         assert model.plan.controllers == ("exit1", "exit2")
-        assert [e["head"] for e in model.graph.metadata["exits"]] == [
+        assert [e.head for e in model.plan.exits] == [
             "head1",
             "head2",
         ]

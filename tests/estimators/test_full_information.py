@@ -328,8 +328,7 @@ def test_module_routing_is_checked_against_the_graph():
         "adam", LOSS, estimator=FullInformation(module_routing={"gate": "stop"})
     )
     assert model._training_routing == {"gate": 0}
-    no_exits = exit_rule_model()
-    del no_exits.graph.metadata["exits"]
+    no_exits = exit_rule_model(declare_exit=False)
     with pytest.raises(ValueError, match="early exit"):
         no_exits.compile(
             "adam", LOSS, estimator=FullInformation(module_routing="continue")
@@ -352,9 +351,10 @@ def test_missing_reward_of_is_a_clear_error():
         estimator.controller_loss(batch)
 
 
-def exit_rule_model():
+def exit_rule_model(declare_exit=True):
     """Input 6 features; a linear cheap head; the gate reads the input.
-    The expensive branch is an MLP."""
+    The expensive branch is an MLP. `declare_exit`: the gate is declared
+    an early exit."""
     graph = Graph()
     graph.input("x", shape=(6,))
     graph.f_node("low", keras.layers.Dense(2, name="low"), inputs="x")
@@ -380,14 +380,8 @@ def exit_rule_model():
     graph.merge("logits", inputs=["stop", "high"])
     graph.output("logits")
     graph.supervise("low")
-    graph.metadata["exits"] = [
-        {
-            "controller": "gate",
-            "stop": "stop",
-            "continue": "high",
-            "head": "low",
-        }
-    ]
+    if declare_exit:
+        graph.early_exit("gate", head="low", stop="stop", proceed="high")
     return D2NNModel(graph)
 
 

@@ -121,14 +121,15 @@ def test_threshold_at_a_cost_is_the_sweep_point_nearest_that_cost(
     )
     assert again.test_accuracy == point.test_accuracy
     assert again.mean_flops == point.mean_flops
-    assert (
-        baselines.threshold_exit_at_cost(architectures.chain(), x, y, 1) is None
-    )
 
 
 def test_threshold_exit_needs_declared_exits(trained_high_low):
     _, x, y = trained_high_low
-    assert baselines.threshold_exit_curve(architectures.chain(), x, y) == []
+    chain = architectures.chain()
+    with pytest.raises(ValueError, match="'chain' declares none"):
+        baselines.threshold_exit_curve(chain, x, y)
+    with pytest.raises(ValueError, match="needs the graph's early exits"):
+        baselines.threshold_exit_at_cost(chain, x, y, 1)
 
 
 def test_action_rates_ignore_examples_a_controller_skipped():

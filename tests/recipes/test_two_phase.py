@@ -40,14 +40,7 @@ def custom_graph(declare_exit=True):
     graph.output("logits")
     graph.supervise("low_head")
     if declare_exit:
-        graph.metadata["exits"] = [
-            {
-                "controller": "gate",
-                "stop": "stop",
-                "continue": "high",
-                "head": "low_head",
-            }
-        ]
+        graph.early_exit("gate", head="low_head", stop="stop", proceed="high")
     return keras_d2nn.D2NNModel(graph)
 
 
