@@ -26,6 +26,13 @@ from keras_d2nn.export.serving import export_litert
 from keras_d2nn.export.serving import export_onnx
 from keras_d2nn.export.serving import export_saved_model
 from keras_d2nn.export.serving import serving_function
+from keras_d2nn.models import exporters as _exporters
+
+# `D2NNModel.export(path, format=...)`, the call Keras users make first,
+# writes these routed exports (not Keras's generic ones).
+_exporters.register("tf_saved_model", export_saved_model)
+_exporters.register("litert", export_litert)
+_exporters.register("onnx", export_onnx)
 
 __all__ = [
     "QUANTIZATIONS",

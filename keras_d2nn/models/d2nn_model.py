@@ -25,6 +25,7 @@ from keras_d2nn.inspection import cost_report
 from keras_d2nn.layers.seed_state import SavesSeedState
 from keras_d2nn.models import batch_inputs
 from keras_d2nn.models import calibration
+from keras_d2nn.models import exporters
 from keras_d2nn.models import input_checks
 from keras_d2nn.models import routing_pass
 from keras_d2nn.models.multi_worker import MultiWorkerFixes
@@ -475,6 +476,55 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+    def export(
+        self,
+        filepath,
+        format="tf_saved_model",
+        verbose=None,
+        input_signature=None,
+        **kwargs,
+    ):
+        """Writes the routed model for serving, as `keras.Model.export`
+        does for a plain model, and returns the path.
+
+        `format`: `"tf_saved_model"` (`export.export_saved_model`, for TF
+        Serving), `"litert"` (`export.export_litert`, builtins only) or
+        `"onnx"` (`export.export_onnx`). Each runs routed execution
+        inside (skipped branches do not run), returns the routing
+        outputs beside the logits (`decision_<controller>`,
+        `executed_flops`, `valid`) and checks each request; Keras's
+        generic export would have none of these, so other formats are a
+        ValueError. The input signature is the graph's own input
+        (`batch_size=` fixes the batch: LiteRT's default is 1).
+
+        Args:
+            filepath: where to write.
+            format: one of the three above.
+            verbose: if True, print the path written.
+            input_signature: not taken (the graph declares its input); a
+                ValueError if given.
+            **kwargs: the exporter's arguments (`batch_size`,
+                `quantization`, `representative_images`).
+
+        Example:
+
+        ```python
+        # slow
+        path = model.export("/tmp/high_low.tflite", format="litert")
+        keras_d2nn.export.load_exported(path)(images[:1])["decision_gate"]
+        ```
+        """
+        if input_signature is not None:
+            raise ValueError(
+                "D2NNModel.export takes the graph's input as it is declared "
+                "(pass `batch_size=` to fix the batch size). Received: "
+                f"input_signature={input_signature!r}"
+            )
+        path = exporters.export(self, filepath, format, **kwargs)
+        if verbose:
+            print(f"Saved the routed {format} model at {path}.")
+        return path
 
     @property
     def routing(self):
