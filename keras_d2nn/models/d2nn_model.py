@@ -166,6 +166,9 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self.cost_measure = cost_lib.CostMeasure.flops(self.plan)
         # `latency_ms` in the logs, with `compile(cost="latency")` only.
         self.latency_tracker: keras.metrics.Mean | None = None
+        # `trained_cost` in fit's logs, when the estimators force the
+        # training pass's routes (FullInformation's module routing).
+        self.trained_cost_tracker: keras.metrics.Mean | None = None
         self.action_names = [
             (q, action)
             for q in self.plan.controllers
@@ -396,6 +399,14 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
             for q, a in getattr(est, "training_routing", {}).items()
             if q in controllers
         }
+        if self.trained_cost_tracker is not None:
+            # As for the budget: Keras would keep a replaced metric.
+            self._tracker.untrack(self.trained_cost_tracker)
+        self.trained_cost_tracker = (
+            keras.metrics.Mean(name="trained_cost")
+            if self._training_routing
+            else None
+        )
         # Built now with every variable: steps under forced routing give the
         # forced controllers no gradient, and a lazily built optimizer would
         # then never know them.
@@ -767,7 +778,13 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         the decisions they would take (argmax of their logits), and the
         cost of the route those decisions take: the training pass ran
         their forced routes (FullInformation: every module), whose cost
-        says nothing of the routing learned."""
+        says nothing of the routing learned; that cost is `trained_cost`
+        (1 when every module trains on every example)."""
+        if greedy and self.trained_cost_tracker is not None:
+            self.trained_cost_tracker.update_state(
+                self.cost_measure.executed(trace)
+                / (self.cost_measure.full or 1.0)
+            )
         decisions = dict(trace.decisions)
         for q in greedy:
             taken = self.plan.nodes[q].layer.greedy_action(trace.logits[q])
@@ -950,9 +967,10 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         self._update_routing_metrics(trace)
         if self.cost_budget is not None:
             self._budget_step(trace, move=False)
-        return self._step_logs(
-            self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        )
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        # An evaluation pass forces no route: nothing was trained.
+        logs.pop("trained_cost", None)
+        return self._step_logs(logs)
 
     # -- reports ------------------------------------------------------------
 

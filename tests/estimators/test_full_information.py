@@ -275,6 +275,24 @@ def test_the_progress_bar_shows_the_cost_of_the_greedy_routes():
     routed = model.route(x).mean_cost_fraction
     assert routed < 0.99  # some example stops early
     assert history.history["cost"][-1] == pytest.approx(routed, rel=1e-5)
+    # `trained_cost`: what the training pass ran, every stage.
+    assert history.history["trained_cost"] == [pytest.approx(1.0)]
+
+
+def test_trained_cost_is_logged_only_where_routes_are_forced():
+    model = toy_cascade()
+    x, y = toy_data(64)
+    # Uniformly random routes: half the examples stop at each exit.
+    model.compile(
+        "adam", LOSS, estimator=FullInformation(module_routing="uniform")
+    )
+    history = model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert 0.1 < history.history["trained_cost"][0] < 0.9
+    logs = model.evaluate(x, y, verbose=0, return_dict=True)
+    assert "trained_cost" not in logs and "cost" in logs
+    model.compile("adam", LOSS, estimator=FullInformation(module_routing=None))
+    history = model.fit(x, y, epochs=1, batch_size=64, verbose=0)
+    assert "trained_cost" not in history.history
 
 
 def test_too_many_joint_decisions_is_a_clear_error():
