@@ -220,7 +220,8 @@ def fit_controllers(
 ) -> keras.callbacks.History:
     """Trains `model`'s controllers alone, on its frozen modules, for
     `gate_epochs` (the second phase of `fit_two_phase`);
-    returns the `History`. The modules are trainable again afterwards.
+    returns the `History`. The modules are trainable again afterwards,
+    and the model is compiled again for all of them.
 
     Arguments as in `fit_two_phase`; `backup_phase` is the index of this
     phase among the phases `backup` saves (so that a resumed run skips
@@ -259,7 +260,7 @@ def fit_controllers(
         )
         if backup is not None:
             backup.skip_shuffles(x, backup_phase, gate_epochs)
-        return model.fit(
+        history = model.fit(
             x,
             y,
             epochs=gate_epochs,
@@ -269,3 +270,16 @@ def fit_controllers(
     finally:
         model._initial_epoch = None
         model.freeze_modules(False)
+    # This phase's optimizer holds slots for the controllers alone.
+    # Compiled again (a fresh optimizer, the cost weight where the phase
+    # left it), the model saves an optimizer of every trainable variable,
+    # so a reload matches it without warning, and a further `fit` trains
+    # the whole model.
+    model.compile(
+        optimizer=fresh_optimizer(optimizer),
+        loss=loss,
+        metrics=list(metrics or []),
+        estimator=_fresh_estimator(estimator),
+        **dict(compile_kwargs or {}) | {"cost_weight": model.cost_weight},
+    )
+    return history

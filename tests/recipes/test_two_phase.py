@@ -2,6 +2,8 @@
 (random routes in phase one), the modules still in phase two, and clear
 refusals."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -164,6 +166,36 @@ def test_a_graph_without_exits_trains_every_version_on_random_routes():
         assert any(
             not np.array_equal(b, np.array(a)) for b, a in zip(weights, after)
         ), version
+
+
+def test_a_two_phase_model_reloads_without_an_optimizer_mismatch(tmp_path):
+    # Phase two's optimizer knew the controllers alone; the model leaves
+    # the recipe compiled for every trainable variable, so its file
+    # loads without Keras's "Skipping variable loading for optimizer".
+    model = custom_graph()
+    x, y = routing_data(256)
+    fit_two_phase(
+        model,
+        x,
+        y,
+        loss=LOSS,
+        epochs=1,
+        gate_epochs=1,
+        batch_size=64,
+        verbose=0,
+    )
+    assert len(model.optimizer._trainable_variables) == len(
+        model.trainable_variables
+    )
+    model.save(tmp_path / "two_phase.keras")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loaded = keras.saving.load_model(tmp_path / "two_phase.keras")
+    assert not [w for w in caught if "Skipping variable" in str(w.message)]
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6
+    )
+    assert loaded.cost_weight == pytest.approx(model.cost_weight)
 
 
 def test_a_graph_without_controllers_is_refused():
