@@ -1,7 +1,9 @@
 """Keras callbacks for D2NNs: training schedules (warm-up routing,
-cost-weight ramps), TensorBoard logging of the decisions, and a backup
-of each epoch that a killed run resumes from."""
+cost-weight ramps), TensorBoard logging of the decisions, a backup of
+each epoch that a killed run resumes from, and the validation accuracy
+at a budget (what EarlyStopping and ModelCheckpoint should watch)."""
 
+from keras_d2nn.callbacks.accuracy_at_budget import AccuracyAtBudget
 from keras_d2nn.callbacks.epoch_backup import EpochBackup
 from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.callbacks.schedules import CostWeightSchedule
@@ -14,6 +16,7 @@ from keras_d2nn.callbacks.schedules import d2nn_schedule
 from keras_d2nn.callbacks.schedules import linear_ramp
 
 __all__ = [
+    "AccuracyAtBudget",
     "CostWeightSchedule",
     "D2NNSchedule",
     "EpochBackup",
