@@ -24,8 +24,7 @@ Two modes produce the same values (tested):
   mask-based dynamic networks do; it saves nothing.
 
 Only ops that convert to LiteRT builtins are used on the inference path
-(`tf.where`, `tf.gather`, `tf.scatter_nd` with int32 indices, `tf.cond`,
-`tf.slice`).
+(`tf.where`, `tf.gather`, `tf.scatter_nd` with int32 indices, `tf.cond`).
 """
 
 import typing
