@@ -179,6 +179,14 @@ flags.DEFINE_float(
     "--cost_weight); tune: the most accurate model within it.",
 )
 flags.DEFINE_float(
+    "max_accuracy_drop",
+    _DEFAULTS.max_accuracy_drop,
+    "train: land the trained model on the cheapest routing whose accuracy "
+    "on the --val_examples held-out images is at most this much below its "
+    "full network's (a fraction: 0.005 is half a point; 0: none); the "
+    "report gives the test split's figure beside it.",
+)
+flags.DEFINE_float(
     "target_accuracy",
     _TUNE.target_accuracy,
     "tune: the cheapest model with at least this validation accuracy.",
@@ -277,6 +285,14 @@ flags.DEFINE_integer(
 flags.DEFINE_string(
     "report", None, "verify: also write the report as JSON to this path."
 )
+flags.DEFINE_string(
+    "data",
+    None,
+    "verify, export --quantize=int8: your own examples instead of "
+    "--dataset's: a .npy file of inputs, or a .npz file holding `x` (and "
+    "`y`, the labels: np.savez('data.npz', x=x, y=y)), scaled as in "
+    "training.",
+)
 
 
 # What `python -m keras_d2nn --help` says of each command (one line each).
@@ -312,9 +328,18 @@ COMMAND_FLAGS = {
         "quantize",
         "calibration_examples",
         "unsafe_load",
+        "data",
         *DATA_FLAGS,
     ),
-    "verify": ("model", "exported", "n", "report", "unsafe_load", *DATA_FLAGS),
+    "verify": (
+        "model",
+        "exported",
+        "n",
+        "report",
+        "unsafe_load",
+        "data",
+        *DATA_FLAGS,
+    ),
     "tune": tuple(f.name for f in dataclasses.fields(tune_job.TuneConfig))
     + ("reward_cost_weight",),
     "profile": tuple(
@@ -782,9 +807,18 @@ def _load_d2nn():
 
 
 def _split_from_flags(model, split, take, why=""):
-    """`(images, labels)` of --dataset's `split` (--data_dir, --tfds_dir;
-    without --dataset, the dataset of `model`'s image shape), or a
-    one-line failure starting with `why`."""
+    """`(inputs, labels or None)`: --data's, else those of --dataset's
+    `split` (--data_dir, --tfds_dir; without --dataset, the dataset of
+    `model`'s image shape), or a one-line failure starting with `why`."""
+    from keras_d2nn.data import user_arrays
+
+    if FLAGS.data:
+        if FLAGS.dataset:
+            _fail("--data and --dataset: pass one of them, not both.")
+        try:
+            return user_arrays.load(FLAGS.data, take)
+        except ValueError as error:
+            _fail(f"{why}{error}")
     try:
         return pipelines.load_arrays(
             FLAGS.dataset
@@ -805,7 +839,7 @@ def _calibration_images(model):
         model,
         "train",
         FLAGS.calibration_examples,
-        "int8 calibration needs the training split of --dataset: ",
+        "int8 calibration needs the training split of --dataset, or --data: ",
     )
     return images
 
@@ -862,6 +896,7 @@ def verify():
 
     from keras_d2nn.export import runtime
     from keras_d2nn.export import verify
+    from keras_d2nn.models import value_range
 
     if not FLAGS.model or not FLAGS.exported:
         _fail("verify needs --model=PATH.keras and --exported=PATH.")
@@ -876,6 +911,12 @@ def verify():
     model = _load_d2nn()
     images, labels = _split_from_flags(model, "test", FLAGS.n)
     try:
+        # Data outside the input's declared range would only be flagged
+        # alike on both sides: a mistake in the data, said as such.
+        node = model.plan.nodes[model.input_names[0]]
+        value_range.check_in_range(
+            node.name, images, node.value_range, "verify"
+        )
         report = verify.verify(model, exported, images, labels)
     except ValueError as error:
         _fail(str(error))

@@ -248,6 +248,7 @@ def attention(
     downsample: int = 4,
     glimpse_network: keras.Layer | None = None,
     name: str = "attention",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> D2NNModel:
     """Builds an attention (glimpse) D2NN: from a low-resolution view of
     the canvas, a controller picks one region to process at full
@@ -291,6 +292,10 @@ def attention(
 
     Args:
         input_shape: shape of one image.
+        value_range: the values the images hold, `(0.0, 1.0)` as
+            `keras_d2nn.data`'s pipelines scale them; the model and its
+            exports refuse (or flag) images beyond it (`Graph.input`).
+            None: not checked.
         num_classes: number of classes.
         regions: `(top, left)` corners of the regions (default above).
         region_names: action names (default: `top_left`, ... for the five
@@ -353,7 +358,9 @@ def attention(
                 f"in a {height}x{width} image."
             )
     graph = Graph()
-    graph.input("image", shape=(height, width, channels))
+    graph.input(
+        "image", shape=(height, width, channels), value_range=value_range
+    )
     graph.metadata["architecture"] = "attention"
     graph.f_node(
         "lowres",

@@ -60,6 +60,7 @@ def cascade(
     controller_hidden_units: Sequence[int] | None = None,
     name: str = "cascade",
     gate_input: str = "confidence",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> D2NNModel:
     """Builds a cascade D2NN: after each stage, stop or continue.
 
@@ -86,6 +87,10 @@ def cascade(
 
     Args:
         input_shape: shape of one image.
+        value_range: the values the images hold, `(0.0, 1.0)` as
+            `keras_d2nn.data`'s pipelines scale them; the model and its
+            exports refuse (or flag) images beyond it (`Graph.input`).
+            None: not checked.
         num_classes: number of classes (logits are output).
         stages: list of Keras models, stage `i + 1` taking stage `i`'s
             output (default: three conv stages of growing cost).
@@ -126,7 +131,7 @@ def cascade(
             f"A cascade needs at least 2 stages. Received: {len(stages)}"
         )
     graph = Graph()
-    graph.input("image", shape=tuple(input_shape))
+    graph.input("image", shape=tuple(input_shape), value_range=value_range)
     graph.metadata["architecture"] = "cascade"
     finals = []
     previous, when = "image", None

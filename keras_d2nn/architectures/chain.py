@@ -34,6 +34,7 @@ def chain(
     widths: Sequence[int] = (32, 16, 8),
     version_names: Sequence[str] = ("full", "half", "quarter"),
     name: str = "chain",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> D2NNModel:
     """Builds a chain D2NN: before each stage a controller picks one of
     several versions of the stage (widths) or skips it.
@@ -55,6 +56,10 @@ def chain(
 
     Args:
         input_shape: shape of one image.
+        value_range: the values the images hold, `(0.0, 1.0)` as
+            `keras_d2nn.data`'s pipelines scale them; the model and its
+            exports refuse (or flag) images beyond it (`Graph.input`).
+            None: not checked.
         num_classes: number of classes.
         num_stages: number of stages (and controllers).
         channels: feature maps carried along the chain.
@@ -84,7 +89,7 @@ def chain(
             f"`num_stages` should be >= 1. Received: num_stages={num_stages}"
         )
     graph = Graph()
-    graph.input("image", shape=tuple(input_shape))
+    graph.input("image", shape=tuple(input_shape), value_range=value_range)
     graph.metadata["architecture"] = "chain"
     # No early exit: its modules train on uniformly random routes (said,
     # so that `fit_two_phase` knows it is meant).

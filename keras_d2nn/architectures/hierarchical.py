@@ -81,6 +81,7 @@ def hierarchical(
     max_experts: int | None = None,
     specialists: bool = True,
     name: str = "hierarchical",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> D2NNModel:
     """Builds a hierarchical D2NN: a coarse classifier routes each example
     to one, two or all of its fine-grained experts.
@@ -113,6 +114,10 @@ def hierarchical(
 
     Args:
         input_shape: shape of one image.
+        value_range: the values the images hold, `(0.0, 1.0)` as
+            `keras_d2nn.data`'s pipelines scale them; the model and its
+            exports refuse (or flag) images beyond it (`Graph.input`).
+            None: not checked.
         num_classes: number of classes.
         groups: `{group name: class indices}` covering every class
             (default: Fashion-MNIST's tops, shoes and others).
@@ -161,7 +166,7 @@ def hierarchical(
     # Specialists need the sets that can make up for a wrong group.
     specialists = bool(specialists) and max_experts == len(groups)
     graph = Graph()
-    graph.input("image", shape=tuple(input_shape))
+    graph.input("image", shape=tuple(input_shape), value_range=value_range)
     graph.metadata["architecture"] = "hierarchical"
     graph.metadata["groups"] = {k: list(v) for k, v in groups.items()}
     trunk = keras.Sequential(

@@ -57,6 +57,7 @@ def high_low(
     controller: Controller | None = None,
     name: str = "high_low",
     gate_input: str = "confidence",
+    value_range: tuple[float, float] | None = (0.0, 1.0),
 ) -> D2NNModel:
     """Builds the high-low capacity D2NN: a cheap path, and an expensive one
     that a controller runs only for the examples that need it.
@@ -87,6 +88,10 @@ def high_low(
 
     Args:
         input_shape: shape of one image.
+        value_range: the values the images hold, `(0.0, 1.0)` as
+            `keras_d2nn.data`'s pipelines scale them; the model and its
+            exports refuse (or flag) images beyond it (`Graph.input`).
+            None: not checked.
         num_classes: number of classes (logits are output).
         low_network: a Keras model image -> feature vector (default: one
             strided convolution and a Dense layer of 32).
@@ -122,7 +127,7 @@ def high_low(
         input_shape = arguments.image_shape("high_low", input_shape)
     input_shape = tuple(input_shape)
     graph = Graph()
-    graph.input("image", shape=input_shape)
+    graph.input("image", shape=input_shape, value_range=value_range)
     graph.metadata["architecture"] = "high_low"
     graph.f_node(
         "low", low_network or default_low_network(input_shape), inputs="image"

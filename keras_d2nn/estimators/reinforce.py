@@ -92,6 +92,11 @@ class Reinforce(Estimator):
 
     @property
     def entropy_weight(self):
+        """Weight of the policy's entropy bonus (>= 0); assignable, e.g.
+        by a schedule between epochs.
+
+        Example: `estimator.entropy_weight = 0.0`.
+        """
         return self._entropy_weight
 
     @entropy_weight.setter
@@ -106,6 +111,10 @@ class Reinforce(Estimator):
 
     @property
     def baseline_momentum(self):
+        """Momentum of the moving-average reward baseline, in [0, 1).
+
+        Example: `Reinforce(baseline="moving_average").baseline_momentum`.
+        """
         return self._baseline_momentum
 
     @baseline_momentum.setter

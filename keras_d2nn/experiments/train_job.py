@@ -56,6 +56,7 @@ from keras_d2nn.callbacks.routing_tensorboard import RoutingTensorBoard
 from keras_d2nn.data import pipelines
 from keras_d2nn.estimators import budget as budget_lib
 from keras_d2nn.estimators.rewards import check_cost_weight
+from keras_d2nn.experiments import accuracy_landing
 from keras_d2nn.experiments import baselines
 from keras_d2nn.experiments import glimpse_job
 from keras_d2nn.graph.latency_profile import LatencyProfile
@@ -154,6 +155,9 @@ class TrainConfig:
     gate_epochs: int | None = None
     cost_weight: float = 0.1
     budget: float | None = None
+    # Land on the cheapest routing within this accuracy of the full
+    # network, on the held-out images (0: none; `accuracy_landing`).
+    max_accuracy_drop: float = 0.0
     entropy_weight: float = 0.01
     learning_rate: float = 1e-3
     batch_size: int = 128
@@ -241,7 +245,10 @@ class TrainConfig:
 
     def check(self):
         """Raises `ValueError` naming the first bad setting."""
-        check_finite(self, ("learning_rate", "entropy_weight", "budget"))
+        check_finite(
+            self,
+            ("learning_rate", "entropy_weight", "budget", "max_accuracy_drop"),
+        )
         if not self.learning_rate > 0:
             raise ValueError(
                 "`learning_rate` should be > 0. Received: "
@@ -284,7 +291,21 @@ class TrainConfig:
             )
         for name in ("epochs", "batch_size"):
             check_at_least(settings, name, 1)
-        if settings.budget and self.val_examples >= TRAIN_IMAGES:
+        if not 0 <= self.max_accuracy_drop < 1:
+            raise ValueError(
+                "`max_accuracy_drop` should be the accuracy the routing may "
+                "lose against the full network, a fraction in [0, 1) "
+                "(0.005: half a point; 0: no accuracy target). Received: "
+                f"max_accuracy_drop={self.max_accuracy_drop!r}"
+            )
+        if self.max_accuracy_drop and not self.val_examples:
+            raise ValueError(
+                "`max_accuracy_drop` is met on held-out training images: "
+                "set `val_examples` > 0. Received: val_examples=0"
+            )
+        if (
+            settings.budget or self.max_accuracy_drop
+        ) and self.val_examples >= TRAIN_IMAGES:
             raise ValueError(
                 "`val_examples` should leave training images: fewer than "
                 f"{TRAIN_IMAGES}. Received: val_examples={self.val_examples}"
@@ -304,6 +325,7 @@ class TrainConfig:
         """Refuses the settings the static-first recipe has no use for."""
         for name, given in (
             ("budget", settings.budget),
+            ("max_accuracy_drop", self.max_accuracy_drop),
             ("latency_profile", self.latency_profile),
         ):
             if given:
@@ -590,7 +612,10 @@ def budget_warnings(config, landed, cheapest):
             "routing meets it, so training pushed every controller to its "
             "cheapest action. Ask for at least the cheapest route's cost."
         ]
-    if abs(landed - config.budget) <= LANDING_TOLERANCE:
+    # Landed on an accuracy target instead: the cost is whatever meets it.
+    if config.max_accuracy_drop or abs(landed - config.budget) <= (
+        LANDING_TOLERANCE
+    ):
         return []
     if config.val_examples:
         advice = (
@@ -738,7 +763,9 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
     """The body of `run`, writing into `output_dir` (the staging
     folder)."""
     take = config.train_examples or None
-    held_out = config.val_examples if config.budget else 0
+    held_out = (
+        config.val_examples if config.budget or config.max_accuracy_drop else 0
+    )
 
     def training_data():
         # A fresh pipeline gives the same order of examples as the first:
@@ -822,8 +849,18 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         )
     train_seconds = time.time() - start
     check_finite_weights(model, config)
-    landing = None
-    if held_out and not budget_lib.out_of_reach(
+    landing = accuracy_target = None
+    if config.max_accuracy_drop:
+        x_val, y_val = pipelines.load_arrays(
+            config.dataset,
+            f"train[-{held_out}:]",
+            data_dir=config.tfds_dir,
+            manual_dir=config.data_dir,
+        )
+        accuracy_target = accuracy_landing.land(
+            model, x_val, y_val, config.max_accuracy_drop, log
+        )
+    elif held_out and not budget_lib.out_of_reach(
         model.plan, config.budget, model.cost_measure
     ):
         # Lands the trained model on the budget, on images it did not
@@ -849,6 +886,10 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         routes.decisions,
     )
     check_not_chance(accuracy, config)
+    if accuracy_target is not None:
+        accuracy_target = accuracy_landing.test_figures(
+            model, accuracy_target, held_out, x_test, y_test, routes
+        )
     # In the unit the controllers pay: FLOPs, or the profile's ms.
     landed = routes.mean_cost_fraction
     budget = None
@@ -900,6 +941,13 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
     )
     if budget is not None:
         warnings += budget_warnings(config, landed, budget["cheapest_cost"])
+    if accuracy_target is not None and not accuracy_target["test"]["kept"]:
+        warnings.append(
+            "WARNING: "
+            + accuracy_landing.summary_line(accuracy_target)
+            + ". The promise holds on the held-out images; the test images "
+            "differ from them (more --val_examples make it steadier)."
+        )
 
     points = []
     # The D2NN against the threshold exit at its own mean FLOPs: on its
@@ -1018,6 +1066,9 @@ def _train_and_report(config, build, model, profile, backup, output_dir, log):
         },
         "action_rates": action_rates,
         "budget": budget,
+        # `train --max_accuracy_drop` (null without): the promise, the
+        # held-out images' figures and the test split's.
+        "accuracy_target": accuracy_target,
         "versus_threshold": versus_threshold,
         "versus_routes": versus_routes,
         # The attention D2NN against each glimpse baseline (null for the
@@ -1148,6 +1199,8 @@ def _log_summary(report, log, output_dir):
             f"{budget['landed_cost']:.2f} (cost_weight ended at "
             f"{budget['cost_weight']:.4g})"
         )
+    if report.get("accuracy_target") is not None:
+        log(accuracy_landing.summary_line(report["accuracy_target"]))
     for q, rates in report["action_rates"].items():
         shares = ", ".join(f"{a} {r:.1%}" for a, r in rates.items())
         log(f"controller {q}: {shares}")

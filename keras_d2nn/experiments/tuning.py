@@ -29,6 +29,7 @@ from keras_d2nn.estimators import NAMED
 from keras_d2nn.estimators import by_name
 from keras_d2nn.experiments import baselines
 from keras_d2nn.experiments import train_job
+from keras_d2nn.models import D2NNModel
 
 # keras-tuner reads one scalar: a list of objectives breaks when `fit`
 # returns a dict (docs/architecture.md, "Traps").
@@ -203,10 +204,16 @@ class Reward:
 
 
 class D2NNHyperModel(keras_tuner.HyperModel):
-    """A keras-tuner hypermodel of one D2NN architecture.
+    """A keras-tuner hypermodel of one D2NN architecture, or of your own
+    graph.
 
     Args:
-        arch: a name in `keras_d2nn.architectures.ARCHITECTURES`.
+        arch: a name in `keras_d2nn.architectures.ARCHITECTURES`, or a
+            function `hp -> D2NNModel` (uncompiled) building your own
+            graph, declaring on `hp` any hyperparameter of its own (a
+            width, a gate size); the trial compiles it with its
+            `cost_weight` (and `input_shape` and `num_classes` are not
+            used).
         objective: `Budget`, `AccuracyTarget` or `Reward`.
         cost_weight_range: `(min, max)` of the log-scale `cost_weight`.
         estimators: names in `keras_d2nn.estimators.NAMED` to choose from
@@ -235,6 +242,31 @@ class D2NNHyperModel(keras_tuner.HyperModel):
                  validation_data=(test_images, test_labels))
     pareto_front(trial_points(tuner))
     ```
+
+    Your own graph, with a hyperparameter of its own:
+
+    ```python
+    # slow
+    import keras_tuner
+    from keras_d2nn.experiments.tuning import (
+        OBJECTIVE, D2NNHyperModel, Reward, trial_points)
+
+    def build(hp):
+        width = hp.Int("high_units", 32, 128, step=32)
+        return keras_d2nn.architectures.high_low(
+            high_network=keras.Sequential([
+                keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                keras.layers.Dense(width, activation="relu"),
+                keras.layers.Dense(10)]))
+
+    tuner = keras_tuner.RandomSearch(
+        D2NNHyperModel(build, Reward(0.1)), objective=OBJECTIVE,
+        max_trials=1, directory="own_search")
+    tuner.search(images, labels, epochs=1, verbose=0,
+                 validation_data=(test_images, test_labels))
+    sorted(trial_points(tuner)[0]["hyperparameters"])
+    # ["cost_weight", "high_units"]
+    ```
     """
 
     def __init__(
@@ -251,10 +283,11 @@ class D2NNHyperModel(keras_tuner.HyperModel):
         name=None,
     ):
         super().__init__(name=name, tunable=True)
-        if arch not in architectures.ARCHITECTURES:
+        if not callable(arch) and arch not in architectures.ARCHITECTURES:
             raise ValueError(
-                f"Unknown architecture {arch!r}; expected one of "
-                f"{list(architectures.ARCHITECTURES)}."
+                f"`arch` should be one of {list(architectures.ARCHITECTURES)}"
+                " or a function hp -> D2NNModel building your own graph. "
+                f"Received: arch={arch!r}"
             )
         low, high = cost_weight_range
         if not 0 < low < high:
@@ -295,14 +328,7 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             if len(self.estimators) > 1
             else self.estimators[0]
         )
-        # The trials train by REINFORCE: their controllers read what it
-        # was measured on (the raw input).
-        raw_input = architectures.RAW_GATE_INPUTS.get(self.arch)
-        model = architectures.ARCHITECTURES[self.arch](
-            input_shape=self.input_shape,
-            num_classes=self.num_classes,
-            **({"gate_input": raw_input} if raw_input else {}),
-        )
+        model = self._build_graph(hp)
         model.compile(
             optimizer=keras.optimizers.Adam(self.learning_rate),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -311,6 +337,26 @@ class D2NNHyperModel(keras_tuner.HyperModel):
             estimator=by_name(name),
         )
         return model
+
+    def _build_graph(self, hp):
+        """The trial's uncompiled `D2NNModel`."""
+        if callable(self.arch):
+            model = self.arch(hp)
+            if not isinstance(model, D2NNModel) or model.compiled:
+                raise ValueError(
+                    "D2NNHyperModel: the build function should return an "
+                    "uncompiled keras_d2nn.D2NNModel (each trial compiles "
+                    f"it with its cost_weight). Received: {model!r}"
+                )
+            return model
+        # The trials train by REINFORCE: their controllers read what it
+        # was measured on (the raw input).
+        raw_input = architectures.RAW_GATE_INPUTS.get(self.arch)
+        return architectures.ARCHITECTURES[self.arch](
+            input_shape=self.input_shape,
+            num_classes=self.num_classes,
+            **({"gate_input": raw_input} if raw_input else {}),
+        )
 
     def schedule(self, hp, epochs):
         """The trial's warm-up and cost-weight ramp, fitted to `epochs`

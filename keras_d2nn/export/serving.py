@@ -51,6 +51,7 @@ from keras_d2nn.export import litert
 from keras_d2nn.export import onnx
 from keras_d2nn.models import input_checks
 from keras_d2nn.models import non_finite
+from keras_d2nn.models import value_range
 
 if TYPE_CHECKING:
     from keras_d2nn.models import D2NNModel
@@ -230,34 +231,49 @@ def _finite_rows(inputs, bitwise):
     return tf.logical_not(tf.reduce_any(bad, axis=1))
 
 
-def _refuse_non_finite(inputs, finite, node):
-    """`inputs`, after an in-graph assertion that every example is finite,
-    whose error names how many are not and their indices."""
-    bad = tf.reshape(tf.where(tf.logical_not(finite)), [-1])
+def _refuse(inputs, ok, node, problem, remedy):
+    """`inputs`, after an in-graph assertion that every example is `ok`,
+    whose error names how many are not (they hold `problem`), their
+    indices and the `remedy`."""
+    bad = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
     count = tf.size(bad)
     named = tf.strings.reduce_join(
         tf.strings.as_string(bad[:_NAMED_INDICES]), separator=", "
     )
     more = tf.where(count > _NAMED_INDICES, ", ...", "")
     check = tf.debugging.Assert(
-        tf.reduce_all(finite),
+        tf.reduce_all(ok),
         [
             tf.strings.join(
                 [
                     f"input `{node.name}`: ",
                     tf.strings.as_string(count),
                     " of ",
-                    tf.strings.as_string(tf.size(finite)),
-                    " images hold NaN or Inf values (at indices [",
+                    tf.strings.as_string(tf.size(ok)),
+                    f" examples hold {problem} (at indices [",
                     named,
                     more,
-                    "]); images should hold finite numbers",
+                    f"]); {remedy}",
                 ]
             )
         ],
     )
     with tf.control_dependencies([check]):
         return tf.identity(inputs)
+
+
+def _refuse_out_of_range(inputs, node):
+    """`inputs`, after an in-graph assertion that every example lies in
+    the input's declared value range."""
+    low, high = node.value_range
+    inside = value_range.in_range_rows(inputs, node.value_range)
+    return _refuse(
+        inputs,
+        inside,
+        node,
+        f"values outside [{low:g}, {high:g}], its declared value_range",
+        "scale them as the training data was",
+    )
 
 
 def _nan_where(value, valid, bitwise):
@@ -328,12 +344,27 @@ def serving_function(
             inputs = _checked_shape(inputs, node, batch_size)
             valid = _finite_rows(inputs, bitwise)
             if floating:
-                inputs = _refuse_non_finite(inputs, valid, node)
+                inputs = _refuse(
+                    inputs,
+                    valid,
+                    node,
+                    "NaN or Inf values",
+                    "examples should hold finite numbers",
+                )
+            if node.value_range is not None:
+                inputs = _refuse_out_of_range(inputs, node)
         else:
             # The static shape (all of it, eagerly): as the model checks.
             input_checks.check_input(node, inputs.shape, inputs.dtype)
             valid = _finite_rows(inputs, bitwise)
-            if floating:
+            if node.value_range is not None:
+                valid = tf.logical_and(
+                    valid,
+                    value_range.in_range_rows(
+                        inputs, node.value_range, bitwise
+                    ),
+                )
+            if floating or node.value_range is not None:
                 mask = tf.reshape(valid, [-1] + [1] * (inputs.shape.rank - 1))
                 inputs = tf.where(mask, inputs, tf.zeros_like(inputs))
         # Checked (and flagged) above: no Assert op for LiteRT and ONNX.

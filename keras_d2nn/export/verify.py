@@ -57,13 +57,15 @@ def _predictions(outputs):
 def _summary(outputs, labels, full_flops):
     flops = outputs["executed_flops"].astype(np.float64)
     return {
-        "accuracy": float(np.mean(_predictions(outputs) == labels)),
+        "accuracy": None
+        if labels is None
+        else float(np.mean(_predictions(outputs) == labels)),
         "mean_flops": float(flops.mean()),
         "mean_flop_fraction": float(flops.mean() / full_flops),
     }
 
 
-def verify(model, exported, images, labels, batch_size=256):
+def verify(model, exported, images, labels=None, batch_size=256):
     """Agreement report of `exported` (an `ExportedModel`) against `model`.
 
     Returns a JSON-able dict: `n`, `format`, `quantized`,
@@ -72,7 +74,8 @@ def verify(model, exported, images, labels, batch_size=256):
     `valid_agreement` (the fraction of images both sides flag alike),
     `max_abs_probability_difference` (over the images both answer),
     `keras` and `exported` (each with `accuracy`, counting flagged images
-    as wrong, `mean_flops`, `mean_flop_fraction`) and `passed`: for a
+    as wrong, None without `labels`; `mean_flops`, `mean_flop_fraction`)
+    and `passed`: for a
     float export, whether predictions, decisions and flags agree on every
     image and probabilities within `PROBABILITY_TOLERANCE`; None when
     quantised.
@@ -93,12 +96,15 @@ def verify(model, exported, images, labels, batch_size=256):
     # for int32 ids, say) is refused by `exported.run`, not truncated.
     if images.dtype.kind == "f" and exported.input_dtype.kind == "f":
         images = images.astype(exported.input_dtype)
-    labels = np.asarray(labels)
-    if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(
-            f"verify needs as many labels as images, at least one; "
-            f"received {len(images)} images and {len(labels)} labels."
-        )
+    if images.ndim == 0 or len(images) == 0:
+        raise ValueError("verify needs at least one example; received none.")
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if len(images) != len(labels):
+            raise ValueError(
+                f"verify needs as many labels as examples; received "
+                f"{len(images)} examples and {len(labels)} labels."
+            )
     want = keras_outputs(model, images, batch_size)
     got = exported.run(images, batch_size)
     if "probabilities" not in got:
@@ -160,14 +166,14 @@ def format_report(report):
     lines = [
         f"{report['format']} export {report['path']}"
         f"{' (quantised)' if report['quantized'] else ''} vs Keras, "
-        f"{report['n']} images",
+        f"{report['n']} examples",
         f"  top-1 agreement        {report['top1_agreement']:.4f}",
     ]
     for q, value in report["decision_agreement"].items():
         lines.append(f"  decisions of {q:<9} {value:.4f}")
     if report.get("invalid_images"):
         lines.append(
-            f"  NaN/Inf images         {report['invalid_images']}"
+            f"  invalid (NaN/Inf/out of range) {report['invalid_images']}"
             f" (flagged alike: {report['valid_agreement']:.4f})"
         )
     lines.append(
@@ -176,13 +182,14 @@ def format_report(report):
     )
     for side in ("keras", "exported"):
         s = report[side]
+        accuracy = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.4f}"
         lines.append(
-            f"  {side:<9} accuracy {s['accuracy']:.4f}, mean FLOPs "
+            f"  {side:<9} accuracy {accuracy}, mean FLOPs "
             f"{s['mean_flops']:,.0f} ({s['mean_flop_fraction']:.3f}"
             " of the full network)"
         )
     verdict = {
-        True: "PASSED: agrees on every image",
+        True: "PASSED: agrees on every example",
         False: "FAILED: a float export must agree on every image "
         f"(probabilities within {PROBABILITY_TOLERANCE})",
         None: "quantised: figures reported, exact agreement not required",

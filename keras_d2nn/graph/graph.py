@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from keras_d2nn.graph import exits
+from keras_d2nn.graph import value_range as value_range_checks
 from keras_d2nn.graph.plan import Node
 from keras_d2nn.graph.plan import Plan  # noqa: F401  (part of this module's API)
 from keras_d2nn.graph.plan import Supervision
@@ -140,9 +141,26 @@ class Graph:
         return node.name
 
     def input(
-        self, name: str, shape: Iterable[int | None], dtype: str = "float32"
+        self,
+        name: str,
+        shape: Iterable[int | None],
+        dtype: str = "float32",
+        value_range: tuple[float, float] | None = None,
     ) -> str:
         """Adds an input node; `shape` excludes the batch dimension.
+
+        Args:
+            name: the input's name (the key of a dict of inputs, and the
+                exported signature's input).
+            shape: dimensions without the batch one; None for any size.
+            dtype: what it holds; a float input refuses integers (they
+                were not scaled as in training).
+            value_range: `(low, high)`, the values the model is trained
+                on (after scaling). The model and its exports then refuse
+                (or flag) examples holding values beyond it, which it
+                would otherwise answer confidently and wrongly: raw 0..255
+                pixels for a 0..1 input, say (`keras_d2nn.models.value_range`).
+                None (the default): not checked.
 
         Example:
 
@@ -150,6 +168,7 @@ class Graph:
         graph = keras_d2nn.Graph()
         graph.input("image", shape=(28, 28, 1))  # "image": the name
         graph.input("token_ids", shape=(None,), dtype="int32")  # any length
+        graph.input("pixels", shape=(64,), value_range=(0.0, 1.0))
         ```
         """
         try:
@@ -160,7 +179,15 @@ class Graph:
                 f"without the batch dimension. Received: shape={shape!r}"
             ) from None
         return self._add(
-            Node(name=name, kind="input", shape=shape, dtype=dtype)
+            Node(
+                name=name,
+                kind="input",
+                shape=shape,
+                dtype=dtype,
+                value_range=value_range_checks.validated(
+                    name, value_range, dtype
+                ),
+            )
         )
 
     def f_node(
@@ -522,6 +549,10 @@ class Graph:
 
     @property
     def outputs(self) -> tuple[tuple[str, str], ...]:
+        """`((output name, node name), ...)`, as `output` declared them.
+
+        Example: `model.graph.outputs  # (("logits", "logits"),)`.
+        """
         return tuple(self._outputs)
 
     @property
@@ -589,6 +620,12 @@ class Graph:
                     "shape": None if node.shape is None else list(node.shape),
                     "dtype": node.dtype,
                     "actions": list(node.actions),
+                    # Only where declared: older releases read the rest.
+                    **(
+                        {"value_range": list(node.value_range)}
+                        if node.value_range is not None
+                        else {}
+                    ),
                 }
             )
         return {
@@ -643,6 +680,9 @@ class Graph:
                     else tuple(item["shape"]),
                     dtype=item["dtype"],
                     actions=tuple(item["actions"]),
+                    value_range=None
+                    if item.get("value_range") is None
+                    else tuple(item["value_range"]),
                 )
             )
         for name, node_name in config["outputs"]:

@@ -48,6 +48,8 @@ class Node:
     defaults: dict[str, float] = dataclasses.field(default_factory=dict)
     shape: tuple[int | None, ...] | None = None
     dtype: str = "float32"
+    # An input's declared `(low, high)` (`keras_d2nn.models.value_range`).
+    value_range: tuple[float, float] | None = None
     actions: tuple[str, ...] = ()
     control: dict[str, tuple[int, ...]] = dataclasses.field(
         default_factory=dict

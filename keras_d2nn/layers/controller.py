@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 from typing import Any
 
 import keras
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from keras_d2nn.api_export import keras_d2nn_export
 from keras_d2nn.execution import sampling
 from keras_d2nn.graph import flops
 from keras_d2nn.layers.seed_state import SavesSeedState
 
-tfd = tfp.distributions
+if TYPE_CHECKING:
+    import tensorflow_probability as tfp
 
 DISTRIBUTIONS = ("categorical", "bernoulli")
 EXPLORATIONS = ("softmax", "epsilon_greedy")
@@ -274,10 +275,17 @@ class Controller(SavesSeedState, keras.layers.Layer):
         distribution.entropy()  # [1.0986, 1.0986, 1.0986, 1.0986]: log(3)
         ```
         """
+        # Imported here, not with the module: TFP takes a second of
+        # `import keras_d2nn`, and inference (greedy decisions) never
+        # needs it.
+        import tensorflow_probability as tfp
+
         probs = self.action_probabilities(logits, training)
         if self.distribution == "bernoulli":
-            return tfd.Bernoulli(probs=probs[:, 1], dtype=tf.int32)
-        return tfd.Categorical(probs=probs, dtype=tf.int32)
+            return tfp.distributions.Bernoulli(
+                probs=probs[:, 1], dtype=tf.int32
+            )
+        return tfp.distributions.Categorical(probs=probs, dtype=tf.int32)
 
     def greedy_action(self, logits: tf.Tensor) -> tf.Tensor:
         """The inference decision: the most likely action, `int32`.

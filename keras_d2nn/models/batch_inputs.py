@@ -2,7 +2,8 @@
 
 Concrete values (NumPy, eager tensors) are checked at once; symbolic ones
 (in a training step, under `tf.function`) by assertions that gate every
-use of the batch, so that traced code refuses NaN and Inf too.
+use of the batch, so that traced code refuses NaN, Inf and values outside
+an input's declared range too.
 """
 
 import numpy as np
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from keras_d2nn.models import input_checks
 from keras_d2nn.models import non_finite
+from keras_d2nn.models import value_range
 
 
 def is_concrete(value):
@@ -19,21 +21,27 @@ def is_concrete(value):
     )
 
 
-def check_concrete_finite(name, value, what, offset=0, allow_non_finite=False):
-    """A ValueError naming the examples of a concrete `value` that hold NaN
-    or Inf (`offset`: index of its first example in the data).
+def check_concrete_values(node, value, what, offset=0, allow_non_finite=False):
+    """A ValueError naming the examples of a concrete `value` for input
+    node `node` that hold NaN or Inf, or values outside the node's
+    declared `value_range` (`offset`: index of its first example in the
+    data).
 
-    Example: `check_concrete_finite("image", images, "route")`.
+    Example: `check_concrete_values(plan.nodes["image"], images, "route")`.
     """
-    if is_concrete(value) and not allow_non_finite:
-        non_finite.check_finite(name, value, what, offset)
+    if not is_concrete(value):
+        return
+    if not allow_non_finite:
+        non_finite.check_finite(node.name, value, what, offset)
+    value_range.check_in_range(node.name, value, node.value_range, what, offset)
 
 
 def checked_inputs(
     plan, input_names, inputs, allow_non_finite=False, what="trace", offset=0
 ):
     """`{input name: tensor}` of `inputs`, cast to each node's dtype, after
-    checking names, ranks, shapes, dtypes and that they are finite.
+    checking names, ranks, shapes, dtypes, that they are finite and within
+    each input's declared `value_range`.
 
     Example: `checked_inputs(model.plan, model.input_names, images)`.
     """
@@ -43,12 +51,16 @@ def checked_inputs(
         node = plan.nodes[name]
         value = tf.convert_to_tensor(value)
         input_checks.check_input(node, value.shape, value.dtype)
-        check_concrete_finite(name, value, what, offset, allow_non_finite)
+        check_concrete_values(node, value, what, offset, allow_non_finite)
         checked[name] = tf.cast(value, node.dtype)
         if not is_concrete(value):
             symbolic[name] = value
-    if symbolic and not allow_non_finite and non_finite.checks_enabled():
-        assertions = non_finite.finite_assertions(symbolic)
+    if symbolic and non_finite.checks_enabled():
+        assertions = value_range.range_assertions(
+            symbolic, {name: plan.nodes[name].value_range for name in symbolic}
+        )
+        if not allow_non_finite:
+            assertions += non_finite.finite_assertions(symbolic)
         if assertions:
             with tf.control_dependencies(assertions):
                 checked = {k: tf.identity(v) for k, v in checked.items()}
@@ -64,4 +76,6 @@ def check_call_inputs(plan, input_names, inputs, allow_non_finite=False):
     for name, value in input_checks.pair_inputs(input_names, inputs):
         if hasattr(value, "shape") and hasattr(value, "dtype"):
             input_checks.check_input(plan.nodes[name], value.shape, value.dtype)
-            check_concrete_finite(name, value, "model(x)", 0, allow_non_finite)
+            check_concrete_values(
+                plan.nodes[name], value, "model(x)", 0, allow_non_finite
+            )

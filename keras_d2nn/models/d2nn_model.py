@@ -23,10 +23,13 @@ from keras_d2nn.graph import Graph
 from keras_d2nn.graph.latency_profile import LatencyProfile
 from keras_d2nn.inspection import cost_report
 from keras_d2nn.layers.seed_state import SavesSeedState
+from keras_d2nn.models import accuracy_target
 from keras_d2nn.models import batch_inputs
 from keras_d2nn.models import calibration
+from keras_d2nn.models import controller_size
 from keras_d2nn.models import exporters
 from keras_d2nn.models import input_checks
+from keras_d2nn.models import loss_checks
 from keras_d2nn.models import routing_pass
 from keras_d2nn.models.multi_worker import MultiWorkerFixes
 
@@ -233,6 +236,11 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
 
     @property
     def input_names(self):
+        """The graph's input names, in order (the keys of a dict of
+        inputs).
+
+        Example: `model.input_names  # ["image"]`.
+        """
         return [n.name for n in self.plan.order if n.kind == "input"]
 
     def compile(
@@ -330,6 +338,11 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
                 "e.g. keras.losses.SparseCategoricalCrossentropy("
                 "from_logits=True)."
             )
+        # Once per model: recipes compile it again for each phase.
+        if not getattr(self, "_compile_warned", False):
+            self._compile_warned = True
+            loss_checks.warn_if_probability_loss(loss)
+            controller_size.warn_if_oversized(self.plan)
         cost_weight = rewards.check_cost_weight(cost_weight)
         if isinstance(latency_profile, dict):
             latency_profile = LatencyProfile.from_config(latency_profile)
@@ -617,8 +630,8 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
     # -- execution ----------------------------------------------------------
 
     def _check_values(self, name, value, what, offset=0):
-        batch_inputs.check_concrete_finite(
-            name, value, what, offset, self.allow_non_finite
+        batch_inputs.check_concrete_values(
+            self.plan.nodes[name], value, what, offset, self.allow_non_finite
         )
 
     def _input_dict(self, inputs, what="trace", offset=0):
@@ -1044,6 +1057,46 @@ class D2NNModel(SavesSeedState, MultiWorkerFixes, keras.Model):
         """
         return calibration.calibrate_budget(
             self, data, target_cost, batch_size=batch_size
+        )
+
+    def calibrate_accuracy(
+        self,
+        data: Any,
+        max_drop: float,
+        labels: Any = None,
+        batch_size: int = 256,
+    ) -> accuracy_target.AccuracyCalibration:
+        """Lands the trained model on an accuracy target: the cheapest
+        routing of `data` that loses at most `max_drop` accuracy against
+        the model's own full network (every controller taking its
+        costliest action); see `keras_d2nn.models.accuracy_target`.
+
+        Use labelled held-out examples (a validation split). The price is
+        kept in each controller's `logit_offset`, as `calibrate_budget`'s.
+
+        Args:
+            data: `(inputs, labels)`, a labelled dataset, or inputs with
+                `labels=`.
+            max_drop: accuracy it may lose, a fraction (0.005: half a
+                point).
+            labels: the labels, when `data` holds inputs only.
+            batch_size: of the routing passes.
+
+        Returns:
+            A `keras_d2nn.models.AccuracyCalibration` (`accuracy`, `cost`,
+            `reference_accuracy`, `drop`, `delta`).
+
+        Example:
+
+        ```python
+        result = model.calibrate_accuracy(
+            test_images, max_drop=0.01, labels=test_labels
+        )
+        result.drop <= 0.01  # True, on test_images
+        ```
+        """
+        return accuracy_target.calibrate_accuracy(
+            self, data, max_drop, labels=labels, batch_size=batch_size
         )
 
     def routing_report(

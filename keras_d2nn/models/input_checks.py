@@ -12,7 +12,8 @@ Arrays and tensors are checked whole before the first step; a
 `tf.data.Dataset` by its element spec (and its cardinality, where known),
 and its labels batch by batch inside the step (`label_assertions`), whose
 failure `clearer_step_errors` turns into a ValueError. NaN and Inf inputs
-are refused too (`keras_d2nn.models.non_finite`).
+are refused too (`keras_d2nn.models.non_finite`), and values outside an
+input's declared range (`keras_d2nn.models.value_range`).
 """
 
 import contextlib
@@ -22,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_d2nn.models import non_finite
+from keras_d2nn.models import value_range
 
 # Marks the label assertions' messages, to tell them from other errors.
 LABEL_CHECK = "keras_d2nn label check"
@@ -86,11 +88,13 @@ def check_dtype(node, dtype):
         raise ValueError(
             f"Input '{node.name}' should hold {node.dtype} values scaled as "
             f"in training; received dtype {tf.as_dtype(dtype).name}. The "
-            "model cannot know how integers (such as raw 0..255 pixels) "
-            "were scaled: convert them as the training data was, e.g. "
-            "images.astype('float32') / 255. A graph that scales its "
-            "inputs itself (a Rescaling layer first) should declare the "
-            f"integer input: graph.input('{node.name}', shape, "
+            "model cannot know how integers were scaled (raw 0..255 "
+            "pixels, counts, codes): convert them as the training data "
+            "was, e.g. x.astype('float32') / 255 for pixels, or with the "
+            "scaler fitted on the training data. A graph that scales its "
+            "inputs itself (a Rescaling or Normalization layer first) "
+            "should declare the integer input: "
+            f"graph.input('{node.name}', shape, "
             f"dtype='{tf.as_dtype(dtype).name}')."
         )
     # The reverse (floats into an integer or bool input) would truncate
@@ -272,6 +276,7 @@ def check_data(model, x, y=None, what="fit", labelled=True):
             )
         if not model.allow_non_finite:
             non_finite.check_finite(name, value, what)
+        value_range.check_in_range(name, value, nodes[name].value_range, what)
     if (
         labelled
         and y is not None
@@ -321,8 +326,8 @@ def label_assertions(model, y):
 
 @contextlib.contextmanager
 def clearer_step_errors(what):
-    """Turns a failed `label_assertions` or
-    `non_finite.finite_assertions` into a one-line ValueError.
+    """Turns a failed `label_assertions`, `non_finite.finite_assertions`
+    or `value_range.range_assertions` into a one-line ValueError.
 
     Example: `with clearer_step_errors("fit"): super().fit(...)`.
     """
@@ -330,7 +335,9 @@ def clearer_step_errors(what):
         yield
     except tf.errors.InvalidArgumentError as error:
         text = str(error)
-        message = non_finite.clearer_message(what, text)
+        message = non_finite.clearer_message(
+            what, text
+        ) or value_range.clearer_message(what, text)
         if message is not None:
             raise ValueError(message) from None
         if LABEL_CHECK not in text:

@@ -72,6 +72,7 @@ class Routes(collections.abc.Mapping):
 
     @property
     def examples(self):
+        """The number of examples routed."""
         return len(self.predictions)
 
     @property
@@ -85,10 +86,12 @@ class Routes(collections.abc.Mapping):
 
     @property
     def mean_flops(self):
+        """Executed FLOPs per example, averaged."""
         return float(self.executed_flops.astype(np.float64).mean())
 
     @property
     def mean_flop_fraction(self):
+        """`mean_flops` over the full network's FLOPs."""
         return self.mean_flops / self.full_flops
 
     @property

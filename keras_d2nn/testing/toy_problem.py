@@ -42,6 +42,8 @@ def small_high_low():
         high_network=high,
         controller=Controller(2, hidden_units=(), seed=0),
         gate_input="features",
+        # Standard normal features (`toy_data`): no bounded range.
+        value_range=None,
     )
 
 

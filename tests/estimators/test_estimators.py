@@ -247,6 +247,7 @@ def toy_high_low(seed=0):
         low_network=low,
         high_network=high,
         controller=Controller(2, hidden_units=(8,)),
+        value_range=None,  # toy features, not [0, 1] images
     )
 
 

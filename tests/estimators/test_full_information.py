@@ -32,6 +32,7 @@ def bernoulli_high_low():
         controller=Controller(
             2, hidden_units=(), distribution="bernoulli", seed=0
         ),
+        value_range=None,  # toy features, not [0, 1] images
     )
 
 
@@ -237,6 +238,7 @@ def toy_cascade():
         num_classes=3,
         stages=stages,
         controller_hidden_units=(),
+        value_range=None,  # toy features, not [0, 1] images
     )
 
 

@@ -45,6 +45,9 @@ def tiny_config(tfds_dir, output_dir, **overrides):
     return tune_job.TuneConfig(**settings)
 
 
+# Over half a minute of training: slow (runs on CI, not in a plain
+# pytest).
+@pytest.mark.slow
 def test_tune_job_writes_front_plot_best_model_and_resumes(tfds_dir, tmp_path):
 
     summary = tune_job.run(tiny_config(tfds_dir, tmp_path), log=lambda m: 0)
@@ -138,6 +141,8 @@ def completed(output_dir):
     return done
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_a_killed_search_resumes_without_redoing_finished_trials(
     tfds_dir, tmp_path
 ):
@@ -172,6 +177,8 @@ def free_port():
         return s.getsockname()[1]
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_distributed_search_shares_trials_between_workers(tfds_dir, tmp_path):
     port = str(free_port())
     base = {"KERASTUNER_ORACLE_IP": "127.0.0.1", "KERASTUNER_ORACLE_PORT": port}
@@ -200,6 +207,8 @@ def test_distributed_search_shares_trials_between_workers(tfds_dir, tmp_path):
     assert oracle["ongoing_trials"] == {}
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_a_resumed_search_trains_the_cut_off_trial_as_the_whole_search(
     tfds_dir, tmp_path
 ):

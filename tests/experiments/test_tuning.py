@@ -1,13 +1,16 @@
 """Cost-weight search with keras-tuner: objectives, Pareto front, resuming
 and distributed search, on small searches over synthetic images."""
 
+import keras
 import keras_tuner
 import numpy as np
 import pytest
 
+import keras_d2nn
 from keras_d2nn.experiments import tuning
 from keras_d2nn.testing import RoutingSpy
 from keras_d2nn.testing import shape_images
+from keras_d2nn.testing import toy_data
 
 
 def test_budget_prefers_any_feasible_model_then_accuracy():
@@ -55,7 +58,7 @@ def test_pareto_front_and_best_point_on_a_hand_made_case():
 
 
 def test_hypermodel_refuses_bad_settings():
-    with pytest.raises(ValueError, match="Unknown architecture"):
+    with pytest.raises(ValueError, match="or a function hp -> D2NNModel"):
         tuning.D2NNHyperModel("resnet")
     with pytest.raises(ValueError, match="0 < min < max"):
         tuning.D2NNHyperModel(cost_weight_range=(0.0, 1.0))
@@ -71,6 +74,56 @@ def test_hypermodel_refuses_bad_settings():
             np.zeros(4),
             epochs=2,
         )
+
+
+def own_graph(hp):
+    """A user's graph: a gated toy D2NN whose expensive branch's width is
+    a hyperparameter of its own."""
+    width = hp.Int("high_units", 8, 32, step=8)
+    high = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(3),
+        ]
+    )
+    graph = keras_d2nn.Graph()
+    graph.input("x", shape=(6,))
+    graph.f_node("low", keras.layers.Dense(8, activation="relu"), "x")
+    graph.q_node(
+        "gate",
+        keras_d2nn.Controller(2, hidden_units=()),
+        "low",
+        actions=("stop", "high"),
+    )
+    graph.f_node("exit", keras.layers.Dense(3), "low", when=("gate", "stop"))
+    graph.f_node("high", high, "x", when=("gate", "high"))
+    graph.merge("logits", ["exit", "high"])
+    graph.output("logits")
+    return keras_d2nn.D2NNModel(graph)
+
+
+def test_a_users_own_graph_is_searched_with_its_own_hyperparameters():
+    hypermodel = tuning.D2NNHyperModel(own_graph, tuning.Budget(0.5))
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    # Its own hyperparameter and the trial's cost weight, compiled.
+    assert set(hp.values) == {"high_units", "cost_weight"}
+    assert model.cost_weight == pytest.approx(hp.get("cost_weight"))
+    assert model.plan.nodes["high"].layer.layers[0].units == hp.get(
+        "high_units"
+    )
+    x, y = toy_data(64)
+    metrics = hypermodel.fit(
+        hp, model, x, y, validation_data=(x, y), epochs=1, verbose=0
+    )
+    assert 0 <= metrics["val_flop_fraction"] <= 1
+
+
+def test_a_build_function_must_return_an_uncompiled_d2nn():
+    hypermodel = tuning.D2NNHyperModel(lambda hp: "a graph", tuning.Budget(0.5))
+    with pytest.raises(ValueError, match="uncompiled keras_d2nn.D2NNModel"):
+        hypermodel.build(keras_tuner.HyperParameters())
 
 
 @pytest.fixture(scope="module")

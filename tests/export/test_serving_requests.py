@@ -233,10 +233,10 @@ for name in requests:
                 in result["message"]
             ), (name, result["message"])
     messages = {
-        "with NaN and Inf": "2 of 6 images hold NaN or Inf values (at "
+        "with NaN and Inf": "2 of 6 examples hold NaN or Inf values (at "
         "indices [1, 4])",
-        "all NaN": "2 of 2 images hold NaN or Inf values (at indices [0, 1])",
-        "one Inf": "1 of 1 images hold NaN or Inf values (at indices [0])",
+        "all NaN": "2 of 2 examples hold NaN or Inf values (at indices [0, 1])",
+        "one Inf": "1 of 1 examples hold NaN or Inf values (at indices [0])",
     }
     for name, message in messages.items():
         assert results[name].get("error") == "InvalidArgumentError", name
@@ -457,7 +457,7 @@ def test_load_exported_saved_model_names_non_finite_images(exports, good):
     with pytest.raises(
         ValueError,
         match=r"refused the images: input "
-        r"`image`: 1 of 2 images hold NaN",
+        r"`image`: 1 of 2 examples hold NaN",
     ):
         loaded._call(
             np.where(
@@ -478,4 +478,4 @@ def test_verify_compares_flags_and_the_valid_images(
     assert report["invalid_images"] == 2
     assert report["valid_agreement"] == 1.0
     assert report["max_abs_probability_difference"] <= 1e-4
-    assert "NaN/Inf images         2" in verify.format_report(report)
+    assert "invalid (NaN/Inf/out of range) 2" in verify.format_report(report)

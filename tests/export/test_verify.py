@@ -146,5 +146,5 @@ def test_unknown_paths_get_clear_errors(tmp_path):
 
 def test_labels_must_match_images(model, exports):
     loaded = runtime.load_exported(exports["onnx"])
-    with pytest.raises(ValueError, match="as many labels as images"):
+    with pytest.raises(ValueError, match="as many labels as examples"):
         verify.verify(model, loaded, np.zeros((3, 28, 28, 1)), [1, 2])

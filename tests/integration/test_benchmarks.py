@@ -164,6 +164,9 @@ def test_budget_benchmark_writes_asked_and_landed(tmp_path, fake_data):
     assert "asked" in stdout and "landed" in stdout
 
 
+# Over half a minute of training: slow (runs on CI, not in a plain
+# pytest).
+@pytest.mark.slow
 def test_tradeoff_benchmark_lands_each_contender_on_the_budget(
     tmp_path, fake_data
 ):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from keras_d2nn.data import pipelines
+from keras_d2nn.testing import LOSS
 
 
 def run_cli(*args, env=None):
@@ -38,6 +39,8 @@ TF_NOISE = re.compile(
 )
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
     result = run_cli(
         "train",
@@ -143,9 +146,11 @@ def test_train_writes_report_plot_and_model(tfds_dir, tmp_path):
         assert check["n"] == 300
         assert check["passed"] is (None if extra else True), result.stdout
         assert check["decision_agreement"]["gate"] >= (0.9 if extra else 1)
-        assert extra or "PASSED: agrees on every image" in result.stdout
+        assert extra or "PASSED: agrees on every example" in result.stdout
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_train_without_optimizer_state_keeps_the_trained_weights(
     tfds_dir, tmp_path
 ):
@@ -170,6 +175,9 @@ def test_train_without_optimizer_state_keeps_the_trained_weights(
     assert accuracy == pytest.approx(report["test_accuracy"], abs=1e-6)
 
 
+# Over half a minute of training: slow (runs on CI, not in a plain
+# pytest).
+@pytest.mark.slow
 def test_train_budget_flag_reaches_the_job(
     cli_main, monkeypatch, fake_tfds_dir
 ):
@@ -972,3 +980,91 @@ def test_empty_files_are_named_as_cut_off(
         assert exit_info.value.code == 2
         assert capsys.readouterr().err.strip() == f"error: {message}"
         assert message in DOC.read_text()
+
+
+# --- A user's own model and data (scikit-learn's digits, not images). ---
+
+
+@pytest.fixture(scope="module")
+def digits_files(tmp_path_factory):
+    """A trained D2NN on scikit-learn's digits (64 values in [0, 1]), its
+    LiteRT export and the test digits as .npz (with labels) and .npy."""
+    from sklearn.datasets import load_digits
+
+    import keras_d2nn
+    from keras_d2nn import export
+
+    digits = load_digits()
+    x = (digits.data / 16).astype("float32")
+    y = digits.target
+    graph = keras_d2nn.Graph()
+    graph.input("pixels", shape=(64,), value_range=(0.0, 1.0))
+    graph.f_node("low", keras.layers.Dense(16, activation="relu"), "pixels")
+    graph.q_node(
+        "gate",
+        keras_d2nn.Controller(2, hidden_units=(4,)),
+        "low",
+        actions=["stop", "high"],
+    )
+    graph.f_node("exit", keras.layers.Dense(10), "low", when=("gate", "stop"))
+    graph.f_node(
+        "high", keras.layers.Dense(10), "pixels", when=("gate", "high")
+    )
+    graph.merge("answer", ["exit", "high"])
+    graph.output("answer", "logits")
+    model = keras_d2nn.D2NNModel(graph)
+    model.compile("adam", LOSS)
+    model.fit(x[:1400], y[:1400], epochs=2, verbose=0)
+    folder = tmp_path_factory.mktemp("digits")
+    model.save(folder / "m.keras")
+    export.export_litert(model, folder / "m.tflite", batch_size=None)
+    np.savez(folder / "test.npz", x=x[1400:], y=y[1400:])
+    np.save(folder / "test.npy", x[1400:])
+    np.savez(folder / "raw.npz", x=digits.data[1400:], y=y[1400:])
+    np.savez(folder / "unnamed.npz", x[1400:])
+    (folder / "notes.txt").write_text("not arrays")
+    np.save(folder / "objects.npy", np.array([{"x": 1}], object), True)
+    return folder
+
+
+@pytest.mark.parametrize("data", ["test.npz", "test.npy"])
+def test_verify_takes_the_users_own_data(cli_main, capsys, digits_files, data):
+    cli_main(
+        "verify",
+        f"--model={digits_files / 'm.keras'}",
+        f"--exported={digits_files / 'm.tflite'}",
+        f"--data={digits_files / data}",
+        "--n=200",
+    )
+    out = capsys.readouterr().out
+    assert "200 examples" in out and "PASSED" in out
+    # Labels give an accuracy; inputs alone do not.
+    assert ("accuracy n/a" in out) == (data == "test.npy")
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("missing.npz", "--data: no file"),
+        ("notes.txt", "is not a NumPy .npy or .npz file"),
+        ("objects.npy", "Object arrays cannot be loaded"),
+        ("unnamed.npz", "expected the inputs under `x`"),
+        (
+            "raw.npz",
+            "hold values outside the range of input 'pixels'",
+        ),
+    ],
+)
+def test_verify_refuses_bad_own_data_in_one_line(
+    cli_main, capsys, digits_files, data, message
+):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            "verify",
+            f"--model={digits_files / 'm.keras'}",
+            f"--exported={digits_files / 'm.tflite'}",
+            f"--data={digits_files / data}",
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err

@@ -1,8 +1,9 @@
 """The README's and the docs pages' Python examples run as written, and
 their links lead somewhere.
 
-A block tagged ```python runs, in a fresh namespace, in a temporary
-directory; a page's blocks run in their order on the page. Examples that
+A block tagged ```python runs in a temporary directory; a page's blocks
+run in their order on the page, in one namespace, as a reader pastes them
+into one session (a guide builds on its earlier steps). Examples that
 need long training, real data or a network are written as ```sh or
 untagged ``` blocks, which do not run.
 """
@@ -22,8 +23,9 @@ def python_blocks(text):
 
 
 def run_blocks(page):
+    namespace = {}
     for block in python_blocks(page.read_text()):
-        exec(compile(block, str(page), "exec"), {})
+        exec(compile(block, str(page), "exec"), namespace)
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):

@@ -188,6 +188,8 @@ CRASH = textwrap.dedent("""
 """)
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 @pytest.mark.parametrize("resume", ["backup", "checkpoint"])
 def test_killed_training_resumes_to_the_uninterrupted_weights(tmp_path, resume):
     examples = write_images(tmp_path / "examples.npz")

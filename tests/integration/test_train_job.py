@@ -187,6 +187,58 @@ def test_a_budget_run_reports_where_it_landed(tfds_dir, tmp_path):
     assert train_job.TrainConfig(budget=0).target_cost is None
 
 
+def test_an_accuracy_target_run_reports_the_promise_and_the_test_figure(
+    tfds_dir, tmp_path
+):
+    report, printed = small_run(
+        tfds_dir,
+        tmp_path,
+        epochs=1,
+        estimator="full_information",
+        gate_epochs=1,
+        max_accuracy_drop=0.02,
+        val_examples=2000,
+    )
+    target = report["accuracy_target"]
+    held_out, test = target["held_out"], target["test"]
+    # Kept on the held-out images by construction.
+    assert held_out["examples"] == 2000
+    assert held_out["drop"] <= 0.02 + 1e-9
+    assert held_out["cost"] < 1.0
+    # The test figures are the run's own: its routes at the price found.
+    assert test["accuracy"] == report["test_accuracy"]
+    assert test["cost"] == report["mean_cost_fraction"]
+    assert test["drop"] == pytest.approx(
+        test["full_accuracy"] - test["accuracy"]
+    )
+    assert test["kept"] == (test["drop"] <= 0.02 + 1e-9)
+    assert "Landed on at most 0.02 accuracy below the full network" in printed
+    assert "accuracy target: at most 0.02 below the full network" in printed
+    assert (
+        any("accuracy target" in w for w in report["warnings"])
+        != (test["kept"])
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(max_accuracy_drop=1.5), "a fraction in \\[0, 1\\)"),
+        (dict(max_accuracy_drop=-0.01), "a fraction in \\[0, 1\\)"),
+        (dict(max_accuracy_drop=0.01, val_examples=0), "held-out"),
+        (
+            dict(arch="attention", max_accuracy_drop=0.01),
+            "does not apply to arch='attention'",
+        ),
+    ],
+)
+def test_an_accuracy_target_is_checked(settings, message):
+    with pytest.raises(ValueError, match=message):
+        train_job.TrainConfig(**settings).check()
+
+
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_gate_epochs_train_the_controllers_alone(tfds_dir, tmp_path):
     report, printed = small_run(
         tfds_dir,

@@ -72,6 +72,7 @@ def small_confidence_high_low():
         high_network=high,
         gate_input="confidence",
         controller=Controller(2, hidden_units=(), seed=0),
+        value_range=None,  # toy features, not [0, 1] images
     )
 
 

@@ -49,6 +49,16 @@ def with_non_finite(x, values):
     return x
 
 
+def ranged_model():
+    """A compiled D2NN whose input declares values in [0, 1]."""
+    config = small_high_low().graph.get_config()
+    assert config["nodes"][0]["kind"] == "input"
+    config["nodes"][0]["value_range"] = [0.0, 1.0]
+    model = keras_d2nn.D2NNModel(keras_d2nn.Graph.from_config(config))
+    model.compile("adam", LOSS)
+    return model
+
+
 def integer_input_model():
     """A D2NN whose graph declares int32 inputs and scales them itself."""
     graph = keras_d2nn.Graph()
@@ -237,6 +247,29 @@ CASES = {
         ValueError,
         r"received shape \(4, 7\)",
     ),
+    # Values outside a declared range (keras_d2nn.models.value_range)
+    "predict: raw values for a [0, 1] input": (
+        lambda: ranged_model().predict(np.abs(X) * 16, verbose=0),
+        ValueError,
+        r"predict: 64 of 64 examples hold values outside the range of "
+        r"input 'image' \(at indices \[0, 1, .*values seen from 0\.0\d* to "
+        r".*should hold values in \[0, 1\] \(its declared value_range",
+    ),
+    "evaluate: a dataset batch outside the range": (
+        lambda: ranged_model().evaluate(
+            dataset(np.where(np.arange(64)[:, None] == 9, 3, X * 0 + 0.5), Y),
+            verbose=0,
+        ),
+        ValueError,
+        r"evaluate: a batch held examples with values outside the range "
+        r"of input 'image', at positions \[9\] of that batch",
+    ),
+    "graph: a value_range that is not low < high": (
+        lambda: keras_d2nn.Graph().input("x", (6,), value_range=(1, 0)),
+        ValueError,
+        r"Input 'x': `value_range` should be finite numbers with low < "
+        r"high. Received: value_range=\(1, 0\)",
+    ),
     # NaN and Inf in inputs, and integer images (keras_d2nn.models.non_finite)
     "fit: NaN image": (
         lambda: fit(with_non_finite(X, {5: np.nan}), Y),
@@ -310,8 +343,9 @@ CASES = {
         lambda: fit((np.abs(X) * 40).astype("uint8"), Y),
         ValueError,
         r"Input 'image' should hold float32 values scaled as in training; "
-        r"received dtype uint8. .* images.astype\('float32'\) / 255. A "
-        r"graph that scales its inputs itself .* graph.input\('image', "
+        r"received dtype uint8. .* x.astype\('float32'\) / 255 for "
+        r"pixels, or with the scaler fitted on the training data. A graph "
+        r"that scales its inputs itself .* graph.input\('image', "
         r"shape, dtype='uint8'\)",
     ),
     "call: int32 images": (

@@ -54,6 +54,9 @@ def test_the_multiplier_rises_over_budget_and_falls_not_below_zero():
     assert history.history["greedy_cost"][-1] == pytest.approx(CHEAPEST)
 
 
+# Over half a minute of training: slow (runs on CI, not in a plain
+# pytest).
+@pytest.mark.slow
 def test_forced_routing_leaves_the_multiplier_where_it_is():
     model = small_high_low()
     model.compile(

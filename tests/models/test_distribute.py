@@ -128,6 +128,8 @@ def check_two_devices_train_like_one(estimators, directory):
         assert one > 0 if "budget" in name else abs(one - 0.1) < 1e-6
 
 
+# Over a minute of training: slow (runs on CI, not in a plain pytest).
+@pytest.mark.slow
 def test_two_devices_train_like_one_device_on_the_same_global_batch(tmp_path):
     # REINFORCE with each kind of batch statistic: the critic's, and the
     # global mean reward and advantage moments; and a budget's multiplier,
@@ -178,6 +180,9 @@ def _free_port():
         return sock.getsockname()[1]
 
 
+# Over half a minute of training: slow (runs on CI, not in a plain
+# pytest).
+@pytest.mark.slow
 def test_two_workers_on_loopback_end_with_identical_weights(tmp_path):
     examples = write_training_images(tmp_path / "examples.npz")
     cluster = {"worker": [f"127.0.0.1:{_free_port()}" for _ in range(2)]}
