@@ -30,6 +30,9 @@ LAYERS = (
     ("experiments",),
     ("testing",),
     ("cli", "__main__"),
+    # Release 0.1's module names, each standing for a module of any layer
+    # above (`release_0_1.alias` imports it by name).
+    ("release_0_1", "exported", "tuning", "baselines", "sampling", "verify"),
 )
 # `import keras_d2nn` (the package's public face, `__init__.py`) sits above
 # every layer: no module of the package may import it.

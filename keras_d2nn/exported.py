@@ -1,0 +1,9 @@
+"""Release 0.1's `keras_d2nn.exported`, now `keras_d2nn.export.runtime`.
+
+Kept so that release 0.1's scripts still run: importing this name gives
+that module itself, with a DeprecationWarning (`release_0_1`).
+"""
+
+from keras_d2nn import release_0_1
+
+release_0_1.alias(__name__, "keras_d2nn.export.runtime")
