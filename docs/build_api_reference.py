@@ -64,10 +64,53 @@ def signature(obj):
         return "(...)"
 
 
+SECTION = re.compile(
+    r"^(Args|Arguments|Attributes|Returns|Raises|Yields|Example|Examples|"
+    r"Input shape|Output shape|References|Keys):(.*)$"
+)
+ENTRY = re.compile(r"^    (\*{0,2}[\w.]+)(\s\([^)]*\))?:\s(.*)$")
+
+
+def sections_as_markdown(text):
+    """Google-style docstring sections (`Args:`, `Returns:`...) as bold
+    headings and their entries as list items, so that Markdown does not
+    run them into one paragraph; fenced code is left as written."""
+    lines, fenced, in_section = [], False, False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            lines.append(line)
+            continue
+        if fenced:
+            lines.append(line)
+            continue
+        heading = SECTION.match(line)
+        entry = ENTRY.match(line) if in_section else None
+        if heading:
+            rest = heading.group(2).strip()
+            # A heading with its text on the line is a paragraph
+            # (`Input shape: (batch, ...)`); one alone opens a list.
+            in_section = not rest
+            lines += ["", f"**{heading.group(1)}:** {rest}".rstrip()]
+            lines += [] if rest else [""]
+        elif entry:
+            name, kind, rest = entry.groups()
+            lines.append(f"- `{name}`{kind or ''}: {rest}")
+        elif in_section and line.startswith("    "):
+            # A continuation of the entry above, kept inside its item.
+            lines.append("  " + line.strip())
+        else:
+            if not line.strip():
+                in_section = False
+            lines.append(line)
+    return "\n".join(lines)
+
+
 def docstring(obj):
     text = inspect.getdoc(obj) or "(no docstring)"
     # Headings inside docstrings would break the page's outline.
     text = re.sub(r"^#", r"\\#", text, flags=re.MULTILINE)
+    text = sections_as_markdown(text)
     # Examples show as Python but are not run as one page: each runs
     # with its own setup (tests/integration/test_docstring_examples.py).
     return text.replace("```python", "```py")
