@@ -26,8 +26,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-
 from keras_d2nn.models import calibration
 
 # Bisection steps between the last passing and the first failing price.
@@ -182,6 +180,6 @@ def calibrate_accuracy(
         reference_cost=float(reference_cost),
         accuracy=float(accuracy),
         cost=float(cost),
-        delta=float(np.float64(delta)),
+        delta=float(delta),
         steps=steps,
     )

@@ -38,8 +38,10 @@ _state = threading.local()
 
 @contextlib.contextmanager
 def unchecked():
-    """Within it, models build no NaN/Inf assertions into traced graphs:
-    for callers that have checked (or sanitised) the inputs themselves.
+    """Within it, models build no NaN/Inf assertions (nor the value-range
+    ones of `value_range.range_assertions`) into traced graphs: for
+    callers that have checked (or sanitised) the inputs themselves, as
+    the exported serving functions do.
 
     Example: `with unchecked(): trace = model.trace(sanitised_images)`.
     """

@@ -93,14 +93,13 @@ def in_range_rows(inputs, value_range, bitwise=False):
 
     Example: `in_range_rows(tf.constant([[0.5], [16.0]]), (0.0, 1.0))`.
     """
-    rows = tf.reshape(inputs, [tf.shape(inputs)[0], -1])
     if value_range is None or inputs.dtype.is_bool:
-        return tf.fill(tf.shape(rows)[:1], True)
+        return tf.fill(tf.shape(inputs)[:1], True)
     low, high = bounds(value_range)
     if not bitwise or not inputs.dtype.is_floating:
         # Integers compare as float32 (LiteRT has no float64 kernels).
         dtype = inputs.dtype if inputs.dtype.is_floating else tf.float32
-        values = tf.cast(rows, dtype)
+        values = tf.cast(_per_example(inputs), dtype)
         inside = tf.logical_and(
             values >= tf.constant(low, dtype),
             values <= tf.constant(high, dtype),
@@ -109,10 +108,15 @@ def in_range_rows(inputs, value_range, bitwise=False):
     # Bitcast first, the input itself: int8 quantisation would quantise a
     # Reshape (or any op with an int8 kernel) of the float input.
     bits = tf.bitcast(tf.cast(inputs, tf.float32), tf.int32)
-    keys = _ordered_bits(tf.reshape(bits, tf.shape(rows)))
+    keys = _ordered_bits(_per_example(bits))
     low_key, high_key = (_ordered_key(v) for v in (low, high))
     inside = tf.logical_and(keys >= low_key, keys <= high_key)
     return tf.reduce_all(inside, axis=1)
+
+
+def _per_example(values):
+    """`values` as `(batch, values per example)`."""
+    return tf.reshape(values, [tf.shape(values)[0], -1])
 
 
 def _ordered_bits(bits):
